@@ -1,0 +1,117 @@
+//! `Conn`: the guard a caller holds between `open` and `release`.
+
+use std::any::Any;
+use std::fmt;
+use std::marker::PhantomData;
+
+use crate::{Connection, DriverError, DriverErrorKind, Error, Rows, Value};
+
+/// A leased connection as the guard sees it: the attached connection, and the way back to the
+/// pool it came from. Implemented by the pool's entry type for each driver.
+pub(crate) trait Lease {
+    fn connection(&mut self) -> Option<&mut dyn Connection>;
+    fn connection_ref(&self) -> Option<&dyn Connection>;
+    /// Resets and parks the connection (or closes it); consumes the lease.
+    fn release(self: Box<Self>) -> Result<(), Error>;
+    /// The pool's redacted label, for `Debug`.
+    fn label(&self) -> &str;
+}
+
+/// A connection from the pool, attached to the thread that opened it.
+///
+/// Release it with [`Conn::release`] to see a reset error, or just drop it: `Drop` does the
+/// same, so a `?` or a panic can never leak a connection. A connection dropped while its thread
+/// panics, or that saw a fatal error, is closed instead of parked.
+///
+/// `Conn` is not `Send`: a connection is released on the thread that attached it, and the next
+/// `open` on any thread attaches it again.
+pub struct Conn {
+    lease: Option<Box<dyn Lease>>,
+    _attached_to_this_thread: PhantomData<*const ()>,
+}
+
+fn released() -> Error {
+    Error::Query(DriverError::new(DriverErrorKind::Broken, "the connection was already released"))
+}
+
+impl Conn {
+    pub(crate) fn new(lease: Box<dyn Lease>) -> Self {
+        Self {
+            lease: Some(lease),
+            _attached_to_this_thread: PhantomData,
+        }
+    }
+
+    fn connection(&mut self) -> Result<&mut dyn Connection, Error> {
+        self.lease
+            .as_mut()
+            .and_then(|l| l.connection())
+            .ok_or_else(released)
+    }
+
+    /// Runs a statement with `params` (`$1`/`?` placeholders, as the driver expects) and
+    /// returns the number of rows it affected.
+    pub fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, Error> {
+        self.connection()?.execute(sql, params).map_err(Error::Query)
+    }
+
+    /// Runs a query with `params` and returns every row.
+    pub fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, Error> {
+        self.connection()?.query(sql, params).map_err(Error::Query)
+    }
+
+    /// The driver's own client, for example `postgres::Client` or `mysql::Conn`.
+    /// Asking for another type is an error, not a panic.
+    pub fn native<T: Any>(&self) -> Result<&T, Error> {
+        let conn = self
+            .lease
+            .as_ref()
+            .and_then(|l| l.connection_ref())
+            .ok_or_else(released)?;
+        let actual = conn.native_type_name();
+        conn.native().downcast_ref::<T>().ok_or(Error::NativeType {
+            requested: std::any::type_name::<T>(),
+            actual,
+        })
+    }
+
+    /// Mutable access to the driver's own client. Work done through it is reset on release
+    /// like everything else; if it breaks the connection, the reset fails and the connection
+    /// is closed instead of parked.
+    pub fn native_mut<T: Any>(&mut self) -> Result<&mut T, Error> {
+        let conn = self.connection()?;
+        let actual = conn.native_type_name();
+        conn.native_mut().downcast_mut::<T>().ok_or(Error::NativeType {
+            requested: std::any::type_name::<T>(),
+            actual,
+        })
+    }
+
+    /// Rolls back, resets and parks the connection for the next `open` on any thread.
+    /// An error means the reset failed and the connection was closed instead; nothing leaks.
+    pub fn release(mut self) -> Result<(), Error> {
+        match self.lease.take() {
+            Some(lease) => lease.release(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            if let Err(error) = lease.release() {
+                tracing::warn!(%error, "connection dropped without release could not be reset; closed it");
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Conn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.lease {
+            Some(lease) => write!(f, "Conn({})", lease.label()),
+            None => f.write_str("Conn(released)"),
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! Type erasure between the registry (which knows drivers only by name) and the generic
+//! `KeyPool<D>` (which knows the driver's types).
+
+use std::panic::Location;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::Tick;
+use crate::conn::Conn;
+use crate::key_pool::KeyPool;
+use crate::reaper::ReaperWake;
+use crate::settings::Settings;
+use crate::stats::Stats;
+use crate::{ConnArgs, Driver, DriverError, Error};
+
+/// A registered driver, by name.
+pub(crate) trait AnyDriver: Send + Sync {
+    fn name(&self) -> &str;
+    fn parse(&self, args: &str) -> Result<ConnArgs, DriverError>;
+    fn new_pool(&self, args: ConnArgs, settings: Settings, explicit: bool, reaper: ReaperWake) -> Arc<dyn AnyPool>;
+}
+
+impl<D: Driver> AnyDriver for Arc<D> {
+    fn name(&self) -> &str {
+        D::name(self)
+    }
+
+    fn parse(&self, args: &str) -> Result<ConnArgs, DriverError> {
+        self.parse_args(args)
+    }
+
+    fn new_pool(&self, args: ConnArgs, settings: Settings, explicit: bool, reaper: ReaperWake) -> Arc<dyn AnyPool> {
+        KeyPool::new(Arc::clone(self), args, settings, explicit, reaper)
+    }
+}
+
+/// One key's pool, whatever its driver.
+pub(crate) trait AnyPool: Send + Sync {
+    /// Hands out a connection; `at` is the caller's location, for the timeout report.
+    fn open(self: Arc<Self>, at: &'static Location<'static>) -> Result<Conn, Error>;
+    /// Applies settings; `explicit` marks a per-key configuration, which defaults never override.
+    fn configure(&self, settings: Settings, explicit: bool);
+    fn stats(&self) -> Stats;
+    /// Sweeps if due (or asked to), and says how long until it is due again.
+    fn reap(&self, now: Tick) -> Duration;
+    /// Closes parked connections, fails waiters, stops the primer.
+    fn shutdown(&self);
+}

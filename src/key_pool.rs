@@ -1,0 +1,498 @@
+//! `KeyPool`: the pool of one driver + connection-arguments key.
+//!
+//! It drives the concurrent core (`crate::core`) and does all I/O outside the state lock:
+//! every method locks, asks the core for a decision, unlocks, then connects, checks, attaches,
+//! detaches or closes. Lock order: this pool's state, then a waiter's slot (inside the core).
+//! No pool lock is ever held across a driver call or user code.
+
+use std::mem;
+use std::panic::Location;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use crate::clock::Tick;
+use crate::conn::Conn;
+use crate::core::{Acquire, LeaseId, Released, State};
+use crate::entry::{guarded, Entry, Slot};
+use crate::erased::AnyPool;
+use crate::error::TimeoutDetail;
+use crate::primer::Primer;
+use crate::reaper::ReaperWake;
+use crate::settings::Settings;
+use crate::stats::{Counters, Stats};
+use crate::sync::{lock, Mutex, MutexGuard};
+use crate::waiter::{Grant, Waiter};
+use crate::{held, ConnArgs, Connection, Driver, DriverError, Error, ResetMode};
+
+/// What one primer attempt achieved.
+pub(crate) enum PrimeOutcome {
+    /// A connection was parked (or handed to a waiter).
+    Done,
+    /// Nothing to do: the pool is at its limit.
+    NotNeeded,
+    /// The connect failed; try again after a pause.
+    Failed,
+    /// The pool is shut down.
+    Closed,
+}
+
+type Item<D> = Box<Entry<D>>;
+
+/// The pool of one key.
+pub(crate) struct KeyPool<D: Driver> {
+    driver: Arc<D>,
+    args: ConnArgs,
+    /// `driver redacted-args`: the only way this pool names itself in errors and logs.
+    label: String,
+    state: Mutex<State<Item<D>>>,
+    /// Mirror of `settings.reset_mode`, read by `release` without taking the lock.
+    rollback_only: AtomicBool,
+    /// Mirror of the state's closed flag, read by `release` without taking the lock.
+    closed: AtomicBool,
+    /// Configured for this key on its own: `configure_defaults` leaves it alone.
+    explicit: AtomicBool,
+    /// `open` found a dead connection: the reaper should check the rest now.
+    sweep_requested: AtomicBool,
+    /// When the reaper should next look at this pool. Touched only by the reaper thread.
+    next_reap: Mutex<Tick>,
+    counters: Counters,
+    primer: Primer,
+    reaper: ReaperWake,
+    me: Weak<Self>,
+}
+
+impl<D: Driver> KeyPool<D> {
+    pub(crate) fn new(driver: Arc<D>, args: ConnArgs, settings: Settings, explicit: bool, reaper: ReaperWake) -> Arc<Self> {
+        let label = format!("{} {}", driver.name(), args.redacted());
+        Arc::new_cyclic(|me| Self {
+            rollback_only: AtomicBool::new(settings.reset_mode == ResetMode::RollbackOnly),
+            next_reap: Mutex::new(Tick::now() + settings.reap_interval),
+            state: Mutex::new(State::new(settings)),
+            driver,
+            args,
+            label,
+            closed: AtomicBool::new(false),
+            explicit: AtomicBool::new(explicit),
+            sweep_requested: AtomicBool::new(false),
+            counters: Counters::default(),
+            primer: Primer::default(),
+            reaper,
+            me: me.clone(),
+        })
+    }
+
+    pub(crate) fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Identifies this pool in the per-thread held counts.
+    fn id(&self) -> usize {
+        self as *const Self as usize
+    }
+
+    fn setting<T>(&self, read: impl FnOnce(&Settings) -> T) -> T {
+        read(&lock(&self.state).settings)
+    }
+
+    pub(crate) fn primer_backoff_max(&self) -> Duration {
+        self.setting(|s| s.primer_backoff_max)
+    }
+
+    /// Rewrites a driver error without any of this key's secrets.
+    fn scrub(&self, error: DriverError) -> DriverError {
+        let message = self.args.scrub(error.message());
+        let scrubbed = DriverError::new(error.kind(), message);
+        match error.code() {
+            Some(code) => scrubbed.with_code(code),
+            None => scrubbed,
+        }
+    }
+
+    fn count_closed(&self, dead: bool) {
+        Counters::bump(&self.counters.closed);
+        if dead {
+            Counters::bump(&self.counters.dropped_dead);
+        }
+    }
+
+    /// `pool::open` for this key.
+    pub(crate) fn open_conn(self: Arc<Self>, at: &'static Location<'static>) -> Result<Conn, Error> {
+        let held = held::count(self.id());
+        let mut deadline = None;
+        let state = lock(&self.state);
+        let mut decision = self.settle(state, |s| s.acquire(Tick::now(), at, held), at, held, &mut deadline)?;
+        loop {
+            match decision {
+                Acquire::Take { item, lease, validate, prime } => {
+                    if prime {
+                        self.primer.wake(self.me.clone());
+                    }
+                    match self.revive(item, validate) {
+                        Some(entry) => return Ok(self.lease_out(entry, lease)),
+                        None => {
+                            self.request_sweep();
+                            let state = lock(&self.state);
+                            decision = self.settle(
+                                state,
+                                |s| s.retry_after_dead(lease, Tick::now(), at, held),
+                                at,
+                                held,
+                                &mut deadline,
+                            )?;
+                        }
+                    }
+                }
+                Acquire::Connect => return self.connect_reserved(at),
+                Acquire::Wait => {
+                    // `settle` never returns Wait; treat it as a decision to look again.
+                    let state = lock(&self.state);
+                    decision = self.settle(state, |s| s.acquire(Tick::now(), at, held), at, held, &mut deadline)?;
+                }
+                Acquire::WouldDeadlock => {
+                    return Err(Error::WouldDeadlock {
+                        pool: self.label.clone(),
+                        held_by_this_thread: held,
+                        max_open: self.setting(|s| s.max_open),
+                    })
+                }
+                Acquire::Closed => return Err(Error::ShutDown),
+            }
+        }
+    }
+
+    /// Runs `decide` under the lock already held; if it says wait, queues a waiter, unlocks
+    /// and waits (up to the acquire deadline, set on the first wait of this `open`) for a grant.
+    fn settle(
+        &self,
+        mut state: MutexGuard<'_, State<Item<D>>>,
+        decide: impl FnOnce(&mut State<Item<D>>) -> Acquire<Item<D>>,
+        at: &'static Location<'static>,
+        held: usize,
+        deadline: &mut Option<Instant>,
+    ) -> Result<Acquire<Item<D>>, Error> {
+        let decision = decide(&mut state);
+        if !matches!(decision, Acquire::Wait) {
+            return Ok(decision);
+        }
+        let waiter = Arc::new(Waiter::new(at));
+        state.enqueue(Arc::clone(&waiter));
+        let timeout = state.settings.acquire_timeout;
+        drop(state);
+        let started = Instant::now();
+        let deadline = *deadline.get_or_insert(started + timeout);
+        Counters::bump(&self.counters.waits);
+        let grant = match waiter.wait_until(deadline) {
+            Some(grant) => grant,
+            None => {
+                let mut state = lock(&self.state);
+                match state.cancel_wait(&waiter) {
+                    Some(grant) => grant,
+                    None => {
+                        let error = self.timeout_error(&state, started.elapsed(), held);
+                        drop(state);
+                        self.counters.add_wait(started.elapsed());
+                        Counters::bump(&self.counters.timeouts);
+                        tracing::warn!(%error, "open timed out at the limit");
+                        return Err(error);
+                    }
+                }
+            }
+        };
+        self.counters.add_wait(started.elapsed());
+        Ok(match grant {
+            Grant::Item(item, lease) => Acquire::Take { item, lease, validate: false, prime: false },
+            Grant::Permit => Acquire::Connect,
+            Grant::Closed => Acquire::Closed,
+        })
+    }
+
+    fn timeout_error(&self, state: &State<Item<D>>, waited: Duration, held: usize) -> Error {
+        let counts = state.counts();
+        Error::Timeout(Box::new(TimeoutDetail {
+            pool: self.label.clone(),
+            waited,
+            in_use: counts.in_use,
+            idle: counts.idle,
+            opening: counts.opening,
+            waiting: counts.waiting,
+            max_open: counts.max_open,
+            longest_held: state.longest_held_for(Tick::now()),
+            held_by_this_thread: held,
+            last_connect_error: state.last_connect_error.clone(),
+        }))
+    }
+
+    /// Turns a parked entry back into an attached one, checking it first if asked. `None`
+    /// means it was dead (or would not attach) and has been closed.
+    fn revive(&self, mut entry: Item<D>, validate: bool) -> Option<Item<D>> {
+        let Slot::Parked(mut handle) = mem::replace(&mut entry.slot, Slot::Empty) else {
+            return None;
+        };
+        if validate {
+            let timeout = self.setting(|s| s.check_timeout);
+            let alive = guarded("connected", || Ok(self.driver.connected(&mut handle, timeout))).unwrap_or(false);
+            if !alive {
+                drop(handle);
+                self.count_closed(true);
+                tracing::warn!(pool = %self.label, "dropped a dead parked connection before hand-out");
+                return None;
+            }
+        }
+        match guarded("attach", || self.driver.attach(handle)) {
+            Ok(conn) => {
+                entry.slot = Slot::Attached(conn);
+                Some(entry)
+            }
+            Err(error) => {
+                self.count_closed(true);
+                tracing::warn!(pool = %self.label, error = %self.scrub(error), "attach failed; closed the connection");
+                None
+            }
+        }
+    }
+
+    /// Wraps an attached entry in the caller's guard.
+    fn lease_out(self: Arc<Self>, mut entry: Item<D>, lease: LeaseId) -> Conn {
+        held::add(self.id());
+        entry.lease = lease;
+        entry.pool = Some(self);
+        Conn::new(entry)
+    }
+
+    /// Opens a connection for a caller whose room is already reserved (`opening`).
+    fn connect_reserved(self: Arc<Self>, at: &'static Location<'static>) -> Result<Conn, Error> {
+        match self.connect() {
+            Ok(conn) => {
+                let lease = lock(&self.state).connected(Tick::now(), at);
+                Ok(self.lease_out(Entry::attached(conn), lease))
+            }
+            Err(source) => {
+                lock(&self.state).connect_failed(source.to_string());
+                Err(Error::Connect { pool: self.label.clone(), source })
+            }
+        }
+    }
+
+    /// One connect attempt, counted and logged; the error comes back scrubbed.
+    fn connect(&self) -> Result<D::Conn, DriverError> {
+        let timeout = self.setting(|s| s.connect_timeout);
+        match guarded("connect", || self.driver.connect(&self.args, timeout)) {
+            Ok(conn) => {
+                Counters::bump(&self.counters.opened);
+                tracing::debug!(pool = %self.label, "opened a connection");
+                Ok(conn)
+            }
+            Err(error) => {
+                let error = self.scrub(error);
+                Counters::bump(&self.counters.connect_failures);
+                tracing::warn!(pool = %self.label, %error, "connect failed");
+                Err(error)
+            }
+        }
+    }
+
+    /// `Conn::release`: reset and park, or close.
+    pub(crate) fn release(self: Arc<Self>, mut entry: Item<D>) -> Result<(), Error> {
+        held::remove(self.id());
+        let lease = entry.lease;
+        let Slot::Attached(conn) = mem::replace(&mut entry.slot, Slot::Empty) else {
+            lock(&self.state).discard(lease, None);
+            return Ok(());
+        };
+        let panicking = std::thread::panicking();
+        let broken = conn.is_broken();
+        if panicking || broken || !self.driver.can_detach() || self.closed.load(Ordering::Acquire) {
+            drop(conn);
+            self.count_closed(broken);
+            if panicking || broken {
+                tracing::warn!(pool = %self.label, panicking, broken, "closed a connection instead of parking it");
+            }
+            lock(&self.state).discard(lease, broken.then(Tick::now));
+            if broken {
+                self.request_sweep();
+            }
+            return Ok(());
+        }
+        let mode = if self.rollback_only.load(Ordering::Relaxed) { ResetMode::RollbackOnly } else { ResetMode::Full };
+        match guarded("detach", || self.driver.detach(conn, mode)) {
+            Ok(handle) => {
+                entry.slot = Slot::Parked(handle);
+                let released = lock(&self.state).release(entry, lease, Tick::now());
+                if let Released::Close(entry) = released {
+                    drop(entry);
+                    self.count_closed(false);
+                }
+                tracing::trace!(pool = %self.label, "parked a connection");
+                Ok(())
+            }
+            Err(error) => {
+                let source = self.scrub(error);
+                self.count_closed(true);
+                tracing::warn!(pool = %self.label, error = %source, "reset failed on release; closed the connection");
+                lock(&self.state).discard(lease, source.is_fatal().then(Tick::now));
+                Err(Error::Reset { pool: self.label.clone(), source })
+            }
+        }
+    }
+
+    /// One primer attempt (called on the primer thread).
+    pub(crate) fn prime_once(&self) -> PrimeOutcome {
+        {
+            let mut state = lock(&self.state);
+            if state.is_closed() {
+                return PrimeOutcome::Closed;
+            }
+            if !state.prime_begin() {
+                return PrimeOutcome::NotNeeded;
+            }
+        }
+        match self.connect() {
+            Ok(conn) => {
+                let mode = if self.rollback_only.load(Ordering::Relaxed) { ResetMode::RollbackOnly } else { ResetMode::Full };
+                let item = match self.park_fresh(conn, mode) {
+                    Some(item) => item,
+                    None => return PrimeOutcome::Failed,
+                };
+                let released = lock(&self.state).prime_done(item, Tick::now());
+                match released {
+                    Released::Close(item) => {
+                        drop(item);
+                        self.count_closed(false);
+                        PrimeOutcome::Closed
+                    }
+                    Released::Parked | Released::Handed => {
+                        tracing::debug!(pool = %self.label, "primer parked a fresh connection");
+                        PrimeOutcome::Done
+                    }
+                }
+            }
+            Err(error) => {
+                lock(&self.state).prime_failed(error.to_string());
+                PrimeOutcome::Failed
+            }
+        }
+    }
+
+    /// Detaches a freshly opened connection for parking; on failure frees its reservation.
+    fn park_fresh(&self, conn: D::Conn, mode: ResetMode) -> Option<Item<D>> {
+        let detached = if self.driver.can_detach() {
+            guarded("detach", || self.driver.detach(conn, mode))
+        } else {
+            drop(conn);
+            lock(&self.state).prime_failed("the driver cannot detach; nothing to prime".into());
+            return None;
+        };
+        match detached {
+            Ok(handle) => Some(Entry::parked(handle)),
+            Err(error) => {
+                let error = self.scrub(error);
+                self.count_closed(true);
+                lock(&self.state).prime_failed(error.to_string());
+                None
+            }
+        }
+    }
+
+    /// Asks the reaper to check this pool's parked connections now.
+    fn request_sweep(&self) {
+        self.sweep_requested.store(true, Ordering::Release);
+        self.reaper.wake();
+    }
+
+    /// One reaper sweep: idle expiry, then liveness checks one at a time, then a prime if the
+    /// pool emptied. Called only on the reaper thread.
+    fn sweep(&self) {
+        let expired = lock(&self.state).expire_idle(Tick::now());
+        if !expired.is_empty() {
+            let reaped = expired.len();
+            drop(expired);
+            for _ in 0..reaped {
+                Counters::bump(&self.counters.closed);
+                Counters::bump(&self.counters.reaped_idle);
+            }
+            tracing::info!(pool = %self.label, reaped, "reaped idle connections");
+        }
+        let sweep_start = Tick::now();
+        let timeout = self.setting(|s| s.check_timeout);
+        loop {
+            let taken = lock(&self.state).take_for_check(sweep_start, Tick::now());
+            let Some((index, mut idle)) = taken else { break };
+            let alive = match &mut idle.item.slot {
+                Slot::Parked(handle) => {
+                    guarded("connected", || Ok(self.driver.connected(handle, timeout))).unwrap_or(false)
+                }
+                _ => false,
+            };
+            let dead = lock(&self.state).check_done(index, idle, alive, Tick::now());
+            if let Some(dead) = dead {
+                drop(dead);
+                self.count_closed(!alive);
+                if !alive {
+                    tracing::warn!(pool = %self.label, "reaper dropped a dead parked connection");
+                }
+            }
+        }
+        if lock(&self.state).want_prime_if_empty() {
+            self.primer.wake(self.me.clone());
+        }
+    }
+}
+
+impl<D: Driver> AnyPool for KeyPool<D> {
+    fn open(self: Arc<Self>, at: &'static Location<'static>) -> Result<Conn, Error> {
+        self.open_conn(at)
+    }
+
+    fn configure(&self, settings: Settings, explicit: bool) {
+        let mut state = lock(&self.state);
+        if explicit {
+            self.explicit.store(true, Ordering::Relaxed);
+        } else if self.explicit.load(Ordering::Relaxed) {
+            return;
+        }
+        self.rollback_only.store(settings.reset_mode == ResetMode::RollbackOnly, Ordering::Relaxed);
+        state.reconfigure(settings);
+    }
+
+    fn stats(&self) -> Stats {
+        let counts = lock(&self.state).counts();
+        let mut stats = Stats {
+            driver: self.driver.name().to_owned(),
+            pool: self.args.redacted(),
+            idle: counts.idle,
+            in_use: counts.in_use,
+            opening: counts.opening,
+            waiting: counts.waiting,
+            max_open: counts.max_open,
+            ..Stats::default()
+        };
+        self.counters.fill(&mut stats);
+        stats
+    }
+
+    fn reap(&self, now: Tick) -> Duration {
+        let forced = self.sweep_requested.swap(false, Ordering::AcqRel);
+        let interval = self.setting(|s| s.reap_interval);
+        let mut next = lock(&self.next_reap);
+        if !forced && now < *next {
+            return next.since(now).min(interval);
+        }
+        *next = now + interval;
+        drop(next);
+        self.sweep();
+        interval
+    }
+
+    fn shutdown(&self) {
+        self.closed.store(true, Ordering::Release);
+        let parked = lock(&self.state).close();
+        let closed = parked.len();
+        drop(parked);
+        for _ in 0..closed {
+            Counters::bump(&self.counters.closed);
+        }
+        self.primer.stop();
+        tracing::info!(pool = %self.label, closed, "pool shut down");
+    }
+}

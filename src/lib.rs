@@ -1,0 +1,110 @@
+//! # pool
+//!
+//! A cross-thread detach/attach connection pool: getting a database connection in a web
+//! handler costs microseconds instead of the milliseconds of a fresh connect.
+//!
+//! ```no_run
+//! # fn handler() -> Result<(), pool::Error> {
+//! let mut db = pool::open("postgres", "host=/run/postgresql user=app dbname=shop")?;
+//! let rows = db.query("SELECT name FROM items WHERE id = $1", &[42.into()])?;
+//! # let _ = rows;
+//! db.release()?; // rollback + reset + park; dropping `db` does the same
+//! # Ok(()) }
+//! ```
+//!
+//! * One process-wide registry keyed by driver name + normalised connection arguments
+//!   (credentials included): each key owns one pool, and keys never block each other.
+//! * Parked connections sit in a LIFO stack; `open` takes the most recently released one.
+//! * When `open` takes the last parked connection, a per-key primer thread opens one more.
+//! * A reaper thread closes connections idle longer than `idle_timeout` or no longer
+//!   `connected`, and keeps one warm per key.
+//! * At `max_open`, `open` waits first come first served up to `acquire_timeout`.
+//! * `release` (or `Drop`) rolls back, resets session state and parks; a broken connection,
+//!   a failed reset or a panicking holder closes it instead.
+//!
+//! See `ARCHITECTURE.md` for the threads, the lock order and the connection states.
+
+mod clock;
+mod conn;
+mod core;
+mod entry;
+mod erased;
+mod error;
+mod held;
+mod key_pool;
+mod primer;
+mod reaper;
+mod registry;
+mod settings;
+mod stats;
+mod sync;
+mod waiter;
+
+pub use conn::Conn;
+pub use error::{Error, TimeoutDetail};
+pub use pool_driver::{Connection, ConnArgs, Driver, DriverError, DriverErrorKind, ResetMode, Rows, Value};
+pub use settings::Settings;
+pub use stats::Stats;
+
+/// The driver contract crate, for driver authors.
+pub use pool_driver as driver;
+
+/// The built-in PostgreSQL driver (`"postgres"`).
+#[cfg(feature = "postgres")]
+pub use pool_postgres as postgres_driver;
+
+/// The built-in MySQL/MariaDB driver (`"mysql"`).
+#[cfg(feature = "mysql")]
+pub use pool_mysql as mysql_driver;
+
+use registry::registry;
+
+/// A connection for `driver` with `args`, from any thread.
+///
+/// Returns the most recently released connection of that key, checking it first if it was
+/// parked longer than `validate_after`; connects if none is parked and the key is under
+/// `max_open`; waits first come first served otherwise, up to `acquire_timeout`.
+///
+/// `args` are libpq-style `key=value` pairs or a URL; option order and spacing do not matter.
+#[track_caller]
+#[inline]
+pub fn open(driver: &str, args: &str) -> Result<Conn, Error> {
+    let at = std::panic::Location::caller();
+    registry().pool(driver, args)?.open(at)
+}
+
+/// Registers a driver that is not built in. Call once at start-up; a second driver with the
+/// same name is an error.
+pub fn register<D: Driver>(driver: D) -> Result<(), Error> {
+    registry().register(driver)
+}
+
+/// Applies `settings` to the pool of one key (creating it if needed). Later calls replace
+/// earlier ones; `configure_defaults` no longer affects this key.
+pub fn configure(driver: &str, args: &str, settings: Settings) -> Result<(), Error> {
+    registry().configure(driver, args, settings)
+}
+
+/// Sets the settings of every pool not configured on its own, now and for pools created later.
+pub fn configure_defaults(settings: Settings) -> Result<(), Error> {
+    registry().configure_defaults(settings)
+}
+
+/// Counts and counters of the pool for one key (creating it if needed).
+pub fn stats(driver: &str, args: &str) -> Result<Stats, Error> {
+    registry().stats(driver, args)
+}
+
+/// Counts and counters of every pool.
+pub fn all_stats() -> Vec<Stats> {
+    let mut all: Vec<Stats> = registry().all_pools().iter().map(|p| p.stats()).collect();
+    all.sort_by(|a, b| (&a.driver, &a.pool).cmp(&(&b.driver, &b.pool)));
+    all
+}
+
+/// Closes every parked connection, fails every waiting `open` with `Error::ShutDown`, and
+/// joins the primer and reaper threads. Connections still held are closed when released.
+/// A later `open` starts a fresh pool.
+pub fn shutdown() {
+    registry().shutdown()
+}

@@ -1,0 +1,93 @@
+//! The reaper: one background thread for the whole registry.
+//!
+//! Every pool's `reap_interval` it closes parked connections idle for longer than
+//! `idle_timeout` and checks the others with `connected`, one at a time and outside every lock
+//! (see `KeyPool::sweep`). A pool that finds a dead connection in `open` wakes it for an
+//! immediate sweep, since a server restart kills every parked connection at once.
+//!
+//! The thread sleeps until the earliest pool is due, or until woken (new pool, new settings,
+//! sweep request, stop). It holds no lock while sweeping; it takes the registry's read lock
+//! only to copy the list of pools.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+
+use crate::clock::Tick;
+use crate::erased::AnyPool;
+
+/// Longest sleep when no pool exists yet.
+const IDLE_SLEEP: Duration = Duration::from_secs(60);
+
+/// What pools keep to wake the reaper.
+#[derive(Clone)]
+pub(crate) struct ReaperWake(Sender<()>);
+
+impl ReaperWake {
+    /// Wakes the reaper; a wake already pending is enough.
+    pub(crate) fn wake(&self) {
+        let _ = self.0.try_send(());
+    }
+}
+
+/// The running reaper thread.
+pub(crate) struct Reaper {
+    wake: ReaperWake,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Reaper {
+    /// Starts the reaper over the pools `pools` lists.
+    pub(crate) fn start(pools: fn() -> Vec<Arc<dyn AnyPool>>) -> Reaper {
+        let (tx, rx) = bounded(1);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("pool-reaper".into())
+            .spawn(move || run(pools, rx, stop_flag));
+        let thread = match thread {
+            Ok(handle) => Some(handle),
+            Err(error) => {
+                tracing::error!(%error, "could not start the reaper thread; idle connections will not be reaped");
+                None
+            }
+        };
+        Reaper { wake: ReaperWake(tx), stop, thread }
+    }
+
+    pub(crate) fn wake_handle(&self) -> ReaperWake {
+        self.wake.clone()
+    }
+
+    /// Stops the thread and waits for it (at most one sweep in progress).
+    pub(crate) fn stop(mut self) {
+        self.stop.store(true, Ordering::Release);
+        self.wake.wake();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn run(pools: fn() -> Vec<Arc<dyn AnyPool>>, wake: Receiver<()>, stop: Arc<AtomicBool>) {
+    loop {
+        if stop.load(Ordering::Acquire) {
+            return;
+        }
+        let mut sleep = IDLE_SLEEP;
+        for pool in pools() {
+            if stop.load(Ordering::Acquire) {
+                return;
+            }
+            sleep = sleep.min(pool.reap(Tick::now()));
+        }
+        match wake.recv_timeout(sleep) {
+            Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}

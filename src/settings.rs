@@ -1,0 +1,73 @@
+//! Per-key pool settings.
+
+use std::time::Duration;
+
+use crate::ResetMode;
+
+/// How one pool (one driver + connection arguments) behaves.
+///
+/// Build with struct update syntax: `Settings { max_open: 8, ..Settings::default() }`.
+/// Apply with [`crate::configure`] for one key or [`crate::configure_defaults`] for all keys
+/// not configured on their own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// Most connections open at once for this key: parked + in use + being opened or checked.
+    /// Default 32.
+    pub max_open: usize,
+    /// A parked connection unused for longer than this is closed by the reaper (the pool never
+    /// reaps its last connection for idleness, so a quiet service keeps one warm). Default 120 s.
+    pub idle_timeout: Duration,
+    /// How often the reaper looks at this key. Default 20 s.
+    pub reap_interval: Duration,
+    /// How long `open` waits at the limit before `Error::Timeout`. Default 30 s.
+    pub acquire_timeout: Duration,
+    /// A connection parked longer than this is checked with `connected` before it is handed
+    /// out (HikariCP's bypass window). Default 500 ms.
+    pub validate_after: Duration,
+    /// Bound on one connect attempt. Default 10 s.
+    pub connect_timeout: Duration,
+    /// Bound on one `connected` check. Default 5 s.
+    pub check_timeout: Duration,
+    /// What `release` resets. Default [`ResetMode::Full`]; use `RollbackOnly` behind a
+    /// transaction-mode PgBouncer.
+    pub reset_mode: ResetMode,
+    /// Longest pause between two failed primer attempts (the pause doubles from 50 ms up to
+    /// this, with jitter). Default 10 s.
+    pub primer_backoff_max: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_open: 32,
+            idle_timeout: Duration::from_secs(120),
+            reap_interval: Duration::from_secs(20),
+            acquire_timeout: Duration::from_secs(30),
+            validate_after: Duration::from_millis(500),
+            connect_timeout: Duration::from_secs(10),
+            check_timeout: Duration::from_secs(5),
+            reset_mode: ResetMode::Full,
+            primer_backoff_max: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Settings {
+    /// Rejects settings the pool cannot honour, saying which field is wrong.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.max_open == 0 {
+            return Err("max_open must be at least 1".into());
+        }
+        for (name, value) in [
+            ("reap_interval", self.reap_interval),
+            ("connect_timeout", self.connect_timeout),
+            ("check_timeout", self.check_timeout),
+            ("primer_backoff_max", self.primer_backoff_max),
+        ] {
+            if value.is_zero() {
+                return Err(format!("{name} must be longer than zero"));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,250 @@
+//! An in-memory driver for engine tests: it counts live connections, and each fake database
+//! can be slowed (gates), failed, restarted (killing every open connection) or made to panic.
+//!
+//! Args select the database: `db=<name>` plus anything else (user, password). Each test makes
+//! its own database with a unique name, so tests sharing the global registry never meet.
+
+#![allow(dead_code)]
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, OnceLock};
+use std::time::Duration;
+
+use pool::{ConnArgs, Connection, Driver, DriverError, DriverErrorKind, ResetMode, Rows, Value};
+
+/// A door threads block at until it is opened; counts who arrived.
+#[derive(Default)]
+pub struct Gate {
+    closed: Mutex<bool>,
+    cv: Condvar,
+    arrived: AtomicUsize,
+}
+
+impl Gate {
+    pub fn close(&self) {
+        *self.closed.lock().unwrap() = true;
+    }
+    pub fn open(&self) {
+        *self.closed.lock().unwrap() = false;
+        self.cv.notify_all();
+    }
+    pub fn pass(&self) {
+        self.arrived.fetch_add(1, SeqCst);
+        let mut closed = self.closed.lock().unwrap();
+        while *closed {
+            closed = self.cv.wait(closed).unwrap();
+        }
+    }
+    pub fn arrived(&self) -> usize {
+        self.arrived.load(SeqCst)
+    }
+}
+
+/// One fake database server.
+#[derive(Default)]
+pub struct FakeDb {
+    pub name: String,
+    /// Connections that exist now, including connects in flight.
+    pub live: AtomicUsize,
+    /// The most `live` ever reached.
+    pub peak: AtomicUsize,
+    pub connect_attempts: AtomicUsize,
+    pub connects: AtomicUsize,
+    pub checks: AtomicUsize,
+    pub detaches: AtomicUsize,
+    next_id: AtomicU64,
+    /// Bumped by `restart`: connections of an older epoch are dead.
+    epoch: AtomicU64,
+    pub fail_connect: AtomicBool,
+    pub fail_detach: AtomicBool,
+    pub panic_connect: AtomicBool,
+    pub connect_gate: Gate,
+    pub check_gate: Gate,
+    pub detach_gate: Gate,
+}
+
+impl FakeDb {
+    pub fn restart(&self) {
+        self.epoch.fetch_add(1, SeqCst);
+    }
+    pub fn live(&self) -> usize {
+        self.live.load(SeqCst)
+    }
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(SeqCst)
+    }
+    fn enter(&self) {
+        let now = self.live.fetch_add(1, SeqCst) + 1;
+        self.peak.fetch_max(now, SeqCst);
+    }
+}
+
+static DATABASES: LazyLock<Mutex<HashMap<String, Arc<FakeDb>>>> = LazyLock::new(Default::default);
+static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh fake database (and the fake drivers registered, once per test binary).
+pub fn new_db(tag: &str) -> Arc<FakeDb> {
+    register_fakes();
+    let name = format!("{tag}{}", NEXT_DB.fetch_add(1, SeqCst));
+    let db = Arc::new(FakeDb { name: name.clone(), ..FakeDb::default() });
+    DATABASES.lock().unwrap().insert(name, Arc::clone(&db));
+    db
+}
+
+pub fn register_fakes() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        pool::register(FakeDriver { name: "fake", detach: true }).unwrap();
+        pool::register(FakeDriver { name: "fake-nodetach", detach: false }).unwrap();
+    });
+}
+
+pub struct FakeDriver {
+    pub name: &'static str,
+    pub detach: bool,
+}
+
+/// A fake connection: an id, the epoch it belongs to, and some session state.
+pub struct FakeConn {
+    db: Arc<FakeDb>,
+    pub id: u64,
+    epoch: u64,
+    pub in_tx: bool,
+    pub var: Option<String>,
+    broken: bool,
+}
+
+impl Drop for FakeConn {
+    fn drop(&mut self) {
+        self.db.live.fetch_sub(1, SeqCst);
+    }
+}
+
+impl FakeConn {
+    fn alive(&self) -> bool {
+        self.epoch == self.db.epoch()
+    }
+    fn dead_error(&mut self) -> DriverError {
+        self.broken = true;
+        DriverError::new(DriverErrorKind::Broken, "server closed the connection")
+    }
+}
+
+impl Driver for FakeDriver {
+    type Conn = FakeConn;
+    type Handle = FakeConn;
+
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn connect(&self, args: &ConnArgs, _timeout: Duration) -> Result<FakeConn, DriverError> {
+        let name = args.get("db").unwrap_or_default();
+        let db = DATABASES
+            .lock()
+            .unwrap()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| DriverError::new(DriverErrorKind::Connect, format!("no database {name}")))?;
+        db.connect_attempts.fetch_add(1, SeqCst);
+        db.enter();
+        db.connect_gate.pass();
+        if db.panic_connect.load(SeqCst) {
+            db.live.fetch_sub(1, SeqCst);
+            panic!("fake driver panics in connect");
+        }
+        if db.fail_connect.load(SeqCst) {
+            db.live.fetch_sub(1, SeqCst);
+            // A careless driver that echoes the password: the pool must scrub it.
+            let password = args.get("password").unwrap_or("");
+            return Err(DriverError::new(
+                DriverErrorKind::Connect,
+                format!("connection refused (tried with password {password})"),
+            ));
+        }
+        db.connects.fetch_add(1, SeqCst);
+        let id = db.next_id.fetch_add(1, SeqCst) + 1;
+        let epoch = db.epoch();
+        Ok(FakeConn { db, id, epoch, in_tx: false, var: None, broken: false })
+    }
+
+    fn detach(&self, mut conn: FakeConn, reset: ResetMode) -> Result<FakeConn, DriverError> {
+        conn.db.detaches.fetch_add(1, SeqCst);
+        conn.db.detach_gate.pass();
+        if conn.db.fail_detach.load(SeqCst) {
+            return Err(DriverError::new(DriverErrorKind::Broken, "reset failed"));
+        }
+        if !conn.alive() {
+            return Err(conn.dead_error());
+        }
+        conn.in_tx = false;
+        if reset == ResetMode::Full {
+            conn.var = None;
+        }
+        Ok(conn)
+    }
+
+    fn attach(&self, handle: FakeConn) -> Result<FakeConn, DriverError> {
+        Ok(handle)
+    }
+
+    fn connected(&self, handle: &mut FakeConn, _timeout: Duration) -> bool {
+        handle.db.checks.fetch_add(1, SeqCst);
+        handle.db.check_gate.pass();
+        handle.alive()
+    }
+
+    fn can_detach(&self) -> bool {
+        self.detach
+    }
+}
+
+impl Connection for FakeConn {
+    /// `BEGIN`, `SET <value>`, `BREAK`; anything else is a no-op.
+    fn execute(&mut self, sql: &str, _params: &[Value]) -> Result<u64, DriverError> {
+        if !self.alive() {
+            return Err(self.dead_error());
+        }
+        match sql.split_once(' ').map_or((sql, ""), |(a, b)| (a, b)) {
+            ("BEGIN", _) => self.in_tx = true,
+            ("SET", value) => self.var = Some(value.to_owned()),
+            ("BREAK", _) => self.broken = true,
+            _ => {}
+        }
+        Ok(0)
+    }
+
+    /// One row: id, epoch, in_tx, var.
+    fn query(&mut self, _sql: &str, _params: &[Value]) -> Result<Rows, DriverError> {
+        if !self.alive() {
+            return Err(self.dead_error());
+        }
+        Ok(Rows::new(
+            vec!["id".into(), "epoch".into(), "in_tx".into(), "var".into()],
+            vec![vec![
+                Value::Int(self.id as i64),
+                Value::Int(self.epoch as i64),
+                Value::Bool(self.in_tx),
+                self.var.clone().into(),
+            ]],
+        ))
+    }
+
+    fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    fn native(&self) -> &dyn Any {
+        self
+    }
+
+    fn native_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn native_type_name(&self) -> &'static str {
+        std::any::type_name::<FakeConn>()
+    }
+}

@@ -1,0 +1,20 @@
+//! Shared helpers for integration tests.
+
+#![allow(dead_code)]
+
+pub mod fake;
+
+use std::time::{Duration, Instant};
+
+/// Polls `cond` every few milliseconds until it holds; panics with `what` after `limit`.
+/// Tests wait for an observable state, never for a fixed time.
+pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Generous bound for background work that normally takes milliseconds.
+pub const SOON: Duration = Duration::from_secs(10);
