@@ -1,0 +1,108 @@
+//! Throwaway private PostgreSQL and MariaDB servers for tests, benches and examples.
+//!
+//! Each server lives in its own temporary directory (data, unix socket, logs) and listens only on
+//! `127.0.0.1` at a port picked free at start. The machine's own database services (and their
+//! ports, sockets and config files) are never used, so tests may stop, kill and restart these
+//! servers freely.
+//!
+//! ```no_run
+//! let pg = pool_testservers::PgServer::start()?;
+//! assert_eq!(pg.psql("SELECT 1")?, "1");
+//! let conninfo = pg.trust_args(); // "host=127.0.0.1 port=NNNN user=pool_trust dbname=pool_test"
+//! # let _ = conninfo;
+//! # Ok::<(), pool_testservers::ServerError>(())
+//! ```
+//!
+//! # Root
+//!
+//! `initdb`, `postgres` and `mariadbd` refuse to run as root, and CI runs as root. Then the
+//! servers run as the `postgres` / `mysql` system users (`Command::uid`/`gid`), and their
+//! directories are chowned to those users. Otherwise they run as the current user.
+//!
+//! # Nothing left behind
+//!
+//! Three layers make sure no server outlives its test process:
+//!
+//! 1. `Drop` of [`PgServer`] / [`MariaServer`] stops the server (clean shutdown, SIGKILL after a
+//!    timeout), reaps it, and deletes its directory. This covers servers a test owns, also when
+//!    the test panics.
+//! 2. The shared instances ([`shared_pg`], [`shared_maria`]) sit in statics whose `Drop` never
+//!    runs; an `atexit` handler stops them and deletes their directories. Test binaries end with
+//!    `exit` (via `std::process::exit` or by returning from `main`), which runs it.
+//! 3. If the process is killed outright, the kernel's parent-death signal (`PR_SET_PDEATHSIG`)
+//!    shuts each server down: SIGINT (fast shutdown) for PostgreSQL, SIGTERM for MariaDB. That
+//!    signal fires when the *thread* that spawned the server exits, so servers are spawned from
+//!    a keeper thread that lives as long as the process (see `process.rs`). Directories left by
+//!    such a death are deleted by the next start (see `workdir.rs`).
+//!
+//! Each server runs in its own process group, out of reach of a terminal's Ctrl-C, which would
+//! otherwise hit it before the test process has cleaned up.
+
+mod error;
+mod maria;
+mod pg;
+mod process;
+mod supervisor;
+mod workdir;
+
+use std::sync::{Once, OnceLock};
+
+pub use error::ServerError;
+pub use maria::MariaServer;
+pub use pg::PgServer;
+
+static SHARED_PG: OnceLock<PgServer> = OnceLock::new();
+static SHARED_MARIA: OnceLock<MariaServer> = OnceLock::new();
+
+/// One PostgreSQL server shared by all tests of this test binary, started on first use and
+/// stopped when the process exits.
+///
+/// Tests sharing it must not stop or kill it; start an own [`PgServer`] for fault tests.
+///
+/// # Panics
+///
+/// If the server cannot be started (the message says why, e.g. which package to install).
+pub fn shared_pg() -> &'static PgServer {
+    register_exit_handler();
+    SHARED_PG.get_or_init(|| {
+        PgServer::start().unwrap_or_else(|e| panic!("starting the shared PostgreSQL server: {e}"))
+    })
+}
+
+/// One MariaDB server shared by all tests of this test binary, started on first use and stopped
+/// when the process exits.
+///
+/// Tests sharing it must not stop or kill it; start an own [`MariaServer`] for fault tests.
+///
+/// # Panics
+///
+/// If the server cannot be started (the message says why, e.g. which package to install).
+pub fn shared_maria() -> &'static MariaServer {
+    register_exit_handler();
+    SHARED_MARIA.get_or_init(|| {
+        MariaServer::start().unwrap_or_else(|e| panic!("starting the shared MariaDB server: {e}"))
+    })
+}
+
+fn register_exit_handler() {
+    static REGISTER: Once = Once::new();
+    REGISTER.call_once(|| {
+        // SAFETY: registers a plain `extern "C" fn()`; if registration fails, layer 3 (the
+        // parent-death signal) still stops the servers.
+        unsafe {
+            libc::atexit(stop_shared_servers);
+        }
+    });
+}
+
+extern "C" fn stop_shared_servers() {
+    // A panic must not unwind into libc.
+    let _ = std::panic::catch_unwind(|| {
+        if let Some(pg) = SHARED_PG.get() {
+            pg.dispose_at_exit();
+        }
+        if let Some(maria) = SHARED_MARIA.get() {
+            maria.dispose_at_exit();
+        }
+    });
+}

@@ -1,0 +1,378 @@
+//! A private PostgreSQL cluster: `initdb` into a temp dir, `postgres` on a free loopback port and a
+//! private unix socket directory.
+//!
+//! `postgres` is started directly (not through `pg_ctl start`, which daemonizes) so it stays our
+//! child: it can be reaped, and its parent-death signal (SIGINT, PostgreSQL's "fast shutdown")
+//! stops it if the test process dies. [`PgServer::stop`] sends the same SIGINT, exactly what
+//! `pg_ctl stop -m fast` does.
+
+use std::fs::{self, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::error::ServerError;
+use crate::process::{self, conn_value, ServiceUser};
+use crate::supervisor::Supervisor;
+use crate::workdir::WorkDir;
+
+const TRUST_USER: &str = "pool_trust";
+const SCRAM_USER: &str = "pool_scram";
+const SCRAM_PASSWORD: &str = "scram-secret-pw";
+const DATABASE: &str = "pool_test";
+/// How many fresh ports to try when the picked one is taken before the server binds it.
+const PORT_ATTEMPTS: usize = 4;
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Client authentication: `pool_scram` must use its password, everything else is trusted.
+/// Only loopback and the private socket are configured, so nothing else can connect at all.
+const PG_HBA: &str = "\
+local all pool_scram scram-sha-256
+host  all pool_scram 127.0.0.1/32 scram-sha-256
+local all all trust
+host  all all 127.0.0.1/32 trust
+";
+
+#[derive(Debug)]
+struct Bins {
+    initdb: PathBuf,
+    postgres: PathBuf,
+    pg_isready: PathBuf,
+    psql: PathBuf,
+}
+
+impl Bins {
+    /// The binaries of the highest PostgreSQL version under `/usr/lib/postgresql/*/bin`
+    /// (override with `POOL_TESTSERVERS_PG_BINDIR`), then `PATH`.
+    fn locate() -> Result<Bins, ServerError> {
+        let mut dirs = Vec::new();
+        if let Some(d) = std::env::var_os("POOL_TESTSERVERS_PG_BINDIR") {
+            dirs.push(PathBuf::from(d));
+        }
+        let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let v = e.file_name().to_str()?.parse::<u32>().ok()?;
+                Some((v, e.path().join("bin")))
+            })
+            .filter(|(_, bin)| bin.join("postgres").is_file())
+            .collect();
+        versions.sort();
+        dirs.extend(versions.into_iter().rev().map(|(_, d)| d));
+        Ok(Bins {
+            initdb: process::find_binary("initdb", &dirs, "postgresql")?,
+            postgres: process::find_binary("postgres", &dirs, "postgresql")?,
+            pg_isready: process::find_binary("pg_isready", &dirs, "postgresql-client")?,
+            psql: process::find_binary("psql", &dirs, "postgresql-client")?,
+        })
+    }
+}
+
+/// A throwaway PostgreSQL server. Dropping it stops the server and deletes all its files.
+///
+/// Roles: `pool_trust` (superuser, trust auth), `pool_scram` (password `scram-secret-pw`,
+/// scram-sha-256, not superuser, may connect to and create temp tables in `pool_test`, member of
+/// the NOLOGIN role `pool_other`). Database: `pool_test`.
+#[derive(Debug)]
+pub struct PgServer {
+    port: u16,
+    socket_dir: PathBuf,
+    data_dir: PathBuf,
+    log_path: PathBuf,
+    bins: Bins,
+    user: Option<ServiceUser>,
+    sup: Supervisor,
+}
+
+impl PgServer {
+    /// Creates a cluster and starts it; returns once it accepts connections and is set up.
+    pub fn start() -> Result<PgServer, ServerError> {
+        let bins = Bins::locate()?;
+        let user = process::service_user("postgres")?;
+        let workdir = WorkDir::create("pg", user)?;
+        let socket_dir = workdir.subdir("socket", user)?;
+        let data_dir = workdir.path().join("data");
+        let log_path = workdir.path().join("postgres.log");
+
+        let mut initdb = Command::new(&bins.initdb);
+        clean_env(&mut initdb);
+        initdb
+            .arg("-D")
+            .arg(&data_dir)
+            .args(["-A", "trust", "-U", TRUST_USER, "--no-sync", "-E", "UTF8"])
+            .args(["--locale=C", "--no-instructions"]);
+        process::run(initdb, user)?;
+        write_config(&data_dir, &socket_dir)?;
+
+        let mut server = PgServer {
+            port: 0,
+            socket_dir,
+            data_dir,
+            log_path,
+            bins,
+            user,
+            sup: Supervisor::new(workdir, libc::SIGINT),
+        };
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            server.port = process::free_port()?;
+            match server.launch() {
+                Ok(()) => break,
+                // The server exited: most likely the port was taken in between, so try another
+                // one. A server that hangs is not retried.
+                Err(ServerError::StartFailed { .. })
+                    if attempts < PORT_ATTEMPTS && !server.sup.is_running() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        server.setup()?;
+        Ok(server)
+    }
+
+    /// Spawns `postgres` on `self.port` and waits until it accepts connections.
+    fn launch(&self) -> Result<(), ServerError> {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .map_err(|e| ServerError::io(format!("opening {}", self.log_path.display()), e))?;
+        let log2 = log
+            .try_clone()
+            .map_err(|e| ServerError::io("duplicating the log file handle", e))?;
+        let mut cmd = Command::new(&self.bins.postgres);
+        clean_env(&mut cmd);
+        cmd.arg("-D")
+            .arg(&self.data_dir)
+            .arg("-p")
+            .arg(self.port.to_string())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2);
+        process::prepare(&mut cmd, self.user, libc::SIGINT);
+        let child = process::spawn_from_keeper(cmd).map_err(|e| {
+            ServerError::io(format!("spawning {}", self.bins.postgres.display()), e)
+        })?;
+        self.sup.adopt(child);
+        self.wait_ready()
+    }
+
+    fn wait_ready(&self) -> Result<(), ServerError> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(what) = self.sup.exited() {
+                return Err(self.start_failed(what));
+            }
+            let ready = Command::new(&self.bins.pg_isready)
+                .arg("-q")
+                .arg("-h")
+                .arg(&self.socket_dir)
+                .args([
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    TRUST_USER,
+                    "-d",
+                    "postgres",
+                ])
+                .args(["-t", "1"])
+                .stdin(Stdio::null())
+                .status()
+                .map_err(|e| ServerError::io("running pg_isready", e))?;
+            if ready.success() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(self.start_failed(format!(
+                    "not ready after {READY_TIMEOUT:?} on port {}",
+                    self.port
+                )));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn start_failed(&self, what: String) -> ServerError {
+        ServerError::StartFailed {
+            what,
+            log_tail: process::log_tail(&[&self.log_path], 30),
+        }
+    }
+
+    /// Creates the database and the roles the tests rely on.
+    fn setup(&self) -> Result<(), ServerError> {
+        let mut cmd = self.psql_command("postgres");
+        for sql in [
+            "CREATE ROLE pool_other NOLOGIN".to_string(),
+            format!("CREATE ROLE {SCRAM_USER} LOGIN PASSWORD '{SCRAM_PASSWORD}'"),
+            format!("GRANT pool_other TO {SCRAM_USER}"),
+            format!("CREATE DATABASE {DATABASE}"),
+            format!("GRANT ALL ON DATABASE {DATABASE} TO {SCRAM_USER}"),
+            format!("\\c {DATABASE}"),
+            format!("GRANT ALL ON SCHEMA public TO {SCRAM_USER}"),
+        ] {
+            cmd.arg("-c").arg(sql);
+        }
+        process::run(cmd, None).map(drop)
+    }
+
+    fn psql_command(&self, dbname: &str) -> Command {
+        let mut cmd = Command::new(&self.bins.psql);
+        cmd.env_clear()
+            .env("PGCONNECT_TIMEOUT", "10")
+            .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(&self.socket_dir)
+            .args(["-p", &self.port.to_string(), "-U", TRUST_USER, "-d", dbname]);
+        cmd
+    }
+
+    /// The TCP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The directory holding the unix socket `.s.PGSQL.<port>`.
+    pub fn socket_dir(&self) -> &Path {
+        &self.socket_dir
+    }
+
+    /// The cluster's data directory (kept across [`stop`](Self::stop) and [`kill`](Self::kill)).
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The server's log file (stdout and stderr of `postgres`).
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// libpq `key=value` args for the trust-auth superuser `pool_trust` over TCP.
+    pub fn trust_args(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user={TRUST_USER} dbname={DATABASE}",
+            self.port
+        )
+    }
+
+    /// Like [`trust_args`](Self::trust_args), over the unix socket.
+    pub fn trust_socket_args(&self) -> String {
+        format!(
+            "host={} port={} user={TRUST_USER} dbname={DATABASE}",
+            conn_value(&self.socket_dir.to_string_lossy()),
+            self.port
+        )
+    }
+
+    /// libpq args for the password (scram-sha-256) role `pool_scram` over TCP.
+    pub fn scram_args(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user={SCRAM_USER} password={SCRAM_PASSWORD} dbname={DATABASE}",
+            self.port
+        )
+    }
+
+    /// Like [`scram_args`](Self::scram_args), over the unix socket.
+    pub fn scram_socket_args(&self) -> String {
+        format!(
+            "host={} port={} user={SCRAM_USER} password={SCRAM_PASSWORD} dbname={DATABASE}",
+            conn_value(&self.socket_dir.to_string_lossy()),
+            self.port
+        )
+    }
+
+    /// The password of `pool_scram`.
+    pub fn scram_password(&self) -> &str {
+        SCRAM_PASSWORD
+    }
+
+    /// `postgres://pool_trust@127.0.0.1:<port>/pool_test`
+    pub fn url(&self) -> String {
+        format!("postgres://{TRUST_USER}@127.0.0.1:{}/{DATABASE}", self.port)
+    }
+
+    /// `postgres://pool_scram:scram-secret-pw@127.0.0.1:<port>/pool_test`
+    pub fn scram_url(&self) -> String {
+        format!(
+            "postgres://{SCRAM_USER}:{SCRAM_PASSWORD}@127.0.0.1:{}/{DATABASE}",
+            self.port
+        )
+    }
+
+    /// Fast shutdown (SIGINT, as `pg_ctl stop -m fast`); keeps the data. No-op if not running.
+    pub fn stop(&mut self) -> Result<(), ServerError> {
+        self.sup.stop()
+    }
+
+    /// SIGKILL to the postmaster and all its backends (which live in their own sessions, so a
+    /// process-group kill alone would miss them); keeps the data. No-op if not running.
+    pub fn kill(&mut self) -> Result<(), ServerError> {
+        self.sup.kill()
+    }
+
+    /// Starts the server again on the same port and socket directory with the same data,
+    /// stopping it first if it runs. After [`kill`](Self::kill) PostgreSQL runs crash recovery.
+    pub fn restart(&mut self) -> Result<(), ServerError> {
+        self.sup.stop()?;
+        self.launch()
+    }
+
+    /// Whether the server process is alive.
+    pub fn is_running(&self) -> bool {
+        self.sup.is_running()
+    }
+
+    /// Runs `sql` as `pool_trust` in `pool_test` with `psql -X -A -t` over the socket and returns
+    /// the trimmed output (one row per line, columns separated by `|`).
+    pub fn psql(&self, sql: &str) -> Result<String, ServerError> {
+        let mut cmd = self.psql_command(DATABASE);
+        cmd.arg("-c").arg(sql);
+        process::run(cmd, None)
+    }
+
+    /// Stops the server and removes its files; used at process exit for shared instances.
+    pub(crate) fn dispose_at_exit(&self) {
+        self.sup.dispose_at_exit();
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        self.sup.dispose();
+    }
+}
+
+/// A minimal, predictable environment for the server tools (no inherited `PG*` variables).
+fn clean_env(cmd: &mut Command) {
+    cmd.env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("LC_ALL", "C");
+}
+
+/// Writes `pg_hba.conf` and appends test settings to `postgresql.conf` (the files already belong
+/// to the service user; rewriting them in place keeps that ownership).
+fn write_config(data_dir: &Path, socket_dir: &Path) -> Result<(), ServerError> {
+    let hba = data_dir.join("pg_hba.conf");
+    fs::write(&hba, PG_HBA)
+        .map_err(|e| ServerError::io(format!("writing {}", hba.display()), e))?;
+    let conf = data_dir.join("postgresql.conf");
+    let settings = format!(
+        "\n# pool-testservers\n\
+         listen_addresses = '127.0.0.1'\n\
+         unix_socket_directories = '{}'\n\
+         max_connections = 200\n\
+         password_encryption = 'scram-sha-256'\n\
+         fsync = off\n\
+         synchronous_commit = off\n\
+         full_page_writes = off\n\
+         shared_buffers = 32MB\n\
+         logging_collector = off\n",
+        socket_dir.to_string_lossy().replace('\'', "''")
+    );
+    let mut text = fs::read_to_string(&conf)
+        .map_err(|e| ServerError::io(format!("reading {}", conf.display()), e))?;
+    text.push_str(&settings);
+    fs::write(&conf, text).map_err(|e| ServerError::io(format!("writing {}", conf.display()), e))
+}
