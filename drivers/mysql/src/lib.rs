@@ -1,0 +1,37 @@
+//! The `mysql` driver of `pool`: MySQL and MariaDB through the [`mysql`] crate.
+//!
+//! [`MysqlDriver`] implements [`pool_driver::Driver`]; its connection and parked handle are both
+//! [`MyConn`], a `mysql::Conn` plus a broken flag, because a `mysql::Conn` may move between
+//! threads as it is.
+//!
+//! * **Arguments**: `host=127.0.0.1 port=3306 user=app password=… dbname=shop` or
+//!   `mysql://app:…@127.0.0.1:3306/shop` (also `mariadb://`); `socket=/run/mysqld/mysqld.sock`
+//!   for the unix socket; `connect_timeout`, `read_timeout`, `write_timeout` (seconds),
+//!   `stmt_cache_size`. Unknown keys are rejected. There is no TLS in this build.
+//! * **Release** ([`pool_driver::ResetMode::Full`]) is one `COM_RESET_CONNECTION` round trip;
+//!   `RollbackOnly` is one `ROLLBACK`. MariaDB's reset keeps the current database and role, so
+//!   after `USE`, `SET ROLE` or native access the driver sends `COM_CHANGE_USER` and checks
+//!   `CURRENT_ROLE()` instead, and closes a connection whose role it cannot clear.
+//! * **Liveness** is a `COM_PING` with a socket timeout set around just that exchange.
+//! * **Queries** without parameters use the text protocol (one round trip); with parameters
+//!   the binary protocol, with prepared statements cached per connection; both map cells
+//!   by column type, so the same query gives the same [`pool_driver::Value`]s either way.
+//!
+//! # Values
+//!
+//! Integers → `Int` (unsigned beyond `i64` → `Text`), `FLOAT`/`DOUBLE` → `Float`, `DECIMAL`
+//! → `Text`, text → `Text`, `binary`-charset strings and blobs → `Bytes`, dates and times →
+//! their SQL text. Parameters: `Bool` → 0/1, `Text`/`Bytes` → strings, `Float` → `DOUBLE`.
+//! Anything richer goes through the native client: `conn.native_mut()` is the `mysql::Conn`.
+
+#![deny(unsafe_code)]
+
+mod conn;
+mod convert;
+mod driver;
+mod error;
+mod opts;
+mod socket;
+
+pub use conn::MyConn;
+pub use driver::MysqlDriver;

@@ -1,0 +1,113 @@
+//! Measured costs of the driver's operations against the private MariaDB: medians over 200
+//! runs. No assertions on time; run with
+//! `cargo test -p pool-mysql --release --test costs -- --ignored --nocapture`.
+
+use std::time::{Duration, Instant};
+
+use pool_driver::{Connection, Driver, ResetMode};
+use pool_mysql::{MyConn, MysqlDriver};
+use pool_testservers::shared_maria;
+
+const RUNS: usize = 200;
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn measure(name: &str, mut once: impl FnMut() -> Duration) {
+    for _ in 0..10 {
+        once();
+    }
+    let samples: Vec<Duration> = (0..RUNS).map(|_| once()).collect();
+    let (min, max) = (samples.iter().min().copied(), samples.iter().max().copied());
+    println!(
+        "{name:<44} median {:>9.1?}  (min {:?}, max {:?})",
+        median(samples),
+        min.unwrap_or_default(),
+        max.unwrap_or_default()
+    );
+}
+
+fn connect(args: &str) -> MyConn {
+    let driver = MysqlDriver;
+    driver
+        .connect(&driver.parse_args(args).expect("args"), TIMEOUT)
+        .expect("connects")
+}
+
+#[test]
+#[ignore = "measurement; run with --ignored --nocapture"]
+fn costs() {
+    let server = shared_maria();
+    let driver = MysqlDriver;
+
+    for (name, mode) in [
+        ("detach Full (COM_RESET_CONNECTION)", ResetMode::Full),
+        ("detach RollbackOnly (ROLLBACK)", ResetMode::RollbackOnly),
+    ] {
+        let mut slot = Some(connect(&server.args()));
+        measure(name, || {
+            let conn = slot.take().expect("conn");
+            let started = Instant::now();
+            let handle = driver.detach(conn, mode).expect("detach");
+            let took = started.elapsed();
+            slot = Some(driver.attach(handle).expect("attach"));
+            took
+        });
+    }
+
+    let mut slot = Some(connect(&server.args()));
+    measure("detach Full after USE (CHANGE_USER + role)", || {
+        let mut conn = slot.take().expect("conn");
+        conn.execute("USE pool_test", &[]).expect("use");
+        let started = Instant::now();
+        let handle = driver.detach(conn, ResetMode::Full).expect("detach");
+        let took = started.elapsed();
+        slot = Some(driver.attach(handle).expect("attach"));
+        took
+    });
+
+    let mut handle = driver
+        .detach(connect(&server.args()), ResetMode::Full)
+        .expect("detach");
+    measure("connected (bounded COM_PING)", || {
+        let started = Instant::now();
+        assert!(driver.connected(&mut handle, TIMEOUT));
+        started.elapsed()
+    });
+
+    let tcp = driver.parse_args(&server.args()).expect("args");
+    measure("cold connect, TCP (prefer_socket=false)", || {
+        let started = Instant::now();
+        let conn = driver.connect(&tcp, TIMEOUT).expect("connect");
+        let took = started.elapsed();
+        drop(conn);
+        took
+    });
+    let socket = driver.parse_args(&server.socket_args()).expect("args");
+    measure("cold connect, unix socket", || {
+        let started = Instant::now();
+        let conn = driver.connect(&socket, TIMEOUT).expect("connect");
+        let took = started.elapsed();
+        drop(conn);
+        took
+    });
+    // For comparison: the crate's default, which asks for @@socket and connects again.
+    let opts: mysql::Opts = mysql::OptsBuilder::new()
+        .ip_or_hostname(Some("127.0.0.1"))
+        .tcp_port(server.port())
+        .user(Some(server.user()))
+        .pass(Some(server.password()))
+        .db_name(Some("pool_test"))
+        .prefer_socket(true)
+        .into();
+    measure("cold connect, TCP, crate default prefer_socket", || {
+        let started = Instant::now();
+        let conn = mysql::Conn::new(opts.clone()).expect("connect");
+        let took = started.elapsed();
+        drop(conn);
+        took
+    });
+}
