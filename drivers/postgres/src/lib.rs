@@ -1,0 +1,33 @@
+//! The built-in PostgreSQL driver of `pool`, on the synchronous `postgres` crate.
+//!
+//! [`PgDriver`] implements the pool's driver contract:
+//!
+//! * **Arguments** are libpq `key=value` strings or `postgres://` URLs, with the common aliases
+//!   (`database`, `username`) folded in so that both spellings share one pool. The
+//!   `postgres::Config` is built pair by pair, never from a formatted string holding the
+//!   password, and no error message carries a secret. TLS is not supported (`NoTls`).
+//! * **Connect** is bounded as a whole, not only the socket connect.
+//! * **Detach** rolls back and resets the session in a single round trip: `ROLLBACK` followed
+//!   by the statements `DISCARD ALL` is documented to run, except that only statements made
+//!   with SQL `PREPARE` are deallocated (`DISCARD ALL` itself refuses to run in the implicit
+//!   transaction of a multi-statement query, and `DEALLOCATE ALL` would break the client's
+//!   cached type lookups). See [`reset`] for what was measured and what a reset cannot clear.
+//!   `ResetMode::RollbackOnly` sends only `ROLLBACK`.
+//! * **Attach** costs nothing: the parked handle is the connection.
+//! * **Errors** carry the server's message and SQLSTATE; anything that leaves the session
+//!   unusable is `Broken` and marks the connection so the pool closes it.
+//!
+//! [`PgConn`] offers the uniform `execute`/`query` surface with [`pool_driver::Value`]
+//! parameters, converted to whatever type the server inferred, and the native
+//! `postgres::Client` for everything else.
+
+mod cells;
+mod config;
+mod conn;
+mod driver;
+mod error;
+mod params;
+pub mod reset;
+
+pub use conn::PgConn;
+pub use driver::PgDriver;
