@@ -44,6 +44,14 @@ impl Tick {
     }
 }
 
+impl std::ops::Add<Duration> for Tick {
+    type Output = Tick;
+
+    fn add(self, d: Duration) -> Tick {
+        Tick(self.0.saturating_add(d.as_nanos() as u64))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,13 +63,5 @@ mod tests {
         let b = Tick::now();
         assert!(b.since(a) >= Duration::from_millis(10), "{:?}", b.since(a));
         assert_eq!(a.since(b), Duration::ZERO);
-    }
-}
-
-impl std::ops::Add<Duration> for Tick {
-    type Output = Tick;
-
-    fn add(self, d: Duration) -> Tick {
-        Tick(self.0.saturating_add(d.as_nanos() as u64))
     }
 }

@@ -31,7 +31,10 @@ pub struct Conn {
 }
 
 fn released() -> Error {
-    Error::Query(DriverError::new(DriverErrorKind::Broken, "the connection was already released"))
+    Error::Query(DriverError::new(
+        DriverErrorKind::Broken,
+        "the connection was already released",
+    ))
 }
 
 impl Conn {
@@ -52,7 +55,9 @@ impl Conn {
     /// Runs a statement with `params` (`$1`/`?` placeholders, as the driver expects) and
     /// returns the number of rows it affected.
     pub fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, Error> {
-        self.connection()?.execute(sql, params).map_err(Error::Query)
+        self.connection()?
+            .execute(sql, params)
+            .map_err(Error::Query)
     }
 
     /// Runs a query with `params` and returns every row.
@@ -81,10 +86,12 @@ impl Conn {
     pub fn native_mut<T: Any>(&mut self) -> Result<&mut T, Error> {
         let conn = self.connection()?;
         let actual = conn.native_type_name();
-        conn.native_mut().downcast_mut::<T>().ok_or(Error::NativeType {
-            requested: std::any::type_name::<T>(),
-            actual,
-        })
+        conn.native_mut()
+            .downcast_mut::<T>()
+            .ok_or(Error::NativeType {
+                requested: std::any::type_name::<T>(),
+                actual,
+            })
     }
 
     /// Rolls back, resets and parks the connection for the next `open` on any thread.

@@ -35,7 +35,12 @@ pub(crate) type LeaseId = usize;
 pub(crate) enum Acquire<E> {
     /// Use this parked connection; `validate` asks for a `connected` check first, `prime` asks
     /// the caller to wake the primer (the stack just became empty).
-    Take { item: E, lease: LeaseId, validate: bool, prime: bool },
+    Take {
+        item: E,
+        lease: LeaseId,
+        validate: bool,
+        prime: bool,
+    },
     /// Room under the limit: connect (already counted as opening).
     Connect,
     /// At the limit: enqueue a waiter.
@@ -44,6 +49,16 @@ pub(crate) enum Acquire<E> {
     WouldDeadlock,
     /// The pool is shut down.
     Closed,
+}
+
+/// What a woken waiter's `retry` found.
+pub(crate) enum Retried<E> {
+    /// It takes a parked connection or connects.
+    Decided(Acquire<E>),
+    /// It had been served directly meanwhile: use this grant.
+    Granted(Grant<E>),
+    /// Nothing left for it: it waits on, still at the front.
+    StillWaiting,
 }
 
 /// Where a released connection went.
@@ -86,7 +101,11 @@ impl Leases {
     }
 
     fn oldest(&self) -> Option<(Tick, &'static Location<'static>)> {
-        self.slots.iter().flatten().min_by_key(|(since, _)| *since).copied()
+        self.slots
+            .iter()
+            .flatten()
+            .min_by_key(|(since, _)| *since)
+            .copied()
     }
 }
 
@@ -116,6 +135,11 @@ pub(crate) struct State<E> {
     suspect_before: Tick,
     /// The primer was asked for a connection and has not delivered it yet.
     prime_pending: bool,
+    /// The front waiter was sent `Grant::Retry` and has not come back yet (only one waiter is
+    /// woken at a time; only the front one is ever woken, so it stays the front until it leaves).
+    woken: bool,
+    /// Waiters granted something under the lock, to be notified once it is released.
+    wakes: Vec<Arc<Waiter<E>>>,
     closed: bool,
     pub(crate) last_connect_error: Option<String>,
 }
@@ -132,6 +156,8 @@ impl<E> State<E> {
             settings,
             suspect_before: Tick::default(),
             prime_pending: false,
+            woken: false,
+            wakes: Vec::new(),
             closed: false,
             last_connect_error: None,
         }
@@ -172,21 +198,22 @@ impl<E> State<E> {
 
     /// Decides how `open` gets a connection. `held` is how many of this pool's connections the
     /// calling thread already holds.
-    pub(crate) fn acquire(&mut self, now: Tick, at: &'static Location<'static>, held: usize) -> Acquire<E> {
+    pub(crate) fn acquire(
+        &mut self,
+        now: Tick,
+        at: &'static Location<'static>,
+        held: usize,
+    ) -> Acquire<E> {
         if self.closed {
             return Acquire::Closed;
         }
-        if let Some(idle) = self.idle.pop() {
-            let validate = idle.alive_at <= self.suspect_before
-                || now.since(idle.alive_at) > self.settings.validate_after;
-            let prime = self.idle.is_empty() && !self.prime_pending && self.has_room();
-            if prime {
-                self.prime_pending = true;
+        // A newcomer may overtake waiters only while the front one is not starving.
+        if self.waiters.front().is_none_or(|w| !w.is_starving(now)) {
+            if let Some(take) = self.take_idle(now, at) {
+                return take;
             }
-            let lease = self.lease(now, at);
-            return Acquire::Take { item: idle.item, lease, validate, prime };
         }
-        if self.has_room() {
+        if self.has_room() && self.waiters.is_empty() {
             self.opening += 1;
             return Acquire::Connect;
         }
@@ -204,6 +231,83 @@ impl<E> State<E> {
         }
     }
 
+    /// Pops the top of the stack as a lease. Asks for a prime when it took the last one.
+    fn take_idle(&mut self, now: Tick, at: &'static Location<'static>) -> Option<Acquire<E>> {
+        let idle = self.idle.pop()?;
+        let validate = idle.alive_at <= self.suspect_before
+            || now.since(idle.alive_at) > self.settings.validate_after;
+        let prime = self.idle.is_empty() && !self.prime_pending && self.has_room();
+        if prime {
+            self.prime_pending = true;
+        }
+        let lease = self.lease(now, at);
+        Some(Acquire::Take {
+            item: idle.item,
+            lease,
+            validate,
+            prime,
+        })
+    }
+
+    /// Takes the front waiter out of the queue (it is being served).
+    fn pop_front_waiter(&mut self) -> Option<Arc<Waiter<E>>> {
+        let front = self.waiters.pop_front()?;
+        self.woken = false;
+        Some(front)
+    }
+
+    /// Removes `waiter` from wherever it is in the queue.
+    fn remove_waiter(&mut self, waiter: &Arc<Waiter<E>>) {
+        if self.waiters.front().is_some_and(|w| Arc::ptr_eq(w, waiter)) {
+            self.pop_front_waiter();
+        } else {
+            self.waiters.retain(|w| !Arc::ptr_eq(w, waiter));
+        }
+    }
+
+    /// Wakes the front waiter to come and take a parked connection, unless one is already on
+    /// its way.
+    fn wake_front(&mut self) {
+        if self.woken || self.idle.is_empty() {
+            return;
+        }
+        if let Some(front) = self.waiters.front() {
+            self.woken = true;
+            front.grant(Grant::Retry);
+            self.wakes.push(Arc::clone(front));
+        }
+    }
+
+    /// The woken front waiter is back: it takes a parked connection or free room if there is
+    /// one, and otherwise goes back to waiting at the front (`Retried::StillWaiting`).
+    pub(crate) fn retry(&mut self, waiter: &Arc<Waiter<E>>, now: Tick) -> Retried<E> {
+        if !self.waiters.front().is_some_and(|w| Arc::ptr_eq(w, waiter)) {
+            // It was served between its wake-up and this call (it had become the starving
+            // front): the grant is in its slot, put there under this lock.
+            return match waiter.take() {
+                Some(grant) => Retried::Granted(grant),
+                None => Retried::StillWaiting,
+            };
+        }
+        self.woken = false;
+        if let Some(take) = self.take_idle(now, waiter.opened_at) {
+            self.remove_waiter(waiter);
+            self.wake_front();
+            return Retried::Decided(take);
+        }
+        if self.has_room() {
+            self.remove_waiter(waiter);
+            self.opening += 1;
+            return Retried::Decided(Acquire::Connect);
+        }
+        Retried::StillWaiting
+    }
+
+    /// Waiters granted something since the last call: notify them after unlocking.
+    pub(crate) fn take_wakes(&mut self) -> Vec<Arc<Waiter<E>>> {
+        std::mem::take(&mut self.wakes)
+    }
+
     /// Queues a waiter behind all earlier ones.
     pub(crate) fn enqueue(&mut self, waiter: Arc<Waiter<E>>) {
         self.waiters.push_back(waiter);
@@ -212,11 +316,15 @@ impl<E> State<E> {
     /// A waiter gave up at its deadline. If it was granted something in the meantime, that
     /// grant is returned and must be used (or given back); otherwise it leaves the queue.
     pub(crate) fn cancel_wait(&mut self, waiter: &Arc<Waiter<E>>) -> Option<Grant<E>> {
-        if let Some(grant) = waiter.take() {
-            return Some(grant);
+        match waiter.take() {
+            Some(Grant::Retry) | None => {
+                self.remove_waiter(waiter);
+                // If it was woken for a parked connection, pass the wake-up on.
+                self.wake_front();
+                None
+            }
+            Some(grant) => Some(grant),
         }
-        self.waiters.retain(|w| !Arc::ptr_eq(w, waiter));
-        None
     }
 
     /// A connect reserved by `acquire` or a permit succeeded: count it in use.
@@ -237,20 +345,30 @@ impl<E> State<E> {
         if self.closed || !self.has_room() {
             return;
         }
-        if let Some(waiter) = self.waiters.pop_front() {
+        if let Some(waiter) = self.pop_front_waiter() {
             self.opening += 1;
             waiter.grant(Grant::Permit);
+            self.wakes.push(waiter);
         }
     }
 
-    /// Hands `item` to the front waiter, or parks it on top of the stack.
+    /// Hands `item` to the front waiter if it is starving; otherwise parks it on top of the
+    /// stack and wakes the front waiter to come and take it (see `crate::waiter`).
     fn park_or_hand(&mut self, item: E, now: Tick) -> Released<E> {
-        if let Some(waiter) = self.waiters.pop_front() {
-            let lease = self.lease(now, waiter.opened_at);
-            waiter.grant(Grant::Item(item, lease));
-            return Released::Handed;
+        if self.waiters.front().is_some_and(|w| w.is_starving(now)) {
+            if let Some(waiter) = self.pop_front_waiter() {
+                let lease = self.lease(now, waiter.opened_at);
+                waiter.grant(Grant::Item(item, lease));
+                self.wakes.push(waiter);
+                return Released::Handed;
+            }
         }
-        self.idle.push(Idle { item, parked_at: now, alive_at: now });
+        self.idle.push(Idle {
+            item,
+            parked_at: now,
+            alive_at: now,
+        });
+        self.wake_front();
         Released::Parked
     }
 
@@ -338,7 +456,10 @@ impl<E> State<E> {
         let mut expired = Vec::new();
         // The stack is LIFO, so the oldest parked connections sit at the bottom.
         while self.total() > 1
-            && self.idle.first().is_some_and(|i| now.since(i.parked_at) > timeout)
+            && self
+                .idle
+                .first()
+                .is_some_and(|i| now.since(i.parked_at) > timeout)
         {
             expired.push(self.idle.remove(0).item);
         }
@@ -347,7 +468,11 @@ impl<E> State<E> {
 
     /// Takes out the oldest parked connection due for a liveness check in the sweep that
     /// started at `sweep_start` (one at a time, so concurrent callers keep the rest).
-    pub(crate) fn take_for_check(&mut self, sweep_start: Tick, now: Tick) -> Option<(usize, Idle<E>)> {
+    pub(crate) fn take_for_check(
+        &mut self,
+        sweep_start: Tick,
+        now: Tick,
+    ) -> Option<(usize, Idle<E>)> {
         let window = self.settings.validate_after;
         let suspect_before = self.suspect_before;
         let index = self.idle.iter().position(|i| {
@@ -360,7 +485,13 @@ impl<E> State<E> {
 
     /// The reaper's check of a connection taken by `take_for_check` finished. A live one goes
     /// back where it was (or to a waiter); a dead one is returned for closing.
-    pub(crate) fn check_done(&mut self, index: usize, mut idle: Idle<E>, alive: bool, now: Tick) -> Option<E> {
+    pub(crate) fn check_done(
+        &mut self,
+        index: usize,
+        mut idle: Idle<E>,
+        alive: bool,
+        now: Tick,
+    ) -> Option<E> {
         self.checking -= 1;
         if self.closed {
             return Some(idle.item);
@@ -370,28 +501,27 @@ impl<E> State<E> {
             self.room_freed();
             return Some(idle.item);
         }
-        if let Some(waiter) = self.waiters.pop_front() {
-            let lease = self.lease(now, waiter.opened_at);
-            waiter.grant(Grant::Item(idle.item, lease));
-            return None;
-        }
         idle.alive_at = now;
         let at = index.min(self.idle.len());
         self.idle.insert(at, idle);
+        self.wake_front();
         None
     }
 
     /// Shuts the pool: returns every parked connection for closing and tells every waiter.
     pub(crate) fn close(&mut self) -> Vec<E> {
         self.closed = true;
+        self.woken = false;
         for waiter in self.waiters.drain(..) {
             waiter.grant(Grant::Closed);
+            self.wakes.push(waiter);
         }
         self.idle.drain(..).map(|i| i.item).collect()
     }
 
     /// How long ago the oldest lease started, for error messages.
     pub(crate) fn longest_held_for(&self, now: Tick) -> Option<(String, Duration)> {
-        self.longest_held().map(|(since, at)| (at.to_string(), now.since(since)))
+        self.longest_held()
+            .map(|(since, at)| (at.to_string(), now.since(since)))
     }
 }

@@ -5,7 +5,6 @@
 //! way back to its pool). Steady-state `open`/`release` therefore allocate nothing.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
 
 use crate::conn::Lease;
 use crate::core::LeaseId;
@@ -25,18 +24,26 @@ pub(crate) enum Slot<D: Driver> {
 /// A connection and, while it is leased, the pool it returns to.
 pub(crate) struct Entry<D: Driver> {
     pub(crate) slot: Slot<D>,
-    /// Set only while leased, so parked entries do not keep their pool alive (no cycle).
-    pub(crate) pool: Option<Arc<KeyPool<D>>>,
+    /// Set only while leased: the pool it returns to.
+    pub(crate) pool: Option<&'static KeyPool<D>>,
     pub(crate) lease: LeaseId,
 }
 
 impl<D: Driver> Entry<D> {
     pub(crate) fn attached(conn: D::Conn) -> Box<Self> {
-        Box::new(Self { slot: Slot::Attached(conn), pool: None, lease: 0 })
+        Box::new(Self {
+            slot: Slot::Attached(conn),
+            pool: None,
+            lease: 0,
+        })
     }
 
     pub(crate) fn parked(handle: D::Handle) -> Box<Self> {
-        Box::new(Self { slot: Slot::Parked(handle), pool: None, lease: 0 })
+        Box::new(Self {
+            slot: Slot::Parked(handle),
+            pool: None,
+            lease: 0,
+        })
     }
 }
 
@@ -69,9 +76,15 @@ impl<D: Driver> Lease for Entry<D> {
 
 /// Runs a driver call, turning a panic inside the driver into a `Broken` error, so a buggy
 /// driver can never leave a reservation or a lease counted forever.
-pub(crate) fn guarded<T>(what: &str, call: impl FnOnce() -> Result<T, DriverError>) -> Result<T, DriverError> {
+pub(crate) fn guarded<T>(
+    what: &str,
+    call: impl FnOnce() -> Result<T, DriverError>,
+) -> Result<T, DriverError> {
     match catch_unwind(AssertUnwindSafe(call)) {
         Ok(result) => result,
-        Err(_) => Err(DriverError::new(DriverErrorKind::Broken, format!("the driver panicked in {what}"))),
+        Err(_) => Err(DriverError::new(
+            DriverErrorKind::Broken,
+            format!("the driver panicked in {what}"),
+        )),
     }
 }

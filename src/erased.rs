@@ -17,7 +17,13 @@ use crate::{ConnArgs, Driver, DriverError, Error};
 pub(crate) trait AnyDriver: Send + Sync {
     fn name(&self) -> &str;
     fn parse(&self, args: &str) -> Result<ConnArgs, DriverError>;
-    fn new_pool(&self, args: ConnArgs, settings: Settings, explicit: bool, reaper: ReaperWake) -> Arc<dyn AnyPool>;
+    fn new_pool(
+        &self,
+        args: ConnArgs,
+        settings: Settings,
+        explicit: bool,
+        reaper: ReaperWake,
+    ) -> &'static dyn AnyPool;
 }
 
 impl<D: Driver> AnyDriver for Arc<D> {
@@ -29,7 +35,13 @@ impl<D: Driver> AnyDriver for Arc<D> {
         self.parse_args(args)
     }
 
-    fn new_pool(&self, args: ConnArgs, settings: Settings, explicit: bool, reaper: ReaperWake) -> Arc<dyn AnyPool> {
+    fn new_pool(
+        &self,
+        args: ConnArgs,
+        settings: Settings,
+        explicit: bool,
+        reaper: ReaperWake,
+    ) -> &'static dyn AnyPool {
         KeyPool::new(Arc::clone(self), args, settings, explicit, reaper)
     }
 }
@@ -37,12 +49,12 @@ impl<D: Driver> AnyDriver for Arc<D> {
 /// One key's pool, whatever its driver.
 pub(crate) trait AnyPool: Send + Sync {
     /// Hands out a connection; `at` is the caller's location, for the timeout report.
-    fn open(self: Arc<Self>, at: &'static Location<'static>) -> Result<Conn, Error>;
+    fn open(&'static self, at: &'static Location<'static>) -> Result<Conn, Error>;
     /// Applies settings; `explicit` marks a per-key configuration, which defaults never override.
     fn configure(&self, settings: Settings, explicit: bool);
     fn stats(&self) -> Stats;
     /// Sweeps if due (or asked to), and says how long until it is due again.
-    fn reap(&self, now: Tick) -> Duration;
+    fn reap(&'static self, now: Tick) -> Duration;
     /// Closes parked connections, fails waiters, stops the primer.
     fn shutdown(&self);
 }

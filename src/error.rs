@@ -116,10 +116,17 @@ impl fmt::Display for Error {
                 f,
                 "no driver named `{name}` is registered; registered drivers: {}. \
                  Check the name, enable its cargo feature, or call pool::register first",
-                if registered.is_empty() { "none".to_owned() } else { registered.join(", ") }
+                if registered.is_empty() {
+                    "none".to_owned()
+                } else {
+                    registered.join(", ")
+                }
             ),
             Error::DriverAlreadyRegistered { name } => {
-                write!(f, "a driver named `{name}` is already registered; register each driver once")
+                write!(
+                    f,
+                    "a driver named `{name}` is already registered; register each driver once"
+                )
             }
             Error::InvalidArgs { driver, message } => {
                 write!(f, "invalid connection arguments for `{driver}`: {message}")
@@ -138,7 +145,10 @@ impl fmt::Display for Error {
                     d.waited, d.pool, d.in_use, d.idle, d.opening, d.waiting, d.max_open
                 )?;
                 if let Some((at, held)) = &d.longest_held {
-                    write!(f, "; the longest-held connection was opened at {at}, {held:.1?} ago")?;
+                    write!(
+                        f,
+                        "; the longest-held connection was opened at {at}, {held:.1?} ago"
+                    )?;
                 }
                 if d.held_by_this_thread > 0 {
                     write!(
@@ -150,9 +160,15 @@ impl fmt::Display for Error {
                 if let Some(e) = &d.last_connect_error {
                     write!(f, "; last connect error: {e}")?;
                 }
-                f.write_str(". Raise max_open or acquire_timeout, or find who holds connections too long")
+                f.write_str(
+                    ". Raise max_open or acquire_timeout, or find who holds connections too long",
+                )
             }
-            Error::WouldDeadlock { pool, held_by_this_thread, max_open } => write!(
+            Error::WouldDeadlock {
+                pool,
+                held_by_this_thread,
+                max_open,
+            } => write!(
                 f,
                 "this thread already holds {held_by_this_thread} of the {max_open} connections \
                  allowed ({pool}) and asked for another: waiting would never end. Release a \
@@ -168,7 +184,9 @@ impl fmt::Display for Error {
                 f,
                 "this connection's native client is `{actual}`, not `{requested}`"
             ),
-            Error::ShutDown => f.write_str("the pool was shut down; open again to start a fresh one"),
+            Error::ShutDown => {
+                f.write_str("the pool was shut down; open again to start a fresh one")
+            }
         }
     }
 }

@@ -8,12 +8,12 @@
 use std::mem;
 use std::panic::Location;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::clock::Tick;
 use crate::conn::Conn;
-use crate::core::{Acquire, LeaseId, Released, State};
+use crate::core::{Acquire, LeaseId, Released, Retried, State};
 use crate::entry::{guarded, Entry, Slot};
 use crate::erased::AnyPool;
 use crate::error::TimeoutDetail;
@@ -59,13 +59,21 @@ pub(crate) struct KeyPool<D: Driver> {
     counters: Counters,
     primer: Primer,
     reaper: ReaperWake,
-    me: Weak<Self>,
 }
 
 impl<D: Driver> KeyPool<D> {
-    pub(crate) fn new(driver: Arc<D>, args: ConnArgs, settings: Settings, explicit: bool, reaper: ReaperWake) -> Arc<Self> {
+    pub(crate) fn new(
+        driver: Arc<D>,
+        args: ConnArgs,
+        settings: Settings,
+        explicit: bool,
+        reaper: ReaperWake,
+    ) -> &'static Self {
         let label = format!("{} {}", driver.name(), args.redacted());
-        Arc::new_cyclic(|me| Self {
+        // Pools live as long as the process (see ARCHITECTURE.md, "Lifetimes"): leasing a
+        // connection then needs no reference count, which keeps two atomic operations off
+        // every open/release.
+        Box::leak(Box::new(Self {
             rollback_only: AtomicBool::new(settings.reset_mode == ResetMode::RollbackOnly),
             next_reap: Mutex::new(Tick::now() + settings.reap_interval),
             state: Mutex::new(State::new(settings)),
@@ -78,8 +86,7 @@ impl<D: Driver> KeyPool<D> {
             counters: Counters::default(),
             primer: Primer::default(),
             reaper,
-            me: me.clone(),
-        })
+        }))
     }
 
     pub(crate) fn label(&self) -> &str {
@@ -89,6 +96,23 @@ impl<D: Driver> KeyPool<D> {
     /// Identifies this pool in the per-thread held counts.
     fn id(&self) -> usize {
         self as *const Self as usize
+    }
+
+    /// Runs `change` under the state lock, then notifies the waiters it granted something to,
+    /// after unlocking.
+    fn locked<T>(&self, change: impl FnOnce(&mut State<Item<D>>) -> T) -> T {
+        let mut state = lock(&self.state);
+        let out = change(&mut state);
+        Self::unlock_and_wake(state);
+        out
+    }
+
+    fn unlock_and_wake(mut state: MutexGuard<'_, State<Item<D>>>) {
+        let wakes = state.take_wakes();
+        drop(state);
+        for waiter in wakes {
+            waiter.notify();
+        }
     }
 
     fn setting<T>(&self, read: impl FnOnce(&Settings) -> T) -> T {
@@ -117,16 +141,27 @@ impl<D: Driver> KeyPool<D> {
     }
 
     /// `pool::open` for this key.
-    pub(crate) fn open_conn(self: Arc<Self>, at: &'static Location<'static>) -> Result<Conn, Error> {
+    pub(crate) fn open_conn(&'static self, at: &'static Location<'static>) -> Result<Conn, Error> {
         let held = held::count(self.id());
         let mut deadline = None;
         let state = lock(&self.state);
-        let mut decision = self.settle(state, |s| s.acquire(Tick::now(), at, held), at, held, &mut deadline)?;
+        let mut decision = self.settle(
+            state,
+            |s| s.acquire(Tick::now(), at, held),
+            at,
+            held,
+            &mut deadline,
+        )?;
         loop {
             match decision {
-                Acquire::Take { item, lease, validate, prime } => {
+                Acquire::Take {
+                    item,
+                    lease,
+                    validate,
+                    prime,
+                } => {
                     if prime {
-                        self.primer.wake(self.me.clone());
+                        self.primer.wake(self);
                     }
                     match self.revive(item, validate) {
                         Some(entry) => return Ok(self.lease_out(entry, lease)),
@@ -147,7 +182,13 @@ impl<D: Driver> KeyPool<D> {
                 Acquire::Wait => {
                     // `settle` never returns Wait; treat it as a decision to look again.
                     let state = lock(&self.state);
-                    decision = self.settle(state, |s| s.acquire(Tick::now(), at, held), at, held, &mut deadline)?;
+                    decision = self.settle(
+                        state,
+                        |s| s.acquire(Tick::now(), at, held),
+                        at,
+                        held,
+                        &mut deadline,
+                    )?;
                 }
                 Acquire::WouldDeadlock => {
                     return Err(Error::WouldDeadlock {
@@ -173,37 +214,59 @@ impl<D: Driver> KeyPool<D> {
     ) -> Result<Acquire<Item<D>>, Error> {
         let decision = decide(&mut state);
         if !matches!(decision, Acquire::Wait) {
+            Self::unlock_and_wake(state);
             return Ok(decision);
         }
-        let waiter = Arc::new(Waiter::new(at));
+        let waiter = Arc::new(Waiter::new(at, Tick::now()));
         state.enqueue(Arc::clone(&waiter));
         let timeout = state.settings.acquire_timeout;
-        drop(state);
+        Self::unlock_and_wake(state);
         let started = Instant::now();
         let deadline = *deadline.get_or_insert(started + timeout);
         Counters::bump(&self.counters.waits);
-        let grant = match waiter.wait_until(deadline) {
-            Some(grant) => grant,
-            None => {
-                let mut state = lock(&self.state);
-                match state.cancel_wait(&waiter) {
-                    Some(grant) => grant,
-                    None => {
-                        let error = self.timeout_error(&state, started.elapsed(), held);
-                        drop(state);
-                        self.counters.add_wait(started.elapsed());
-                        Counters::bump(&self.counters.timeouts);
-                        tracing::warn!(%error, "open timed out at the limit");
-                        return Err(error);
+        let grant = loop {
+            match waiter.wait_until(deadline) {
+                Some(Grant::Retry) => {
+                    let retried = self.locked(|s| s.retry(&waiter, Tick::now()));
+                    match retried {
+                        Retried::Decided(decision) => {
+                            self.counters.add_wait(started.elapsed());
+                            return Ok(decision);
+                        }
+                        Retried::Granted(grant) => break grant,
+                        Retried::StillWaiting => {}
+                    }
+                }
+                Some(grant) => break grant,
+                None => {
+                    let mut state = lock(&self.state);
+                    let cancelled = state.cancel_wait(&waiter);
+                    let error = self.timeout_error(&state, started.elapsed(), held);
+                    Self::unlock_and_wake(state);
+                    match cancelled {
+                        Some(grant) => break grant,
+                        None => {
+                            self.counters.add_wait(started.elapsed());
+                            Counters::bump(&self.counters.timeouts);
+                            tracing::warn!(%error, "open timed out at the limit");
+                            return Err(error);
+                        }
                     }
                 }
             }
         };
         self.counters.add_wait(started.elapsed());
         Ok(match grant {
-            Grant::Item(item, lease) => Acquire::Take { item, lease, validate: false, prime: false },
+            Grant::Item(item, lease) => Acquire::Take {
+                item,
+                lease,
+                validate: false,
+                prime: false,
+            },
             Grant::Permit => Acquire::Connect,
             Grant::Closed => Acquire::Closed,
+            // `cancel_wait` never returns a retry; look again as a newcomer would.
+            Grant::Retry => self.locked(|s| s.acquire(Tick::now(), at, held)),
         })
     }
 
@@ -231,7 +294,10 @@ impl<D: Driver> KeyPool<D> {
         };
         if validate {
             let timeout = self.setting(|s| s.check_timeout);
-            let alive = guarded("connected", || Ok(self.driver.connected(&mut handle, timeout))).unwrap_or(false);
+            let alive = guarded("connected", || {
+                Ok(self.driver.connected(&mut handle, timeout))
+            })
+            .unwrap_or(false);
             if !alive {
                 drop(handle);
                 self.count_closed(true);
@@ -253,7 +319,7 @@ impl<D: Driver> KeyPool<D> {
     }
 
     /// Wraps an attached entry in the caller's guard.
-    fn lease_out(self: Arc<Self>, mut entry: Item<D>, lease: LeaseId) -> Conn {
+    fn lease_out(&'static self, mut entry: Item<D>, lease: LeaseId) -> Conn {
         held::add(self.id());
         entry.lease = lease;
         entry.pool = Some(self);
@@ -261,15 +327,18 @@ impl<D: Driver> KeyPool<D> {
     }
 
     /// Opens a connection for a caller whose room is already reserved (`opening`).
-    fn connect_reserved(self: Arc<Self>, at: &'static Location<'static>) -> Result<Conn, Error> {
+    fn connect_reserved(&'static self, at: &'static Location<'static>) -> Result<Conn, Error> {
         match self.connect() {
             Ok(conn) => {
-                let lease = lock(&self.state).connected(Tick::now(), at);
+                let lease = self.locked(|s| s.connected(Tick::now(), at));
                 Ok(self.lease_out(Entry::attached(conn), lease))
             }
             Err(source) => {
-                lock(&self.state).connect_failed(source.to_string());
-                Err(Error::Connect { pool: self.label.clone(), source })
+                self.locked(|s| s.connect_failed(source.to_string()));
+                Err(Error::Connect {
+                    pool: self.label.clone(),
+                    source,
+                })
             }
         }
     }
@@ -293,11 +362,11 @@ impl<D: Driver> KeyPool<D> {
     }
 
     /// `Conn::release`: reset and park, or close.
-    pub(crate) fn release(self: Arc<Self>, mut entry: Item<D>) -> Result<(), Error> {
+    pub(crate) fn release(&'static self, mut entry: Item<D>) -> Result<(), Error> {
         held::remove(self.id());
         let lease = entry.lease;
         let Slot::Attached(conn) = mem::replace(&mut entry.slot, Slot::Empty) else {
-            lock(&self.state).discard(lease, None);
+            self.locked(|s| s.discard(lease, None));
             return Ok(());
         };
         let panicking = std::thread::panicking();
@@ -308,17 +377,21 @@ impl<D: Driver> KeyPool<D> {
             if panicking || broken {
                 tracing::warn!(pool = %self.label, panicking, broken, "closed a connection instead of parking it");
             }
-            lock(&self.state).discard(lease, broken.then(Tick::now));
+            self.locked(|s| s.discard(lease, broken.then(Tick::now)));
             if broken {
                 self.request_sweep();
             }
             return Ok(());
         }
-        let mode = if self.rollback_only.load(Ordering::Relaxed) { ResetMode::RollbackOnly } else { ResetMode::Full };
+        let mode = if self.rollback_only.load(Ordering::Relaxed) {
+            ResetMode::RollbackOnly
+        } else {
+            ResetMode::Full
+        };
         match guarded("detach", || self.driver.detach(conn, mode)) {
             Ok(handle) => {
                 entry.slot = Slot::Parked(handle);
-                let released = lock(&self.state).release(entry, lease, Tick::now());
+                let released = self.locked(|s| s.release(entry, lease, Tick::now()));
                 if let Released::Close(entry) = released {
                     drop(entry);
                     self.count_closed(false);
@@ -330,8 +403,11 @@ impl<D: Driver> KeyPool<D> {
                 let source = self.scrub(error);
                 self.count_closed(true);
                 tracing::warn!(pool = %self.label, error = %source, "reset failed on release; closed the connection");
-                lock(&self.state).discard(lease, source.is_fatal().then(Tick::now));
-                Err(Error::Reset { pool: self.label.clone(), source })
+                self.locked(|s| s.discard(lease, source.is_fatal().then(Tick::now)));
+                Err(Error::Reset {
+                    pool: self.label.clone(),
+                    source,
+                })
             }
         }
     }
@@ -349,12 +425,16 @@ impl<D: Driver> KeyPool<D> {
         }
         match self.connect() {
             Ok(conn) => {
-                let mode = if self.rollback_only.load(Ordering::Relaxed) { ResetMode::RollbackOnly } else { ResetMode::Full };
+                let mode = if self.rollback_only.load(Ordering::Relaxed) {
+                    ResetMode::RollbackOnly
+                } else {
+                    ResetMode::Full
+                };
                 let item = match self.park_fresh(conn, mode) {
                     Some(item) => item,
                     None => return PrimeOutcome::Failed,
                 };
-                let released = lock(&self.state).prime_done(item, Tick::now());
+                let released = self.locked(|s| s.prime_done(item, Tick::now()));
                 match released {
                     Released::Close(item) => {
                         drop(item);
@@ -368,7 +448,7 @@ impl<D: Driver> KeyPool<D> {
                 }
             }
             Err(error) => {
-                lock(&self.state).prime_failed(error.to_string());
+                self.locked(|s| s.prime_failed(error.to_string()));
                 PrimeOutcome::Failed
             }
         }
@@ -380,7 +460,7 @@ impl<D: Driver> KeyPool<D> {
             guarded("detach", || self.driver.detach(conn, mode))
         } else {
             drop(conn);
-            lock(&self.state).prime_failed("the driver cannot detach; nothing to prime".into());
+            self.locked(|s| s.prime_failed("the driver cannot detach; nothing to prime".into()));
             return None;
         };
         match detached {
@@ -388,7 +468,7 @@ impl<D: Driver> KeyPool<D> {
             Err(error) => {
                 let error = self.scrub(error);
                 self.count_closed(true);
-                lock(&self.state).prime_failed(error.to_string());
+                self.locked(|s| s.prime_failed(error.to_string()));
                 None
             }
         }
@@ -402,8 +482,8 @@ impl<D: Driver> KeyPool<D> {
 
     /// One reaper sweep: idle expiry, then liveness checks one at a time, then a prime if the
     /// pool emptied. Called only on the reaper thread.
-    fn sweep(&self) {
-        let expired = lock(&self.state).expire_idle(Tick::now());
+    fn sweep(&'static self) {
+        let expired = self.locked(|s| s.expire_idle(Tick::now()));
         if !expired.is_empty() {
             let reaped = expired.len();
             drop(expired);
@@ -416,15 +496,18 @@ impl<D: Driver> KeyPool<D> {
         let sweep_start = Tick::now();
         let timeout = self.setting(|s| s.check_timeout);
         loop {
-            let taken = lock(&self.state).take_for_check(sweep_start, Tick::now());
-            let Some((index, mut idle)) = taken else { break };
+            let taken = self.locked(|s| s.take_for_check(sweep_start, Tick::now()));
+            let Some((index, mut idle)) = taken else {
+                break;
+            };
             let alive = match &mut idle.item.slot {
                 Slot::Parked(handle) => {
-                    guarded("connected", || Ok(self.driver.connected(handle, timeout))).unwrap_or(false)
+                    guarded("connected", || Ok(self.driver.connected(handle, timeout)))
+                        .unwrap_or(false)
                 }
                 _ => false,
             };
-            let dead = lock(&self.state).check_done(index, idle, alive, Tick::now());
+            let dead = self.locked(|s| s.check_done(index, idle, alive, Tick::now()));
             if let Some(dead) = dead {
                 drop(dead);
                 self.count_closed(!alive);
@@ -433,14 +516,14 @@ impl<D: Driver> KeyPool<D> {
                 }
             }
         }
-        if lock(&self.state).want_prime_if_empty() {
-            self.primer.wake(self.me.clone());
+        if self.locked(|s| s.want_prime_if_empty()) {
+            self.primer.wake(self);
         }
     }
 }
 
 impl<D: Driver> AnyPool for KeyPool<D> {
-    fn open(self: Arc<Self>, at: &'static Location<'static>) -> Result<Conn, Error> {
+    fn open(&'static self, at: &'static Location<'static>) -> Result<Conn, Error> {
         self.open_conn(at)
     }
 
@@ -451,8 +534,12 @@ impl<D: Driver> AnyPool for KeyPool<D> {
         } else if self.explicit.load(Ordering::Relaxed) {
             return;
         }
-        self.rollback_only.store(settings.reset_mode == ResetMode::RollbackOnly, Ordering::Relaxed);
+        self.rollback_only.store(
+            settings.reset_mode == ResetMode::RollbackOnly,
+            Ordering::Relaxed,
+        );
         state.reconfigure(settings);
+        Self::unlock_and_wake(state);
     }
 
     fn stats(&self) -> Stats {
@@ -471,7 +558,7 @@ impl<D: Driver> AnyPool for KeyPool<D> {
         stats
     }
 
-    fn reap(&self, now: Tick) -> Duration {
+    fn reap(&'static self, now: Tick) -> Duration {
         let forced = self.sweep_requested.swap(false, Ordering::AcqRel);
         let interval = self.setting(|s| s.reap_interval);
         let mut next = lock(&self.next_reap);
@@ -486,7 +573,7 @@ impl<D: Driver> AnyPool for KeyPool<D> {
 
     fn shutdown(&self) {
         self.closed.store(true, Ordering::Release);
-        let parked = lock(&self.state).close();
+        let parked = self.locked(|s| s.close());
         let closed = parked.len();
         drop(parked);
         for _ in 0..closed {

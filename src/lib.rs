@@ -42,7 +42,9 @@ mod waiter;
 
 pub use conn::Conn;
 pub use error::{Error, TimeoutDetail};
-pub use pool_driver::{Connection, ConnArgs, Driver, DriverError, DriverErrorKind, ResetMode, Rows, Value};
+pub use pool_driver::{
+    ConnArgs, Connection, Driver, DriverError, DriverErrorKind, ResetMode, Rows, Value,
+};
 pub use settings::Settings;
 pub use stats::Stats;
 

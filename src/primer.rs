@@ -7,10 +7,10 @@
 //! one server do not connect in lockstep); it never gives up until it has added its
 //! connection (or the pool reached its limit, or shut down).
 //!
-//! The thread holds only a `Weak` to its pool, and wakes on a channel: `wake` from `open` or the
+//! The thread wakes on a channel: `wake` from `open` or the
 //! reaper, and `stop` at shutdown (which also cuts a backoff pause short).
 
-use std::sync::{OnceLock, Weak};
+use std::sync::OnceLock;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -33,7 +33,7 @@ pub(crate) struct Primer {
 
 impl Primer {
     /// Asks the primer to fill the pool's empty stack, starting its thread on first use.
-    pub(crate) fn wake<D: Driver>(&self, pool: Weak<KeyPool<D>>) {
+    pub(crate) fn wake<D: Driver>(&self, pool: &'static KeyPool<D>) {
         let sender = self.wake.get_or_init(|| {
             let (tx, rx) = bounded(1);
             let spawned = std::thread::Builder::new()
@@ -67,15 +67,13 @@ impl Primer {
 }
 
 /// The primer thread's body.
-fn run<D: Driver>(pool: Weak<KeyPool<D>>, wake: Receiver<()>) {
+fn run<D: Driver>(pool: &'static KeyPool<D>, wake: Receiver<()>) {
     let mut jitter = Jitter::seeded();
     while wake.recv().is_ok() {
         let mut pause = BACKOFF_START;
         loop {
-            let Some(strong) = pool.upgrade() else { return };
-            let outcome = strong.prime_once();
-            let backoff_max = strong.primer_backoff_max();
-            drop(strong);
+            let outcome = pool.prime_once();
+            let backoff_max = pool.primer_backoff_max();
             match outcome {
                 PrimeOutcome::Closed => return,
                 PrimeOutcome::Done | PrimeOutcome::NotNeeded => break,
@@ -126,7 +124,10 @@ mod tests {
         let mut j = Jitter::seeded();
         for _ in 0..1000 {
             let d = j.spread(Duration::from_millis(100));
-            assert!(d >= Duration::from_millis(50) && d <= Duration::from_millis(100), "{d:?}");
+            assert!(
+                d >= Duration::from_millis(50) && d <= Duration::from_millis(100),
+                "{d:?}"
+            );
         }
     }
 }

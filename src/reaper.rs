@@ -42,7 +42,7 @@ pub(crate) struct Reaper {
 
 impl Reaper {
     /// Starts the reaper over the pools `pools` lists.
-    pub(crate) fn start(pools: fn() -> Vec<Arc<dyn AnyPool>>) -> Reaper {
+    pub(crate) fn start(pools: fn() -> Vec<&'static dyn AnyPool>) -> Reaper {
         let (tx, rx) = bounded(1);
         let stop = Arc::new(AtomicBool::new(false));
         let stop_flag = Arc::clone(&stop);
@@ -56,7 +56,11 @@ impl Reaper {
                 None
             }
         };
-        Reaper { wake: ReaperWake(tx), stop, thread }
+        Reaper {
+            wake: ReaperWake(tx),
+            stop,
+            thread,
+        }
     }
 
     pub(crate) fn wake_handle(&self) -> ReaperWake {
@@ -73,7 +77,7 @@ impl Reaper {
     }
 }
 
-fn run(pools: fn() -> Vec<Arc<dyn AnyPool>>, wake: Receiver<()>, stop: Arc<AtomicBool>) {
+fn run(pools: fn() -> Vec<&'static dyn AnyPool>, wake: Receiver<()>, stop: Arc<AtomicBool>) {
     loop {
         if stop.load(Ordering::Acquire) {
             return;

@@ -35,9 +35,9 @@ const THREAD_CACHE: usize = 4;
 #[derive(Default)]
 struct Pools {
     /// driver name → canonical args → pool. The source of truth.
-    by_key: FxHashMap<String, FxHashMap<String, Arc<dyn AnyPool>>>,
+    by_key: FxHashMap<String, FxHashMap<String, &'static dyn AnyPool>>,
     /// driver name → raw args as passed → pool. A memo of tier 3.
-    by_raw: FxHashMap<String, FxHashMap<String, Arc<dyn AnyPool>>>,
+    by_raw: FxHashMap<String, FxHashMap<String, &'static dyn AnyPool>>,
 }
 
 pub(crate) struct Registry {
@@ -58,7 +58,7 @@ struct Cached {
     generation: u64,
     driver: Box<str>,
     args: Box<str>,
-    pool: Arc<dyn AnyPool>,
+    pool: &'static dyn AnyPool,
 }
 
 thread_local! {
@@ -108,21 +108,24 @@ impl Registry {
             None => {
                 let mut registered: Vec<String> = drivers.keys().cloned().collect();
                 registered.sort();
-                Err(Error::UnknownDriver { name: name.to_owned(), registered })
+                Err(Error::UnknownDriver {
+                    name: name.to_owned(),
+                    registered,
+                })
             }
         }
     }
 
     /// The pool for `driver` + `args`, created on first use.
     #[inline]
-    pub(crate) fn pool(&self, driver: &str, args: &str) -> Result<Arc<dyn AnyPool>, Error> {
+    pub(crate) fn pool(&self, driver: &str, args: &str) -> Result<&'static dyn AnyPool, Error> {
         let generation = self.generation.load(Ordering::Acquire);
         let cached = CACHE.try_with(|cache| {
             let cache = cache.try_borrow().ok()?;
             cache
                 .iter()
                 .find(|c| c.generation == generation && *c.args == *args && *c.driver == *driver)
-                .map(|c| Arc::clone(&c.pool))
+                .map(|c| c.pool)
         });
         if let Ok(Some(pool)) = cached {
             return Ok(pool);
@@ -138,29 +141,38 @@ impl Registry {
                     generation,
                     driver: driver.into(),
                     args: args.into(),
-                    pool: Arc::clone(&pool),
+                    pool,
                 });
             }
         });
         Ok(pool)
     }
 
-    fn pool_uncached(&self, driver: &str, args: &str) -> Result<Arc<dyn AnyPool>, Error> {
-        if let Some(pool) = read(&self.pools).by_raw.get(driver).and_then(|m| m.get(args)) {
-            return Ok(Arc::clone(pool));
+    fn pool_uncached(&self, driver: &str, args: &str) -> Result<&'static dyn AnyPool, Error> {
+        if let Some(pool) = read(&self.pools)
+            .by_raw
+            .get(driver)
+            .and_then(|m| m.get(args))
+        {
+            return Ok(*pool);
         }
         let (pool, _) = self.pool_for_key(driver, args, None)?;
         let mut pools = write(&self.pools);
         let raw = pools.by_raw.entry(driver.to_owned()).or_default();
         if raw.len() < MAX_RAW_PER_DRIVER {
-            raw.insert(args.to_owned(), Arc::clone(&pool));
+            raw.insert(args.to_owned(), pool);
         }
         Ok(pool)
     }
 
     /// Finds or creates the pool for the normalised key; `explicit` settings configure it.
     /// Returns the pool and whether it was created.
-    fn pool_for_key(&self, driver_name: &str, args: &str, explicit: Option<Settings>) -> Result<(Arc<dyn AnyPool>, bool), Error> {
+    fn pool_for_key(
+        &self,
+        driver_name: &str,
+        args: &str,
+        explicit: Option<Settings>,
+    ) -> Result<(&'static dyn AnyPool, bool), Error> {
         let driver = self.driver(driver_name)?;
         let parsed = driver.parse(args).map_err(|e| Error::InvalidArgs {
             driver: driver_name.to_owned(),
@@ -170,7 +182,7 @@ impl Registry {
         let mut pools = write(&self.pools);
         let by_key = pools.by_key.entry(driver_name.to_owned()).or_default();
         if let Some(pool) = by_key.get(&key) {
-            let pool = Arc::clone(pool);
+            let pool = *pool;
             drop(pools);
             if let Some(settings) = explicit {
                 pool.configure(settings, true);
@@ -181,7 +193,7 @@ impl Registry {
         let is_explicit = explicit.is_some();
         let settings = explicit.unwrap_or_else(|| read(&self.defaults).clone());
         let pool = driver.new_pool(parsed, settings, is_explicit, self.reaper_wake());
-        by_key.insert(key, Arc::clone(&pool));
+        by_key.insert(key, pool);
         drop(pools);
         self.wake_reaper();
         tracing::debug!(driver = %driver_name, "created a pool");
@@ -191,7 +203,9 @@ impl Registry {
     /// The reaper's wake handle, starting the reaper if it is not running.
     fn reaper_wake(&self) -> ReaperWake {
         let mut reaper = lock(&self.reaper);
-        reaper.get_or_insert_with(|| Reaper::start(|| registry().all_pools())).wake_handle()
+        reaper
+            .get_or_insert_with(|| Reaper::start(|| registry().all_pools()))
+            .wake_handle()
     }
 
     fn wake_reaper(&self) {
@@ -200,17 +214,30 @@ impl Registry {
         }
     }
 
-    pub(crate) fn all_pools(&self) -> Vec<Arc<dyn AnyPool>> {
-        read(&self.pools).by_key.values().flat_map(|m| m.values().cloned()).collect()
+    pub(crate) fn all_pools(&self) -> Vec<&'static dyn AnyPool> {
+        read(&self.pools)
+            .by_key
+            .values()
+            .flat_map(|m| m.values().copied())
+            .collect()
     }
 
-    pub(crate) fn configure(&self, driver: &str, args: &str, settings: Settings) -> Result<(), Error> {
-        settings.validate().map_err(|message| Error::InvalidSettings { message })?;
+    pub(crate) fn configure(
+        &self,
+        driver: &str,
+        args: &str,
+        settings: Settings,
+    ) -> Result<(), Error> {
+        settings
+            .validate()
+            .map_err(|message| Error::InvalidSettings { message })?;
         self.pool_for_key(driver, args, Some(settings)).map(|_| ())
     }
 
     pub(crate) fn configure_defaults(&self, settings: Settings) -> Result<(), Error> {
-        settings.validate().map_err(|message| Error::InvalidSettings { message })?;
+        settings
+            .validate()
+            .map_err(|message| Error::InvalidSettings { message })?;
         *write(&self.defaults) = settings.clone();
         for pool in self.all_pools() {
             pool.configure(settings.clone(), false);
@@ -226,12 +253,15 @@ impl Registry {
     /// Empties the registry, stops the reaper, then shuts every pool (closing parked
     /// connections and joining primers), outside every registry lock.
     pub(crate) fn shutdown(&self) {
-        let pools: Vec<Arc<dyn AnyPool>> = {
+        let pools: Vec<&'static dyn AnyPool> = {
             let mut pools = write(&self.pools);
             self.generation.fetch_add(1, Ordering::AcqRel);
             pools.by_raw.clear();
             let by_key = std::mem::take(&mut pools.by_key);
-            by_key.into_values().flat_map(HashMap::into_values).collect()
+            by_key
+                .into_values()
+                .flat_map(HashMap::into_values)
+                .collect()
         };
         let _ = CACHE.try_with(|cache| {
             if let Ok(mut cache) = cache.try_borrow_mut() {

@@ -40,3 +40,23 @@ pub(crate) fn wait_timeout<'a, T>(
         Err(poisoned) => poisoned.into_inner().0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_poisoned_lock_is_recovered_not_propagated() {
+        let shared = Arc::new(Mutex::new(1));
+        let poisoner = Arc::clone(&shared);
+        let _ = std::thread::spawn(move || {
+            let _guard = poisoner.lock().unwrap();
+            panic!("poison the lock");
+        })
+        .join();
+        assert!(shared.is_poisoned());
+        *lock(&shared) += 1;
+        assert_eq!(*lock(&shared), 2);
+    }
+}

@@ -1,9 +1,17 @@
 //! A caller of `open` waiting at the limit, and the hand-off it waits for.
 //!
-//! Waiters queue first come first served in the pool state. Whoever frees capacity (a release,
-//! a closed connection, a primer that finished) grants the front waiter directly while holding
-//! the pool lock, so a released connection can never be taken by a later caller that happened
-//! to arrive first at the lock.
+//! Waiters queue first come first served in the pool state, and only the front waiter is ever
+//! served or woken, so waiters are served in arrival order. Whoever frees capacity (a release,
+//! a closed connection, a primer that finished) acts while holding the pool lock:
+//!
+//! * a connection released while the front waiter has waited at least `HANDOFF_AFTER` (1 ms)
+//!   is handed to it directly (`Grant::Item`): no later caller can take it;
+//! * before that, it is parked and the front waiter is woken to come and take it
+//!   (`Grant::Retry`, keeping its place); a caller already running may take it first. This is
+//!   Go's `sync.Mutex` rule: strict hand-off to a sleeping thread on every release makes every
+//!   operation pay a wake-up (a lock convoy), while a short window of barging keeps throughput
+//!   and still bounds how long the front waiter can be overtaken;
+//! * freed room under the limit is a permit to connect (`Grant::Permit`).
 //!
 //! Lock order: pool state, then a waiter's slot. The waiter itself takes only its slot while
 //! waiting, and takes the pool state (then its slot) only when it gives up.
@@ -11,6 +19,10 @@
 use std::panic::Location;
 use std::time::{Duration, Instant};
 
+/// How long the front waiter may be overtaken before released connections go to it directly.
+pub(crate) const HANDOFF_AFTER: Duration = Duration::from_millis(1);
+
+use crate::clock::Tick;
 use crate::core::LeaseId;
 use crate::sync::{lock, wait_timeout, Condvar, Mutex};
 
@@ -20,6 +32,8 @@ pub(crate) enum Grant<E> {
     Item(E, LeaseId),
     /// Room under the limit: the waiter may connect (already counted as opening).
     Permit,
+    /// A connection was parked: try to take it, keeping your place at the front if it is gone.
+    Retry,
     /// The pool shut down.
     Closed,
 }
@@ -30,20 +44,36 @@ pub(crate) struct Waiter<E> {
     wake: Condvar,
     /// Where the waiting `open` was called: recorded as the lease's origin if it is served.
     pub(crate) opened_at: &'static Location<'static>,
+    /// When it started waiting (coarse clock: the hand-off window is at least `HANDOFF_AFTER`
+    /// and at most one clock tick more).
+    since: Tick,
 }
 
 impl<E> Waiter<E> {
-    pub(crate) fn new(opened_at: &'static Location<'static>) -> Self {
+    pub(crate) fn new(opened_at: &'static Location<'static>, now: Tick) -> Self {
         Self {
             slot: Mutex::new(None),
             wake: Condvar::new(),
             opened_at,
+            since: now,
         }
     }
 
-    /// Hands `grant` to the waiter and wakes it. Called with the pool state locked.
+    /// Whether released connections must now go to this waiter directly.
+    pub(crate) fn is_starving(&self, now: Tick) -> bool {
+        now.since(self.since) >= HANDOFF_AFTER
+    }
+
+    /// Hands `grant` to the waiter. Called with the pool state locked; the wake-up itself
+    /// (`notify`, a system call) comes after the pool lock is released, so the critical section
+    /// never includes it. The waiter checks its slot under the slot lock before it sleeps, so a
+    /// grant set before it sleeps is never missed.
     pub(crate) fn grant(&self, grant: Grant<E>) {
         *lock(&self.slot) = Some(grant);
+    }
+
+    /// Wakes the waiter to look at its slot.
+    pub(crate) fn notify(&self) {
         self.wake.notify_one();
     }
 

@@ -68,7 +68,9 @@ fn steady_state_reuses_without_connecting(db: Arc<FakeDb>) {
     configure(&db, quiet());
     open(&db).release().unwrap();
     open(&db).release().unwrap(); // took the last parked one: the primer adds a second
-    wait_until("the primer parks its connection", SOON, || stats(&db).idle == 2);
+    wait_until("the primer parks its connection", SOON, || {
+        stats(&db).idle == 2
+    });
     let opened = stats(&db).opened;
     for _ in 0..100 {
         open(&db).release().unwrap();
@@ -91,7 +93,9 @@ fn released_on_one_thread_attached_on_another(db: Arc<FakeDb>) {
     .join()
     .unwrap();
     let a = args(&db);
-    let second = thread::spawn(move || id(&pool::open("fake", &a).unwrap())).join().unwrap();
+    let second = thread::spawn(move || id(&pool::open("fake", &a).unwrap()))
+        .join()
+        .unwrap();
     assert_eq!(first, second);
 }
 
@@ -102,7 +106,9 @@ fn primer_parks_one_more_when_the_stack_empties(db: Arc<FakeDb>) {
     configure(&db, quiet());
     open(&db).release().unwrap();
     let held = open(&db); // takes the last parked one
-    wait_until("the primer parks a connection", SOON, || stats(&db).idle == 1);
+    wait_until("the primer parks a connection", SOON, || {
+        stats(&db).idle == 1
+    });
     assert_eq!(db.live(), 2);
     drop(held);
     assert_eq!(stats(&db).idle, 2);
@@ -110,19 +116,33 @@ fn primer_parks_one_more_when_the_stack_empties(db: Arc<FakeDb>) {
 
 #[rstest]
 fn failing_primer_backs_off_and_never_gives_up(db: Arc<FakeDb>) {
-    configure(&db, Settings { primer_backoff_max: Duration::from_millis(200), ..quiet() });
+    configure(
+        &db,
+        Settings {
+            primer_backoff_max: Duration::from_millis(200),
+            ..quiet()
+        },
+    );
     open(&db).release().unwrap();
     db.fail_connect.store(true, SeqCst);
     let before = db.connect_attempts.load(SeqCst);
     let held = open(&db); // empties the stack: the primer starts failing
-    // Backoff 50, 100, 200, 200 ms (each with jitter down to half): attempt 5 happens
-    // after at least 25+50+100+100 ms; a busy loop would reach it in microseconds.
+                          // Backoff 50, 100, 200, 200 ms (each with jitter down to half): attempt 5 happens
+                          // after at least 25+50+100+100 ms; a busy loop would reach it in microseconds.
     let started = std::time::Instant::now();
-    wait_until("the primer retries several times", SOON, || db.connect_attempts.load(SeqCst) >= before + 5);
-    assert!(started.elapsed() >= Duration::from_millis(275), "retries too fast: {:?}", started.elapsed());
+    wait_until("the primer retries several times", SOON, || {
+        db.connect_attempts.load(SeqCst) >= before + 5
+    });
+    assert!(
+        started.elapsed() >= Duration::from_millis(275),
+        "retries too fast: {:?}",
+        started.elapsed()
+    );
     assert_eq!(stats(&db).idle, 0);
     db.fail_connect.store(false, SeqCst);
-    wait_until("the primer succeeds after the database heals", SOON, || stats(&db).idle == 1);
+    wait_until("the primer succeeds after the database heals", SOON, || {
+        stats(&db).idle == 1
+    });
     assert!(stats(&db).connect_failures >= 5);
     drop(held);
 }
@@ -136,7 +156,9 @@ fn a_slow_key_does_not_delay_priming_of_another(db: Arc<FakeDb>) {
     open(&other).release().unwrap();
     db.connect_gate.close(); // db's connects now hang
     let held_slow = open(&db);
-    wait_until("the slow primer is stuck connecting", SOON, || db.connect_gate.arrived() == 2);
+    wait_until("the slow primer is stuck connecting", SOON, || {
+        db.connect_gate.arrived() == 2
+    });
     let held_fast = open(&other);
     wait_until("the other key is primed", SOON, || stats(&other).idle == 1);
     assert_eq!(stats(&db).opening, 1, "the slow key is still connecting");
@@ -161,20 +183,34 @@ fn reaper_closes_idle_connections_but_keeps_one_and_does_not_churn(db: Arc<FakeD
     configure(&db, reaping());
     let conns: Vec<_> = (0..5).map(|_| open(&db)).collect();
     drop(conns);
-    wait_until("idle connections are reaped down to one", SOON, || db.live() == 1);
+    wait_until("idle connections are reaped down to one", SOON, || {
+        db.live() == 1
+    });
     let s = stats(&db);
     assert_eq!((s.idle, s.reaped_idle), (1, 4));
     let opened = s.opened;
     // Let the reaper sweep several more times (each sweep checks the one left).
     let checks = db.checks.load(SeqCst);
-    wait_until("three more sweeps", SOON, || db.checks.load(SeqCst) >= checks + 3);
+    wait_until("three more sweeps", SOON, || {
+        db.checks.load(SeqCst) >= checks + 3
+    });
     let s = stats(&db);
-    assert_eq!((db.live(), s.opened, s.reaped_idle), (1, opened, 4), "no churn");
+    assert_eq!(
+        (db.live(), s.opened, s.reaped_idle),
+        (1, opened, 4),
+        "no churn"
+    );
 }
 
 #[rstest]
 fn reaper_drops_dead_connections_and_primes_one(db: Arc<FakeDb>) {
-    configure(&db, Settings { idle_timeout: Duration::from_secs(3600), ..reaping() });
+    configure(
+        &db,
+        Settings {
+            idle_timeout: Duration::from_secs(3600),
+            ..reaping()
+        },
+    );
     let conns: Vec<_> = (0..3).map(|_| open(&db)).collect();
     drop(conns);
     db.restart();
@@ -183,22 +219,46 @@ fn reaper_drops_dead_connections_and_primes_one(db: Arc<FakeDb>) {
         s.dropped_dead == 3 && s.idle == 1
     });
     let conn = open(&db);
-    assert_eq!(conn.native::<FakeConn>().unwrap().id, 4, "a fresh connection");
+    assert_eq!(
+        conn.native::<FakeConn>().unwrap().id,
+        4,
+        "a fresh connection"
+    );
 }
 
 #[rstest]
 fn reaper_checks_one_at_a_time_and_leaves_the_rest_usable(db: Arc<FakeDb>) {
-    configure(&db, Settings { idle_timeout: Duration::from_secs(3600), ..reaping() });
+    configure(
+        &db,
+        Settings {
+            idle_timeout: Duration::from_secs(3600),
+            ..reaping()
+        },
+    );
     let conns: Vec<_> = (0..3).map(|_| open(&db)).collect();
     db.check_gate.close();
     drop(conns);
-    wait_until("the reaper is checking one", SOON, || db.check_gate.arrived() >= 1);
+    wait_until("the reaper is checking one", SOON, || {
+        db.check_gate.arrived() >= 1
+    });
     let s = stats(&db);
-    assert_eq!((s.idle, s.opening), (2, 1), "one taken out for the check, two still parked");
+    assert_eq!(
+        (s.idle, s.opening),
+        (2, 1),
+        "one taken out for the check, two still parked"
+    );
     // validate_after is 5 ms and the handles are older: an open must check too, so let
     // checks through for callers while the reaper's one stays blocked... simpler: give the
     // caller a window in which no check is needed.
-    pool::configure("fake", &args(&db), Settings { validate_after: Duration::from_secs(3600), ..reaping() }).unwrap();
+    pool::configure(
+        "fake",
+        &args(&db),
+        Settings {
+            validate_after: Duration::from_secs(3600),
+            ..reaping()
+        },
+    )
+    .unwrap();
     let conn = open(&db);
     assert_eq!(stats(&db).idle, 1);
     drop(conn);
@@ -210,7 +270,14 @@ fn reaper_checks_one_at_a_time_and_leaves_the_rest_usable(db: Arc<FakeDb>) {
 
 #[rstest]
 fn never_more_than_max_open_with_64_threads(db: Arc<FakeDb>) {
-    configure(&db, Settings { max_open: 8, acquire_timeout: Duration::from_secs(30), ..quiet() });
+    configure(
+        &db,
+        Settings {
+            max_open: 8,
+            acquire_timeout: Duration::from_secs(30),
+            ..quiet()
+        },
+    );
     let start = Arc::new(Barrier::new(64));
     let threads: Vec<_> = (0..64)
         .map(|_| {
@@ -237,7 +304,13 @@ fn never_more_than_max_open_with_64_threads(db: Arc<FakeDb>) {
 
 #[rstest]
 fn waiters_are_served_first_come_first_served(db: Arc<FakeDb>) {
-    configure(&db, Settings { max_open: 1, ..quiet() });
+    configure(
+        &db,
+        Settings {
+            max_open: 1,
+            ..quiet()
+        },
+    );
     let held = open(&db);
     let order = Arc::new(Mutex::new(Vec::new()));
     let mut threads = Vec::new();
@@ -255,12 +328,49 @@ fn waiters_are_served_first_come_first_served(db: Arc<FakeDb>) {
         t.join().unwrap();
     }
     assert_eq!(*order.lock().unwrap(), vec![1, 2, 3, 4]);
-    assert_eq!(stats(&db).opened, 1, "every waiter got the same connection handed over");
+    assert_eq!(
+        stats(&db).opened,
+        1,
+        "every waiter got the same connection handed over"
+    );
+}
+
+#[rstest]
+fn a_waiter_that_has_waited_is_not_overtaken_by_a_newcomer(db: Arc<FakeDb>) {
+    configure(
+        &db,
+        Settings {
+            max_open: 1,
+            ..quiet()
+        },
+    );
+    let held = open(&db);
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let (a, o) = (args(&db), Arc::clone(&order));
+    let waiter = thread::spawn(move || {
+        let conn = pool::open("fake", &a).unwrap();
+        o.lock().unwrap().push("waiter");
+        conn.release().unwrap();
+    });
+    wait_until("the waiter is queued", SOON, || stats(&db).waiting == 1);
+    thread::sleep(Duration::from_millis(5)); // past the 1 ms hand-off window
+    held.release().unwrap();
+    let again = open(&db); // released and asked again at once: the waiter goes first
+    order.lock().unwrap().push("newcomer");
+    waiter.join().unwrap();
+    drop(again);
+    assert_eq!(*order.lock().unwrap(), vec!["waiter", "newcomer"]);
 }
 
 #[rstest]
 fn a_waiter_is_handed_the_released_connection_directly(db: Arc<FakeDb>) {
-    configure(&db, Settings { max_open: 1, ..quiet() });
+    configure(
+        &db,
+        Settings {
+            max_open: 1,
+            ..quiet()
+        },
+    );
     let held = open(&db);
     let held_id = id(&held);
     let a = args(&db);
@@ -273,17 +383,37 @@ fn a_waiter_is_handed_the_released_connection_directly(db: Arc<FakeDb>) {
 
 #[rstest]
 fn timeout_says_how_many_are_in_use_parked_and_waiting(db: Arc<FakeDb>) {
-    configure(&db, Settings { max_open: 2, acquire_timeout: Duration::from_millis(100), ..quiet() });
+    configure(
+        &db,
+        Settings {
+            max_open: 2,
+            acquire_timeout: Duration::from_millis(100),
+            ..quiet()
+        },
+    );
     let _held = (open(&db), open(&db));
     let a = args(&db);
-    let err = thread::spawn(move || pool::open("fake", &a).unwrap_err()).join().unwrap();
-    let Error::Timeout(detail) = &err else { panic!("expected a timeout, got {err}") };
-    assert_eq!((detail.in_use, detail.idle, detail.waiting, detail.max_open), (2, 0, 0, 2));
+    let err = thread::spawn(move || pool::open("fake", &a).unwrap_err())
+        .join()
+        .unwrap();
+    let Error::Timeout(detail) = &err else {
+        panic!("expected a timeout, got {err}")
+    };
+    assert_eq!(
+        (detail.in_use, detail.idle, detail.waiting, detail.max_open),
+        (2, 0, 0, 2)
+    );
     assert_eq!(detail.held_by_this_thread, 0);
-    let (at, _) = detail.longest_held.as_ref().expect("the longest-held lease is reported");
+    let (at, _) = detail
+        .longest_held
+        .as_ref()
+        .expect("the longest-held lease is reported");
     assert!(at.contains("engine.rs"), "{at}");
     let text = err.to_string();
-    assert!(text.contains("2 in use") && text.contains("engine.rs"), "{text}");
+    assert!(
+        text.contains("2 in use") && text.contains("engine.rs"),
+        "{text}"
+    );
     let s = stats(&db);
     assert_eq!((s.timeouts, s.waits), (1, 1));
     assert!(s.total_wait >= Duration::from_millis(100));
@@ -291,25 +421,54 @@ fn timeout_says_how_many_are_in_use_parked_and_waiting(db: Arc<FakeDb>) {
 
 #[rstest]
 fn timeout_reports_the_last_connect_error(db: Arc<FakeDb>) {
-    configure(&db, Settings { max_open: 1, acquire_timeout: Duration::from_millis(50), ..quiet() });
+    configure(
+        &db,
+        Settings {
+            max_open: 1,
+            acquire_timeout: Duration::from_millis(50),
+            ..quiet()
+        },
+    );
     db.fail_connect.store(true, SeqCst);
-    assert!(matches!(pool::open("fake", &args(&db)), Err(Error::Connect { .. })));
+    assert!(matches!(
+        pool::open("fake", &args(&db)),
+        Err(Error::Connect { .. })
+    ));
     db.fail_connect.store(false, SeqCst);
     let _held = open(&db);
     let a = args(&db);
-    let err = thread::spawn(move || pool::open("fake", &a).unwrap_err()).join().unwrap();
-    let Error::Timeout(detail) = err else { panic!("expected a timeout") };
-    assert!(detail.last_connect_error.unwrap().contains("connection refused"));
+    let err = thread::spawn(move || pool::open("fake", &a).unwrap_err())
+        .join()
+        .unwrap();
+    let Error::Timeout(detail) = err else {
+        panic!("expected a timeout")
+    };
+    assert!(detail
+        .last_connect_error
+        .unwrap()
+        .contains("connection refused"));
 }
 
 #[rstest]
 fn raising_the_limit_serves_waiters_at_once(db: Arc<FakeDb>) {
-    configure(&db, Settings { max_open: 1, ..quiet() });
+    configure(
+        &db,
+        Settings {
+            max_open: 1,
+            ..quiet()
+        },
+    );
     let _held = open(&db);
     let a = args(&db);
     let waiter = thread::spawn(move || pool::open("fake", &a).map(|c| id(&c)));
     wait_until("the waiter is queued", SOON, || stats(&db).waiting == 1);
-    configure(&db, Settings { max_open: 2, ..quiet() });
+    configure(
+        &db,
+        Settings {
+            max_open: 2,
+            ..quiet()
+        },
+    );
     assert!(waiter.join().unwrap().is_ok());
 }
 
@@ -317,8 +476,17 @@ fn raising_the_limit_serves_waiters_at_once(db: Arc<FakeDb>) {
 
 #[rstest]
 fn a_handle_parked_past_the_window_is_checked_and_a_dead_one_replaced(db: Arc<FakeDb>) {
-    configure(&db, Settings { validate_after: Duration::from_millis(30), ..quiet() });
-    let old = { let c = open(&db); id(&c) };
+    configure(
+        &db,
+        Settings {
+            validate_after: Duration::from_millis(30),
+            ..quiet()
+        },
+    );
+    let old = {
+        let c = open(&db);
+        id(&c)
+    };
     thread::sleep(Duration::from_millis(40)); // park past the validation window
     db.restart();
     let conn = open(&db);
@@ -342,11 +510,19 @@ fn one_dead_connection_makes_every_parked_one_suspect(db: Arc<FakeDb>) {
     drop(conns);
     db.restart();
     let mut conn = open(&db);
-    assert!(conn.query("SELECT", &[]).is_err(), "the server restarted under us");
+    assert!(
+        conn.query("SELECT", &[]).is_err(),
+        "the server restarted under us"
+    );
     drop(conn); // broken: closed, and the parked ones become suspect
     let mut conn = open(&db);
-    let rows = conn.query("SELECT", &[]).expect("the next open hands out a live connection");
-    assert_eq!(rows.get_named(0, "epoch").and_then(|v| v.as_i64()), Some(db.epoch() as i64));
+    let rows = conn
+        .query("SELECT", &[])
+        .expect("the next open hands out a live connection");
+    assert_eq!(
+        rows.get_named(0, "epoch").and_then(|v| v.as_i64()),
+        Some(db.epoch() as i64)
+    );
     assert_eq!(stats(&db).dropped_dead, 3);
 }
 
@@ -362,12 +538,21 @@ fn release_resets_the_session(db: Arc<FakeDb>) {
     conn.release().unwrap();
     let conn = open(&db);
     let fake = conn.native::<FakeConn>().unwrap();
-    assert_eq!((fake.id, fake.in_tx, fake.var.clone()), (first, false, None));
+    assert_eq!(
+        (fake.id, fake.in_tx, fake.var.clone()),
+        (first, false, None)
+    );
 }
 
 #[rstest]
 fn rollback_only_mode_rolls_back_but_keeps_session_settings(db: Arc<FakeDb>) {
-    configure(&db, Settings { reset_mode: ResetMode::RollbackOnly, ..quiet() });
+    configure(
+        &db,
+        Settings {
+            reset_mode: ResetMode::RollbackOnly,
+            ..quiet()
+        },
+    );
     let mut conn = open(&db);
     conn.execute("BEGIN", &[]).unwrap();
     conn.execute("SET kept", &[]).unwrap();
@@ -408,7 +593,11 @@ fn a_panic_while_holding_closes_the_connection(db: Arc<FakeDb>) {
     .join();
     assert!(result.is_err());
     let s = stats(&db);
-    assert_eq!((s.idle, s.in_use, db.live()), (0, 0, 0), "closed, not parked dirty");
+    assert_eq!(
+        (s.idle, s.in_use, db.live()),
+        (0, 0, 0),
+        "closed, not parked dirty"
+    );
     let conn = open(&db);
     assert!(!conn.native::<FakeConn>().unwrap().in_tx);
 }
@@ -430,16 +619,40 @@ fn a_driver_that_cannot_detach_closes_on_release_and_connects_fresh(db: Arc<Fake
 
 #[rstest]
 fn a_thread_holding_every_connection_gets_an_error_not_a_hang(db: Arc<FakeDb>) {
-    configure(&db, Settings { max_open: 2, acquire_timeout: Duration::from_secs(3600), ..quiet() });
+    configure(
+        &db,
+        Settings {
+            max_open: 2,
+            acquire_timeout: Duration::from_secs(3600),
+            ..quiet()
+        },
+    );
     let _held = (open(&db), open(&db));
     let err = pool::open("fake", &args(&db)).unwrap_err();
-    assert!(matches!(err, Error::WouldDeadlock { held_by_this_thread: 2, max_open: 2, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::WouldDeadlock {
+                held_by_this_thread: 2,
+                max_open: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert_eq!(stats(&db).waits, 0, "failed at once");
 }
 
 #[rstest]
 fn a_thread_holding_some_while_others_hold_the_rest_times_out(db: Arc<FakeDb>) {
-    configure(&db, Settings { max_open: 2, acquire_timeout: Duration::from_millis(50), ..quiet() });
+    configure(
+        &db,
+        Settings {
+            max_open: 2,
+            acquire_timeout: Duration::from_millis(50),
+            ..quiet()
+        },
+    );
     let _mine = open(&db);
     let a = args(&db);
     let (tx, rx) = std::sync::mpsc::channel::<()>();
@@ -447,9 +660,13 @@ fn a_thread_holding_some_while_others_hold_the_rest_times_out(db: Arc<FakeDb>) {
         let _theirs = pool::open("fake", &a).unwrap();
         let _ = rx.recv();
     });
-    wait_until("the other thread holds one", SOON, || stats(&db).in_use == 2);
+    wait_until("the other thread holds one", SOON, || {
+        stats(&db).in_use == 2
+    });
     let err = pool::open("fake", &args(&db)).unwrap_err();
-    let Error::Timeout(detail) = &err else { panic!("expected a timeout, got {err}") };
+    let Error::Timeout(detail) = &err else {
+        panic!("expected a timeout, got {err}")
+    };
     assert_eq!(detail.held_by_this_thread, 1);
     assert!(err.to_string().contains("this thread itself holds 1"));
     tx.send(()).unwrap();
@@ -462,7 +679,9 @@ fn a_thread_holding_some_while_others_hold_the_rest_times_out(db: Arc<FakeDb>) {
 fn an_unknown_driver_lists_the_registered_ones() {
     common::fake::register_fakes();
     let err = pool::open("nosuch", "db=x").unwrap_err();
-    let Error::UnknownDriver { registered, .. } = &err else { panic!("{err}") };
+    let Error::UnknownDriver { registered, .. } = &err else {
+        panic!("{err}")
+    };
     assert!(registered.iter().any(|d| d == "fake"), "{registered:?}");
     assert!(err.to_string().contains("fake"));
 }
@@ -478,7 +697,10 @@ fn option_order_and_spacing_share_one_pool(db: Arc<FakeDb>) {
     let one = format!("db={} user=app password=pw", db.name);
     let two = format!("  password=pw   user=app db={} ", db.name);
     pool::configure("fake", &one, quiet()).unwrap();
-    let first = { let c = pool::open("fake", &one).unwrap(); id(&c) };
+    let first = {
+        let c = pool::open("fake", &one).unwrap();
+        id(&c)
+    };
     let second = pool::open("fake", &two).unwrap();
     assert_eq!(id(&second), first);
 }
@@ -487,7 +709,10 @@ fn option_order_and_spacing_share_one_pool(db: Arc<FakeDb>) {
 fn different_credentials_never_share_a_connection(db: Arc<FakeDb>) {
     let alice = format!("db={} user=alice password=a", db.name);
     let bob = format!("db={} user=alice password=b", db.name);
-    let a = { let c = pool::open("fake", &alice).unwrap(); id(&c) };
+    let a = {
+        let c = pool::open("fake", &alice).unwrap();
+        id(&c)
+    };
     let b = pool::open("fake", &bob).unwrap();
     assert_ne!(id(&b), a);
 }
@@ -498,7 +723,10 @@ fn native_access_with_the_wrong_type_is_an_error(db: Arc<FakeDb>) {
     let mut conn = open(&db);
     assert!(conn.native_mut::<FakeConn>().is_ok());
     let err = conn.native::<String>().unwrap_err();
-    assert!(matches!(err, Error::NativeType { .. }) && err.to_string().contains("FakeConn"), "{err}");
+    assert!(
+        matches!(err, Error::NativeType { .. }) && err.to_string().contains("FakeConn"),
+        "{err}"
+    );
 }
 
 // ---- 10. Locks -----------------------------------------------------------------------------
@@ -511,7 +739,9 @@ fn no_pool_lock_is_held_while_connecting(db: Arc<FakeDb>) {
     db.connect_gate.close();
     let a = args(&db);
     let blocked = thread::spawn(move || pool::open("fake", &a).map(|c| id(&c)));
-    wait_until("a connect is blocked inside the driver", SOON, || db.connect_gate.arrived() == 2);
+    wait_until("a connect is blocked inside the driver", SOON, || {
+        db.connect_gate.arrived() == 2
+    });
     // Meanwhile the same pool still answers: stats, release and open of a parked connection.
     assert_eq!(stats(&db).opening, 1);
     mine.release().unwrap();
@@ -527,8 +757,15 @@ fn no_pool_lock_is_held_while_resetting_or_checking(db: Arc<FakeDb>) {
     let mine = open(&db);
     db.detach_gate.close();
     let a = args(&db);
-    let releasing = thread::spawn(move || pool::open("fake", &a).unwrap().release().map_err(|e| e.to_string()));
-    wait_until("a reset is blocked inside the driver", SOON, || db.detach_gate.arrived() == 1);
+    let releasing = thread::spawn(move || {
+        pool::open("fake", &a)
+            .unwrap()
+            .release()
+            .map_err(|e| e.to_string())
+    });
+    wait_until("a reset is blocked inside the driver", SOON, || {
+        db.detach_gate.arrived() == 1
+    });
     assert_eq!(stats(&db).in_use, 2);
     let other = open(&db); // connects a third while the reset hangs
     assert_eq!(stats(&db).in_use, 3);
@@ -539,7 +776,13 @@ fn no_pool_lock_is_held_while_resetting_or_checking(db: Arc<FakeDb>) {
 
 #[rstest]
 fn a_panicking_driver_does_not_leak_capacity(db: Arc<FakeDb>) {
-    configure(&db, Settings { max_open: 1, ..quiet() });
+    configure(
+        &db,
+        Settings {
+            max_open: 1,
+            ..quiet()
+        },
+    );
     db.panic_connect.store(true, SeqCst);
     let err = pool::open("fake", &args(&db)).unwrap_err();
     assert!(err.to_string().contains("panicked"), "{err}");

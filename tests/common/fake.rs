@@ -88,7 +88,10 @@ static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
 pub fn new_db(tag: &str) -> Arc<FakeDb> {
     register_fakes();
     let name = format!("{tag}{}", NEXT_DB.fetch_add(1, SeqCst));
-    let db = Arc::new(FakeDb { name: name.clone(), ..FakeDb::default() });
+    let db = Arc::new(FakeDb {
+        name: name.clone(),
+        ..FakeDb::default()
+    });
     DATABASES.lock().unwrap().insert(name, Arc::clone(&db));
     db
 }
@@ -96,8 +99,16 @@ pub fn new_db(tag: &str) -> Arc<FakeDb> {
 pub fn register_fakes() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
-        pool::register(FakeDriver { name: "fake", detach: true }).unwrap();
-        pool::register(FakeDriver { name: "fake-nodetach", detach: false }).unwrap();
+        pool::register(FakeDriver {
+            name: "fake",
+            detach: true,
+        })
+        .unwrap();
+        pool::register(FakeDriver {
+            name: "fake-nodetach",
+            detach: false,
+        })
+        .unwrap();
     });
 }
 
@@ -147,7 +158,9 @@ impl Driver for FakeDriver {
             .unwrap()
             .get(name)
             .cloned()
-            .ok_or_else(|| DriverError::new(DriverErrorKind::Connect, format!("no database {name}")))?;
+            .ok_or_else(|| {
+                DriverError::new(DriverErrorKind::Connect, format!("no database {name}"))
+            })?;
         db.connect_attempts.fetch_add(1, SeqCst);
         db.enter();
         db.connect_gate.pass();
@@ -167,7 +180,14 @@ impl Driver for FakeDriver {
         db.connects.fetch_add(1, SeqCst);
         let id = db.next_id.fetch_add(1, SeqCst) + 1;
         let epoch = db.epoch();
-        Ok(FakeConn { db, id, epoch, in_tx: false, var: None, broken: false })
+        Ok(FakeConn {
+            db,
+            id,
+            epoch,
+            in_tx: false,
+            var: None,
+            broken: false,
+        })
     }
 
     fn detach(&self, mut conn: FakeConn, reset: ResetMode) -> Result<FakeConn, DriverError> {
