@@ -1,5 +1,6 @@
 //! Profiling aid: spins `pool::open` + `release` on a no-op driver (`perf record` target).
 #[path = "../benches/noop.rs"]
+#[allow(dead_code)] // the r2d2 twin is only used by the benchmark
 mod noop;
 
 fn main() {

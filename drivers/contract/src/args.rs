@@ -27,7 +27,11 @@ impl ConnArgs {
     pub fn parse(text: &str) -> Result<Self, DriverError> {
         let text = text.trim();
         match text.find("://") {
-            Some(at) if text[..at].chars().all(|c| c.is_ascii_alphanumeric() || c == '+') => {
+            Some(at)
+                if text[..at]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '+') =>
+            {
                 parse_url(&text[at + 3..])
             }
             _ => parse_key_values(text),
@@ -35,7 +39,9 @@ impl ConnArgs {
     }
 
     /// Builds arguments from pairs (keys are lower-cased).
-    pub fn from_pairs<K: AsRef<str>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+    pub fn from_pairs<K: AsRef<str>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
         let mut args = Self::default();
         for (k, v) in pairs {
             args.set(k.as_ref(), v);
@@ -256,7 +262,11 @@ fn parse_url(rest: &str) -> Result<ConnArgs, DriverError> {
     if let Some(path) = path.filter(|p| !p.is_empty()) {
         args.set("dbname", percent_decode(path)?);
     }
-    for pair in query.into_iter().flat_map(|q| q.split('&')).filter(|p| !p.is_empty()) {
+    for pair in query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter(|p| !p.is_empty())
+    {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         args.set(&percent_decode(k)?, percent_decode(v)?);
     }
@@ -294,7 +304,8 @@ fn percent_decode(text: &str) -> Result<String, DriverError> {
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| invalid("the connection URL is not valid UTF-8 once decoded"))
+    String::from_utf8(out)
+        .map_err(|_| invalid("the connection URL is not valid UTF-8 once decoded"))
 }
 
 #[cfg(test)]
@@ -319,8 +330,9 @@ mod tests {
     #[test]
     fn url_and_key_values_normalise_alike() {
         let url = ConnArgs::parse("postgres://app:p%40ss@db:5433/shop?sslmode=disable").unwrap();
-        let kv = ConnArgs::parse("user=app password=p@ss host=db port=5433 dbname=shop sslmode=disable")
-            .unwrap();
+        let kv =
+            ConnArgs::parse("user=app password=p@ss host=db port=5433 dbname=shop sslmode=disable")
+                .unwrap();
         assert_eq!(url, kv);
     }
 
@@ -336,7 +348,10 @@ mod tests {
     fn redaction_hides_every_secret() {
         let a = ConnArgs::parse("user=app password=hunter2 sslpassword=x9x9 host=db").unwrap();
         let shown = format!("{a} {a:?} {}", a.redacted());
-        assert!(!shown.contains("hunter2") && !shown.contains("x9x9"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("x9x9"),
+            "{shown}"
+        );
         assert_eq!(a.scrub("auth failed for hunter2"), "auth failed for ***");
     }
 
