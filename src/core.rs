@@ -196,14 +196,9 @@ impl<E> State<E> {
         self.leases.insert(now, at)
     }
 
-    /// Decides how `open` gets a connection. `held` is how many of this pool's connections the
-    /// calling thread already holds.
-    pub(crate) fn acquire(
-        &mut self,
-        now: Tick,
-        at: &'static Location<'static>,
-        held: usize,
-    ) -> Acquire<E> {
+    /// Decides how `open` gets a connection. `Wait` means at the limit: the caller checks
+    /// `would_deadlock` and queues a waiter, under the same lock.
+    pub(crate) fn acquire(&mut self, now: Tick, at: &'static Location<'static>    ) -> Acquire<E> {
         if self.closed {
             return Acquire::Closed;
         }
@@ -217,10 +212,13 @@ impl<E> State<E> {
             self.opening += 1;
             return Acquire::Connect;
         }
-        if held > 0 && held >= self.in_use && self.opening == 0 && self.checking == 0 {
-            return Acquire::WouldDeadlock;
-        }
         Acquire::Wait
+    }
+
+    /// At the limit, a thread holding `held` of this pool's connections would wait forever if
+    /// it holds every connection in use and nothing else is being opened or checked.
+    pub(crate) fn would_deadlock(&self, held: usize) -> bool {
+        held > 0 && held >= self.in_use && self.opening == 0 && self.checking == 0
     }
 
     /// Applies new settings; if the limit grew, waiters get the new room at once.
@@ -301,6 +299,12 @@ impl<E> State<E> {
             return Retried::Decided(Acquire::Connect);
         }
         Retried::StillWaiting
+    }
+
+    /// Whether any waiter was granted something since the last `take_wakes`.
+    #[inline]
+    pub(crate) fn has_wakes(&self) -> bool {
+        !self.wakes.is_empty()
     }
 
     /// Waiters granted something since the last call: notify them after unlocking.
@@ -401,12 +405,11 @@ impl<E> State<E> {
         lease: LeaseId,
         now: Tick,
         at: &'static Location<'static>,
-        held: usize,
     ) -> Acquire<E> {
         self.in_use -= 1;
         self.leases.remove(lease);
         self.suspect_before = now;
-        self.acquire(now, at, held)
+        self.acquire(now, at)
     }
 
     /// The primer wants to connect: true reserves room; false means the pool is at its limit

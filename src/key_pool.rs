@@ -108,6 +108,9 @@ impl<D: Driver> KeyPool<D> {
     }
 
     fn unlock_and_wake(mut state: MutexGuard<'_, State<Item<D>>>) {
+        if !state.has_wakes() {
+            return;
+        }
         let wakes = state.take_wakes();
         drop(state);
         for waiter in wakes {
@@ -142,14 +145,12 @@ impl<D: Driver> KeyPool<D> {
 
     /// `pool::open` for this key.
     pub(crate) fn open_conn(&'static self, at: &'static Location<'static>) -> Result<Conn, Error> {
-        let held = held::count(self.id());
         let mut deadline = None;
         let state = lock(&self.state);
         let mut decision = self.settle(
             state,
-            |s| s.acquire(Tick::now(), at, held),
+            |s| s.acquire(Tick::now(), at),
             at,
-            held,
             &mut deadline,
         )?;
         loop {
@@ -170,9 +171,8 @@ impl<D: Driver> KeyPool<D> {
                             let state = lock(&self.state);
                             decision = self.settle(
                                 state,
-                                |s| s.retry_after_dead(lease, Tick::now(), at, held),
+                                |s| s.retry_after_dead(lease, Tick::now(), at),
                                 at,
-                                held,
                                 &mut deadline,
                             )?;
                         }
@@ -184,16 +184,15 @@ impl<D: Driver> KeyPool<D> {
                     let state = lock(&self.state);
                     decision = self.settle(
                         state,
-                        |s| s.acquire(Tick::now(), at, held),
+                        |s| s.acquire(Tick::now(), at),
                         at,
-                        held,
                         &mut deadline,
                     )?;
                 }
                 Acquire::WouldDeadlock => {
                     return Err(Error::WouldDeadlock {
                         pool: self.label.clone(),
-                        held_by_this_thread: held,
+                        held_by_this_thread: held::count(self.id()),
                         max_open: self.setting(|s| s.max_open),
                     })
                 }
@@ -209,13 +208,18 @@ impl<D: Driver> KeyPool<D> {
         mut state: MutexGuard<'_, State<Item<D>>>,
         decide: impl FnOnce(&mut State<Item<D>>) -> Acquire<Item<D>>,
         at: &'static Location<'static>,
-        held: usize,
         deadline: &mut Option<Instant>,
     ) -> Result<Acquire<Item<D>>, Error> {
         let decision = decide(&mut state);
         if !matches!(decision, Acquire::Wait) {
             Self::unlock_and_wake(state);
             return Ok(decision);
+        }
+        // Only a caller about to wait needs its own count of held connections.
+        let held = held::count(self.id());
+        if state.would_deadlock(held) {
+            Self::unlock_and_wake(state);
+            return Ok(Acquire::WouldDeadlock);
         }
         let waiter = Arc::new(Waiter::new(at, Tick::now()));
         state.enqueue(Arc::clone(&waiter));
@@ -266,7 +270,7 @@ impl<D: Driver> KeyPool<D> {
             Grant::Permit => Acquire::Connect,
             Grant::Closed => Acquire::Closed,
             // `cancel_wait` never returns a retry; look again as a newcomer would.
-            Grant::Retry => self.locked(|s| s.acquire(Tick::now(), at, held)),
+            Grant::Retry => self.locked(|s| s.acquire(Tick::now(), at)),
         })
     }
 
