@@ -56,6 +56,9 @@ pub(crate) fn normalise(mut args: ConnArgs) -> Result<ConnArgs, DriverError> {
     Ok(args)
 }
 
+/// See `build`: the bound on unacknowledged TCP data when the user sets none.
+const DEFAULT_TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Builds the `postgres::Config` for `args`. `timeout` (the pool's connect bound) caps the
 /// socket connect timeout; a smaller `connect_timeout` argument wins.
 pub(crate) fn build(
@@ -74,6 +77,12 @@ pub(crate) fn build(
             "postgres notice"
         );
     });
+    // Bound every blocking read/write on a TCP connection whose peer vanished (a blackholed
+    // network never answers, and the sync client has no per-query timeout): unacknowledged
+    // data for this long breaks the connection, so a reset on release or a `connected` check
+    // cannot hang forever. A live server acknowledges at the TCP level even during a long
+    // query, so long queries are unaffected. `tcp_user_timeout=` overrides it.
+    config.tcp_user_timeout(DEFAULT_TCP_USER_TIMEOUT);
     let mut connect_timeout = timeout;
     for (key, value) in args.iter() {
         match key {
