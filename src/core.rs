@@ -198,7 +198,7 @@ impl<E> State<E> {
 
     /// Decides how `open` gets a connection. `Wait` means at the limit: the caller checks
     /// `would_deadlock` and queues a waiter, under the same lock.
-    pub(crate) fn acquire(&mut self, now: Tick, at: &'static Location<'static>    ) -> Acquire<E> {
+    pub(crate) fn acquire(&mut self, now: Tick, at: &'static Location<'static>) -> Acquire<E> {
         if self.closed {
             return Acquire::Closed;
         }

@@ -147,12 +147,7 @@ impl<D: Driver> KeyPool<D> {
     pub(crate) fn open_conn(&'static self, at: &'static Location<'static>) -> Result<Conn, Error> {
         let mut deadline = None;
         let state = lock(&self.state);
-        let mut decision = self.settle(
-            state,
-            |s| s.acquire(Tick::now(), at),
-            at,
-            &mut deadline,
-        )?;
+        let mut decision = self.settle(state, |s| s.acquire(Tick::now(), at), at, &mut deadline)?;
         loop {
             match decision {
                 Acquire::Take {
@@ -182,12 +177,8 @@ impl<D: Driver> KeyPool<D> {
                 Acquire::Wait => {
                     // `settle` never returns Wait; treat it as a decision to look again.
                     let state = lock(&self.state);
-                    decision = self.settle(
-                        state,
-                        |s| s.acquire(Tick::now(), at),
-                        at,
-                        &mut deadline,
-                    )?;
+                    decision =
+                        self.settle(state, |s| s.acquire(Tick::now(), at), at, &mut deadline)?;
                 }
                 Acquire::WouldDeadlock => {
                     return Err(Error::WouldDeadlock {
