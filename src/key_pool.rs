@@ -578,3 +578,83 @@ impl<D: Driver> AnyPool for KeyPool<D> {
         tracing::info!(pool = %self.label, closed, "pool shut down");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::any::Any;
+    use std::panic::Location;
+
+    use super::*;
+    use crate::reaper::Reaper;
+    use crate::{Rows, Value};
+
+    /// The smallest driver: connections are numbers.
+    struct Numbers;
+    struct Number(u32);
+
+    impl Connection for Number {
+        fn execute(&mut self, _: &str, _: &[Value]) -> Result<u64, DriverError> {
+            Ok(0)
+        }
+        fn query(&mut self, _: &str, _: &[Value]) -> Result<Rows, DriverError> {
+            Ok(Rows::default())
+        }
+        fn is_broken(&self) -> bool {
+            false
+        }
+        fn native(&self) -> &dyn Any {
+            self
+        }
+        fn native_mut(&mut self) -> &mut dyn Any {
+            self
+        }
+        fn native_type_name(&self) -> &'static str {
+            "Number"
+        }
+    }
+
+    impl Driver for Numbers {
+        type Conn = Number;
+        type Handle = Number;
+        fn name(&self) -> &str {
+            "numbers"
+        }
+        fn connect(&self, _: &ConnArgs, _: Duration) -> Result<Number, DriverError> {
+            Ok(Number(7))
+        }
+        fn detach(&self, conn: Number, _: ResetMode) -> Result<Number, DriverError> {
+            Ok(conn)
+        }
+        fn attach(&self, handle: Number) -> Result<Number, DriverError> {
+            Ok(handle)
+        }
+        fn connected(&self, _: &mut Number, _: Duration) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn a_poisoned_state_lock_does_not_take_the_pool_down() {
+        let reaper = Reaper::start(Vec::new);
+        let pool = KeyPool::new(
+            Arc::new(Numbers),
+            ConnArgs::default(),
+            Settings::default(),
+            true,
+            reaper.wake_handle(),
+        );
+        let at = Location::caller();
+        pool.open_conn(at).unwrap().release().unwrap();
+        let _ = std::thread::spawn(move || {
+            let _guard = lock(&pool.state);
+            panic!("poison the pool's state lock");
+        })
+        .join();
+        assert!(pool.state.is_poisoned());
+        let conn = pool.open_conn(at).unwrap();
+        assert_eq!(conn.native::<Number>().unwrap().0, 7);
+        conn.release().unwrap();
+        assert_eq!(pool.stats().idle, 1);
+        reaper.stop();
+    }
+}
