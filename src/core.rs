@@ -26,9 +26,12 @@ pub(crate) struct Idle<E> {
     pub(crate) parked_at: Tick,
     /// When it was last known alive (released, or checked by the reaper): what validation measures.
     pub(crate) alive_at: Tick,
+    /// Its slot in the lease table, kept for the connection's whole life.
+    lease: LeaseId,
 }
 
-/// Index of a connection in use in the lease table.
+/// A connection's slot in the lease table: allocated when the connection is opened, freed when
+/// it is closed, so leasing and releasing only write the slot.
 pub(crate) type LeaseId = usize;
 
 /// What `acquire` decided.
@@ -71,7 +74,8 @@ pub(crate) enum Released<E> {
     Close(E),
 }
 
-/// Who holds the connections in use, for the timeout message.
+/// Who holds the connections in use, for the timeout message: one slot per open connection,
+/// `Some(since, where)` while it is leased.
 #[derive(Default)]
 struct Leases {
     slots: Vec<Option<(Tick, &'static Location<'static>)>>,
@@ -79,25 +83,30 @@ struct Leases {
 }
 
 impl Leases {
-    fn insert(&mut self, since: Tick, at: &'static Location<'static>) -> LeaseId {
-        match self.free.pop() {
-            Some(id) => {
-                self.slots[id] = Some((since, at));
-                id
-            }
-            None => {
-                self.slots.push(Some((since, at)));
-                self.slots.len() - 1
-            }
+    /// A slot for a new connection.
+    fn allocate(&mut self) -> LeaseId {
+        self.free.pop().unwrap_or_else(|| {
+            self.slots.push(None);
+            self.slots.len() - 1
+        })
+    }
+
+    fn begin(&mut self, id: LeaseId, since: Tick, at: &'static Location<'static>) {
+        if let Some(slot) = self.slots.get_mut(id) {
+            *slot = Some((since, at));
         }
     }
 
-    fn remove(&mut self, id: LeaseId) {
+    fn end(&mut self, id: LeaseId) {
         if let Some(slot) = self.slots.get_mut(id) {
-            if slot.take().is_some() {
-                self.free.push(id);
-            }
+            *slot = None;
         }
+    }
+
+    /// The connection was closed: its slot can serve another.
+    fn free(&mut self, id: LeaseId) {
+        self.end(id);
+        self.free.push(id);
     }
 
     fn oldest(&self) -> Option<(Tick, &'static Location<'static>)> {
@@ -191,9 +200,20 @@ impl<E> State<E> {
         self.leases.oldest()
     }
 
-    fn lease(&mut self, now: Tick, at: &'static Location<'static>) -> LeaseId {
+    /// Counts connection `lease` in use, held since `now` by a caller at `at`.
+    fn lease(&mut self, lease: LeaseId, now: Tick, at: &'static Location<'static>) {
         self.in_use += 1;
-        self.leases.insert(now, at)
+        self.leases.begin(lease, now, at);
+    }
+
+    /// A connection in use stopped counting: released (`close` false) or closed (`close` true).
+    fn unlease(&mut self, lease: LeaseId, close: bool) {
+        self.in_use -= 1;
+        if close {
+            self.leases.free(lease);
+        } else {
+            self.leases.end(lease);
+        }
     }
 
     /// Decides how `open` gets a connection. `Wait` means at the limit: the caller checks
@@ -238,10 +258,10 @@ impl<E> State<E> {
         if prime {
             self.prime_pending = true;
         }
-        let lease = self.lease(now, at);
+        self.lease(idle.lease, now, at);
         Some(Acquire::Take {
             item: idle.item,
-            lease,
+            lease: idle.lease,
             validate,
             prime,
         })
@@ -334,7 +354,9 @@ impl<E> State<E> {
     /// A connect reserved by `acquire` or a permit succeeded: count it in use.
     pub(crate) fn connected(&mut self, now: Tick, at: &'static Location<'static>) -> LeaseId {
         self.opening -= 1;
-        self.lease(now, at)
+        let lease = self.leases.allocate();
+        self.lease(lease, now, at);
+        lease
     }
 
     /// A connect reserved by `acquire` or a permit failed: free its room.
@@ -358,10 +380,10 @@ impl<E> State<E> {
 
     /// Hands `item` to the front waiter if it is starving; otherwise parks it on top of the
     /// stack and wakes the front waiter to come and take it (see `crate::waiter`).
-    fn park_or_hand(&mut self, item: E, now: Tick) -> Released<E> {
+    fn park_or_hand(&mut self, item: E, lease: LeaseId, now: Tick) -> Released<E> {
         if self.waiters.front().is_some_and(|w| w.is_starving(now)) {
             if let Some(waiter) = self.pop_front_waiter() {
-                let lease = self.lease(now, waiter.opened_at);
+                self.lease(lease, now, waiter.opened_at);
                 waiter.grant(Grant::Item(item, lease));
                 self.wakes.push(waiter);
                 return Released::Handed;
@@ -371,6 +393,7 @@ impl<E> State<E> {
             item,
             parked_at: now,
             alive_at: now,
+            lease,
         });
         self.wake_front();
         Released::Parked
@@ -378,12 +401,11 @@ impl<E> State<E> {
 
     /// A user released a healthy, reset connection.
     pub(crate) fn release(&mut self, item: E, lease: LeaseId, now: Tick) -> Released<E> {
-        self.in_use -= 1;
-        self.leases.remove(lease);
+        self.unlease(lease, self.closed);
         if self.closed {
             return Released::Close(item);
         }
-        self.park_or_hand(item, now)
+        self.park_or_hand(item, lease, now)
     }
 
     /// A connection in use was closed (broken, failed reset, panicking holder). `suspect`
@@ -393,8 +415,7 @@ impl<E> State<E> {
         if let Some(now) = suspect {
             self.suspect_before = now;
         }
-        self.in_use -= 1;
-        self.leases.remove(lease);
+        self.unlease(lease, true);
         self.room_freed();
     }
 
@@ -406,8 +427,7 @@ impl<E> State<E> {
         now: Tick,
         at: &'static Location<'static>,
     ) -> Acquire<E> {
-        self.in_use -= 1;
-        self.leases.remove(lease);
+        self.unlease(lease, true);
         self.suspect_before = now;
         self.acquire(now, at)
     }
@@ -433,7 +453,8 @@ impl<E> State<E> {
         if self.closed {
             return Released::Close(item);
         }
-        self.park_or_hand(item, now)
+        let lease = self.leases.allocate();
+        self.park_or_hand(item, lease, now)
     }
 
     /// The primer's connect failed; it will try again after a pause.
@@ -464,7 +485,9 @@ impl<E> State<E> {
                 .first()
                 .is_some_and(|i| now.since(i.parked_at) > timeout)
         {
-            expired.push(self.idle.remove(0).item);
+            let idle = self.idle.remove(0);
+            self.leases.free(idle.lease);
+            expired.push(idle.item);
         }
         expired
     }
@@ -496,12 +519,12 @@ impl<E> State<E> {
         now: Tick,
     ) -> Option<E> {
         self.checking -= 1;
-        if self.closed {
-            return Some(idle.item);
-        }
-        if !alive {
-            self.suspect_before = now;
-            self.room_freed();
+        if self.closed || !alive {
+            self.leases.free(idle.lease);
+            if !alive {
+                self.suspect_before = now;
+                self.room_freed();
+            }
             return Some(idle.item);
         }
         idle.alive_at = now;
@@ -519,7 +542,14 @@ impl<E> State<E> {
             waiter.grant(Grant::Closed);
             self.wakes.push(waiter);
         }
-        self.idle.drain(..).map(|i| i.item).collect()
+        let parked: Vec<Idle<E>> = self.idle.drain(..).collect();
+        parked
+            .into_iter()
+            .map(|i| {
+                self.leases.free(i.lease);
+                i.item
+            })
+            .collect()
     }
 
     /// How long ago the oldest lease started, for error messages.
