@@ -1,1 +1,107 @@
-fn main() {}
+//! Real servers: the pool's steady-state `open`, `open` + `release`, a cold connect with the
+//! native crate, and r2d2 (default settings) `get` + drop, in one group per driver.
+//!
+//! ```text
+//! cargo bench --bench real
+//! ```
+//!
+//! Private PostgreSQL and MariaDB servers are started here (pool-testservers) and stopped at the
+//! end; the machine's own servers are never touched. The interleaved percentiles (p50/p99) come
+//! from the latency tool (`cargo run --release --example latency`); this is the criterion view.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
+use r2d2_mysql::mysql;
+use r2d2_postgres::postgres::{self, config::SslMode, NoTls};
+
+/// `pool::open` alone: each `release` runs outside the timed part.
+fn open_only(group: &mut BenchmarkGroup<WallTime>, driver: &'static str, args: &str) {
+    group.bench_function("pool_open", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let started = Instant::now();
+                let conn = pool::open(driver, args).expect("pool::open");
+                total += started.elapsed();
+                conn.release().expect("release");
+            }
+            total
+        })
+    });
+}
+
+fn open_release(group: &mut BenchmarkGroup<WallTime>, driver: &'static str, args: &str) {
+    group.bench_function("pool_open_release", |b| {
+        b.iter(|| {
+            pool::open(driver, args)
+                .expect("pool::open")
+                .release()
+                .expect("release")
+        })
+    });
+}
+
+fn configure(group: &mut BenchmarkGroup<WallTime>) {
+    // A cold PostgreSQL connect takes milliseconds: keep the sample count modest.
+    group
+        .sample_size(30)
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(5));
+}
+
+fn bench_postgres(c: &mut Criterion) {
+    let server = pool_testservers::PgServer::start().expect("starting a private PostgreSQL");
+    let url = server.url();
+    let mut config: postgres::Config = url.parse().expect("postgres URL");
+    config.ssl_mode(SslMode::Disable); // as the pool's driver
+    let r2d2 = r2d2::Pool::new(r2d2_postgres::PostgresConnectionManager::new(
+        config.clone(),
+        NoTls,
+    ))
+    .expect("r2d2_postgres pool");
+
+    let mut group = c.benchmark_group("postgres");
+    configure(&mut group);
+    open_only(&mut group, "postgres", &url);
+    open_release(&mut group, "postgres", &url);
+    group.bench_function("r2d2_get_drop", |b| {
+        b.iter(|| drop(black_box(r2d2.get().expect("r2d2 get"))))
+    });
+    group.bench_function("cold_connect_close", |b| {
+        b.iter(|| drop(black_box(config.connect(NoTls).expect("connect"))))
+    });
+    group.finish();
+    drop(r2d2);
+    pool::shutdown();
+}
+
+fn bench_mysql(c: &mut Criterion) {
+    let server = pool_testservers::MariaServer::start().expect("starting a private MariaDB");
+    let url = server.url();
+    let opts = mysql::Opts::from_url(&url).expect("mysql URL");
+    // As the pool's driver: connect over TCP exactly where asked, not again over the socket.
+    let builder = mysql::OptsBuilder::from_opts(opts).prefer_socket(false);
+    let r2d2 = r2d2::Pool::new(r2d2_mysql::MySqlConnectionManager::new(builder.clone()))
+        .expect("r2d2_mysql pool");
+    let opts = mysql::Opts::from(builder);
+
+    let mut group = c.benchmark_group("mysql");
+    configure(&mut group);
+    open_only(&mut group, "mysql", &url);
+    open_release(&mut group, "mysql", &url);
+    group.bench_function("r2d2_get_drop", |b| {
+        b.iter(|| drop(black_box(r2d2.get().expect("r2d2 get"))))
+    });
+    group.bench_function("cold_connect_close", |b| {
+        b.iter(|| drop(black_box(mysql::Conn::new(opts.clone()).expect("connect"))))
+    });
+    group.finish();
+    drop(r2d2);
+    pool::shutdown();
+}
+
+criterion_group!(real, bench_postgres, bench_mysql);
+criterion_main!(real);

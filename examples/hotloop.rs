@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 fn main() {
     let arg = |n: usize, default: u64| -> u64 {
-        std::env::args().nth(n).and_then(|a| a.parse().ok()).unwrap_or(default)
+        std::env::args()
+            .nth(n)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(default)
     };
     let (ops, threads, max_open) = (arg(1, 20_000_000), arg(2, 1) as usize, arg(3, 32) as usize);
     pool::register(noop::NoopDriver).expect("register");

@@ -1,0 +1,185 @@
+//! The methods, and the interleaved measuring loop.
+
+use std::error::Error;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+pub type BoxError = Box<dyn Error + Send + Sync>;
+
+/// One way of getting (and giving back) a connection.
+/// In table order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Method {
+    Cold,
+    Open,
+    OpenRelease,
+    OpenSelectRelease,
+    /// The `SELECT 1` inside `OpenSelectRelease` (a part of it, not a separate call).
+    PartSelect,
+    /// The `release` inside `OpenSelectRelease`: the reset after a statement.
+    PartRelease,
+    R2d2Get,
+    R2d2Select,
+}
+
+impl Method {
+    /// Stable name for JSON and scripts.
+    pub fn key(self) -> &'static str {
+        match self {
+            Method::Cold => "cold_connect_close",
+            Method::Open => "pool_open",
+            Method::OpenRelease => "pool_open_release",
+            Method::OpenSelectRelease => "pool_open_select1_release",
+            Method::R2d2Get => "r2d2_get_drop",
+            Method::R2d2Select => "r2d2_get_select1_drop",
+            Method::PartSelect => "part_select1",
+            Method::PartRelease => "part_release_after_select1",
+        }
+    }
+
+    /// What a person reads in the table and the chart.
+    /// Whether this is a part of another method's call rather than a call of its own.
+    pub fn is_part(self) -> bool {
+        matches!(self, Method::PartSelect | Method::PartRelease)
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Method::Cold => "cold connect + close",
+            Method::Open => "pool::open (steady state)",
+            Method::OpenRelease => "pool::open + release",
+            Method::OpenSelectRelease => "pool::open + SELECT 1 + release",
+            Method::R2d2Get => "r2d2 get + drop",
+            Method::R2d2Select => "r2d2 get + SELECT 1 + drop",
+            Method::PartSelect => "  of which SELECT 1",
+            Method::PartRelease => "  of which release (reset)",
+        }
+    }
+}
+
+/// What one run of a step measured: the time of its timed part, and optionally of two parts
+/// of it (the statement and the release), recorded as [`Method::PartSelect`] and
+/// [`Method::PartRelease`].
+pub struct Timing {
+    pub total: Duration,
+    pub parts: Option<(Duration, Duration)>,
+}
+
+impl From<Duration> for Timing {
+    fn from(total: Duration) -> Self {
+        Timing { total, parts: None }
+    }
+}
+
+/// One timed run of a method.
+pub type Step = Box<dyn FnMut() -> Result<Timing, BoxError>>;
+
+/// Everything measured for one driver (one server).
+pub struct Target {
+    /// The pool's driver name: `postgres` or `mysql`.
+    pub driver: &'static str,
+    /// Where, with secrets redacted.
+    pub shown: String,
+    pub steps: Vec<(Method, Step)>,
+}
+
+/// The recorded latencies of one target, in nanoseconds, per method.
+pub struct Samples {
+    pub driver: &'static str,
+    pub shown: String,
+    pub per_method: Vec<(Method, Vec<u64>)>,
+}
+
+/// Runs `warmup` unrecorded and then `iterations` recorded rounds. Each round runs every step
+/// of every target once, in a freshly shuffled order, so slow drift of the machine and the
+/// after-effects of one method (a backend exiting after a cold connect, caches evicted by it)
+/// fall on all methods alike instead of always on the one that follows it.
+pub fn run(
+    targets: &mut [Target],
+    warmup: usize,
+    iterations: usize,
+) -> Result<Vec<Samples>, BoxError> {
+    let mut slots: Vec<(usize, usize)> = targets
+        .iter()
+        .enumerate()
+        .flat_map(|(t, target)| (0..target.steps.len()).map(move |s| (t, s)))
+        .collect();
+    let mut samples: Vec<Samples> = targets
+        .iter()
+        .map(|t| Samples {
+            driver: t.driver,
+            shown: t.shown.clone(),
+            per_method: Vec::new(),
+        })
+        .collect();
+    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+    let bar = progress_bar((warmup + iterations) as u64);
+    for round in 0..warmup + iterations {
+        if round == warmup {
+            bar.set_message("measuring");
+        }
+        rng.shuffle(&mut slots);
+        for &(t, s) in &slots {
+            let target = &mut targets[t];
+            let (method, step) = &mut target.steps[s];
+            let method = *method;
+            let timing =
+                step().map_err(|e| format!("{} {}: {e}", target.driver, method.label()))?;
+            if round >= warmup {
+                let record = &mut samples[t];
+                record.push(method, timing.total);
+                if let Some((select, release)) = timing.parts {
+                    record.push(Method::PartSelect, select);
+                    record.push(Method::PartRelease, release);
+                }
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    for record in &mut samples {
+        record.per_method.sort_by_key(|(m, _)| *m);
+    }
+    Ok(samples)
+}
+
+impl Samples {
+    fn push(&mut self, method: Method, took: Duration) {
+        let ns = took.as_nanos() as u64;
+        match self.per_method.iter_mut().find(|(m, _)| *m == method) {
+            Some((_, v)) => v.push(ns),
+            None => self.per_method.push((method, vec![ns])),
+        }
+    }
+}
+
+/// A tiny PRNG for the shuffle (no `rand` dependency for one shuffle per round).
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = (self.next() % (i as u64 + 1)) as usize;
+            items.swap(i, j);
+        }
+    }
+}
+
+fn progress_bar(len: u64) -> ProgressBar {
+    let bar = ProgressBar::new(len); // draws on stderr
+    if let Ok(style) = ProgressStyle::with_template(
+        "{msg:>10} [{elapsed_precise}] {wide_bar} {pos}/{len} rounds (eta {eta})",
+    ) {
+        bar.set_style(style);
+    }
+    bar.set_message("warming up");
+    bar
+}

@@ -1,0 +1,216 @@
+//! Percentiles, the table, the ratios and the JSON form.
+
+use serde_json::{json, Value};
+
+use crate::measure::{Method, Samples};
+
+/// Percentiles of one method, in microseconds.
+pub struct Summary {
+    pub method: Method,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+/// A ratio between two methods of one driver, at p50 and at p99.
+pub struct Ratio {
+    pub key: &'static str,
+    pub label: &'static str,
+    pub p50: f64,
+    pub p99: f64,
+}
+
+pub struct DriverReport {
+    pub driver: &'static str,
+    pub shown: String,
+    pub summaries: Vec<Summary>,
+    pub ratios: Vec<Ratio>,
+}
+
+pub const FOOTNOTE: &str = "\
+Notes: times are per call, in µs, from one interleaved run (every round runs each method once).
+  pool::open (steady state) times only `open`; its `release` runs untimed right after.
+  The \"of which\" rows split the open + SELECT 1 + release call. The pool driver's SELECT 1 is
+  prepare + execute on PostgreSQL (two round trips, as r2d2's `query`), one text query on MariaDB.
+  Release resets the session: PostgreSQL sends nothing for an untouched session and one round
+  trip (rollback + reset) after a statement; MariaDB sends COM_RESET_CONNECTION (one round trip).
+  r2d2 does NO reset when a connection is returned. With its default settings it tests every
+  checkout (postgres: an empty query, one round trip; mysql: COM_PING), and r2d2_mysql pings
+  again on return (has_broken). So r2d2 get+drop is 1 (postgres) or 2 (mysql) round trips,
+  pool::open+release 0 (postgres) or 1 (mysql).";
+
+/// Nearest-rank percentile of sorted nanoseconds, in µs.
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1] as f64 / 1000.0
+}
+
+pub fn summarize(samples: &Samples) -> DriverReport {
+    let summaries: Vec<Summary> = samples
+        .per_method
+        .iter()
+        .filter(|(_, ns)| !ns.is_empty())
+        .map(|(method, ns)| {
+            let mut sorted = ns.clone();
+            sorted.sort_unstable();
+            Summary {
+                method: *method,
+                p50: percentile(&sorted, 0.50),
+                p90: percentile(&sorted, 0.90),
+                p99: percentile(&sorted, 0.99),
+                max: percentile(&sorted, 1.0),
+                mean: sorted.iter().sum::<u64>() as f64 / sorted.len() as f64 / 1000.0,
+            }
+        })
+        .collect();
+    let find = |m: Method| summaries.iter().find(|s| s.method == m);
+    let ratio = |key, label, num: Method, den: Method| {
+        let (n, d) = (find(num)?, find(den)?);
+        Some(Ratio {
+            key,
+            label,
+            p50: n.p50 / d.p50,
+            p99: n.p99 / d.p99,
+        })
+    };
+    let ratios = [
+        ratio(
+            "cold_over_pool_open",
+            "cold connect ÷ pool::open",
+            Method::Cold,
+            Method::Open,
+        ),
+        ratio(
+            "cold_over_pool_open_release",
+            "cold connect ÷ pool::open + release",
+            Method::Cold,
+            Method::OpenRelease,
+        ),
+        ratio(
+            "r2d2_get_over_pool_open",
+            "r2d2 get + drop ÷ pool::open",
+            Method::R2d2Get,
+            Method::Open,
+        ),
+        ratio(
+            "r2d2_get_over_pool_open_release",
+            "r2d2 get + drop ÷ pool::open + release",
+            Method::R2d2Get,
+            Method::OpenRelease,
+        ),
+        ratio(
+            "r2d2_select_over_pool_select",
+            "r2d2 get+SELECT 1+drop ÷ pool open+SELECT 1+release",
+            Method::R2d2Select,
+            Method::OpenSelectRelease,
+        ),
+        ratio(
+            "release_after_select_over_select",
+            "release after SELECT 1 ÷ the SELECT 1",
+            Method::PartRelease,
+            Method::PartSelect,
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    DriverReport {
+        driver: samples.driver,
+        shown: samples.shown.clone(),
+        summaries,
+        ratios,
+    }
+}
+
+fn us(v: f64) -> String {
+    if v < 100.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+fn times(v: f64) -> String {
+    if v < 10.0 {
+        format!("{v:.2}×")
+    } else {
+        format!("{v:.0}×")
+    }
+}
+
+pub fn table(reports: &[DriverReport], iterations: usize, warmup: usize) -> String {
+    let mut out = format!(
+        "{iterations} measured iterations per method (after {warmup} warm-up), interleaved\n"
+    );
+    for r in reports {
+        out += &format!("\n{} — {}\n", r.driver, r.shown);
+        out += &format!(
+            "  {:<34} {:>9} {:>9} {:>9} {:>9}\n",
+            "method", "p50 µs", "p90 µs", "p99 µs", "max µs"
+        );
+        for s in &r.summaries {
+            out += &format!(
+                "  {:<34} {:>9} {:>9} {:>9} {:>9}\n",
+                s.method.label(),
+                us(s.p50),
+                us(s.p90),
+                us(s.p99),
+                us(s.max)
+            );
+        }
+        out += &format!("  {:<52} {:>9} {:>9}\n", "ratio", "at p50", "at p99");
+        for q in &r.ratios {
+            out += &format!(
+                "  {:<52} {:>9} {:>9}\n",
+                q.label,
+                times(q.p50),
+                times(q.p99)
+            );
+        }
+    }
+    out + "\n" + FOOTNOTE + "\n"
+}
+
+pub fn to_json(reports: &[DriverReport], iterations: usize, warmup: usize) -> Value {
+    let drivers: Vec<Value> = reports
+        .iter()
+        .map(|r| {
+            let methods: Vec<Value> = r
+                .summaries
+                .iter()
+                .map(|s| {
+                    json!({
+                        "method": s.method.key(),
+                        "label": s.method.label().trim(),
+                        "p50_us": s.p50,
+                        "p90_us": s.p90,
+                        "p99_us": s.p99,
+                        "max_us": s.max,
+                        "mean_us": s.mean,
+                    })
+                })
+                .collect();
+            let ratios: serde_json::Map<String, Value> = r
+                .ratios
+                .iter()
+                .map(|q| (q.key.to_owned(), json!({ "p50": q.p50, "p99": q.p99 })))
+                .collect();
+            json!({
+                "driver": r.driver,
+                "target": r.shown,
+                "methods": methods,
+                "ratios": ratios,
+            })
+        })
+        .collect();
+    json!({
+        "unit": "microseconds",
+        "iterations": iterations,
+        "warmup": warmup,
+        "interleaved": true,
+        "drivers": drivers,
+        "notes": FOOTNOTE,
+    })
+}
