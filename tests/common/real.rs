@@ -31,18 +31,11 @@ impl Backend {
     }
 
     /// The shared server of this test binary (started on first use).
-    ///
-    /// A start that lost the workdir race (see [`start_server`]) panics inside the shared
-    /// instance's `OnceLock`, which stays empty; the one retry here starts it afresh.
     pub fn shared(self) -> Server<'static> {
-        let get = || match self {
+        match self {
             Backend::Postgres => Server::Pg(shared_pg()),
             Backend::Maria => Server::Maria(shared_maria()),
-        };
-        std::panic::catch_unwind(get).unwrap_or_else(|_| {
-            eprintln!("starting the shared {self:?} server failed once; trying again");
-            get()
-        })
+        }
     }
 
     /// The query that names the server session (backend pid / connection id).
@@ -185,25 +178,9 @@ impl OwnServer {
     }
 }
 
-/// Starts a private server, trying once more when the first attempt lost its fresh work
-/// directory.
-///
-/// Works around a race in `pool-testservers` (`workdir.rs`): `WorkDir::create` creates
-/// `owner.lock` and only then `flock`s it, while another start running at the same time (in
-/// this process or another) treats any directory whose `owner.lock` it can lock as abandoned and
-/// deletes it. A start that loses the race fails with `Io` / `NotFound` (seen once in about 15
-/// runs of `real_faults`: "chown /tmp/pool-testservers-pg-…: No such file or directory").
+/// Starts a private server, panicking with the reason if it cannot.
 pub fn start_server<T>(what: &str, start: impl Fn() -> Result<T, ServerError>) -> T {
-    match start() {
-        Ok(server) => server,
-        Err(ServerError::Io { what: step, source })
-            if source.kind() == std::io::ErrorKind::NotFound =>
-        {
-            eprintln!("starting a private {what} lost its work directory ({step}); trying again");
-            start().unwrap_or_else(|e| panic!("starting a private {what}: {e}"))
-        }
-        Err(e) => panic!("starting a private {what}: {e}"),
-    }
+    start().unwrap_or_else(|e| panic!("starting a private {what}: {e}"))
 }
 
 /// A direct administrative connection, not through the pool and not as any test user, so it

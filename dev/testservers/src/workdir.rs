@@ -39,16 +39,22 @@ impl WorkDir {
             .map_err(|e| {
                 ServerError::io(format!("creating a directory in {}", parent.display()), e)
             })?;
-        let lock_path = dir.path().join(LOCK_FILE);
-        let lock = File::create(&lock_path)
-            .map_err(|e| ServerError::io(format!("creating {}", lock_path.display()), e))?;
+        // The lock file is created and locked under another name, then renamed into place, so
+        // `owner.lock` never exists unlocked: a concurrent `remove_abandoned` (in this process
+        // or another) cannot take it for a dead owner's and delete the directory.
+        let staging = dir.path().join(format!("{LOCK_FILE}.new"));
+        let lock = File::create(&staging)
+            .map_err(|e| ServerError::io(format!("creating {}", staging.display()), e))?;
         // SAFETY: flock on an fd we own.
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             return Err(ServerError::io(
-                format!("locking {}", lock_path.display()),
+                format!("locking {}", staging.display()),
                 std::io::Error::last_os_error(),
             ));
         }
+        let lock_path = dir.path().join(LOCK_FILE);
+        fs::rename(&staging, &lock_path)
+            .map_err(|e| ServerError::io(format!("renaming {}", staging.display()), e))?;
         let wd = WorkDir { dir, _lock: lock };
         wd.give_to(wd.path(), user)?;
         Ok(wd)
@@ -110,7 +116,7 @@ fn remove_abandoned(parent: &Path) {
             continue;
         }
         let dir = entry.path();
-        // No lock file yet: the owner may be between creating the directory and the lock.
+        // No lock file yet: the owner is between creating the directory and locking it.
         let Ok(lock) = File::open(dir.join(LOCK_FILE)) else {
             continue;
         };
