@@ -634,7 +634,7 @@ mod tests {
     }
 
     #[test]
-    fn a_poisoned_state_lock_does_not_take_the_pool_down() {
+    fn a_panic_while_holding_the_state_lock_does_not_take_the_pool_down() {
         let reaper = Reaper::start(Vec::new);
         let pool = KeyPool::new(
             Arc::new(Numbers),
@@ -647,10 +647,9 @@ mod tests {
         pool.open_conn(at).unwrap().release().unwrap();
         let _ = std::thread::spawn(move || {
             let _guard = lock(&pool.state);
-            panic!("poison the pool's state lock");
+            panic!("panic while holding the pool's state lock");
         })
         .join();
-        assert!(pool.state.is_poisoned());
         let conn = pool.open_conn(at).unwrap();
         assert_eq!(conn.native::<Number>().unwrap().0, 7);
         conn.release().unwrap();
