@@ -9,7 +9,7 @@
 use std::cell::RefCell;
 
 thread_local! {
-    /// (pool id, connections held) for every pool this thread holds connections of.
+    /// (pool id, connections held) for every pool this thread has held connections of.
     static HELD: RefCell<Vec<(usize, usize)>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -38,16 +38,14 @@ pub(crate) fn add(id: usize) {
     });
 }
 
-/// This thread gave back a connection of pool `id`.
+/// This thread gave back a connection of pool `id`. The entry stays (at zero) so the next
+/// `open` of the same pool does not grow the list again: a thread uses few pools.
 #[inline]
 pub(crate) fn remove(id: usize) {
     let _ = HELD.try_with(|held| {
         if let Ok(mut held) = held.try_borrow_mut() {
-            if let Some(at) = held.iter().position(|(p, _)| *p == id) {
-                held[at].1 = held[at].1.saturating_sub(1);
-                if held[at].1 == 0 {
-                    held.swap_remove(at);
-                }
+            if let Some((_, n)) = held.iter_mut().find(|(p, _)| *p == id) {
+                *n = n.saturating_sub(1);
             }
         }
     });

@@ -386,7 +386,8 @@ impl<D: Driver> KeyPool<D> {
         match guarded("detach", || self.driver.detach(conn, mode)) {
             Ok(handle) => {
                 entry.slot = Slot::Parked(handle);
-                let released = self.locked(|s| s.release(entry, lease, Tick::now()));
+                let now = Tick::now();
+                let released = self.locked(|s| s.release(entry, lease, now));
                 if let Released::Close(entry) = released {
                     drop(entry);
                     self.count_closed(false);
