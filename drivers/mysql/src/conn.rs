@@ -38,6 +38,10 @@ pub struct MyConn {
     /// Set when the session may hold state that `COM_RESET_CONNECTION` does not undo: another
     /// current database (`USE`) or role (`SET ROLE`), or anything done through the native client.
     sticky_state: bool,
+    /// Whether anything ran on the session (or the native client was borrowed mutably) since it
+    /// was opened or last reset. An untouched session has nothing to reset, so release skips
+    /// the round trip.
+    touched: bool,
 }
 
 impl MyConn {
@@ -56,6 +60,7 @@ impl MyConn {
             version,
             args,
             sticky_state: false,
+            touched: false,
         }
     }
 
@@ -71,6 +76,16 @@ impl MyConn {
     /// Whether the session may hold state a plain reset leaves behind (see [`Self::run`]).
     pub(crate) fn has_sticky_state(&self) -> bool {
         self.sticky_state
+    }
+
+    /// Whether the session was used since it was opened or last reset.
+    pub(crate) fn is_touched(&self) -> bool {
+        self.touched
+    }
+
+    /// After a successful reset: the session is as fresh as a new one.
+    pub(crate) fn reset_done(&mut self) {
+        self.touched = false;
     }
 
     /// After a reset that also cleared the sticky state.
@@ -134,6 +149,7 @@ impl MyConn {
         if self.broken {
             return Err(error::already_broken());
         }
+        self.touched = true;
         if may_set_sticky_state(sql) {
             self.sticky_state = true;
         }
@@ -172,6 +188,7 @@ impl Connection for MyConn {
     /// or `SET ROLE`, so the next full reset is the thorough one.
     fn native_mut(&mut self) -> &mut dyn Any {
         self.sticky_state = true;
+        self.touched = true;
         &mut self.conn
     }
 

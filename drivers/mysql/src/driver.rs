@@ -66,8 +66,13 @@ impl Driver for MysqlDriver {
     /// `COM_CHANGE_USER` and a role check instead. `RollbackOnly`: one
     /// `ROLLBACK`. Either runs under the connect timeout as a bound, so a hung server cannot
     /// hold a releasing thread; a reset that fails or times out returns a `Broken` error and the
-    /// pool closes the connection (the server then rolls back on its own).
+    /// pool closes the connection (the server then rolls back on its own). A session on which
+    /// nothing ran since it was opened or last reset is parked as it is, with no round trip.
     fn detach(&self, mut conn: MyConn, reset: ResetMode) -> Result<MyConn, DriverError> {
+        if !conn.is_touched() && !conn.has_sticky_state() {
+            // Nothing ran since the connection was opened or last reset: nothing to undo.
+            return Ok(conn);
+        }
         let bound = conn.op_bound();
         let outcome = match reset {
             ResetMode::Full => full_reset(&mut conn, bound),
@@ -76,7 +81,10 @@ impl Driver for MysqlDriver {
             }
         };
         match outcome {
-            Ok(()) => Ok(conn),
+            Ok(()) => {
+                conn.reset_done();
+                Ok(conn)
+            }
             Err(e) => {
                 tracing::debug!(
                     connection_id = conn.connection_id(),
