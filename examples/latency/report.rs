@@ -34,12 +34,12 @@ Notes: times are per call, in µs, from one interleaved run (every round runs ea
   pool::open (steady state) times only `open`; its `release` runs untimed right after.
   The \"of which\" rows split the open + SELECT 1 + release call. The pool driver's SELECT 1 is
   prepare + execute on PostgreSQL (two round trips, as r2d2's `query`), one text query on MariaDB.
-  Release resets the session: PostgreSQL sends nothing for an untouched session and one round
-  trip (rollback + reset) after a statement; MariaDB sends COM_RESET_CONNECTION (one round trip).
+  Release resets the session: both drivers send nothing for an untouched session and one round
+  trip after a statement (PostgreSQL: rollback + reset batch; MariaDB: COM_RESET_CONNECTION).
   r2d2 does NO reset when a connection is returned. With its default settings it tests every
   checkout (postgres: an empty query, one round trip; mysql: COM_PING), and r2d2_mysql pings
   again on return (has_broken). So r2d2 get+drop is 1 (postgres) or 2 (mysql) round trips,
-  pool::open+release 0 (postgres) or 1 (mysql).";
+  pool::open+release 0.";
 
 /// Nearest-rank percentile of sorted nanoseconds, in µs.
 fn percentile(sorted: &[u64], p: f64) -> f64 {
