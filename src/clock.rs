@@ -37,6 +37,18 @@ impl Tick {
         Tick(start.elapsed().as_nanos() as u64)
     }
 
+    /// The reading as nanoseconds, for storing in an atomic.
+    #[inline]
+    pub(crate) fn as_nanos(self) -> u64 {
+        self.0
+    }
+
+    /// A reading stored with `as_nanos`.
+    #[inline]
+    pub(crate) fn from_nanos(nanos: u64) -> Tick {
+        Tick(nanos)
+    }
+
     /// Time from `earlier` to `self`, zero if `earlier` is later.
     #[inline]
     pub(crate) fn since(self, earlier: Tick) -> Duration {

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Tick;
+use crate::lease::LeaseRecord;
 use crate::settings::Settings;
 use crate::waiter::{Grant, Waiter};
 
@@ -74,47 +75,44 @@ pub(crate) enum Released<E> {
     Close(E),
 }
 
-/// Who holds the connections in use, for the timeout message: one slot per open connection,
-/// `Some(since, where)` while it is leased.
+/// The lease record of every open connection, for the timeout message (see `crate::lease`).
+/// A connection's slot is taken when it is opened and freed when it is closed.
 #[derive(Default)]
 struct Leases {
-    slots: Vec<Option<(Tick, &'static Location<'static>)>>,
+    records: Vec<Option<Arc<LeaseRecord>>>,
     free: Vec<LeaseId>,
 }
 
 impl Leases {
-    /// A slot for a new connection.
-    fn allocate(&mut self) -> LeaseId {
-        self.free.pop().unwrap_or_else(|| {
-            self.slots.push(None);
-            self.slots.len() - 1
-        })
-    }
-
-    fn begin(&mut self, id: LeaseId, since: Tick, at: &'static Location<'static>) {
-        if let Some(slot) = self.slots.get_mut(id) {
-            *slot = Some((since, at));
-        }
-    }
-
-    fn end(&mut self, id: LeaseId) {
-        if let Some(slot) = self.slots.get_mut(id) {
-            *slot = None;
+    /// A slot for a new connection's record.
+    fn register(&mut self, record: Arc<LeaseRecord>) -> LeaseId {
+        match self.free.pop() {
+            Some(id) => {
+                self.records[id] = Some(record);
+                id
+            }
+            None => {
+                self.records.push(Some(record));
+                self.records.len() - 1
+            }
         }
     }
 
     /// The connection was closed: its slot can serve another.
     fn free(&mut self, id: LeaseId) {
-        self.end(id);
-        self.free.push(id);
+        if let Some(slot) = self.records.get_mut(id) {
+            if slot.take().is_some() {
+                self.free.push(id);
+            }
+        }
     }
 
     fn oldest(&self) -> Option<(Tick, &'static Location<'static>)> {
-        self.slots
+        self.records
             .iter()
             .flatten()
+            .filter_map(|r| r.current())
             .min_by_key(|(since, _)| *since)
-            .copied()
     }
 }
 
@@ -200,31 +198,24 @@ impl<E> State<E> {
         self.leases.oldest()
     }
 
-    /// Counts connection `lease` in use, held since `now` by a caller at `at`.
-    fn lease(&mut self, lease: LeaseId, now: Tick, at: &'static Location<'static>) {
-        self.in_use += 1;
-        self.leases.begin(lease, now, at);
-    }
-
     /// A connection in use stopped counting: released (`close` false) or closed (`close` true).
+    /// (Who holds it is in its lease record, written by the holder: see `crate::lease`.)
     fn unlease(&mut self, lease: LeaseId, close: bool) {
         self.in_use -= 1;
         if close {
             self.leases.free(lease);
-        } else {
-            self.leases.end(lease);
         }
     }
 
     /// Decides how `open` gets a connection. `Wait` means at the limit: the caller checks
     /// `would_deadlock` and queues a waiter, under the same lock.
-    pub(crate) fn acquire(&mut self, now: Tick, at: &'static Location<'static>) -> Acquire<E> {
+    pub(crate) fn acquire(&mut self, now: Tick) -> Acquire<E> {
         if self.closed {
             return Acquire::Closed;
         }
         // A newcomer may overtake waiters only while the front one is not starving.
         if self.waiters.front().is_none_or(|w| !w.is_starving(now)) {
-            if let Some(take) = self.take_idle(now, at) {
+            if let Some(take) = self.take_idle(now) {
                 return take;
             }
         }
@@ -250,7 +241,7 @@ impl<E> State<E> {
     }
 
     /// Pops the top of the stack as a lease. Asks for a prime when it took the last one.
-    fn take_idle(&mut self, now: Tick, at: &'static Location<'static>) -> Option<Acquire<E>> {
+    fn take_idle(&mut self, now: Tick) -> Option<Acquire<E>> {
         let idle = self.idle.pop()?;
         let validate = idle.alive_at <= self.suspect_before
             || now.since(idle.alive_at) > self.settings.validate_after;
@@ -258,7 +249,7 @@ impl<E> State<E> {
         if prime {
             self.prime_pending = true;
         }
-        self.lease(idle.lease, now, at);
+        self.in_use += 1;
         Some(Acquire::Take {
             item: idle.item,
             lease: idle.lease,
@@ -308,7 +299,7 @@ impl<E> State<E> {
             };
         }
         self.woken = false;
-        if let Some(take) = self.take_idle(now, waiter.opened_at) {
+        if let Some(take) = self.take_idle(now) {
             self.remove_waiter(waiter);
             self.wake_front();
             return Retried::Decided(take);
@@ -325,6 +316,31 @@ impl<E> State<E> {
     #[inline]
     pub(crate) fn has_wakes(&self) -> bool {
         !self.wakes.is_empty()
+    }
+
+    /// Whether any caller waits (mirrored for the fast slot).
+    pub(crate) fn has_waiters(&self) -> bool {
+        !self.waiters.is_empty()
+    }
+
+    /// Whether the locked stack is empty (mirrored for the fast slot's prime rule).
+    pub(crate) fn stack_is_empty(&self) -> bool {
+        self.idle.is_empty()
+    }
+
+    /// Parked connections last known alive at or before this moment are suspect (mirrored).
+    pub(crate) fn suspect_before(&self) -> Tick {
+        self.suspect_before
+    }
+
+    /// `open` took the fast slot's connection and the stack is empty: the pool has nothing
+    /// parked, so ask for a primed one (the rule `take_idle` applies to the stack).
+    pub(crate) fn want_prime_after_fast_take(&mut self) -> bool {
+        if self.closed || !self.idle.is_empty() || self.prime_pending || !self.has_room() {
+            return false;
+        }
+        self.prime_pending = true;
+        true
     }
 
     /// Waiters granted something since the last call: notify them after unlocking.
@@ -352,11 +368,10 @@ impl<E> State<E> {
     }
 
     /// A connect reserved by `acquire` or a permit succeeded: count it in use.
-    pub(crate) fn connected(&mut self, now: Tick, at: &'static Location<'static>) -> LeaseId {
+    pub(crate) fn connected(&mut self, record: Arc<LeaseRecord>) -> LeaseId {
         self.opening -= 1;
-        let lease = self.leases.allocate();
-        self.lease(lease, now, at);
-        lease
+        self.in_use += 1;
+        self.leases.register(record)
     }
 
     /// A connect reserved by `acquire` or a permit failed: free its room.
@@ -383,7 +398,7 @@ impl<E> State<E> {
     fn park_or_hand(&mut self, item: E, lease: LeaseId, now: Tick) -> Released<E> {
         if self.waiters.front().is_some_and(|w| w.is_starving(now)) {
             if let Some(waiter) = self.pop_front_waiter() {
-                self.lease(lease, now, waiter.opened_at);
+                self.in_use += 1;
                 waiter.grant(Grant::Item(item, lease));
                 self.wakes.push(waiter);
                 return Released::Handed;
@@ -421,15 +436,10 @@ impl<E> State<E> {
 
     /// `open` found the connection it took dead: drop it from the count, suspect every other
     /// parked handle, and decide again for the same caller (it keeps its place ahead of waiters).
-    pub(crate) fn retry_after_dead(
-        &mut self,
-        lease: LeaseId,
-        now: Tick,
-        at: &'static Location<'static>,
-    ) -> Acquire<E> {
+    pub(crate) fn retry_after_dead(&mut self, lease: LeaseId, now: Tick) -> Acquire<E> {
         self.unlease(lease, true);
         self.suspect_before = now;
-        self.acquire(now, at)
+        self.acquire(now)
     }
 
     /// The primer wants to connect: true reserves room; false means the pool is at its limit
@@ -447,13 +457,18 @@ impl<E> State<E> {
     }
 
     /// The primer connected.
-    pub(crate) fn prime_done(&mut self, item: E, now: Tick) -> Released<E> {
+    pub(crate) fn prime_done(
+        &mut self,
+        item: E,
+        record: Arc<LeaseRecord>,
+        now: Tick,
+    ) -> Released<E> {
         self.opening -= 1;
         self.prime_pending = false;
         if self.closed {
             return Released::Close(item);
         }
-        let lease = self.leases.allocate();
+        let lease = self.leases.register(record);
         self.park_or_hand(item, lease, now)
     }
 

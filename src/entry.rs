@@ -5,10 +5,13 @@
 //! way back to its pool). Steady-state `open`/`release` therefore allocate nothing.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
+use crate::clock::Tick;
 use crate::conn::Lease;
 use crate::core::LeaseId;
 use crate::key_pool::KeyPool;
+use crate::lease::LeaseRecord;
 use crate::{Connection, Driver, DriverError, DriverErrorKind, Error};
 
 /// What an entry holds right now.
@@ -26,24 +29,31 @@ pub(crate) struct Entry<D: Driver> {
     pub(crate) slot: Slot<D>,
     /// Set only while leased: the pool it returns to.
     pub(crate) pool: Option<&'static KeyPool<D>>,
+    /// Its slot in the pool state's lease table.
     pub(crate) lease: LeaseId,
+    /// Who holds it, written by the holder (see `crate::lease`).
+    pub(crate) record: Arc<LeaseRecord>,
+    /// When it was last released: validation and idle expiry measure from here.
+    pub(crate) parked_at: Tick,
 }
 
 impl<D: Driver> Entry<D> {
-    pub(crate) fn attached(conn: D::Conn) -> Box<Self> {
+    fn new(slot: Slot<D>) -> Box<Self> {
         Box::new(Self {
-            slot: Slot::Attached(conn),
+            slot,
             pool: None,
             lease: 0,
+            record: Arc::default(),
+            parked_at: Tick::default(),
         })
     }
 
+    pub(crate) fn attached(conn: D::Conn) -> Box<Self> {
+        Self::new(Slot::Attached(conn))
+    }
+
     pub(crate) fn parked(handle: D::Handle) -> Box<Self> {
-        Box::new(Self {
-            slot: Slot::Parked(handle),
-            pool: None,
-            lease: 0,
-        })
+        Self::new(Slot::Parked(handle))
     }
 }
 

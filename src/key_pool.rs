@@ -7,7 +7,7 @@
 
 use std::mem;
 use std::panic::Location;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,7 @@ use crate::core::{Acquire, LeaseId, Released, Retried, State};
 use crate::entry::{guarded, Entry, Slot};
 use crate::erased::AnyPool;
 use crate::error::TimeoutDetail;
+use crate::fast_slot::FastSlot;
 use crate::primer::Primer;
 use crate::reaper::ReaperWake;
 use crate::settings::Settings;
@@ -56,6 +57,16 @@ pub(crate) struct KeyPool<D: Driver> {
     sweep_requested: AtomicBool,
     /// When the reaper should next look at this pool. Touched only by the reaper thread.
     next_reap: Mutex<Tick>,
+    /// The most recently released connection, kept outside the lock (see `crate::fast_slot`).
+    fast: FastSlot<Entry<D>>,
+    /// Mirror of "some caller is queued", written under the state lock when it changes.
+    waiters_present: AtomicBool,
+    /// Mirror of "the locked stack is empty", for the prime rule on the fast path.
+    stack_empty: AtomicBool,
+    /// Mirror of the state's `suspect_before` (`Tick` nanoseconds).
+    suspect_before: AtomicU64,
+    /// Mirror of `settings.validate_after` in nanoseconds.
+    validate_after: AtomicU64,
     counters: Counters,
     primer: Primer,
     reaper: ReaperWake,
@@ -76,6 +87,11 @@ impl<D: Driver> KeyPool<D> {
         Box::leak(Box::new(Self {
             rollback_only: AtomicBool::new(settings.reset_mode == ResetMode::RollbackOnly),
             next_reap: Mutex::new(Tick::now() + settings.reap_interval),
+            fast: FastSlot::default(),
+            waiters_present: AtomicBool::new(false),
+            stack_empty: AtomicBool::new(true),
+            suspect_before: AtomicU64::new(0),
+            validate_after: AtomicU64::new(settings.validate_after.as_nanos() as u64),
             state: Mutex::new(State::new(settings)),
             driver,
             args,
@@ -103,11 +119,26 @@ impl<D: Driver> KeyPool<D> {
     fn locked<T>(&self, change: impl FnOnce(&mut State<Item<D>>) -> T) -> T {
         let mut state = lock(&self.state);
         let out = change(&mut state);
-        Self::unlock_and_wake(state);
+        self.unlock_and_wake(state);
         out
     }
 
-    fn unlock_and_wake(mut state: MutexGuard<'_, State<Item<D>>>) {
+    /// Updates the mirrors the fast path reads, releases the lock, then notifies the waiters
+    /// granted something under it.
+    fn unlock_and_wake(&self, mut state: MutexGuard<'_, State<Item<D>>>) {
+        let waiting = state.has_waiters();
+        if self.waiters_present.load(Ordering::Relaxed) != waiting {
+            // Sequentially consistent: pairs with the releaser's re-check (see fast_slot.rs).
+            self.waiters_present.store(waiting, Ordering::SeqCst);
+        }
+        let empty = state.stack_is_empty();
+        if self.stack_empty.load(Ordering::Relaxed) != empty {
+            self.stack_empty.store(empty, Ordering::Relaxed);
+        }
+        let suspect = state.suspect_before().as_nanos();
+        if self.suspect_before.load(Ordering::Relaxed) != suspect {
+            self.suspect_before.store(suspect, Ordering::Relaxed);
+        }
         if !state.has_wakes() {
             return;
         }
@@ -145,9 +176,15 @@ impl<D: Driver> KeyPool<D> {
 
     /// `pool::open` for this key.
     pub(crate) fn open_conn(&'static self, at: &'static Location<'static>) -> Result<Conn, Error> {
+        let now = Tick::now();
+        if let Some(entry) = self.fast.take() {
+            if let Some(conn) = self.open_from_fast(entry, now, at) {
+                return Ok(conn);
+            }
+        }
         let mut deadline = None;
         let state = lock(&self.state);
-        let mut decision = self.settle(state, |s| s.acquire(Tick::now(), at), at, &mut deadline)?;
+        let mut decision = self.settle(state, |s| s.acquire(now), &mut deadline)?;
         loop {
             match decision {
                 Acquire::Take {
@@ -160,14 +197,13 @@ impl<D: Driver> KeyPool<D> {
                         self.primer.wake(self);
                     }
                     match self.revive(item, validate) {
-                        Some(entry) => return Ok(self.lease_out(entry, lease)),
+                        Some(entry) => return Ok(self.lease_out(entry, lease, Tick::now(), at)),
                         None => {
                             self.request_sweep();
                             let state = lock(&self.state);
                             decision = self.settle(
                                 state,
-                                |s| s.retry_after_dead(lease, Tick::now(), at),
-                                at,
+                                |s| s.retry_after_dead(lease, Tick::now()),
                                 &mut deadline,
                             )?;
                         }
@@ -177,8 +213,7 @@ impl<D: Driver> KeyPool<D> {
                 Acquire::Wait => {
                     // `settle` never returns Wait; treat it as a decision to look again.
                     let state = lock(&self.state);
-                    decision =
-                        self.settle(state, |s| s.acquire(Tick::now(), at), at, &mut deadline)?;
+                    decision = self.settle(state, |s| s.acquire(Tick::now()), &mut deadline)?;
                 }
                 Acquire::WouldDeadlock => {
                     return Err(Error::WouldDeadlock {
@@ -198,24 +233,37 @@ impl<D: Driver> KeyPool<D> {
         &self,
         mut state: MutexGuard<'_, State<Item<D>>>,
         decide: impl FnOnce(&mut State<Item<D>>) -> Acquire<Item<D>>,
-        at: &'static Location<'static>,
         deadline: &mut Option<Instant>,
     ) -> Result<Acquire<Item<D>>, Error> {
         let decision = decide(&mut state);
         if !matches!(decision, Acquire::Wait) {
-            Self::unlock_and_wake(state);
+            self.unlock_and_wake(state);
             return Ok(decision);
         }
         // Only a caller about to wait needs its own count of held connections.
         let held = held::count(self.id());
         if state.would_deadlock(held) {
-            Self::unlock_and_wake(state);
+            self.unlock_and_wake(state);
             return Ok(Acquire::WouldDeadlock);
         }
-        let waiter = Arc::new(Waiter::new(at, Tick::now()));
+        let waiter = Arc::new(Waiter::new(Tick::now()));
         state.enqueue(Arc::clone(&waiter));
         let timeout = state.settings.acquire_timeout;
-        Self::unlock_and_wake(state);
+        self.unlock_and_wake(state);
+        // Waiters are now published: a connection released into the fast slot just before that
+        // would otherwise sit there unseen (see fast_slot.rs).
+        if let Some(entry) = self.fast.take() {
+            let mut state = lock(&self.state);
+            let granted = state.cancel_wait(&waiter);
+            self.unlock_and_wake(state);
+            match granted {
+                None => return Ok(self.fast_take_decision(entry, Tick::now())),
+                Some(grant) => {
+                    self.park_locked(entry);
+                    return Ok(self.grant_decision(grant));
+                }
+            }
+        }
         let started = Instant::now();
         let deadline = *deadline.get_or_insert(started + timeout);
         Counters::bump(&self.counters.waits);
@@ -237,7 +285,7 @@ impl<D: Driver> KeyPool<D> {
                     let mut state = lock(&self.state);
                     let cancelled = state.cancel_wait(&waiter);
                     let error = self.timeout_error(&state, started.elapsed(), held);
-                    Self::unlock_and_wake(state);
+                    self.unlock_and_wake(state);
                     match cancelled {
                         Some(grant) => break grant,
                         None => {
@@ -251,7 +299,12 @@ impl<D: Driver> KeyPool<D> {
             }
         };
         self.counters.add_wait(started.elapsed());
-        Ok(match grant {
+        Ok(self.grant_decision(grant))
+    }
+
+    /// What a waiter does with what it was handed.
+    fn grant_decision(&self, grant: Grant<Item<D>>) -> Acquire<Item<D>> {
+        match grant {
             Grant::Item(item, lease) => Acquire::Take {
                 item,
                 lease,
@@ -261,8 +314,63 @@ impl<D: Driver> KeyPool<D> {
             Grant::Permit => Acquire::Connect,
             Grant::Closed => Acquire::Closed,
             // `cancel_wait` never returns a retry; look again as a newcomer would.
-            Grant::Retry => self.locked(|s| s.acquire(Tick::now(), at)),
-        })
+            Grant::Retry => self.locked(|s| s.acquire(Tick::now())),
+        }
+    }
+
+    /// The fast slot's connection as a decision: it is already counted in use.
+    fn fast_take_decision(&self, entry: Item<D>, now: Tick) -> Acquire<Item<D>> {
+        Acquire::Take {
+            lease: entry.lease,
+            validate: self.needs_validation(&entry, now),
+            prime: false,
+            item: entry,
+        }
+    }
+
+    /// Whether a parked entry must be checked before hand-out: parked longer than
+    /// `validate_after`, or parked before a dead connection was found.
+    #[inline]
+    fn needs_validation(&self, entry: &Entry<D>, now: Tick) -> bool {
+        entry.parked_at.as_nanos() <= self.suspect_before.load(Ordering::Relaxed)
+            || now.since(entry.parked_at).as_nanos() as u64
+                > self.validate_after.load(Ordering::Relaxed)
+    }
+
+    /// `open` took the fast slot's connection (already counted in use). `None`: it was dead
+    /// and is closed; the caller goes the locked way.
+    #[inline]
+    fn open_from_fast(
+        &'static self,
+        entry: Item<D>,
+        now: Tick,
+        at: &'static Location<'static>,
+    ) -> Option<Conn> {
+        if self.stack_empty.load(Ordering::Relaxed)
+            && self.locked(|s| s.want_prime_after_fast_take())
+        {
+            self.primer.wake(self);
+        }
+        let lease = entry.lease;
+        let validate = self.needs_validation(&entry, now);
+        match self.revive(entry, validate) {
+            Some(entry) => Some(self.lease_out(entry, lease, now, at)),
+            None => {
+                self.request_sweep();
+                self.locked(|s| s.discard(lease, Some(now)));
+                None
+            }
+        }
+    }
+
+    /// Parks a released (or displaced) entry through the lock: onto the stack, or to a waiter.
+    fn park_locked(&self, entry: Item<D>) {
+        let (lease, parked_at) = (entry.lease, entry.parked_at);
+        let released = self.locked(|s| s.release(entry, lease, parked_at));
+        if let Released::Close(entry) = released {
+            drop(entry);
+            self.count_closed(false);
+        }
     }
 
     fn timeout_error(&self, state: &State<Item<D>>, waited: Duration, held: usize) -> Error {
@@ -314,8 +422,15 @@ impl<D: Driver> KeyPool<D> {
     }
 
     /// Wraps an attached entry in the caller's guard.
-    fn lease_out(&'static self, mut entry: Item<D>, lease: LeaseId) -> Conn {
+    fn lease_out(
+        &'static self,
+        mut entry: Item<D>,
+        lease: LeaseId,
+        now: Tick,
+        at: &'static Location<'static>,
+    ) -> Conn {
         held::add(self.id());
+        entry.record.begin(now, at);
         entry.lease = lease;
         entry.pool = Some(self);
         Conn::new(entry)
@@ -325,8 +440,10 @@ impl<D: Driver> KeyPool<D> {
     fn connect_reserved(&'static self, at: &'static Location<'static>) -> Result<Conn, Error> {
         match self.connect() {
             Ok(conn) => {
-                let lease = self.locked(|s| s.connected(Tick::now(), at));
-                Ok(self.lease_out(Entry::attached(conn), lease))
+                let entry = Entry::attached(conn);
+                let record = Arc::clone(&entry.record);
+                let lease = self.locked(|s| s.connected(record));
+                Ok(self.lease_out(entry, lease, Tick::now(), at))
             }
             Err(source) => {
                 self.locked(|s| s.connect_failed(source.to_string()));
@@ -359,6 +476,7 @@ impl<D: Driver> KeyPool<D> {
     /// `Conn::release`: reset and park, or close.
     pub(crate) fn release(&'static self, mut entry: Item<D>) -> Result<(), Error> {
         held::remove(self.id());
+        entry.record.end();
         let lease = entry.lease;
         let Slot::Attached(conn) = mem::replace(&mut entry.slot, Slot::Empty) else {
             self.locked(|s| s.discard(lease, None));
@@ -386,12 +504,8 @@ impl<D: Driver> KeyPool<D> {
         match guarded("detach", || self.driver.detach(conn, mode)) {
             Ok(handle) => {
                 entry.slot = Slot::Parked(handle);
-                let now = Tick::now();
-                let released = self.locked(|s| s.release(entry, lease, now));
-                if let Released::Close(entry) = released {
-                    drop(entry);
-                    self.count_closed(false);
-                }
+                entry.parked_at = Tick::now();
+                self.park(entry);
                 tracing::trace!(pool = %self.label, "parked a connection");
                 Ok(())
             }
@@ -405,6 +519,34 @@ impl<D: Driver> KeyPool<D> {
                     source,
                 })
             }
+        }
+    }
+
+    /// Parks a released entry: into the fast slot when nobody waits (no lock), else through the
+    /// lock. See `crate::fast_slot` for why the re-check after filling the slot is enough.
+    #[inline]
+    fn park(&self, entry: Item<D>) {
+        if self.waiters_present.load(Ordering::SeqCst) {
+            self.park_locked(entry);
+            return;
+        }
+        let displaced = self.fast.put(entry);
+        if self.waiters_present.load(Ordering::SeqCst) || self.closed.load(Ordering::SeqCst) {
+            // A waiter queued (or shutdown began) meanwhile: serve it through the lock.
+            if let Some(entry) = self.fast.take() {
+                self.park_locked(entry);
+            }
+        }
+        if let Some(older) = displaced {
+            // The slot held an earlier release: it goes onto the stack, under the newer one.
+            self.park_locked(older);
+        }
+    }
+
+    /// Moves the fast slot's connection onto the stack, so the reaper and shutdown see it.
+    fn flush_fast(&self) {
+        if let Some(entry) = self.fast.take() {
+            self.park_locked(entry);
         }
     }
 
@@ -430,7 +572,8 @@ impl<D: Driver> KeyPool<D> {
                     Some(item) => item,
                     None => return PrimeOutcome::Failed,
                 };
-                let released = self.locked(|s| s.prime_done(item, Tick::now()));
+                let record = Arc::clone(&item.record);
+                let released = self.locked(|s| s.prime_done(item, record, Tick::now()));
                 match released {
                     Released::Close(item) => {
                         drop(item);
@@ -479,6 +622,7 @@ impl<D: Driver> KeyPool<D> {
     /// One reaper sweep: idle expiry, then liveness checks one at a time, then a prime if the
     /// pool emptied. Called only on the reaper thread.
     fn sweep(&'static self) {
+        self.flush_fast();
         let expired = self.locked(|s| s.expire_idle(Tick::now()));
         if !expired.is_empty() {
             let reaped = expired.len();
@@ -534,12 +678,19 @@ impl<D: Driver> AnyPool for KeyPool<D> {
             settings.reset_mode == ResetMode::RollbackOnly,
             Ordering::Relaxed,
         );
+        self.validate_after
+            .store(settings.validate_after.as_nanos() as u64, Ordering::Relaxed);
         state.reconfigure(settings);
-        Self::unlock_and_wake(state);
+        self.unlock_and_wake(state);
     }
 
     fn stats(&self) -> Stats {
-        let counts = lock(&self.state).counts();
+        let mut counts = lock(&self.state).counts();
+        if self.fast.is_occupied() && counts.in_use > 0 {
+            // The fast slot's connection is counted in use by the state, but it is parked.
+            counts.in_use -= 1;
+            counts.idle += 1;
+        }
         let mut stats = Stats {
             driver: self.driver.name().to_owned(),
             pool: self.args.redacted(),
@@ -568,8 +719,11 @@ impl<D: Driver> AnyPool for KeyPool<D> {
     }
 
     fn shutdown(&self) {
-        self.closed.store(true, Ordering::Release);
+        // Sequentially consistent: pairs with `park`'s re-check after filling the fast slot.
+        self.closed.store(true, Ordering::SeqCst);
         let parked = self.locked(|s| s.close());
+        // Released into the fast slot before `closed` was seen: closed through the lock.
+        self.flush_fast();
         let closed = parked.len();
         drop(parked);
         for _ in 0..closed {

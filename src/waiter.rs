@@ -16,7 +16,6 @@
 //! Lock order: pool state, then a waiter's slot. The waiter itself takes only its slot while
 //! waiting, and takes the pool state (then its slot) only when it gives up.
 
-use std::panic::Location;
 use std::time::{Duration, Instant};
 
 /// How long the front waiter may be overtaken before released connections go to it directly.
@@ -42,19 +41,16 @@ pub(crate) enum Grant<E> {
 pub(crate) struct Waiter<E> {
     slot: Mutex<Option<Grant<E>>>,
     wake: Condvar,
-    /// Where the waiting `open` was called: recorded as the lease's origin if it is served.
-    pub(crate) opened_at: &'static Location<'static>,
     /// When it started waiting (coarse clock: the hand-off window is at least `HANDOFF_AFTER`
     /// and at most one clock tick more).
     since: Tick,
 }
 
 impl<E> Waiter<E> {
-    pub(crate) fn new(opened_at: &'static Location<'static>, now: Tick) -> Self {
+    pub(crate) fn new(now: Tick) -> Self {
         Self {
             slot: Mutex::new(None),
             wake: Condvar::new(),
-            opened_at,
             since: now,
         }
     }

@@ -303,6 +303,36 @@ fn never_more_than_max_open_with_64_threads(db: Arc<FakeDb>) {
 }
 
 #[rstest]
+fn no_release_is_lost_between_the_fast_slot_and_the_waiter_queue(db: Arc<FakeDb>) {
+    // One connection, eight threads: every release races a caller that is about to wait. A
+    // release parked where no waiter looks would leave a waiter asleep until its timeout.
+    configure(
+        &db,
+        Settings {
+            max_open: 1,
+            acquire_timeout: Duration::from_secs(20),
+            ..quiet()
+        },
+    );
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let a = args(&db);
+            thread::spawn(move || {
+                for _ in 0..2_000 {
+                    pool::open("fake", &a).unwrap().release().unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let s = stats(&db);
+    assert_eq!((s.timeouts, s.in_use, s.waiting, s.opened), (0, 0, 0, 1));
+    assert_eq!(s.idle, 1);
+}
+
+#[rstest]
 fn waiters_are_served_first_come_first_served(db: Arc<FakeDb>) {
     configure(
         &db,

@@ -1,0 +1,70 @@
+//! Who holds each connection, written without the pool lock.
+//!
+//! Every open connection has one `LeaseRecord` for its whole life. Whoever leases the
+//! connection writes when and where (`open`'s caller) into it, and clears it on release. The
+//! writes are relaxed atomic stores (plain moves on x86), so they cost nothing on the hot path
+//! and need no lock, which lets the lock-free fast path (`crate::fast_slot`) lease connections
+//! too. The pool's state keeps every record so that a timeout can say where the longest-held
+//! connection was opened; that report is a diagnostic, so a record read while it is being
+//! rewritten may mix two leases' fields, never anything worse.
+
+use std::panic::Location;
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering::Relaxed};
+
+use crate::clock::Tick;
+
+/// The lease of one connection.
+#[derive(Default)]
+pub(crate) struct LeaseRecord {
+    /// When the current lease began (`Tick` nanoseconds).
+    since: AtomicU64,
+    /// Where the current lease's `open` was called; only ever a `&'static Location`.
+    at: AtomicPtr<Location<'static>>,
+    /// Whether the connection is leased now.
+    held: AtomicBool,
+}
+
+impl LeaseRecord {
+    /// A caller at `at` leased the connection at `since`.
+    #[inline]
+    pub(crate) fn begin(&self, since: Tick, at: &'static Location<'static>) {
+        self.since.store(since.as_nanos(), Relaxed);
+        self.at.store(ptr::from_ref(at).cast_mut(), Relaxed);
+        self.held.store(true, Relaxed);
+    }
+
+    /// The connection was released.
+    #[inline]
+    pub(crate) fn end(&self) {
+        self.held.store(false, Relaxed);
+    }
+
+    /// Since when and from where the connection is held, if it is.
+    pub(crate) fn current(&self) -> Option<(Tick, &'static Location<'static>)> {
+        if !self.held.load(Relaxed) {
+            return None;
+        }
+        let at = self.at.load(Relaxed);
+        // SAFETY: `at` is null or was stored from a `&'static Location<'static>` in `begin`,
+        // so it points to a location that lives for the whole program and is never written.
+        let at = unsafe { at.as_ref() }?;
+        Some((Tick::from_nanos(self.since.load(Relaxed)), at))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_reports_only_a_current_lease() {
+        let record = LeaseRecord::default();
+        assert!(record.current().is_none());
+        let here = Location::caller();
+        record.begin(Tick::from_nanos(42), here);
+        assert_eq!(record.current(), Some((Tick::from_nanos(42), here)));
+        record.end();
+        assert!(record.current().is_none());
+    }
+}
