@@ -19,7 +19,6 @@ use crate::workdir::WorkDir;
 const USER: &str = "pool_user";
 const PASSWORD: &str = "maria-secret-pw";
 const DATABASE: &str = "pool_test";
-const PORT_ATTEMPTS: usize = 4;
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Small InnoDB settings: quick start and crash recovery, 26 MB of data instead of 112 MB (the
 /// default redo log alone is 96 MB). Given to the bootstrap too, so the data dir is created small.
@@ -100,19 +99,14 @@ impl MariaServer {
             user,
             sup: Supervisor::new(workdir, libc::SIGTERM),
         };
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            server.port = process::free_port()?;
-            match server.launch() {
-                Ok(()) => break,
-                // The server exited: most likely the port was taken in between, so try another
-                // one. A server that hangs is not retried.
-                Err(ServerError::StartFailed { .. })
-                    if attempts < PORT_ATTEMPTS && !server.sup.is_running() => {}
-                Err(e) => return Err(e),
-            }
-        }
+        process::launch_on_free_port(
+            &mut server,
+            |server, port| {
+                server.port = port;
+                server.launch()
+            },
+            |server| server.sup.is_running(),
+        )?;
         server.setup()?;
         Ok(server)
     }

@@ -21,8 +21,6 @@ const TRUST_USER: &str = "pool_trust";
 const SCRAM_USER: &str = "pool_scram";
 const SCRAM_PASSWORD: &str = "scram-secret-pw";
 const DATABASE: &str = "pool_test";
-/// How many fresh ports to try when the picked one is taken before the server binds it.
-const PORT_ATTEMPTS: usize = 4;
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Client authentication: `pool_scram` must use its password, everything else is trusted.
@@ -116,19 +114,14 @@ impl PgServer {
             user,
             sup: Supervisor::new(workdir, libc::SIGINT),
         };
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            server.port = process::free_port()?;
-            match server.launch() {
-                Ok(()) => break,
-                // The server exited: most likely the port was taken in between, so try another
-                // one. A server that hangs is not retried.
-                Err(ServerError::StartFailed { .. })
-                    if attempts < PORT_ATTEMPTS && !server.sup.is_running() => {}
-                Err(e) => return Err(e),
-            }
-        }
+        process::launch_on_free_port(
+            &mut server,
+            |server, port| {
+                server.port = port;
+                server.launch()
+            },
+            |server| server.sup.is_running(),
+        )?;
         server.setup()?;
         Ok(server)
     }

@@ -186,6 +186,31 @@ pub(crate) fn free_port() -> Result<u16, ServerError> {
     Ok(port)
 }
 
+/// How many fresh ports to try when the picked one is taken before the server binds it.
+const PORT_ATTEMPTS: usize = 4;
+
+/// Starts `server` on a free port: `launch(server, port)` records the port, spawns the server
+/// and waits until it is ready. When that fails and the server has exited (`running` is false),
+/// the port was most likely taken in between, so another one is tried; a server that hangs is
+/// not retried.
+pub(crate) fn launch_on_free_port<S>(
+    server: &mut S,
+    launch: impl Fn(&mut S, u16) -> Result<(), ServerError>,
+    running: impl Fn(&S) -> bool,
+) -> Result<(), ServerError> {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let port = free_port()?;
+        match launch(server, port) {
+            Ok(()) => return Ok(()),
+            Err(ServerError::StartFailed { .. })
+                if attempts < PORT_ATTEMPTS && !running(server) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Sends `signal` to the process `pid`, ignoring "no such process".
 pub(crate) fn signal(pid: u32, signal: libc::c_int) {
     // SAFETY: kill has no memory-safety preconditions.
