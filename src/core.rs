@@ -388,8 +388,11 @@ impl<E> State<E> {
         }
         if let Some(waiter) = self.pop_front_waiter() {
             self.opening += 1;
+            // This may replace a `Retry` the front waiter had not acted on yet: the parked
+            // connection that `Retry` was for goes to the next waiter instead.
             waiter.grant(Grant::Permit);
             self.wakes.push(waiter);
+            self.wake_front();
         }
     }
 
@@ -435,11 +438,24 @@ impl<E> State<E> {
     }
 
     /// `open` found the connection it took dead: drop it from the count, suspect every other
-    /// parked handle, and decide again for the same caller (it keeps its place ahead of waiters).
+    /// parked handle, and decide again for the same caller. The room the dead connection frees
+    /// is this caller's (it was served before the queued waiters), so it may take a parked
+    /// connection or connect even with waiters queued; were it to queue as a newcomer, nobody
+    /// would hand that room to anyone.
     pub(crate) fn retry_after_dead(&mut self, lease: LeaseId, now: Tick) -> Acquire<E> {
         self.unlease(lease, true);
         self.suspect_before = now;
-        self.acquire(now)
+        if self.closed {
+            return Acquire::Closed;
+        }
+        if let Some(take) = self.take_idle(now) {
+            return take;
+        }
+        if self.has_room() {
+            self.opening += 1;
+            return Acquire::Connect;
+        }
+        Acquire::Wait
     }
 
     /// The primer wants to connect: true reserves room; false means the pool is at its limit

@@ -178,6 +178,11 @@ impl<D: Driver> KeyPool<D> {
     pub(crate) fn open_conn(&'static self, at: &'static Location<'static>) -> Result<Conn, Error> {
         let now = Tick::now();
         if let Some(entry) = self.fast.take() {
+            if self.closed.load(Ordering::SeqCst) {
+                // Shutdown began after this connection was parked: close it, like the rest.
+                self.park_locked(entry);
+                return Err(Error::ShutDown);
+            }
             if let Some(conn) = self.open_from_fast(entry, now, at) {
                 return Ok(conn);
             }
@@ -531,15 +536,15 @@ impl<D: Driver> KeyPool<D> {
             return;
         }
         let displaced = self.fast.put(entry);
+        if let Some(older) = displaced {
+            // The slot held an earlier release: it goes onto the stack, under the newer one.
+            self.park_locked(older);
+        }
         if self.waiters_present.load(Ordering::SeqCst) || self.closed.load(Ordering::SeqCst) {
             // A waiter queued (or shutdown began) meanwhile: serve it through the lock.
             if let Some(entry) = self.fast.take() {
                 self.park_locked(entry);
             }
-        }
-        if let Some(older) = displaced {
-            // The slot held an earlier release: it goes onto the stack, under the newer one.
-            self.park_locked(older);
         }
     }
 
