@@ -520,6 +520,9 @@ impl<E> State<E> {
             self.leases.free(idle.lease);
             expired.push(idle.item);
         }
+        if !expired.is_empty() {
+            self.room_freed();
+        }
         expired
     }
 
