@@ -43,13 +43,31 @@ fn costs() {
     let server = shared_maria();
     let driver = MysqlDriver;
 
+    let mut slot = Some(connect(&server.args()));
+    measure("detach Full, untouched session (no I/O)", || {
+        let conn = slot.take().expect("conn");
+        let started = Instant::now();
+        let handle = driver.detach(conn, ResetMode::Full).expect("detach");
+        let took = started.elapsed();
+        slot = Some(driver.attach(handle).expect("attach"));
+        took
+    });
+
     for (name, mode) in [
-        ("detach Full (COM_RESET_CONNECTION)", ResetMode::Full),
-        ("detach RollbackOnly (ROLLBACK)", ResetMode::RollbackOnly),
+        (
+            "detach Full after a SELECT (COM_RESET_CONNECTION)",
+            ResetMode::Full,
+        ),
+        (
+            "detach RollbackOnly after a SELECT (ROLLBACK)",
+            ResetMode::RollbackOnly,
+        ),
     ] {
         let mut slot = Some(connect(&server.args()));
         measure(name, || {
-            let conn = slot.take().expect("conn");
+            let mut conn = slot.take().expect("conn");
+            // A used session: an untouched one is parked without a round trip.
+            conn.query("SELECT 1", &[]).expect("select");
             let started = Instant::now();
             let handle = driver.detach(conn, mode).expect("detach");
             let took = started.elapsed();
