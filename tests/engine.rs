@@ -7,7 +7,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use common::fake::{new_db, FakeConn, FakeDb};
+use common::fake::{args, new_db, quiet, stats, FakeConn, FakeDb};
 use common::{wait_until, SOON};
 use pool::{Error, ResetMode, Settings};
 use rstest::{fixture, rstest};
@@ -15,21 +15,6 @@ use rstest::{fixture, rstest};
 #[fixture]
 fn db() -> Arc<FakeDb> {
     new_db("engine")
-}
-
-fn args(db: &FakeDb) -> String {
-    format!("db={}", db.name)
-}
-
-/// Settings for tests: quiet background threads unless a test shortens them.
-fn quiet() -> Settings {
-    Settings {
-        reap_interval: Duration::from_secs(3600),
-        idle_timeout: Duration::from_secs(3600),
-        validate_after: Duration::from_secs(3600),
-        acquire_timeout: Duration::from_secs(5),
-        ..Settings::default()
-    }
 }
 
 fn configure(db: &FakeDb, settings: Settings) {
@@ -42,10 +27,6 @@ fn open(db: &FakeDb) -> pool::Conn {
 
 fn id(conn: &pool::Conn) -> u64 {
     conn.native::<FakeConn>().unwrap().id
-}
-
-fn stats(db: &FakeDb) -> pool::Stats {
-    pool::stats("fake", &args(db)).unwrap()
 }
 
 // ---- 1. LIFO -------------------------------------------------------------------------------

@@ -8,27 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::fake::{new_db, FakeConn, FakeDb};
+use common::fake::{args, new_db, quiet, stats, FakeConn, FakeDb};
 use common::{wait_until, SOON};
 use pool::{Error, Settings};
-
-fn args(db: &FakeDb) -> String {
-    format!("db={}", db.name)
-}
-
-fn quiet() -> Settings {
-    Settings {
-        reap_interval: Duration::from_secs(3600),
-        idle_timeout: Duration::from_secs(3600),
-        validate_after: Duration::from_secs(3600),
-        acquire_timeout: Duration::from_secs(5),
-        ..Settings::default()
-    }
-}
-
-fn stats(db: &FakeDb) -> pool::Stats {
-    pool::stats("fake", &args(db)).unwrap()
-}
 
 fn id(conn: &pool::Conn) -> u64 {
     conn.native::<FakeConn>().unwrap().id

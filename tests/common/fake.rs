@@ -84,6 +84,27 @@ impl FakeDb {
 static DATABASES: LazyLock<Mutex<HashMap<String, Arc<FakeDb>>>> = LazyLock::new(Default::default);
 static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
 
+/// The `fake` driver's arguments for `db`.
+pub fn args(db: &FakeDb) -> String {
+    format!("db={}", db.name)
+}
+
+/// The pool's stats for `db` on the `fake` driver.
+pub fn stats(db: &FakeDb) -> pool::Stats {
+    pool::stats("fake", &args(db)).unwrap()
+}
+
+/// Settings for tests: quiet background threads unless a test shortens them.
+pub fn quiet() -> pool::Settings {
+    pool::Settings {
+        reap_interval: Duration::from_secs(3600),
+        idle_timeout: Duration::from_secs(3600),
+        validate_after: Duration::from_secs(3600),
+        acquire_timeout: Duration::from_secs(5),
+        ..pool::Settings::default()
+    }
+}
+
 /// A fresh fake database (and the fake drivers registered, once per test binary).
 pub fn new_db(tag: &str) -> Arc<FakeDb> {
     register_fakes();

@@ -5,7 +5,6 @@
 //! `mariadbd` switching user itself would clear its parent-death signal. Everything it writes
 //! (data, socket, pid file, error log) lives in the work directory that user owns.
 
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::thread;
@@ -112,14 +111,7 @@ impl MariaServer {
     }
 
     fn launch(&self) -> Result<(), ServerError> {
-        let out = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.out_log)
-            .map_err(|e| ServerError::io(format!("opening {}", self.out_log.display()), e))?;
-        let out2 = out
-            .try_clone()
-            .map_err(|e| ServerError::io("duplicating the log file handle", e))?;
+        let (out, out2) = process::log_pair(&self.out_log)?;
         let mut cmd = Command::new(&self.bins.mariadbd);
         clean_env(&mut cmd);
         // --no-defaults must come first.

@@ -6,7 +6,7 @@
 //! stops it if the test process dies. [`PgServer::stop`] sends the same SIGINT, exactly what
 //! `pg_ctl stop -m fast` does.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::thread;
@@ -128,14 +128,7 @@ impl PgServer {
 
     /// Spawns `postgres` on `self.port` and waits until it accepts connections.
     fn launch(&self) -> Result<(), ServerError> {
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log_path)
-            .map_err(|e| ServerError::io(format!("opening {}", self.log_path.display()), e))?;
-        let log2 = log
-            .try_clone()
-            .map_err(|e| ServerError::io("duplicating the log file handle", e))?;
+        let (log, log2) = process::log_pair(&self.log_path)?;
         let mut cmd = Command::new(&self.bins.postgres);
         clean_env(&mut cmd);
         cmd.arg("-D")

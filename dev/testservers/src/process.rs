@@ -20,7 +20,7 @@
 //! it finds in `/proc`, after freezing the parent with SIGSTOP so it cannot fork more.
 
 use std::ffi::CString;
-use std::fs;
+use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -184,6 +184,19 @@ pub(crate) fn free_port() -> Result<u16, ServerError> {
         .map_err(|e| ServerError::io("reading the picked port", e))?
         .port();
     Ok(port)
+}
+
+/// Opens `path` for appending twice, as a server's stdout and stderr.
+pub(crate) fn log_pair(path: &Path) -> Result<(File, File), ServerError> {
+    let out = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| ServerError::io(format!("opening {}", path.display()), e))?;
+    let err = out
+        .try_clone()
+        .map_err(|e| ServerError::io("duplicating the log file handle", e))?;
+    Ok((out, err))
 }
 
 /// How many fresh ports to try when the picked one is taken before the server binds it.
