@@ -211,6 +211,8 @@ fn clears_session_state(with_use: bool) {
     let mut conn = connect();
     let id_before = conn.connection_id();
     let defaults = session_snapshot(&mut conn);
+    // Named locks are server-wide: each variant of this test (run in parallel) takes its own.
+    let lock_name = format!("pool_mysql_probe_{with_use}");
 
     conn.execute("LOCK TABLES reset_probe READ", &[])
         .expect("lock tables");
@@ -238,7 +240,7 @@ fn clears_session_state(with_use: bool) {
     conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL SERIALIZABLE", &[])
         .expect("isolation");
     assert_eq!(
-        scalar(&mut conn, "SELECT GET_LOCK('pool_mysql_probe', 0)"),
+        scalar(&mut conn, &format!("SELECT GET_LOCK('{lock_name}', 0)")),
         Value::Int(1)
     );
     conn.execute("PREPARE probe_stmt FROM 'SELECT 1'", &[])
@@ -261,7 +263,7 @@ fn clears_session_state(with_use: bool) {
         .expect_err("temp table gone");
     assert_eq!(err.code(), Some("1146"));
     assert_eq!(
-        scalar(&mut conn, "SELECT IS_USED_LOCK('pool_mysql_probe')"),
+        scalar(&mut conn, &format!("SELECT IS_USED_LOCK('{lock_name}')")),
         Value::Null
     );
     assert_eq!(scalar(&mut conn, "SELECT LAST_INSERT_ID()"), Value::Int(0));
