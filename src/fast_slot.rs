@@ -14,9 +14,9 @@
 //!   so at least one of them sees the other);
 //! * the reaper and shutdown empty it through the lock like any other release.
 
+use crate::sync::{AtomicPtr, Ordering::SeqCst};
 use std::marker::PhantomData;
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, Ordering::SeqCst};
 
 /// A slot owning at most one boxed `T`.
 pub(crate) struct FastSlot<T> {

@@ -8,9 +8,9 @@
 //! connection was opened; that report is a diagnostic, so a record read while it is being
 //! rewritten may mix two leases' fields, never anything worse.
 
+use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, Ordering::Relaxed};
 use std::panic::Location;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering::Relaxed};
 
 use crate::clock::Tick;
 

@@ -12,6 +12,9 @@
 //! take the pool down. The registry's `RwLock`s are std's; their poison is recovered here.
 
 pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard};
+/// The atomics of the lock-free parts (the fast slot, the mirrors, lease records), from here
+/// too so a model checker can swap them with the locks.
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 pub(crate) use std::sync::RwLock;
 
 use std::sync::{PoisonError, RwLockReadGuard, RwLockWriteGuard};

@@ -1,6 +1,6 @@
 //! The work the primer and reaper threads do for one key: one primer attempt, one sweep.
 
-use std::sync::atomic::Ordering;
+use crate::sync::Ordering;
 use std::sync::Arc;
 
 use super::{Item, KeyPool, PrimeOutcome};

@@ -12,8 +12,8 @@ mod background;
 mod open;
 mod release;
 
+use crate::sync::{AtomicBool, AtomicU64, Ordering};
 use std::panic::Location;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 

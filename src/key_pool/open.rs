@@ -1,9 +1,9 @@
 //! `open` for one key: the fast slot, the locked decision, waiting at the limit, validation,
 //! attaching, and connecting when there is room.
 
+use crate::sync::Ordering;
 use std::mem;
 use std::panic::Location;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! `release` for one key: reset, then park in the fast slot or through the lock, or close.
 
+use crate::sync::Ordering;
 use std::mem;
-use std::sync::atomic::Ordering;
 
 use super::{Item, KeyPool};
 use crate::clock::Tick;
