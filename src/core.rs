@@ -333,6 +333,12 @@ impl<E> State<E> {
         self.suspect_before
     }
 
+    /// Whether asking the primer for one more could succeed now (mirrored, so the fast path
+    /// locks for `want_prime_after_fast_take` only when it can say yes).
+    pub(crate) fn could_prime(&self) -> bool {
+        !self.closed && !self.prime_pending && self.has_room()
+    }
+
     /// `open` took the fast slot's connection and the stack is empty: the pool has nothing
     /// parked, so ask for a primed one (the rule `take_idle` applies to the stack).
     pub(crate) fn want_prime_after_fast_take(&mut self) -> bool {

@@ -67,6 +67,8 @@ pub(crate) struct KeyPool<D: Driver> {
     waiters_present: AtomicBool,
     /// Mirror of "the locked stack is empty", for the prime rule on the fast path.
     stack_empty: AtomicBool,
+    /// Mirror of "the primer could be asked for one more" (no prime pending, room, open).
+    prime_possible: AtomicBool,
     /// Mirror of the state's `suspect_before` (`Tick` nanoseconds).
     suspect_before: AtomicU64,
     /// Mirror of `settings.validate_after` in nanoseconds.
@@ -94,6 +96,7 @@ impl<D: Driver> KeyPool<D> {
             fast: FastSlot::default(),
             waiters_present: AtomicBool::new(false),
             stack_empty: AtomicBool::new(true),
+            prime_possible: AtomicBool::new(true),
             suspect_before: AtomicU64::new(0),
             validate_after: AtomicU64::new(settings.validate_after.as_nanos() as u64),
             state: Mutex::new(State::new(settings)),
@@ -138,6 +141,10 @@ impl<D: Driver> KeyPool<D> {
         let empty = state.stack_is_empty();
         if self.stack_empty.load(Ordering::Relaxed) != empty {
             self.stack_empty.store(empty, Ordering::Relaxed);
+        }
+        let could_prime = state.could_prime();
+        if self.prime_possible.load(Ordering::Relaxed) != could_prime {
+            self.prime_possible.store(could_prime, Ordering::Relaxed);
         }
         let suspect = state.suspect_before().as_nanos();
         if self.suspect_before.load(Ordering::Relaxed) != suspect {

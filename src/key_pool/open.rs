@@ -197,6 +197,7 @@ impl<D: Driver> KeyPool<D> {
         at: &'static Location<'static>,
     ) -> Option<Conn> {
         if self.stack_empty.load(Ordering::Relaxed)
+            && self.prime_possible.load(Ordering::Relaxed)
             && self.locked(|s| s.want_prime_after_fast_take())
         {
             self.primer.wake(self);
