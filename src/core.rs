@@ -8,7 +8,9 @@
 //! Invariant: `idle.len() + in_use + opening + checking <= max_open`, where `opening` counts
 //! connects in flight (callers, granted waiters and the primer) and `checking` counts parked
 //! connections the reaper has taken out to check. Every path that reserves room increments one
-//! of these under the lock before it connects, so no path ever over-allocates.
+//! of these under the lock before it connects, so no path ever over-allocates. `in_use` also
+//! counts the connection parked in the pool's fast slot (`crate::fast_slot`), which lives
+//! outside this state: it comes back through `release` or `discard` like any leased one.
 
 use std::collections::VecDeque;
 use std::panic::Location;
