@@ -5,11 +5,13 @@
 use std::time::{Duration, Instant};
 
 use pool_driver::{Connection, Driver, ResetMode};
-use pool_mysql::{MyConn, MysqlDriver};
+use pool_mysql::MysqlDriver;
 use pool_testservers::shared_maria;
 
+mod common;
+use common::{connect, TIMEOUT};
+
 const RUNS: usize = 200;
-const TIMEOUT: Duration = Duration::from_secs(5);
 
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
@@ -28,13 +30,6 @@ fn measure(name: &str, mut once: impl FnMut() -> Duration) {
         min.unwrap_or_default(),
         max.unwrap_or_default()
     );
-}
-
-fn connect(args: &str) -> MyConn {
-    let driver = MysqlDriver;
-    driver
-        .connect(&driver.parse_args(args).expect("args"), TIMEOUT)
-        .expect("connects")
 }
 
 #[test]

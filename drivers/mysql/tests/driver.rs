@@ -7,20 +7,15 @@ use pool_driver::{ConnArgs, Connection, Driver, DriverErrorKind, ResetMode, Rows
 use pool_mysql::{MyConn, MysqlDriver};
 use pool_testservers::{shared_maria, MariaServer};
 
-const TIMEOUT: Duration = Duration::from_secs(5);
+mod common;
+use common::{connect as connect_to, TIMEOUT};
 
 fn server() -> &'static MariaServer {
     shared_maria()
 }
 
-fn connect_with(args: &str) -> MyConn {
-    let driver = MysqlDriver;
-    let args = driver.parse_args(args).expect("args parse");
-    driver.connect(&args, TIMEOUT).expect("connects")
-}
-
 fn connect() -> MyConn {
-    connect_with(&server().args())
+    connect_to(&server().args())
 }
 
 fn scalar(conn: &mut MyConn, sql: &str) -> Value {
@@ -49,9 +44,9 @@ fn connects_over_tcp_socket_and_url_exactly_where_asked() {
         client_host(&mut tcp).starts_with("127.0.0.1:"),
         "a TCP connect must stay on TCP (prefer_socket=false)"
     );
-    let mut sock = connect_with(&server().socket_args());
+    let mut sock = connect_to(&server().socket_args());
     assert_eq!(client_host(&mut sock), "localhost");
-    let mut url = connect_with(&server().url());
+    let mut url = connect_to(&server().url());
     assert_eq!(text(&mut url, "SELECT DATABASE()"), "pool_test");
     assert_eq!(
         text(&mut url, "SELECT CURRENT_USER()"),
@@ -75,7 +70,7 @@ fn aliases_reach_the_same_server() {
         s.user(),
         s.password()
     );
-    let mut conn = connect_with(&args);
+    let mut conn = connect_to(&args);
     assert_eq!(text(&mut conn, "SELECT DATABASE()"), "pool_test");
 }
 
@@ -339,7 +334,7 @@ fn full_detach_restores_the_current_database() {
         s.user(),
         s.password()
     );
-    let mut conn = connect_with(&args);
+    let mut conn = connect_to(&args);
     assert_eq!(scalar(&mut conn, "SELECT DATABASE()"), Value::Null);
     conn.execute("use pool_test", &[]).expect("use");
     let mut conn = driver.detach(conn, ResetMode::Full).expect("reset");

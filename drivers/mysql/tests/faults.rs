@@ -9,17 +9,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use pool_driver::{Connection, Driver, DriverErrorKind, ResetMode, Value};
-use pool_mysql::{MyConn, MysqlDriver};
+use pool_mysql::MysqlDriver;
 use pool_testservers::{shared_maria, MariaServer};
 
-const TIMEOUT: Duration = Duration::from_secs(5);
-
-fn connect(args: &str) -> MyConn {
-    let driver = MysqlDriver;
-    driver
-        .connect(&driver.parse_args(args).expect("args"), TIMEOUT)
-        .expect("connects")
-}
+mod common;
+use common::{connect, TIMEOUT};
 
 #[test]
 fn restart_breaks_old_connections_and_handles() {
