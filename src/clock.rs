@@ -4,8 +4,17 @@
 //! since when it is held). `Instant::now()` costs about 25 ns here; `CLOCK_MONOTONIC_COARSE`
 //! is read from the vDSO in a few nanoseconds at a resolution of one scheduler tick (1–4 ms),
 //! far finer than anything the pool times (validation window 500 ms, idle timeout 2 min).
+//!
+//! This module is the engine's one clock seam: every reading of time (`Tick::now` for the
+//! coarse clock, `Instant::now` for wait deadlines) comes from here. Under the model checker
+//! (`--cfg pool_model`) both read a virtual clock that only the checker's threads move (see
+//! `model`), so time-dependent decisions (hand-off to a starving waiter, validation windows,
+//! idle expiry, timeouts) are explored as deterministic schedules.
 
 use std::time::Duration;
+
+#[cfg(not(pool_model))]
+pub(crate) use std::time::Instant;
 
 /// Nanoseconds on the coarse monotonic clock. Only differences mean anything.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -13,6 +22,13 @@ pub(crate) struct Tick(u64);
 
 impl Tick {
     /// Now, on the coarse clock.
+    #[cfg(pool_model)]
+    pub(crate) fn now() -> Tick {
+        model::now()
+    }
+
+    /// Now, on the coarse clock.
+    #[cfg(not(pool_model))]
     #[inline]
     pub(crate) fn now() -> Tick {
         let mut ts = libc::timespec {
@@ -28,6 +44,7 @@ impl Tick {
     }
 
     /// `Instant`-based reading, for kernels without the coarse clock.
+    #[cfg(not(pool_model))]
     #[cold]
     fn fallback() -> Tick {
         use std::sync::OnceLock;
@@ -60,11 +77,88 @@ impl std::ops::Add<Duration> for Tick {
     type Output = Tick;
 
     fn add(self, d: Duration) -> Tick {
-        Tick(self.0.saturating_add(d.as_nanos() as u64))
+        Tick(self.0.saturating_add(saturating_nanos(d)))
     }
 }
 
-#[cfg(test)]
+/// Nanoseconds in `d`, saturating at `u64::MAX` (about 584 years) instead of wrapping, for
+/// settings stored in atomics: `Duration::MAX` must mean "very long", never "zero".
+pub(crate) fn saturating_nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// When a wait must end. `None` inside means never: a timeout too long to represent
+/// (`Duration::MAX`) waits until it is woken, instead of overflowing.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Deadline(Option<Instant>);
+
+impl Deadline {
+    /// `timeout` from now, saturating to "never".
+    pub(crate) fn after(timeout: Duration) -> Deadline {
+        Deadline(Instant::now().checked_add(timeout))
+    }
+
+    /// Time left, `Duration::ZERO` once passed; `None` for a deadline that never comes.
+    pub(crate) fn left(&self) -> Option<Duration> {
+        self.0
+            .map(|at| at.saturating_duration_since(Instant::now()))
+    }
+}
+
+/// The virtual clock of the model checker: it starts at an arbitrary point and moves only when
+/// a checker thread calls `advance`, so every schedule sees the same times.
+#[cfg(pool_model)]
+pub mod model {
+    use super::Tick;
+    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+    use std::time::Duration;
+
+    static NOW: AtomicU64 = AtomicU64::new(START);
+    const START: u64 = 1_000_000_000;
+
+    pub(crate) fn now() -> Tick {
+        Tick(NOW.load(SeqCst))
+    }
+
+    /// Moves the virtual clock forward by `by`.
+    pub fn advance(by: Duration) {
+        NOW.fetch_add(super::saturating_nanos(by), SeqCst);
+    }
+
+    /// Puts the virtual clock back to its start (call at the start of every checked execution).
+    pub fn reset() {
+        NOW.store(START, SeqCst);
+    }
+}
+
+/// The precise clock of wait deadlines, virtual under the model checker.
+#[cfg(pool_model)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Instant(Tick);
+
+#[cfg(pool_model)]
+impl Instant {
+    pub(crate) fn now() -> Instant {
+        Instant(model::now())
+    }
+
+    pub(crate) fn checked_add(self, d: Duration) -> Option<Instant> {
+        self.0
+             .0
+            .checked_add(u64::try_from(d.as_nanos()).ok()?)
+            .map(|n| Instant(Tick(n)))
+    }
+
+    pub(crate) fn saturating_duration_since(self, earlier: Instant) -> Duration {
+        self.0.since(earlier.0)
+    }
+
+    pub(crate) fn elapsed(self) -> Duration {
+        Instant::now().saturating_duration_since(self)
+    }
+}
+
+#[cfg(all(test, not(pool_model)))]
 mod tests {
     use super::*;
 
@@ -75,5 +169,13 @@ mod tests {
         let b = Tick::now();
         assert!(b.since(a) >= Duration::from_millis(10), "{:?}", b.since(a));
         assert_eq!(a.since(b), Duration::ZERO);
+    }
+
+    #[test]
+    fn durations_too_long_saturate_instead_of_wrapping() {
+        assert_eq!(saturating_nanos(Duration::MAX), u64::MAX);
+        assert_eq!(Tick::now() + Duration::MAX, Tick::from_nanos(u64::MAX));
+        assert_eq!(Deadline::after(Duration::MAX).left(), None);
+        assert_eq!(Deadline::after(Duration::ZERO).left(), Some(Duration::ZERO));
     }
 }

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use crate::clock::Tick;
 use crate::conn::Conn;
+use crate::error::Error;
 use crate::key_pool::KeyPool;
 use crate::reaper::ReaperWake;
 use crate::settings::Settings;
 use crate::stats::Stats;
-use crate::{ConnArgs, Driver, DriverError, Error};
+use pool_driver::{ConnArgs, Driver, DriverError};
 
 /// A registered driver, by name.
 pub(crate) trait AnyDriver: Send + Sync {
@@ -57,4 +58,7 @@ pub(crate) trait AnyPool: Send + Sync {
     fn reap(&'static self, now: Tick) -> Duration;
     /// Closes parked connections, fails waiters, stops the primer.
     fn shutdown(&self);
+    /// Whether `shutdown` ran (for the model checker's registry invariant).
+    #[cfg(pool_model)]
+    fn is_closed(&self) -> bool;
 }

@@ -8,9 +8,11 @@
 
 use std::cell::RefCell;
 
-thread_local! {
+use crate::sync::per_thread;
+
+per_thread! {
     /// (pool id, connections held) for every pool this thread has held connections of.
-    static HELD: RefCell<Vec<(usize, usize)>> = const { RefCell::new(Vec::new()) };
+    static HELD: RefCell<Vec<(usize, usize)>> = RefCell::new(Vec::new());
 }
 
 /// Connections of pool `id` this thread holds.

@@ -8,11 +8,17 @@
 //! connection was opened; that report is a diagnostic, so a record read while it is being
 //! rewritten may mix two leases' fields, never anything worse.
 
-use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, Ordering::Relaxed};
 use std::panic::Location;
 use std::ptr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::clock::Tick;
+use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, Ordering::Relaxed};
+
+/// A connection's slot in the lease table: allocated when the connection is opened, freed when
+/// it is closed, so leasing and releasing only write the slot.
+pub(crate) type LeaseId = usize;
 
 /// The lease of one connection.
 #[derive(Default)]
@@ -53,7 +59,57 @@ impl LeaseRecord {
     }
 }
 
-#[cfg(test)]
+/// The lease record of every open connection of one pool, for the timeout report. Kept in the
+/// pool's locked state; a connection's slot is taken when it is opened and freed when it is
+/// closed.
+#[derive(Default)]
+pub(crate) struct Leases {
+    records: Vec<Option<Arc<LeaseRecord>>>,
+    free: Vec<LeaseId>,
+}
+
+impl Leases {
+    /// A slot for a new connection's record.
+    pub(crate) fn register(&mut self, record: Arc<LeaseRecord>) -> LeaseId {
+        match self.free.pop() {
+            Some(id) => {
+                self.records[id] = Some(record);
+                id
+            }
+            None => {
+                self.records.push(Some(record));
+                self.records.len() - 1
+            }
+        }
+    }
+
+    /// The connection was closed: its slot can serve another.
+    pub(crate) fn free(&mut self, id: LeaseId) {
+        if let Some(slot) = self.records.get_mut(id) {
+            if slot.take().is_some() {
+                self.free.push(id);
+            }
+        }
+    }
+
+    /// Open connections with a record (test bookkeeping).
+    #[cfg(test)]
+    pub(crate) fn live(&self) -> usize {
+        self.records.iter().flatten().count()
+    }
+
+    /// Where the longest-held connection was opened, and for how long it has been held.
+    pub(crate) fn longest_held(&self, now: Tick) -> Option<(String, Duration)> {
+        self.records
+            .iter()
+            .flatten()
+            .filter_map(|r| r.current())
+            .min_by_key(|(since, _)| *since)
+            .map(|(since, at)| (at.to_string(), now.since(since)))
+    }
+}
+
+#[cfg(all(test, not(pool_model)))]
 mod tests {
     use super::*;
 

@@ -24,13 +24,15 @@
 //!
 //! See `ARCHITECTURE.md` for the threads, the lock order and the connection states.
 
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
+
 mod clock;
 mod conn;
 mod core;
-mod entry;
 mod erased;
 mod error;
-mod fast_slot;
+mod guard;
 mod held;
 mod key_pool;
 mod lease;
@@ -40,7 +42,18 @@ mod registry;
 mod settings;
 mod stats;
 mod sync;
-mod waiter;
+
+/// Hooks for the model checker (`dev/model`): only in the build with `--cfg pool_model`.
+#[cfg(pool_model)]
+pub mod model {
+    pub use crate::clock::model::{advance, reset};
+
+    /// Checks the registry's invariants: no pool it hands out is shut, and a reaper runs
+    /// while it holds pools.
+    pub fn check_registry() -> Result<(), String> {
+        crate::registry::registry().check_invariants()
+    }
+}
 
 pub use conn::Conn;
 pub use error::{Error, TimeoutDetail};

@@ -7,59 +7,93 @@
 //! one server do not connect in lockstep); it never gives up until it has added its
 //! connection (or the pool reached its limit, or shut down).
 //!
-//! The thread wakes on a channel: `wake` from `open` or the
-//! reaper, and `stop` at shutdown (which also cuts a backoff pause short).
+//! The primer sees its pool only through the narrow [`Primed`] trait (one attempt, the backoff
+//! bound), so this module does not depend on the pool's type. The thread, its wake channel and
+//! whether it was stopped live under one small lock, so a `wake` racing `stop` either starts a
+//! thread that `stop` then joins, or sees the primer stopped and starts nothing.
 
-use std::sync::OnceLock;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
-
 use crate::clock::Tick;
-use crate::key_pool::{KeyPool, PrimeOutcome};
-use crate::sync::{lock, Mutex};
-use crate::Driver;
+use crate::sync::{lock, spawn, sync_channel, thread::JoinHandle, Mutex, Receiver};
+use crate::sync::{RecvTimeoutError, SyncSender, TrySendError};
 
 /// First pause after a failed primer connect.
 const BACKOFF_START: Duration = Duration::from_millis(50);
 
+/// What one primer attempt achieved.
+pub(crate) enum PrimeOutcome {
+    /// A connection was parked (or handed to a waiter).
+    Done,
+    /// Nothing to do: the pool is at its limit, or cannot park connections.
+    NotNeeded,
+    /// The connect failed; try again after a pause.
+    Failed,
+    /// The pool is shut down.
+    Closed,
+}
+
+/// What the primer needs from its pool.
+pub(crate) trait Primed: Send + Sync {
+    /// Reserves room, connects, detaches and parks one connection.
+    fn prime_once(&self) -> PrimeOutcome;
+    /// The longest pause between failed attempts (a setting, read on every failure).
+    fn backoff_max(&self) -> Duration;
+}
+
+#[derive(Default)]
+struct Thread {
+    wake: Option<SyncSender<()>>,
+    handle: Option<JoinHandle<()>>,
+    stopped: bool,
+}
+
 /// The handle a pool keeps on its primer thread.
 #[derive(Default)]
 pub(crate) struct Primer {
-    wake: OnceLock<Sender<()>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    thread: Mutex<Thread>,
 }
 
 impl Primer {
-    /// Asks the primer to fill the pool's empty stack, starting its thread on first use.
-    pub(crate) fn wake<D: Driver>(&self, pool: &'static KeyPool<D>) {
-        let sender = self.wake.get_or_init(|| {
-            let (tx, rx) = bounded(1);
-            let spawned = std::thread::Builder::new()
-                .name("pool-primer".into())
-                .spawn(move || run(pool, rx));
-            match spawned {
-                Ok(handle) => *lock(&self.thread) = Some(handle),
-                Err(error) => tracing::error!(%error, "could not start the primer thread; pool will connect on demand"),
+    /// Asks the primer to fill the pool's empty stack, starting its thread on first use. Never
+    /// blocks on the primer's work: the wake is a non-blocking send on a one-slot channel (a
+    /// wake already pending is enough).
+    pub(crate) fn wake(&self, pool: &'static dyn Primed) {
+        let mut thread = lock(&self.thread);
+        if thread.stopped {
+            return;
+        }
+        if thread.wake.is_none() {
+            let (tx, rx) = sync_channel(1);
+            match spawn("pool-primer", move || run(pool, rx)) {
+                Ok(handle) => {
+                    thread.handle = Some(handle);
+                    thread.wake = Some(tx);
+                }
+                Err(error) => {
+                    tracing::error!(%error, "could not start the primer thread; pool will connect on demand");
+                    return;
+                }
             }
-            tx
-        });
-        match sender.try_send(()) {
-            Ok(()) | Err(TrySendError::Full(())) => {}
-            Err(TrySendError::Disconnected(())) => {}
+        }
+        if let Some(wake) = &thread.wake {
+            match wake.try_send(()) {
+                Ok(()) | Err(TrySendError::Full(())) | Err(TrySendError::Disconnected(())) => {}
+            }
         }
     }
 
-    /// Wakes the primer so it sees its pool closed, and waits for it to finish (at most one
-    /// connect attempt, bounded by `connect_timeout`).
+    /// Stops the primer for good and waits for it to finish (at most one connect attempt,
+    /// bounded by `connect_timeout`): dropping the sender wakes it, also out of a pause.
     pub(crate) fn stop(&self) {
-        if let Some(sender) = self.wake.get() {
-            let _ = sender.try_send(());
-        }
-        let handle = lock(&self.thread).take();
+        let handle = {
+            let mut thread = lock(&self.thread);
+            thread.stopped = true;
+            thread.wake = None;
+            thread.handle.take()
+        };
         if let Some(handle) = handle {
-            if handle.thread().id() != std::thread::current().id() {
+            if handle.thread().id() != crate::sync::thread::current().id() {
                 let _ = handle.join();
             }
         }
@@ -67,14 +101,12 @@ impl Primer {
 }
 
 /// The primer thread's body.
-fn run<D: Driver>(pool: &'static KeyPool<D>, wake: Receiver<()>) {
+fn run(pool: &'static dyn Primed, wake: Receiver<()>) {
     let mut jitter = Jitter::seeded();
     while wake.recv().is_ok() {
         let mut pause = BACKOFF_START;
         loop {
-            let outcome = pool.prime_once();
-            let backoff_max = pool.primer_backoff_max();
-            match outcome {
+            match pool.prime_once() {
                 PrimeOutcome::Closed => return,
                 PrimeOutcome::Done | PrimeOutcome::NotNeeded => break,
                 PrimeOutcome::Failed => {
@@ -84,7 +116,7 @@ fn run<D: Driver>(pool: &'static KeyPool<D>, wake: Receiver<()>) {
                         Ok(()) | Err(RecvTimeoutError::Timeout) => {}
                         Err(RecvTimeoutError::Disconnected) => return,
                     }
-                    pause = (pause * 2).min(backoff_max.max(BACKOFF_START));
+                    pause = (pause * 2).min(pool.backoff_max().max(BACKOFF_START));
                 }
             }
         }
@@ -115,7 +147,7 @@ impl Jitter {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(pool_model)))]
 mod tests {
     use super::*;
 

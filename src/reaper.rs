@@ -9,22 +9,20 @@
 //! sweep request, stop). It holds no lock while sweeping; it takes the registry's read lock
 //! only to copy the list of pools.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
-
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 
 use crate::clock::Tick;
 use crate::erased::AnyPool;
+use crate::sync::{spawn, sync_channel, thread::JoinHandle, AtomicBool, Ordering};
+use crate::sync::{Receiver, RecvTimeoutError, SyncSender};
 
 /// Longest sleep when no pool exists yet.
 const IDLE_SLEEP: Duration = Duration::from_secs(60);
 
 /// What pools keep to wake the reaper.
 #[derive(Clone)]
-pub(crate) struct ReaperWake(Sender<()>);
+pub(crate) struct ReaperWake(SyncSender<()>);
 
 impl ReaperWake {
     /// Wakes the reaper; a wake already pending is enough.
@@ -43,12 +41,10 @@ pub(crate) struct Reaper {
 impl Reaper {
     /// Starts the reaper over the pools `pools` lists.
     pub(crate) fn start(pools: fn() -> Vec<&'static dyn AnyPool>) -> Reaper {
-        let (tx, rx) = bounded(1);
+        let (tx, rx) = sync_channel(1);
         let stop = Arc::new(AtomicBool::new(false));
         let stop_flag = Arc::clone(&stop);
-        let thread = std::thread::Builder::new()
-            .name("pool-reaper".into())
-            .spawn(move || run(pools, rx, stop_flag));
+        let thread = spawn("pool-reaper", move || run(pools, rx, stop_flag));
         let thread = match thread {
             Ok(handle) => Some(handle),
             Err(error) => {

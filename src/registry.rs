@@ -12,19 +12,25 @@
 //! Lock order: `drivers`, then `pools`, then `defaults`, then `reaper`; a pool's own lock is
 //! never taken while any of these is held except through `AnyPool::configure`/`stats`, which
 //! take only that pool's state lock and call no driver.
+//!
+//! Pools and the reaper change together under the `pools` write lock: a pool is created (and
+//! given the running reaper's wake handle, starting one if needed) and its raw argument string
+//! remembered in one critical section, and `shutdown` empties the maps and takes the reaper in
+//! one critical section. So a pool is either shut by a concurrent `shutdown` or created after
+//! it, with a live reaper; never remembered after the shutdown nor left without a reaper.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
 use crate::erased::{AnyDriver, AnyPool};
+use crate::error::Error;
 use crate::reaper::{Reaper, ReaperWake};
 use crate::settings::Settings;
-use crate::sync::{lock, read, write, Mutex, RwLock};
-use crate::{Driver, Error};
+use crate::sync::{lock, per_thread, read, write, AtomicU64, Mutex, Ordering, RwLock};
+use pool_driver::Driver;
 
 /// Raw argument strings remembered per driver, at most (beyond this, lookups still work
 /// through normalisation, just without the shortcut).
@@ -48,7 +54,15 @@ pub(crate) struct Registry {
     generation: AtomicU64,
 }
 
-static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::with_builtin_drivers);
+#[cfg(not(pool_model))]
+static REGISTRY: std::sync::LazyLock<Registry> =
+    std::sync::LazyLock::new(Registry::with_builtin_drivers);
+
+// Under the model checker every checked execution starts with a fresh registry.
+#[cfg(pool_model)]
+shuttle::lazy_static! {
+    static ref REGISTRY: Registry = Registry::with_builtin_drivers();
+}
 
 pub(crate) fn registry() -> &'static Registry {
     &REGISTRY
@@ -61,8 +75,8 @@ struct Cached {
     pool: &'static dyn AnyPool,
 }
 
-thread_local! {
-    static CACHE: RefCell<Vec<Cached>> = const { RefCell::new(Vec::new()) };
+per_thread! {
+    static CACHE: RefCell<Vec<Cached>> = RefCell::new(Vec::new());
 }
 
 impl Registry {
@@ -156,51 +170,69 @@ impl Registry {
         {
             return Ok(*pool);
         }
-        let (pool, _) = self.pool_for_key(driver, args, None)?;
-        let mut pools = write(&self.pools);
-        let raw = pools.by_raw.entry(driver.to_owned()).or_default();
-        if raw.len() < MAX_RAW_PER_DRIVER {
-            raw.insert(args.to_owned(), pool);
-        }
-        Ok(pool)
+        self.pool_for_key(driver, args, None)
     }
 
     /// Finds or creates the pool for the normalised key; `explicit` settings configure it.
-    /// Returns the pool and whether it was created.
+    /// A lookup by raw string (no `explicit`) is remembered in `by_raw` in the same critical
+    /// section that found or created the pool, so a concurrent `shutdown` can never leave the
+    /// string bound to a closed pool.
     fn pool_for_key(
         &self,
         driver_name: &str,
         args: &str,
         explicit: Option<Settings>,
-    ) -> Result<(&'static dyn AnyPool, bool), Error> {
+    ) -> Result<&'static dyn AnyPool, Error> {
         let driver = self.driver(driver_name)?;
         let parsed = driver.parse(args).map_err(|e| Error::InvalidArgs {
             driver: driver_name.to_owned(),
             message: e.message().to_owned(),
         })?;
         let key = parsed.canonical();
+        let remember_raw = explicit.is_none();
         let mut pools = write(&self.pools);
-        let by_key = pools.by_key.entry(driver_name.to_owned()).or_default();
-        if let Some(pool) = by_key.get(&key) {
-            let pool = *pool;
-            drop(pools);
-            if let Some(settings) = explicit {
-                pool.configure(settings, true);
-                self.wake_reaper();
+        let existing = pools
+            .by_key
+            .get(driver_name)
+            .and_then(|m| m.get(&key))
+            .copied();
+        let created = existing.is_none();
+        let (pool, explicit) = match existing {
+            Some(pool) => (pool, explicit),
+            None => {
+                let is_explicit = explicit.is_some();
+                let settings = explicit.unwrap_or_else(|| read(&self.defaults).clone());
+                let pool = driver.new_pool(parsed, settings, is_explicit, self.reaper_wake());
+                pools
+                    .by_key
+                    .entry(driver_name.to_owned())
+                    .or_default()
+                    .insert(key, pool);
+                (pool, None)
             }
-            return Ok((pool, false));
+        };
+        if remember_raw {
+            let raw = pools.by_raw.entry(driver_name.to_owned()).or_default();
+            if raw.len() < MAX_RAW_PER_DRIVER {
+                raw.insert(args.to_owned(), pool);
+            }
         }
-        let is_explicit = explicit.is_some();
-        let settings = explicit.unwrap_or_else(|| read(&self.defaults).clone());
-        let pool = driver.new_pool(parsed, settings, is_explicit, self.reaper_wake());
-        by_key.insert(key, pool);
         drop(pools);
-        self.wake_reaper();
-        tracing::debug!(driver = %driver_name, "created a pool");
-        Ok((pool, true))
+        let reconfigured = explicit.is_some();
+        if let Some(settings) = explicit {
+            pool.configure(settings, true);
+        }
+        if created || reconfigured {
+            self.wake_reaper();
+        }
+        if created {
+            tracing::debug!(driver = %driver_name, "created a pool");
+        }
+        Ok(pool)
     }
 
-    /// The reaper's wake handle, starting the reaper if it is not running.
+    /// The reaper's wake handle, starting the reaper if it is not running. Called with the
+    /// `pools` write lock held (lock order: pools, then reaper).
     fn reaper_wake(&self) -> ReaperWake {
         let mut reaper = lock(&self.reaper);
         reaper
@@ -246,6 +278,28 @@ impl Registry {
         Ok(())
     }
 
+    /// Checks the registry's invariants (for the model checker): no pool it hands out is shut,
+    /// and while it holds a pool, a reaper runs.
+    #[cfg(pool_model)]
+    pub(crate) fn check_invariants(&self) -> Result<(), String> {
+        let pools = read(&self.pools);
+        let reaper_runs = lock(&self.reaper).is_some();
+        for pool in pools
+            .by_key
+            .values()
+            .chain(pools.by_raw.values())
+            .flat_map(|m| m.values())
+        {
+            if pool.is_closed() {
+                return Err("the registry hands out a pool that is shut down".into());
+            }
+            if !reaper_runs {
+                return Err("the registry holds a pool but no reaper runs".into());
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn stats(&self, driver: &str, args: &str) -> Result<crate::Stats, Error> {
         Ok(self.pool(driver, args)?.stats())
     }
@@ -253,22 +307,25 @@ impl Registry {
     /// Empties the registry, stops the reaper, then shuts every pool (closing parked
     /// connections and joining primers), outside every registry lock.
     pub(crate) fn shutdown(&self) {
-        let pools: Vec<&'static dyn AnyPool> = {
+        let (pools, reaper) = {
             let mut pools = write(&self.pools);
             self.generation.fetch_add(1, Ordering::AcqRel);
             pools.by_raw.clear();
             let by_key = std::mem::take(&mut pools.by_key);
-            by_key
+            // Taken in the same critical section: a pool created after this one starts a new
+            // reaper instead of keeping the wake handle of the one stopped below.
+            let reaper = lock(&self.reaper).take();
+            let pools: Vec<&'static dyn AnyPool> = by_key
                 .into_values()
                 .flat_map(HashMap::into_values)
-                .collect()
+                .collect();
+            (pools, reaper)
         };
         let _ = CACHE.try_with(|cache| {
             if let Ok(mut cache) = cache.try_borrow_mut() {
                 cache.clear();
             }
         });
-        let reaper = lock(&self.reaper).take();
         if let Some(reaper) = reaper {
             reaper.stop();
         }

@@ -1,7 +1,9 @@
 //! Pool statistics: live counts and lifetime counters.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
+
+use crate::clock::saturating_nanos;
+use crate::sync::{AtomicU64, Ordering::Relaxed};
 
 /// A snapshot of one pool, from [`crate::stats`] or [`crate::all_stats`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -58,7 +60,7 @@ impl Counters {
     }
 
     pub(crate) fn add_wait(&self, waited: Duration) {
-        self.wait_nanos.fetch_add(waited.as_nanos() as u64, Relaxed);
+        self.wait_nanos.fetch_add(saturating_nanos(waited), Relaxed);
     }
 
     /// Fills the counter fields of `stats`.

@@ -1,7 +1,12 @@
-//! The synchronisation primitives the concurrent core uses, in one place.
+//! Every synchronisation primitive the engine uses, in one place: the seam for the model
+//! checker.
 //!
-//! Everything that locks goes through here, so a model checker (`loom`, `shuttle`) can later
-//! swap these for its own instrumented versions without touching the core.
+//! Locks, condition variables, atomics, channels, thread spawns and thread-locals of the whole
+//! engine (registry, key pools, primer, reaper, stats, lease records) come from here and from
+//! nowhere else. A normal build gets the real ones. The model-checking build (package
+//! `pool-model` in `dev/model`, which compiles this same source with `--cfg pool_model`) gets
+//! `shuttle`'s instrumented versions, so the checker can explore thread interleavings of the
+//! real engine code (see ARCHITECTURE.md, "Proving it").
 //!
 //! The pool and waiter locks are `parking_lot`'s: under contention (more threads than cores,
 //! the normal case for a busy service) they spin briefly, then park, and hand the lock over
@@ -11,19 +16,68 @@
 //! the lock, and the state it guards is consistent at every step, so one panicking thread cannot
 //! take the pool down. The registry's `RwLock`s are std's; their poison is recovered here.
 
-pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard};
-/// The atomics of the lock-free parts (the fast slot, the mirrors, lease records), from here
-/// too so a model checker can swap them with the locks.
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
-pub(crate) use std::sync::RwLock;
+#[cfg(not(pool_model))]
+mod real {
+    pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard};
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+    pub(crate) use std::sync::mpsc::{
+        sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError,
+    };
+    pub(crate) use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+    pub(crate) use std::thread;
 
-use std::sync::{PoisonError, RwLockReadGuard, RwLockWriteGuard};
+    /// Locks `mutex`.
+    #[inline]
+    pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+        mutex.lock()
+    }
 
-/// Locks `mutex`.
-#[inline]
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock()
+    /// Waits on `condvar` for at most `timeout` (or a notification, or spuriously).
+    pub(crate) fn wait_timeout<'a, T>(
+        condvar: &Condvar,
+        mut guard: MutexGuard<'a, T>,
+        timeout: std::time::Duration,
+    ) -> MutexGuard<'a, T> {
+        condvar.wait_for(&mut guard, timeout);
+        guard
+    }
 }
+
+#[cfg(pool_model)]
+mod real {
+    pub(crate) use shuttle::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+    pub(crate) use shuttle::sync::mpsc::{
+        sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError,
+    };
+    pub(crate) use shuttle::sync::{
+        Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
+    };
+    pub(crate) use shuttle::thread;
+    use std::sync::PoisonError;
+
+    /// Locks `mutex` (shuttle's locks poison like std's; the state is consistent anyway).
+    #[inline]
+    pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+        mutex.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits on `condvar`. Shuttle's waits never time out, so a waiter nobody wakes is
+    /// reported as a deadlock: exactly the lost wake-up the checker hunts for.
+    pub(crate) fn wait_timeout<'a, T>(
+        condvar: &Condvar,
+        guard: MutexGuard<'a, T>,
+        timeout: std::time::Duration,
+    ) -> MutexGuard<'a, T> {
+        match condvar.wait_timeout(guard, timeout) {
+            Ok((guard, _)) => guard,
+            Err(poisoned) => poisoned.into_inner().0,
+        }
+    }
+}
+
+pub(crate) use real::*;
+
+use std::sync::PoisonError;
 
 /// Read-locks `lock`, recovering from poison.
 #[inline]
@@ -36,17 +90,27 @@ pub(crate) fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Waits on `condvar` for at most `timeout`, recovering from poison.
-pub(crate) fn wait_timeout<'a, T>(
-    condvar: &Condvar,
-    mut guard: MutexGuard<'a, T>,
-    timeout: std::time::Duration,
-) -> MutexGuard<'a, T> {
-    condvar.wait_for(&mut guard, timeout);
-    guard
+/// Declares a per-thread variable: std's `thread_local!` normally, shuttle's under the model
+/// checker (whose threads all run on one OS thread, so std's would be shared between them).
+macro_rules! per_thread {
+    ($(#[$meta:meta])* static $name:ident: $ty:ty = $init:expr;) => {
+        #[cfg(not(pool_model))]
+        std::thread_local! { $(#[$meta])* static $name: $ty = const { $init }; }
+        #[cfg(pool_model)]
+        shuttle::thread_local! { $(#[$meta])* static $name: $ty = $init; }
+    };
+}
+pub(crate) use per_thread;
+
+/// Spawns a named background thread of the engine.
+pub(crate) fn spawn(
+    name: &str,
+    body: impl FnOnce() + Send + 'static,
+) -> std::io::Result<thread::JoinHandle<()>> {
+    thread::Builder::new().name(name.to_owned()).spawn(body)
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(pool_model)))]
 mod tests {
     use super::*;
     use std::sync::Arc;

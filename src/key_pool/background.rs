@@ -1,76 +1,53 @@
 //! The work the primer and reaper threads do for one key: one primer attempt, one sweep.
 
-use crate::sync::Ordering;
 use std::sync::Arc;
 
-use super::{Item, KeyPool, PrimeOutcome};
+use super::entry::{Entry, Slot};
+use super::KeyPool;
 use crate::clock::Tick;
-use crate::core::Released;
-use crate::entry::{guarded, Entry, Slot};
-use crate::stats::Counters;
-use crate::sync::lock;
-use crate::{Driver, ResetMode};
+use crate::core::PrimeStart;
+use crate::guard::guarded;
+use crate::primer::PrimeOutcome;
+use crate::sync::Ordering;
+use pool_driver::{Driver, ResetMode};
 
 impl<D: Driver> KeyPool<D> {
     /// One primer attempt (called on the primer thread).
     pub(crate) fn prime_once(&self) -> PrimeOutcome {
-        {
-            let mut state = lock(&self.state);
-            if state.is_closed() {
-                return PrimeOutcome::Closed;
+        let reservation = match self.core.prime_begin() {
+            PrimeStart::Go(reservation) => reservation,
+            PrimeStart::NotNeeded => return PrimeOutcome::NotNeeded,
+            PrimeStart::Closed => return PrimeOutcome::Closed,
+        };
+        let conn = match self.connect() {
+            Ok(conn) => conn,
+            Err(error) => {
+                self.core.prime_failed(reservation, error.to_string());
+                return PrimeOutcome::Failed;
             }
-            if !state.prime_begin() {
-                return PrimeOutcome::NotNeeded;
-            }
-        }
-        match self.connect() {
-            Ok(conn) => {
-                let mode = if self.rollback_only.load(Ordering::Relaxed) {
-                    ResetMode::RollbackOnly
-                } else {
-                    ResetMode::Full
-                };
-                let item = match self.park_fresh(conn, mode) {
-                    Some(item) => item,
-                    None => return PrimeOutcome::Failed,
-                };
+        };
+        let mode = if self.core.rollback_only() {
+            ResetMode::RollbackOnly
+        } else {
+            ResetMode::Full
+        };
+        match guarded("detach", || self.driver.detach(conn, mode)) {
+            Ok(handle) => {
+                let item = Entry::parked(handle);
                 let record = Arc::clone(&item.record);
-                let released = self.locked(|s| s.prime_done(item, record, Tick::now()));
-                match released {
-                    Released::Close(item) => {
-                        drop(item);
-                        self.count_closed(false);
-                        PrimeOutcome::Closed
-                    }
-                    Released::Parked | Released::Handed => {
-                        tracing::debug!(pool = %self.label, "primer parked a fresh connection");
-                        PrimeOutcome::Done
-                    }
+                if self.core.prime_done(reservation, item, record) {
+                    tracing::debug!(pool = %self.label(), "primer parked a fresh connection");
+                    PrimeOutcome::Done
+                } else {
+                    PrimeOutcome::Closed
                 }
             }
             Err(error) => {
-                self.locked(|s| s.prime_failed(error.to_string()));
-                PrimeOutcome::Failed
-            }
-        }
-    }
-
-    /// Detaches a freshly opened connection for parking; on failure frees its reservation.
-    pub(super) fn park_fresh(&self, conn: D::Conn, mode: ResetMode) -> Option<Item<D>> {
-        let detached = if self.driver.can_detach() {
-            guarded("detach", || self.driver.detach(conn, mode))
-        } else {
-            drop(conn);
-            self.locked(|s| s.prime_failed("the driver cannot detach; nothing to prime".into()));
-            return None;
-        };
-        match detached {
-            Ok(handle) => Some(Entry::parked(handle)),
-            Err(error) => {
                 let error = self.scrub(error);
-                self.count_closed(true);
-                self.locked(|s| s.prime_failed(error.to_string()));
-                None
+                self.core.count_closed(true);
+                tracing::warn!(pool = %self.label(), %error, "primer could not reset a fresh connection; closed it");
+                self.core.prime_failed(reservation, error.to_string());
+                PrimeOutcome::Failed
             }
         }
     }
@@ -84,42 +61,28 @@ impl<D: Driver> KeyPool<D> {
     /// One reaper sweep: idle expiry, then liveness checks one at a time, then a prime if the
     /// pool emptied. Called only on the reaper thread.
     pub(super) fn sweep(&'static self) {
-        self.flush_fast();
-        let expired = self.locked(|s| s.expire_idle(Tick::now()));
-        if !expired.is_empty() {
-            let reaped = expired.len();
-            drop(expired);
-            for _ in 0..reaped {
-                Counters::bump(&self.counters.closed);
-                Counters::bump(&self.counters.reaped_idle);
-            }
-            tracing::info!(pool = %self.label, reaped, "reaped idle connections");
+        self.core.flush_fast();
+        let reaped = self.core.expire_idle(Tick::now());
+        if reaped > 0 {
+            tracing::info!(pool = %self.label(), reaped, "reaped idle connections");
         }
         let sweep_start = Tick::now();
-        let timeout = self.setting(|s| s.check_timeout);
-        loop {
-            let taken = self.locked(|s| s.take_for_check(sweep_start, Tick::now()));
-            let Some((index, mut idle)) = taken else {
-                break;
-            };
-            let alive = match &mut idle.item.slot {
+        let timeout = self.core.setting(|s| s.check_timeout);
+        while let Some(mut checked) = self.core.take_for_check(sweep_start) {
+            let alive = match &mut checked.idle.item.slot {
                 Slot::Parked(handle) => {
                     guarded("connected", || Ok(self.driver.connected(handle, timeout)))
                         .unwrap_or(false)
                 }
                 _ => false,
             };
-            let dead = self.locked(|s| s.check_done(index, idle, alive, Tick::now()));
-            if let Some(dead) = dead {
-                drop(dead);
-                self.count_closed(!alive);
-                if !alive {
-                    tracing::warn!(pool = %self.label, "reaper dropped a dead parked connection");
-                }
+            if !alive {
+                tracing::warn!(pool = %self.label(), "reaper dropped a dead parked connection");
             }
+            self.core.check_done(checked, alive);
         }
-        if self.locked(|s| s.want_prime_if_empty()) {
-            self.primer.wake(self);
+        if self.core.want_prime_if_empty() {
+            self.wake_primer();
         }
     }
 }

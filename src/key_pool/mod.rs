@@ -1,46 +1,34 @@
 //! `KeyPool`: the pool of one driver + connection-arguments key.
 //!
-//! It drives the concurrent core (`crate::core`) and does all I/O outside the state lock:
-//! every method locks, asks the core for a decision, unlocks, then connects, checks, attaches,
-//! detaches or closes. Lock order: this pool's state, then a waiter's slot (inside the core).
-//! No pool lock is ever held across a driver call or user code.
+//! It does every driver call of the key (connect, check, attach, detach, close) around the
+//! decisions of its concurrent core (`crate::core::KeyCore`), which owns all shared state. No
+//! lock is ever held here: the core is asked, the I/O is done, the core is told.
 //!
-//! `open.rs`, `release.rs` and `background.rs` hold the three paths; this file the pool's
-//! state, its helpers and the registry-facing `AnyPool` surface.
+//! `open.rs`, `release.rs` and `background.rs` hold the three paths; `entry.rs` the boxed
+//! connection they move; this file the pool itself and its registry-facing `AnyPool` surface.
 
 mod background;
+mod entry;
 mod open;
 mod release;
 
-use crate::sync::{AtomicBool, AtomicU64, Ordering};
 use std::panic::Location;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Tick;
 use crate::conn::Conn;
-use crate::core::State;
-use crate::entry::Entry;
+use crate::core::KeyCore;
 use crate::erased::AnyPool;
-use crate::fast_slot::FastSlot;
-use crate::primer::Primer;
+use crate::error::Error;
+use crate::guard::guarded;
+use crate::primer::{Primed, Primer};
 use crate::reaper::ReaperWake;
 use crate::settings::Settings;
-use crate::stats::{Counters, Stats};
-use crate::sync::{lock, Mutex, MutexGuard};
-use crate::{ConnArgs, Driver, DriverError, Error, ResetMode};
-
-/// What one primer attempt achieved.
-pub(crate) enum PrimeOutcome {
-    /// A connection was parked (or handed to a waiter).
-    Done,
-    /// Nothing to do: the pool is at its limit.
-    NotNeeded,
-    /// The connect failed; try again after a pause.
-    Failed,
-    /// The pool is shut down.
-    Closed,
-}
+use crate::stats::Stats;
+use crate::sync::{lock, AtomicBool, Mutex, Ordering};
+use entry::Entry;
+use pool_driver::{ConnArgs, Driver, DriverError};
 
 type Item<D> = Box<Entry<D>>;
 
@@ -48,32 +36,16 @@ type Item<D> = Box<Entry<D>>;
 pub(crate) struct KeyPool<D: Driver> {
     driver: Arc<D>,
     args: ConnArgs,
-    /// `driver redacted-args`: the only way this pool names itself in errors and logs.
-    label: String,
-    state: Mutex<State<Item<D>>>,
-    /// Mirror of `settings.reset_mode`, read by `release` without taking the lock.
-    rollback_only: AtomicBool,
-    /// Mirror of the state's closed flag, read by `release` without taking the lock.
-    closed: AtomicBool,
+    /// Every piece of shared state: the locked state, the fast slot, the mirrors, counters.
+    core: KeyCore<Entry<D>>,
+    /// `Driver::can_detach`, asked once (guarded): false means nothing is ever parked.
+    parks: bool,
     /// Configured for this key on its own: `configure_defaults` leaves it alone.
     explicit: AtomicBool,
     /// `open` found a dead connection: the reaper should check the rest now.
     sweep_requested: AtomicBool,
     /// When the reaper should next look at this pool. Touched only by the reaper thread.
     next_reap: Mutex<Tick>,
-    /// The most recently released connection, kept outside the lock (see `crate::fast_slot`).
-    fast: FastSlot<Entry<D>>,
-    /// Mirror of "some caller is queued", written under the state lock when it changes.
-    waiters_present: AtomicBool,
-    /// Mirror of "the locked stack is empty", for the prime rule on the fast path.
-    stack_empty: AtomicBool,
-    /// Mirror of "the primer could be asked for one more" (no prime pending, room, open).
-    prime_possible: AtomicBool,
-    /// Mirror of the state's `suspect_before` (`Tick` nanoseconds).
-    suspect_before: AtomicU64,
-    /// Mirror of `settings.validate_after` in nanoseconds.
-    validate_after: AtomicU64,
-    counters: Counters,
     primer: Primer,
     reaper: ReaperWake,
 }
@@ -87,85 +59,30 @@ impl<D: Driver> KeyPool<D> {
         reaper: ReaperWake,
     ) -> &'static Self {
         let label = format!("{} {}", driver.name(), args.redacted());
+        let parks = guarded("can_detach", || Ok(driver.can_detach())).unwrap_or(false);
         // Pools live as long as the process (see ARCHITECTURE.md, "Lifetimes"): leasing a
         // connection then needs no reference count, which keeps two atomic operations off
         // every open/release.
         Box::leak(Box::new(Self {
-            rollback_only: AtomicBool::new(settings.reset_mode == ResetMode::RollbackOnly),
             next_reap: Mutex::new(Tick::now() + settings.reap_interval),
-            fast: FastSlot::default(),
-            waiters_present: AtomicBool::new(false),
-            stack_empty: AtomicBool::new(true),
-            prime_possible: AtomicBool::new(true),
-            suspect_before: AtomicU64::new(0),
-            validate_after: AtomicU64::new(settings.validate_after.as_nanos() as u64),
-            state: Mutex::new(State::new(settings)),
+            core: KeyCore::new(label, settings, parks),
+            parks,
             driver,
             args,
-            label,
-            closed: AtomicBool::new(false),
             explicit: AtomicBool::new(explicit),
             sweep_requested: AtomicBool::new(false),
-            counters: Counters::default(),
             primer: Primer::default(),
             reaper,
         }))
     }
 
     pub(crate) fn label(&self) -> &str {
-        &self.label
+        self.core.label()
     }
 
     /// Identifies this pool in the per-thread held counts.
     fn id(&self) -> usize {
         self as *const Self as usize
-    }
-
-    /// Runs `change` under the state lock, then notifies the waiters it granted something to,
-    /// after unlocking.
-    fn locked<T>(&self, change: impl FnOnce(&mut State<Item<D>>) -> T) -> T {
-        let mut state = lock(&self.state);
-        let out = change(&mut state);
-        self.unlock_and_wake(state);
-        out
-    }
-
-    /// Updates the mirrors the fast path reads, releases the lock, then notifies the waiters
-    /// granted something under it.
-    fn unlock_and_wake(&self, mut state: MutexGuard<'_, State<Item<D>>>) {
-        let waiting = state.has_waiters();
-        if self.waiters_present.load(Ordering::Relaxed) != waiting {
-            // Sequentially consistent: pairs with the releaser's re-check (see fast_slot.rs).
-            self.waiters_present.store(waiting, Ordering::SeqCst);
-        }
-        let empty = state.stack_is_empty();
-        if self.stack_empty.load(Ordering::Relaxed) != empty {
-            self.stack_empty.store(empty, Ordering::Relaxed);
-        }
-        let could_prime = state.could_prime();
-        if self.prime_possible.load(Ordering::Relaxed) != could_prime {
-            self.prime_possible.store(could_prime, Ordering::Relaxed);
-        }
-        let suspect = state.suspect_before().as_nanos();
-        if self.suspect_before.load(Ordering::Relaxed) != suspect {
-            self.suspect_before.store(suspect, Ordering::Relaxed);
-        }
-        if !state.has_wakes() {
-            return;
-        }
-        let wakes = state.take_wakes();
-        drop(state);
-        for waiter in wakes {
-            waiter.notify();
-        }
-    }
-
-    fn setting<T>(&self, read: impl FnOnce(&Settings) -> T) -> T {
-        read(&lock(&self.state).settings)
-    }
-
-    pub(crate) fn primer_backoff_max(&self) -> Duration {
-        self.setting(|s| s.primer_backoff_max)
     }
 
     /// Rewrites a driver error without any of this key's secrets.
@@ -178,11 +95,19 @@ impl<D: Driver> KeyPool<D> {
         }
     }
 
-    fn count_closed(&self, dead: bool) {
-        Counters::bump(&self.counters.closed);
-        if dead {
-            Counters::bump(&self.counters.dropped_dead);
-        }
+    /// Asks the primer thread for one more parked connection.
+    fn wake_primer(&'static self) {
+        self.primer.wake(self);
+    }
+}
+
+impl<D: Driver> Primed for KeyPool<D> {
+    fn prime_once(&self) -> crate::primer::PrimeOutcome {
+        KeyPool::prime_once(self)
+    }
+
+    fn backoff_max(&self) -> Duration {
+        self.core.setting(|s| s.primer_backoff_max)
     }
 }
 
@@ -192,29 +117,16 @@ impl<D: Driver> AnyPool for KeyPool<D> {
     }
 
     fn configure(&self, settings: Settings, explicit: bool) {
-        let mut state = lock(&self.state);
         if explicit {
             self.explicit.store(true, Ordering::Relaxed);
         } else if self.explicit.load(Ordering::Relaxed) {
             return;
         }
-        self.rollback_only.store(
-            settings.reset_mode == ResetMode::RollbackOnly,
-            Ordering::Relaxed,
-        );
-        self.validate_after
-            .store(settings.validate_after.as_nanos() as u64, Ordering::Relaxed);
-        state.reconfigure(settings);
-        self.unlock_and_wake(state);
+        self.core.reconfigure(settings);
     }
 
     fn stats(&self) -> Stats {
-        let mut counts = lock(&self.state).counts();
-        if self.fast.is_occupied() && counts.in_use > 0 {
-            // The fast slot's connection is counted in use by the state, but it is parked.
-            counts.in_use -= 1;
-            counts.idle += 1;
-        }
+        let counts = self.core.counts();
         let mut stats = Stats {
             driver: self.driver.name().to_owned(),
             pool: self.args.redacted(),
@@ -225,13 +137,13 @@ impl<D: Driver> AnyPool for KeyPool<D> {
             max_open: counts.max_open,
             ..Stats::default()
         };
-        self.counters.fill(&mut stats);
+        self.core.counters.fill(&mut stats);
         stats
     }
 
     fn reap(&'static self, now: Tick) -> Duration {
         let forced = self.sweep_requested.swap(false, Ordering::AcqRel);
-        let interval = self.setting(|s| s.reap_interval);
+        let interval = self.core.setting(|s| s.reap_interval);
         let mut next = lock(&self.next_reap);
         if !forced && now < *next {
             return next.since(now).min(interval);
@@ -242,19 +154,15 @@ impl<D: Driver> AnyPool for KeyPool<D> {
         interval
     }
 
+    #[cfg(pool_model)]
+    fn is_closed(&self) -> bool {
+        self.core.is_closed()
+    }
+
     fn shutdown(&self) {
-        // Sequentially consistent: pairs with `park`'s re-check after filling the fast slot.
-        self.closed.store(true, Ordering::SeqCst);
-        let parked = self.locked(|s| s.close());
-        // Released into the fast slot before `closed` was seen: closed through the lock.
-        self.flush_fast();
-        let closed = parked.len();
-        drop(parked);
-        for _ in 0..closed {
-            Counters::bump(&self.counters.closed);
-        }
+        let closed = self.core.shutdown();
         self.primer.stop();
-        tracing::info!(pool = %self.label, closed, "pool shut down");
+        tracing::info!(pool = %self.label(), closed, "pool shut down");
     }
 }
 
@@ -265,7 +173,7 @@ mod tests {
 
     use super::*;
     use crate::reaper::Reaper;
-    use crate::{Connection, Rows, Value};
+    use crate::{Connection, ResetMode, Rows, Value};
 
     /// The smallest driver: connections are numbers.
     struct Numbers;
@@ -325,8 +233,7 @@ mod tests {
         let at = Location::caller();
         pool.open_conn(at).unwrap().release().unwrap();
         let _ = std::thread::spawn(move || {
-            let _guard = lock(&pool.state);
-            panic!("panic while holding the pool's state lock");
+            pool.core.panic_under_lock();
         })
         .join();
         let conn = pool.open_conn(at).unwrap();

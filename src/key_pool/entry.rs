@@ -1,18 +1,18 @@
-//! One physical connection as the pool stores it, and the guarded calls into its driver.
+//! One physical connection as the pool stores it.
 //!
 //! An entry is boxed once, when its connection is opened, and the same box moves between the
 //! stack (holding the parked handle) and a `Conn` guard (holding the attached connection and the
 //! way back to its pool). Steady-state `open`/`release` therefore allocate nothing.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
+use super::KeyPool;
 use crate::clock::Tick;
 use crate::conn::Lease;
-use crate::core::LeaseId;
-use crate::key_pool::KeyPool;
-use crate::lease::LeaseRecord;
-use crate::{Connection, Driver, DriverError, DriverErrorKind, Error};
+use crate::core::Parkable;
+use crate::error::Error;
+use crate::lease::{LeaseId, LeaseRecord};
+use pool_driver::{Connection, Driver};
 
 /// What an entry holds right now.
 pub(crate) enum Slot<D: Driver> {
@@ -57,6 +57,18 @@ impl<D: Driver> Entry<D> {
     }
 }
 
+impl<D: Driver> Parkable for Entry<D> {
+    #[inline]
+    fn lease(&self) -> LeaseId {
+        self.lease
+    }
+
+    #[inline]
+    fn parked_at(&self) -> Tick {
+        self.parked_at
+    }
+}
+
 impl<D: Driver> Lease for Entry<D> {
     fn connection(&mut self) -> Option<&mut dyn Connection> {
         match &mut self.slot {
@@ -81,20 +93,5 @@ impl<D: Driver> Lease for Entry<D> {
 
     fn label(&self) -> &str {
         self.pool.as_ref().map_or("released", |p| p.label())
-    }
-}
-
-/// Runs a driver call, turning a panic inside the driver into a `Broken` error, so a buggy
-/// driver can never leave a reservation or a lease counted forever.
-pub(crate) fn guarded<T>(
-    what: &str,
-    call: impl FnOnce() -> Result<T, DriverError>,
-) -> Result<T, DriverError> {
-    match catch_unwind(AssertUnwindSafe(call)) {
-        Ok(result) => result,
-        Err(_) => Err(DriverError::new(
-            DriverErrorKind::Broken,
-            format!("the driver panicked in {what}"),
-        )),
     }
 }

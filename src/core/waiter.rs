@@ -16,21 +16,26 @@
 //! Lock order: pool state, then a waiter's slot. The waiter itself takes only its slot while
 //! waiting, and takes the pool state (then its slot) only when it gives up.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use super::reservation::Reservation;
+use crate::clock::{Deadline, Tick};
+use crate::lease::LeaseId;
+use crate::sync::{lock, wait_timeout, Condvar, Mutex};
 
 /// How long the front waiter may be overtaken before released connections go to it directly.
 pub(crate) const HANDOFF_AFTER: Duration = Duration::from_millis(1);
 
-use crate::clock::Tick;
-use crate::core::LeaseId;
-use crate::sync::{lock, wait_timeout, Condvar, Mutex};
+/// Longest single sleep of a waiter whose deadline never comes (`acquire_timeout` too long to
+/// represent): it re-checks its slot and sleeps again, so no wait is one unbounded call.
+const LONGEST_SLEEP: Duration = Duration::from_secs(3600);
 
 /// What a waiter is handed.
 pub(crate) enum Grant<E> {
     /// A parked connection, already counted in use under `LeaseId`.
     Item(E, LeaseId),
     /// Room under the limit: the waiter may connect (already counted as opening).
-    Permit,
+    Permit(Reservation),
     /// A connection was parked: try to take it, keeping your place at the front if it is gone.
     Retry,
     /// The pool shut down.
@@ -78,18 +83,24 @@ impl<E> Waiter<E> {
         lock(&self.slot).take()
     }
 
+    /// What the slot holds now, without taking it (for the state-machine test).
+    #[cfg(test)]
+    pub(crate) fn peek<R>(&self, look: impl FnOnce(Option<&Grant<E>>) -> R) -> R {
+        look(lock(&self.slot).as_ref())
+    }
+
     /// Blocks until granted or `deadline`; `None` means the deadline passed first.
-    pub(crate) fn wait_until(&self, deadline: Instant) -> Option<Grant<E>> {
+    pub(crate) fn wait_until(&self, deadline: Deadline) -> Option<Grant<E>> {
         let mut slot = lock(&self.slot);
         loop {
             if let Some(grant) = slot.take() {
                 return Some(grant);
             }
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.left().unwrap_or(LONGEST_SLEEP);
             if left == Duration::ZERO {
                 return None;
             }
-            slot = wait_timeout(&self.wake, slot, left);
+            slot = wait_timeout(&self.wake, slot, left.min(LONGEST_SLEEP));
         }
     }
 }

@@ -1,0 +1,542 @@
+//! The concurrent core of one key: every piece of state that threads share, in one module.
+//!
+//! `KeyCore` owns the pool's locked [`State`], the fast slot (the most recently released
+//! connection, outside the lock), the atomic mirrors of the state that the lock-free paths read,
+//! the waiters and the counters. Nothing outside this module touches any of them, so this
+//! module alone decides every interleaving question, and the model checker exercises it
+//! whole (ARCHITECTURE.md, "Proving it"). The caller (`crate::key_pool`) does the driver I/O
+//! around it: it asks the core for a decision, acts outside every lock, and reports back.
+//!
+//! # Rules
+//!
+//! * **One lock.** The state lock, then (inside the state) a waiter's slot lock. No driver call,
+//!   connect, close, sleep, user code or wake-up system call happens under it.
+//! * **One place publishes.** Every unlock goes through `unlock`, which lets the state restore
+//!   its invariants (`State::settle`: pass wake-ups on, turn free room into permits) and then
+//!   writes the mirrors the lock-free paths read. No other code writes a mirror.
+//! * **The fast slot pairing.** The connection in the fast slot stays counted in use, and the
+//!   slot is used only while nobody waits and the pool is open. A releaser fills the slot and
+//!   then re-reads `waiters_present` and `closed`; a caller about to wait publishes itself
+//!   (enqueue, then `waiters_present` in `unlock`) and then takes the slot; shutdown publishes
+//!   `closed` and then empties the slot. Each side does a sequentially consistent write and
+//!   then a sequentially consistent read of the other's flag, so at least one of them sees the
+//!   other: a release is never left in the slot while a waiter sleeps or after shutdown.
+//! * **Closing happens here, outside the lock, through `guard::close`**, and room held by a
+//!   connection being closed is freed only after the close (`State::closed`).
+
+mod fast_slot;
+mod reservation;
+mod state;
+#[cfg(all(test, not(pool_model)))]
+mod state_machine;
+mod waiter;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::{saturating_nanos, Deadline, Instant, Tick};
+use crate::error::{Error, TimeoutDetail};
+use crate::guard;
+use crate::lease::{LeaseId, LeaseRecord};
+use crate::settings::Settings;
+use crate::stats::Counters;
+use crate::sync::{lock, AtomicBool, AtomicU64, Mutex, MutexGuard, Ordering};
+use crate::ResetMode;
+use fast_slot::FastSlot;
+pub(crate) use reservation::Reservation;
+use state::{Acquire, Decided, Released, Retried, State};
+pub(crate) use state::{Checking, Counts, PrimeStart, Taken};
+use waiter::{Grant, Waiter};
+
+/// What the core needs to know about a connection it parks: its lease slot and when it was
+/// parked (for the fast slot's validation rule).
+pub(crate) trait Parkable: Send + 'static {
+    fn lease(&self) -> LeaseId;
+    fn parked_at(&self) -> Tick;
+}
+
+/// What `open` gets from the core.
+pub(crate) enum Got<T> {
+    /// A parked connection, counted in use: check it if `validate`, wake the primer if `prime`.
+    Parked(Taken<Box<T>>),
+    /// Room to connect.
+    Connect(Reservation),
+}
+
+/// One `open` call's progress across its decisions: the acquire deadline is set on its first
+/// wait and kept if it has to wait again (after finding a dead connection).
+pub(crate) struct Attempt<'a> {
+    /// How many of this pool's connections the calling thread holds; read only when it is
+    /// about to wait.
+    held: &'a dyn Fn() -> usize,
+    deadline: Option<Deadline>,
+}
+
+impl<'a> Attempt<'a> {
+    pub(crate) fn new(held: &'a dyn Fn() -> usize) -> Self {
+        Self {
+            held,
+            deadline: None,
+        }
+    }
+}
+
+/// All shared state of one key's pool.
+pub(crate) struct KeyCore<T> {
+    /// `driver redacted-args`: how errors and logs name this pool.
+    label: String,
+    state: Mutex<State<Box<T>>>,
+    /// The most recently released connection, kept outside the lock.
+    fast: FastSlot<T>,
+    /// Mirror: some caller is queued (sequentially consistent: the fast slot pairing).
+    waiters_present: AtomicBool,
+    /// Mirror: the pool is shut (sequentially consistent: the fast slot pairing).
+    closed: AtomicBool,
+    /// Mirror: the locked stack is empty (the prime rule on the fast path).
+    stack_empty: AtomicBool,
+    /// Mirror: the primer could be asked for one more (no prime pending, room, open).
+    prime_possible: AtomicBool,
+    /// Mirror of the state's `suspect_before` (`Tick` nanoseconds).
+    suspect_before: AtomicU64,
+    /// Mirror of `settings.validate_after` in nanoseconds.
+    validate_after: AtomicU64,
+    /// Mirror of `settings.reset_mode == RollbackOnly`.
+    rollback_only: AtomicBool,
+    pub(crate) counters: Counters,
+}
+
+impl<T: Parkable> KeyCore<T> {
+    /// A core for a new pool; `parks` is false for a driver that cannot detach (nothing is
+    /// then ever parked or primed).
+    pub(crate) fn new(label: String, settings: Settings, parks: bool) -> Self {
+        let core = Self {
+            label,
+            fast: FastSlot::default(),
+            waiters_present: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            stack_empty: AtomicBool::new(true),
+            prime_possible: AtomicBool::new(false),
+            suspect_before: AtomicU64::new(0),
+            validate_after: AtomicU64::new(0),
+            rollback_only: AtomicBool::new(false),
+            state: Mutex::new(State::new(settings, parks)),
+            counters: Counters::default(),
+        };
+        core.locked(|_| ());
+        core
+    }
+
+    pub(crate) fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Runs `change` under the state lock, then unlocks through `unlock`.
+    fn locked<R>(&self, change: impl FnOnce(&mut State<Box<T>>) -> R) -> R {
+        let mut state = lock(&self.state);
+        let out = change(&mut state);
+        self.unlock(state);
+        out
+    }
+
+    /// The one way the state lock is released: restores the state's invariants, publishes the
+    /// mirrors, unlocks, then notifies the waiters granted something under the lock.
+    fn unlock(&self, mut state: MutexGuard<'_, State<Box<T>>>) {
+        let mirrors = state.settle();
+        if self.waiters_present.load(Ordering::Relaxed) != mirrors.waiting {
+            self.waiters_present
+                .store(mirrors.waiting, Ordering::SeqCst);
+        }
+        if self.closed.load(Ordering::Relaxed) != mirrors.closed {
+            self.closed.store(mirrors.closed, Ordering::SeqCst);
+        }
+        publish(&self.stack_empty, mirrors.stack_empty);
+        publish(&self.prime_possible, mirrors.could_prime);
+        publish_u64(&self.suspect_before, mirrors.suspect_before.as_nanos());
+        let settings = &state.settings;
+        publish_u64(
+            &self.validate_after,
+            saturating_nanos(settings.validate_after),
+        );
+        publish(
+            &self.rollback_only,
+            settings.reset_mode == ResetMode::RollbackOnly,
+        );
+        if !state.has_wakes() {
+            return;
+        }
+        let wakes = state.take_wakes();
+        drop(state);
+        for waiter in wakes {
+            waiter.notify();
+        }
+    }
+
+    // ---- open ---------------------------------------------------------------------------
+
+    /// A connection for `open`: the fast slot, else the locked decision, waiting at the limit
+    /// up to `acquire_timeout`.
+    #[inline]
+    pub(crate) fn open(&self, attempt: &mut Attempt<'_>, now: Tick) -> Result<Got<T>, Error> {
+        if let Some(item) = self.fast.take() {
+            if self.closed.load(Ordering::SeqCst) {
+                // Shutdown began after this connection was parked: close it, like the rest.
+                self.park_locked(item);
+                return Err(Error::ShutDown);
+            }
+            let prime = self.stack_empty.load(Ordering::Relaxed)
+                && self.prime_possible.load(Ordering::Relaxed)
+                && self.locked(|s| s.want_prime_after_fast_take());
+            return Ok(Got::Parked(self.fast_taken(item, now, prime)));
+        }
+        let state = lock(&self.state);
+        self.decide(state, |s| s.acquire(now), attempt, now)
+    }
+
+    /// `open` found the connection it took dead and closed it: decide again for the same
+    /// caller, ahead of the queue (see `State::retry_after_dead`).
+    pub(crate) fn open_after_dead(
+        &self,
+        lease: LeaseId,
+        attempt: &mut Attempt<'_>,
+        now: Tick,
+    ) -> Result<Got<T>, Error> {
+        Counters::bump(&self.counters.closed);
+        Counters::bump(&self.counters.dropped_dead);
+        let state = lock(&self.state);
+        self.decide(state, |s| s.retry_after_dead(lease, now), attempt, now)
+    }
+
+    /// The fast slot's connection as a parked connection taken by `open`.
+    fn fast_taken(&self, item: Box<T>, now: Tick, prime: bool) -> Taken<Box<T>> {
+        let parked_at = item.parked_at();
+        let validate = parked_at.as_nanos() <= self.suspect_before.load(Ordering::Relaxed)
+            || saturating_nanos(now.since(parked_at)) > self.validate_after.load(Ordering::Relaxed);
+        Taken {
+            lease: item.lease(),
+            item,
+            validate,
+            prime,
+        }
+    }
+
+    /// Runs `decide` under the lock already held; if it says wait, refuses a thread that would
+    /// wait on itself, else queues a waiter, unlocks and waits for a grant.
+    fn decide(
+        &self,
+        mut state: MutexGuard<'_, State<Box<T>>>,
+        decide: impl FnOnce(&mut State<Box<T>>) -> Acquire<Box<T>>,
+        attempt: &mut Attempt<'_>,
+        now: Tick,
+    ) -> Result<Got<T>, Error> {
+        let decided = match decide(&mut state) {
+            Acquire::Take(taken) => Decided::Take(taken),
+            Acquire::Connect(reservation) => Decided::Connect(reservation),
+            Acquire::Closed => Decided::Closed,
+            Acquire::Wait => {
+                return self.wait(state, attempt, now);
+            }
+        };
+        self.unlock(state);
+        self.answer(decided)
+    }
+
+    fn answer(&self, decided: Decided<Box<T>>) -> Result<Got<T>, Error> {
+        match decided {
+            Decided::Take(taken) => Ok(Got::Parked(taken)),
+            Decided::Connect(reservation) => Ok(Got::Connect(reservation)),
+            Decided::Closed => Err(Error::ShutDown),
+        }
+    }
+
+    /// Queues the caller at the limit and waits for its turn.
+    fn wait(
+        &self,
+        mut state: MutexGuard<'_, State<Box<T>>>,
+        attempt: &mut Attempt<'_>,
+        now: Tick,
+    ) -> Result<Got<T>, Error> {
+        // Only a caller about to wait needs its own count of held connections.
+        let held = (attempt.held)();
+        if state.would_deadlock(held) {
+            let max_open = state.settings.max_open;
+            self.unlock(state);
+            return Err(Error::WouldDeadlock {
+                pool: self.label.clone(),
+                held_by_this_thread: held,
+                max_open,
+            });
+        }
+        // The deadline is computed (saturating) before the waiter is queued: nothing between
+        // queueing and waiting can fail and leave a ghost waiter behind.
+        let timeout = state.settings.acquire_timeout;
+        let deadline = *attempt
+            .deadline
+            .get_or_insert_with(|| Deadline::after(timeout));
+        let waiter = Arc::new(Waiter::new(now));
+        state.enqueue(Arc::clone(&waiter));
+        self.unlock(state);
+        // Waiters are now published: a connection released into the fast slot just before
+        // that would otherwise sit there unseen (the fast slot pairing).
+        if let Some(item) = self.fast.take() {
+            let cancelled = self.locked(|s| s.cancel_wait(&waiter));
+            return match cancelled {
+                None => Ok(Got::Parked(self.fast_taken(item, Tick::now(), false))),
+                Some(decided) => {
+                    self.park_locked(item);
+                    self.answer(decided)
+                }
+            };
+        }
+        let started = Instant::now();
+        Counters::bump(&self.counters.waits);
+        let result = loop {
+            match waiter.wait_until(deadline) {
+                Some(Grant::Retry) => match self.locked(|s| s.retry(&waiter, Tick::now())) {
+                    Retried::Decided(decided) => break self.answer(decided),
+                    Retried::StillWaiting => {}
+                },
+                Some(grant) => {
+                    if let Some(decided) = State::decided(grant) {
+                        break self.answer(decided);
+                    }
+                }
+                None => {
+                    let mut state = lock(&self.state);
+                    let cancelled = state.cancel_wait(&waiter);
+                    let error = match cancelled {
+                        Some(_) => None,
+                        None => Some(self.timeout_error(&state, started.elapsed(), held)),
+                    };
+                    self.unlock(state);
+                    match (cancelled, error) {
+                        (Some(decided), _) => break self.answer(decided),
+                        (None, Some(error)) => {
+                            Counters::bump(&self.counters.timeouts);
+                            tracing::warn!(%error, "open timed out at the limit");
+                            break Err(error);
+                        }
+                        (None, None) => break Err(Error::ShutDown),
+                    }
+                }
+            }
+        };
+        self.counters.add_wait(started.elapsed());
+        result
+    }
+
+    fn timeout_error(&self, state: &State<Box<T>>, waited: Duration, held: usize) -> Error {
+        let counts = state.counts();
+        Error::Timeout(Box::new(TimeoutDetail {
+            pool: self.label.clone(),
+            waited,
+            in_use: counts.in_use,
+            idle: counts.idle,
+            opening: counts.opening,
+            waiting: counts.waiting,
+            max_open: counts.max_open,
+            longest_held: state.longest_held(Tick::now()),
+            held_by_this_thread: held,
+            last_connect_error: state.last_connect_error.clone(),
+        }))
+    }
+
+    /// A reserved connect succeeded: the new connection is in use.
+    pub(crate) fn connected(&self, reservation: Reservation, record: Arc<LeaseRecord>) -> LeaseId {
+        self.locked(|s| s.connected(reservation, record))
+    }
+
+    /// A reserved connect failed: its room goes back (to the front waiter, if any).
+    pub(crate) fn connect_failed(&self, reservation: Reservation, error: String) {
+        self.locked(|s| s.connect_failed(reservation, error));
+    }
+
+    // ---- release ------------------------------------------------------------------------
+
+    /// Parks a released, reset connection: into the fast slot when nobody waits (no lock),
+    /// else through the lock. See the module doc for why the re-check is enough.
+    #[inline]
+    pub(crate) fn park(&self, item: Box<T>) {
+        if self.waiters_present.load(Ordering::SeqCst) {
+            self.park_locked(item);
+            return;
+        }
+        if let Some(older) = self.fast.put(item) {
+            // The slot held an earlier release: it goes onto the stack, under the newer one.
+            self.park_locked(older);
+        }
+        if self.waiters_present.load(Ordering::SeqCst) || self.closed.load(Ordering::SeqCst) {
+            // A waiter queued (or shutdown began) meanwhile: serve it through the lock.
+            self.flush_fast();
+        }
+    }
+
+    /// Parks through the lock: onto the stack, or to the front waiter; closed if shut.
+    fn park_locked(&self, item: Box<T>) {
+        let (lease, parked_at) = (item.lease(), item.parked_at());
+        if let Released::Close(item) = self.locked(|s| s.release(item, lease, parked_at)) {
+            self.close(item, false);
+        }
+    }
+
+    /// Moves the fast slot's connection onto the stack, so the reaper and shutdown see it.
+    pub(crate) fn flush_fast(&self) {
+        if let Some(item) = self.fast.take() {
+            self.park_locked(item);
+        }
+    }
+
+    /// A connection in use was closed by the caller (broken, failed reset, panicking holder,
+    /// driver that cannot park, pool shut): its room is free. `dead` counts it as dropped
+    /// dead and (with `suspect`) marks the parked ones for a check.
+    pub(crate) fn discard(&self, lease: LeaseId, dead: bool, suspect: Option<Tick>) {
+        self.count_closed(dead);
+        self.locked(|s| s.discard(lease, suspect));
+    }
+
+    /// Whether `release` should reset with `RollbackOnly`.
+    #[inline]
+    pub(crate) fn rollback_only(&self) -> bool {
+        self.rollback_only.load(Ordering::Relaxed)
+    }
+
+    /// Whether the pool is shut (a hint for `release`; the state decides under the lock).
+    #[inline]
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    // ---- primer and reaper --------------------------------------------------------------
+
+    /// The primer wants to connect.
+    pub(crate) fn prime_begin(&self) -> PrimeStart {
+        self.locked(|s| s.prime_begin())
+    }
+
+    /// The primer connected and detached `item`. False if the pool shut meanwhile (the
+    /// connection was closed).
+    pub(crate) fn prime_done(
+        &self,
+        reservation: Reservation,
+        item: Box<T>,
+        record: Arc<LeaseRecord>,
+    ) -> bool {
+        match self.locked(|s| s.prime_done(reservation, item, record, Tick::now())) {
+            Released::Kept => true,
+            Released::Close(item) => {
+                self.close(item, false);
+                false
+            }
+        }
+    }
+
+    /// The primer's connect or detach failed.
+    pub(crate) fn prime_failed(&self, reservation: Reservation, error: String) {
+        self.locked(|s| s.prime_failed(reservation, error));
+    }
+
+    /// `open` took the last parked connection or the reaper emptied the pool: true if the
+    /// primer must be woken (the reaper's rule: the pool has no connection at all).
+    pub(crate) fn want_prime_if_empty(&self) -> bool {
+        self.locked(|s| s.want_prime_if_empty())
+    }
+
+    /// Closes parked connections idle past `idle_timeout` (never the last one); returns how
+    /// many.
+    pub(crate) fn expire_idle(&self, now: Tick) -> usize {
+        let expired = self.locked(|s| s.expire_idle(now));
+        let reaped = expired.len();
+        if reaped > 0 {
+            for item in expired {
+                self.close(item, false);
+                Counters::bump(&self.counters.reaped_idle);
+            }
+            self.locked(|s| s.closed(reaped));
+        }
+        reaped
+    }
+
+    /// The oldest parked connection due for a liveness check in this sweep, taken out.
+    pub(crate) fn take_for_check(&self, sweep_start: Tick) -> Option<Checking<Box<T>>> {
+        self.locked(|s| s.take_for_check(sweep_start, Tick::now()))
+    }
+
+    /// The check of `checked` finished: alive ones go back, dead ones are closed.
+    pub(crate) fn check_done(&self, checked: Checking<Box<T>>, alive: bool) {
+        if let Some(item) = self.locked(|s| s.check_done(checked, alive, Tick::now())) {
+            self.close(item, !alive);
+            self.locked(|s| s.closed(1));
+        }
+    }
+
+    /// Shuts the pool: fails the waiters, closes the parked connections (the fast slot's
+    /// included); returns how many were closed. Held connections are closed when released.
+    pub(crate) fn shutdown(&self) -> usize {
+        // Publishes `closed` before emptying the fast slot (the fast slot pairing).
+        let parked = self.locked(|s| s.close());
+        let mut closed = parked.len();
+        for item in parked {
+            self.close(item, false);
+        }
+        if let Some(item) = self.fast.take() {
+            closed += 1;
+            self.park_locked(item);
+        }
+        closed
+    }
+
+    // ---- settings and stats -------------------------------------------------------------
+
+    pub(crate) fn reconfigure(&self, settings: Settings) {
+        self.locked(|s| s.reconfigure(settings));
+    }
+
+    /// Reads a setting under the lock.
+    pub(crate) fn setting<R>(&self, read: impl FnOnce(&Settings) -> R) -> R {
+        read(&lock(&self.state).settings)
+    }
+
+    /// The counts as users see them: the fast slot's connection is parked, not in use.
+    pub(crate) fn counts(&self) -> Counts {
+        let mut counts = lock(&self.state).counts();
+        if self.fast.is_occupied() && counts.in_use > 0 {
+            counts.in_use -= 1;
+            counts.idle += 1;
+        }
+        counts
+    }
+
+    /// Closes a connection outside the lock, guarded, and counts it.
+    fn close(&self, item: Box<T>, dead: bool) {
+        guard::close(item);
+        self.count_closed(dead);
+    }
+
+    /// Counts a connection closed outside the core (before it was ever counted in the state).
+    pub(crate) fn count_closed(&self, dead: bool) {
+        Counters::bump(&self.counters.closed);
+        if dead {
+            Counters::bump(&self.counters.dropped_dead);
+        }
+    }
+}
+
+#[cfg(all(test, not(pool_model)))]
+impl<T: Parkable> KeyCore<T> {
+    /// Panics while holding the state lock (a test that the pool survives it).
+    pub(crate) fn panic_under_lock(&self) {
+        let _state = lock(&self.state);
+        panic!("panic while holding the pool's state lock");
+    }
+}
+
+fn publish(mirror: &AtomicBool, value: bool) {
+    if mirror.load(Ordering::Relaxed) != value {
+        mirror.store(value, Ordering::Relaxed);
+    }
+}
+
+fn publish_u64(mirror: &AtomicU64, value: u64) {
+    if mirror.load(Ordering::Relaxed) != value {
+        mirror.store(value, Ordering::Relaxed);
+    }
+}

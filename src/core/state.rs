@@ -1,0 +1,656 @@
+//! The locked state of one pool: the LIFO stack, the counts, the waiter queue and the
+//! decisions `open`, `release`, the primer and the reaper make on them.
+//!
+//! Everything here runs with the pool's state lock held (`super::KeyCore` owns the lock), so
+//! none of it does I/O, calls a driver, reads a clock or calls user code: methods take `now` as
+//! an input, decide, and return what the caller must do outside the lock.
+//!
+//! # Invariants (checked after every step by the state-machine test, `super::state_machine`)
+//!
+//! 1. **Limit.** `total() = idle + in_use + opening + checking + closing <= max_open`. Every
+//!    path that adds to `total` does so under the lock, before it connects, and only while
+//!    `total < max_open`: a connect is a [`Reservation`], consumed only by "connected" or
+//!    "connect failed". Connections taken out to be closed stay counted (`closing`) until the
+//!    close finished, so the server never sees more than `max_open` sessions either.
+//!    (Lowering `max_open` below `total` is allowed; nothing new is added until it fits.)
+//! 2. **No lost wake-up.** When the lock is released (`settle`, called by `KeyCore` on every
+//!    unlock): if someone waits and the pool is open, then there is no free room (room goes to
+//!    the front waiter as a permit), and if a connection is parked, the front waiter has been
+//!    woken to take it (`woken`, its slot holds `Grant::Retry`). `settle` restores this after
+//!    any change, in one place, instead of every path remembering to.
+//! 3. **Conservation.** Every connection is in exactly one place: the stack, a waiter's slot,
+//!    a caller's hands (`in_use`, which also counts the one in the fast slot, kept outside
+//!    this state by `KeyCore`), a connect in flight, the reaper's check, or being closed.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::reservation::Reservation;
+use super::waiter::{Grant, Waiter};
+use crate::clock::Tick;
+use crate::lease::{LeaseId, LeaseRecord, Leases};
+use crate::settings::Settings;
+
+/// A parked connection with its timestamps.
+pub(crate) struct Idle<E> {
+    pub(crate) item: E,
+    /// When it was last released by a user: what idle expiry measures.
+    parked_at: Tick,
+    /// When it was last known alive (released, or checked by the reaper): what validation measures.
+    alive_at: Tick,
+    /// Its slot in the lease table, kept for the connection's whole life.
+    lease: LeaseId,
+}
+
+/// A parked connection the reaper has taken out to check (counted in `checking`).
+pub(crate) struct Checking<E> {
+    /// Where it was in the stack, to put it back in LIFO order.
+    index: usize,
+    pub(crate) idle: Idle<E>,
+}
+
+/// A parked connection `open` may use.
+pub(crate) struct Taken<E> {
+    pub(crate) item: E,
+    pub(crate) lease: LeaseId,
+    /// Check it with `connected` before use.
+    pub(crate) validate: bool,
+    /// The stack just became empty: wake the primer.
+    pub(crate) prime: bool,
+}
+
+/// What `acquire` decided.
+pub(crate) enum Acquire<E> {
+    /// Use this parked connection.
+    Take(Taken<E>),
+    /// Room under the limit: connect.
+    Connect(Reservation),
+    /// At the limit: the caller queues a waiter (or refuses with `WouldDeadlock`).
+    Wait,
+    /// The pool is shut down.
+    Closed,
+}
+
+/// A final answer for a caller: what a waiter ends with.
+pub(crate) enum Decided<E> {
+    /// Use this parked connection.
+    Take(Taken<E>),
+    /// Connect with this reserved room.
+    Connect(Reservation),
+    /// The pool is shut down.
+    Closed,
+}
+
+/// What a woken waiter's `retry` found.
+pub(crate) enum Retried<E> {
+    /// It is done waiting.
+    Decided(Decided<E>),
+    /// Nothing left for it: it waits on, still at the front.
+    StillWaiting,
+}
+
+/// Where a released connection went.
+pub(crate) enum Released<E> {
+    /// Onto the stack or straight to the front waiter.
+    Kept,
+    /// The pool is shut down: close it.
+    Close(E),
+}
+
+/// What the primer may do.
+pub(crate) enum PrimeStart {
+    /// Connect with this room.
+    Go(Reservation),
+    /// Nothing to do: at the limit, or the driver cannot park connections.
+    NotNeeded,
+    /// The pool is shut down.
+    Closed,
+}
+
+/// A snapshot of the counts, for stats and errors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub(crate) idle: usize,
+    pub(crate) in_use: usize,
+    pub(crate) opening: usize,
+    pub(crate) waiting: usize,
+    pub(crate) max_open: usize,
+}
+
+/// What the lock-free paths read instead of taking the lock: derived from the state by
+/// `settle` on every unlock and published by `KeyCore` (the one place mirrors are written).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Mirrors {
+    pub(crate) waiting: bool,
+    pub(crate) stack_empty: bool,
+    pub(crate) could_prime: bool,
+    pub(crate) suspect_before: Tick,
+    pub(crate) closed: bool,
+}
+
+/// The state of one pool, guarded by its lock.
+pub(crate) struct State<E> {
+    idle: Vec<Idle<E>>,
+    in_use: usize,
+    opening: usize,
+    checking: usize,
+    /// Connections taken out to be closed and not closed yet: still counted against the limit.
+    closing: usize,
+    waiters: VecDeque<Arc<Waiter<E>>>,
+    leases: Leases,
+    pub(crate) settings: Settings,
+    /// Whether connections can be parked at all (`Driver::can_detach`). If not, nothing is
+    /// ever primed: a primed connection could only be closed again.
+    parks: bool,
+    /// Handles last known alive at or before this moment were parked when a dead one was found:
+    /// a server restart kills them all at once, so each is checked before it is handed out.
+    /// (At or before: the coarse clock gives events of one tick the same time; one extra check
+    /// is cheaper than one missed.)
+    suspect_before: Tick,
+    /// The primer was asked for a connection and has not delivered it yet.
+    prime_pending: bool,
+    /// The front waiter was sent `Grant::Retry` and has not come back yet (only one waiter is
+    /// woken at a time; only the front one is ever woken, so it stays the front until it leaves).
+    woken: bool,
+    /// Waiters granted something under the lock, to be notified once it is released.
+    wakes: Vec<Arc<Waiter<E>>>,
+    closed: bool,
+    pub(crate) last_connect_error: Option<String>,
+}
+
+impl<E> State<E> {
+    pub(crate) fn new(settings: Settings, parks: bool) -> Self {
+        Self {
+            idle: Vec::new(),
+            in_use: 0,
+            opening: 0,
+            checking: 0,
+            closing: 0,
+            waiters: VecDeque::new(),
+            leases: Leases::default(),
+            settings,
+            parks,
+            suspect_before: Tick::default(),
+            prime_pending: false,
+            woken: false,
+            wakes: Vec::new(),
+            closed: false,
+            last_connect_error: None,
+        }
+    }
+
+    /// Every connection counted against the limit.
+    pub(crate) fn total(&self) -> usize {
+        self.idle.len() + self.in_use + self.opening + self.checking + self.closing
+    }
+
+    fn has_room(&self) -> bool {
+        self.total() < self.settings.max_open
+    }
+
+    pub(crate) fn counts(&self) -> Counts {
+        Counts {
+            idle: self.idle.len(),
+            in_use: self.in_use,
+            opening: self.opening + self.checking + self.closing,
+            waiting: self.waiters.len(),
+            max_open: self.settings.max_open,
+        }
+    }
+
+    /// Where the longest-held connection was opened, and for how long, for error messages.
+    pub(crate) fn longest_held(&self, now: Tick) -> Option<(String, Duration)> {
+        self.leases.longest_held(now)
+    }
+
+    /// Restores invariant 2 (see the module doc) and returns the mirrors to publish. `KeyCore`
+    /// calls it before every unlock, so no decision has to remember to pass wake-ups on.
+    pub(crate) fn settle(&mut self) -> Mirrors {
+        if !self.closed {
+            // A parked connection is offered to the front waiter first; room becomes a permit
+            // only when nothing is parked (connecting is the expensive way).
+            if self.idle.is_empty() {
+                while self.has_room() {
+                    let Some(waiter) = self.pop_front_waiter() else {
+                        break;
+                    };
+                    self.opening += 1;
+                    // This may replace a `Retry` the waiter had not acted on yet; nothing is
+                    // parked, so that `Retry` had nothing left to take.
+                    waiter.grant(Grant::Permit(Reservation::new()));
+                    self.wakes.push(waiter);
+                }
+            } else if !self.woken {
+                if let Some(front) = self.waiters.front() {
+                    self.woken = true;
+                    front.grant(Grant::Retry);
+                    self.wakes.push(Arc::clone(front));
+                }
+            }
+        }
+        Mirrors {
+            waiting: !self.waiters.is_empty(),
+            stack_empty: self.idle.is_empty(),
+            could_prime: self.could_prime(),
+            suspect_before: self.suspect_before,
+            closed: self.closed,
+        }
+    }
+
+    /// Whether asking the primer for one more could succeed now.
+    fn could_prime(&self) -> bool {
+        self.parks && !self.closed && !self.prime_pending && self.has_room()
+    }
+
+    /// A connection in use stopped counting: released (`close` false) or closed (`close` true).
+    /// (Who holds it is in its lease record, written by the holder: see `crate::lease`.)
+    fn unlease(&mut self, lease: LeaseId, close: bool) {
+        self.in_use -= 1;
+        if close {
+            self.leases.free(lease);
+        }
+    }
+
+    fn reserve(&mut self) -> Reservation {
+        self.opening += 1;
+        Reservation::new()
+    }
+
+    /// Decides how `open` gets a connection. `Wait` means at the limit: the caller checks
+    /// `would_deadlock` and queues a waiter, under the same lock.
+    pub(crate) fn acquire(&mut self, now: Tick) -> Acquire<E> {
+        if self.closed {
+            return Acquire::Closed;
+        }
+        // A newcomer may overtake waiters only while the front one is not starving.
+        if self.waiters.front().is_none_or(|w| !w.is_starving(now)) {
+            if let Some(taken) = self.take_idle(now) {
+                return Acquire::Take(taken);
+            }
+        }
+        if self.has_room() && self.waiters.is_empty() {
+            return Acquire::Connect(self.reserve());
+        }
+        Acquire::Wait
+    }
+
+    /// At the limit, a thread holding `held` of this pool's connections would wait forever if
+    /// nothing can ever reach it: it holds every connection in use, none is parked, and none is
+    /// being opened, checked or closed (each of which can free room or bring one back).
+    pub(crate) fn would_deadlock(&self, held: usize) -> bool {
+        held > 0
+            && held >= self.in_use
+            && self.idle.is_empty()
+            && self.opening == 0
+            && self.checking == 0
+            && self.closing == 0
+    }
+
+    /// Applies new settings; `settle` gives waiters any room a larger limit made.
+    pub(crate) fn reconfigure(&mut self, settings: Settings) {
+        self.settings = settings;
+    }
+
+    /// Pops the top of the stack as a lease. Asks for a prime when it took the last one.
+    fn take_idle(&mut self, now: Tick) -> Option<Taken<E>> {
+        let idle = self.idle.pop()?;
+        let validate = idle.alive_at <= self.suspect_before
+            || now.since(idle.alive_at) > self.settings.validate_after;
+        self.in_use += 1;
+        let prime = self.idle.is_empty() && self.could_prime();
+        if prime {
+            self.prime_pending = true;
+        }
+        Some(Taken {
+            item: idle.item,
+            lease: idle.lease,
+            validate,
+            prime,
+        })
+    }
+
+    /// Takes the front waiter out of the queue (it is being served).
+    fn pop_front_waiter(&mut self) -> Option<Arc<Waiter<E>>> {
+        let front = self.waiters.pop_front()?;
+        self.woken = false;
+        Some(front)
+    }
+
+    fn is_front(&self, waiter: &Arc<Waiter<E>>) -> bool {
+        self.waiters.front().is_some_and(|w| Arc::ptr_eq(w, waiter))
+    }
+
+    /// Removes `waiter` from wherever it is in the queue.
+    fn remove_waiter(&mut self, waiter: &Arc<Waiter<E>>) {
+        if self.is_front(waiter) {
+            self.pop_front_waiter();
+        } else {
+            self.waiters.retain(|w| !Arc::ptr_eq(w, waiter));
+        }
+    }
+
+    /// A grant taken out of a waiter's slot, as the waiter's final answer. `None` for
+    /// `Retry`, which is not an answer but a request to come and look.
+    pub(crate) fn decided(grant: Grant<E>) -> Option<Decided<E>> {
+        match grant {
+            Grant::Item(item, lease) => Some(Decided::Take(Taken {
+                item,
+                lease,
+                validate: false,
+                prime: false,
+            })),
+            Grant::Permit(reservation) => Some(Decided::Connect(reservation)),
+            Grant::Closed => Some(Decided::Closed),
+            Grant::Retry => None,
+        }
+    }
+
+    /// The woken front waiter is back: it takes a parked connection or free room if there is
+    /// one, and otherwise goes back to waiting at the front (`Retried::StillWaiting`).
+    pub(crate) fn retry(&mut self, waiter: &Arc<Waiter<E>>, now: Tick) -> Retried<E> {
+        if !self.is_front(waiter) {
+            // It was served between its wake-up and this call (it had become the starving
+            // front, or the pool closed): the grant is in its slot, put there under this lock.
+            return match waiter.take().and_then(Self::decided) {
+                Some(decided) => Retried::Decided(decided),
+                None => Retried::StillWaiting,
+            };
+        }
+        self.woken = false;
+        if let Some(taken) = self.take_idle(now) {
+            self.remove_waiter(waiter);
+            return Retried::Decided(Decided::Take(taken));
+        }
+        if self.has_room() {
+            self.remove_waiter(waiter);
+            return Retried::Decided(Decided::Connect(self.reserve()));
+        }
+        Retried::StillWaiting
+    }
+
+    /// Waiters granted something since the last call: notify them after unlocking.
+    pub(crate) fn take_wakes(&mut self) -> Vec<Arc<Waiter<E>>> {
+        std::mem::take(&mut self.wakes)
+    }
+
+    /// Whether any waiter was granted something since the last `take_wakes`.
+    #[inline]
+    pub(crate) fn has_wakes(&self) -> bool {
+        !self.wakes.is_empty()
+    }
+
+    /// Queues a waiter behind all earlier ones.
+    pub(crate) fn enqueue(&mut self, waiter: Arc<Waiter<E>>) {
+        self.waiters.push_back(waiter);
+    }
+
+    /// A waiter gives up (deadline, or it found the fast slot's connection after queueing). If
+    /// it was granted something in the meantime, that is its answer and must be used or given
+    /// back; otherwise it leaves the queue (and `settle` passes a pending wake-up on).
+    pub(crate) fn cancel_wait(&mut self, waiter: &Arc<Waiter<E>>) -> Option<Decided<E>> {
+        match waiter.take().and_then(Self::decided) {
+            Some(decided) => Some(decided),
+            None => {
+                self.remove_waiter(waiter);
+                None
+            }
+        }
+    }
+
+    /// A connect reserved by `acquire`, a permit or `retry` succeeded: count it in use.
+    pub(crate) fn connected(
+        &mut self,
+        reservation: Reservation,
+        record: Arc<LeaseRecord>,
+    ) -> LeaseId {
+        reservation.redeem();
+        self.opening -= 1;
+        self.in_use += 1;
+        self.leases.register(record)
+    }
+
+    /// A reserved connect failed: free its room.
+    pub(crate) fn connect_failed(&mut self, reservation: Reservation, error: String) {
+        reservation.redeem();
+        self.opening -= 1;
+        self.last_connect_error = Some(error);
+    }
+
+    /// Hands `item` to the front waiter if it is starving; otherwise parks it on top of the
+    /// stack (and `settle` wakes the front waiter to come and take it; see `super::waiter`).
+    fn park_or_hand(&mut self, item: E, lease: LeaseId, now: Tick) {
+        if self.waiters.front().is_some_and(|w| w.is_starving(now)) {
+            if let Some(waiter) = self.pop_front_waiter() {
+                self.in_use += 1;
+                waiter.grant(Grant::Item(item, lease));
+                self.wakes.push(waiter);
+                return;
+            }
+        }
+        self.idle.push(Idle {
+            item,
+            parked_at: now,
+            alive_at: now,
+            lease,
+        });
+    }
+
+    /// A user released a healthy, reset connection.
+    pub(crate) fn release(&mut self, item: E, lease: LeaseId, now: Tick) -> Released<E> {
+        self.unlease(lease, self.closed);
+        if self.closed {
+            return Released::Close(item);
+        }
+        self.park_or_hand(item, lease, now);
+        Released::Kept
+    }
+
+    /// A connection in use was closed (broken, failed reset, panicking holder), or its close
+    /// is about to finish: the caller closes it *before* calling this, so its room is freed
+    /// only once the server no longer counts it. `suspect` marks every parked connection for a
+    /// check before hand-out: a connection that broke under its user usually means the server
+    /// restarted, which killed the parked ones too.
+    pub(crate) fn discard(&mut self, lease: LeaseId, suspect: Option<Tick>) {
+        if let Some(now) = suspect {
+            self.suspect_before = now;
+        }
+        self.unlease(lease, true);
+    }
+
+    /// `open` found the connection it took dead (and closed it): drop it from the count,
+    /// suspect every other parked handle, and decide again for the same caller. The room the
+    /// dead connection frees is this caller's (it was served before the queued waiters), so it
+    /// may take a parked connection or connect even with waiters queued.
+    pub(crate) fn retry_after_dead(&mut self, lease: LeaseId, now: Tick) -> Acquire<E> {
+        self.unlease(lease, true);
+        self.suspect_before = now;
+        if self.closed {
+            return Acquire::Closed;
+        }
+        if let Some(taken) = self.take_idle(now) {
+            return Acquire::Take(taken);
+        }
+        if self.has_room() {
+            return Acquire::Connect(self.reserve());
+        }
+        Acquire::Wait
+    }
+
+    /// The primer wants to connect. It adds one connection even if the stack has refilled
+    /// since it was asked: an emptied stack means demand reached the pool's size, so it grows
+    /// by one (the reaper shrinks it again once the demand is gone). This also keeps
+    /// steady-state `open` from waking the primer on every call.
+    pub(crate) fn prime_begin(&mut self) -> PrimeStart {
+        if self.closed {
+            self.prime_pending = false;
+            return PrimeStart::Closed;
+        }
+        if !self.parks || !self.has_room() {
+            self.prime_pending = false;
+            return PrimeStart::NotNeeded;
+        }
+        // Pending until it is delivered: nobody asks for another meanwhile.
+        self.prime_pending = true;
+        PrimeStart::Go(self.reserve())
+    }
+
+    /// The primer connected and detached a fresh connection.
+    pub(crate) fn prime_done(
+        &mut self,
+        reservation: Reservation,
+        item: E,
+        record: Arc<LeaseRecord>,
+        now: Tick,
+    ) -> Released<E> {
+        reservation.redeem();
+        self.opening -= 1;
+        self.prime_pending = false;
+        if self.closed {
+            return Released::Close(item);
+        }
+        let lease = self.leases.register(record);
+        self.park_or_hand(item, lease, now);
+        Released::Kept
+    }
+
+    /// The primer's connect (or detach) failed; it will try again after a pause.
+    pub(crate) fn prime_failed(&mut self, reservation: Reservation, error: String) {
+        self.connect_failed(reservation, error);
+    }
+
+    /// Asks for a primed connection if the pool has none at all (the reaper's rule). Returns
+    /// true if the caller must wake the primer.
+    pub(crate) fn want_prime_if_empty(&mut self) -> bool {
+        if self.total() > 0 || !self.could_prime() {
+            return false;
+        }
+        self.prime_pending = true;
+        true
+    }
+
+    /// `open` took the fast slot's connection and the stack is empty: the pool has nothing
+    /// parked, so ask for a primed one (the rule `take_idle` applies to the stack).
+    pub(crate) fn want_prime_after_fast_take(&mut self) -> bool {
+        if !self.idle.is_empty() || !self.could_prime() {
+            return false;
+        }
+        self.prime_pending = true;
+        true
+    }
+
+    /// Takes out parked connections unused for longer than `idle_timeout`, oldest first, for
+    /// closing, but never the last open connection: a quiet service keeps one warm, and what
+    /// is reaped for idleness is never replaced (no churn). They stay counted (`closing`) until
+    /// `closed` says they are gone.
+    pub(crate) fn expire_idle(&mut self, now: Tick) -> Vec<E> {
+        let timeout = self.settings.idle_timeout;
+        let mut expired = Vec::new();
+        // The stack is LIFO, so the oldest parked connections sit at the bottom.
+        while self.total() - self.closing > 1
+            && self
+                .idle
+                .first()
+                .is_some_and(|i| now.since(i.parked_at) > timeout)
+        {
+            let idle = self.idle.remove(0);
+            self.leases.free(idle.lease);
+            self.closing += 1;
+            expired.push(idle.item);
+        }
+        expired
+    }
+
+    /// `count` connections taken out for closing (`expire_idle`, a dead `check_done`) are
+    /// closed: their room is free.
+    pub(crate) fn closed(&mut self, count: usize) {
+        self.closing -= count;
+    }
+
+    /// Takes out the oldest parked connection due for a liveness check in the sweep that
+    /// started at `sweep_start` (one at a time, so concurrent callers keep the rest).
+    pub(crate) fn take_for_check(&mut self, sweep_start: Tick, now: Tick) -> Option<Checking<E>> {
+        let window = self.settings.validate_after;
+        let suspect_before = self.suspect_before;
+        let index = self.idle.iter().position(|i| {
+            i.alive_at < sweep_start
+                && (i.alive_at <= suspect_before || now.since(i.alive_at) > window)
+        })?;
+        self.checking += 1;
+        Some(Checking {
+            index,
+            idle: self.idle.remove(index),
+        })
+    }
+
+    /// The reaper's check of a connection taken by `take_for_check` finished. A live one goes
+    /// back where it was; a dead one (or any, once the pool is shut) is returned for closing,
+    /// counted in `closing` until `closed`.
+    pub(crate) fn check_done(&mut self, checked: Checking<E>, alive: bool, now: Tick) -> Option<E> {
+        self.checking -= 1;
+        let Checking { index, mut idle } = checked;
+        if self.closed || !alive {
+            self.leases.free(idle.lease);
+            self.closing += 1;
+            if !alive {
+                self.suspect_before = now;
+            }
+            return Some(idle.item);
+        }
+        idle.alive_at = now;
+        let at = index.min(self.idle.len());
+        self.idle.insert(at, idle);
+        None
+    }
+
+    /// Shuts the pool: returns every parked connection for closing and tells every waiter.
+    pub(crate) fn close(&mut self) -> Vec<E> {
+        self.closed = true;
+        self.woken = false;
+        for waiter in self.waiters.drain(..) {
+            // Replaces a pending `Retry`: the waiter's answer is now `Closed`.
+            waiter.grant(Grant::Closed);
+            self.wakes.push(waiter);
+        }
+        let parked: Vec<Idle<E>> = self.idle.drain(..).collect();
+        parked
+            .into_iter()
+            .map(|i| {
+                self.leases.free(i.lease);
+                i.item
+            })
+            .collect()
+    }
+}
+
+/// Read-only views for the state-machine test's invariant checks.
+#[cfg(test)]
+impl<E> State<E> {
+    pub(crate) fn parked(&self) -> impl Iterator<Item = &E> {
+        self.idle.iter().map(|i| &i.item)
+    }
+    pub(crate) fn in_use(&self) -> usize {
+        self.in_use
+    }
+    pub(crate) fn opening(&self) -> usize {
+        self.opening
+    }
+    pub(crate) fn checking(&self) -> usize {
+        self.checking
+    }
+    pub(crate) fn closing(&self) -> usize {
+        self.closing
+    }
+    pub(crate) fn waiters(&self) -> impl Iterator<Item = &Arc<Waiter<E>>> {
+        self.waiters.iter()
+    }
+    pub(crate) fn woken(&self) -> bool {
+        self.woken
+    }
+    pub(crate) fn prime_pending(&self) -> bool {
+        self.prime_pending
+    }
+    pub(crate) fn live_leases(&self) -> usize {
+        self.leases.live()
+    }
+}
