@@ -1,7 +1,7 @@
-//! Regression test: a caller that finds the connection it took dead re-decides with
-//! `State::retry_after_dead`. It once queued as a newcomer behind the waiters, and the room the
-//! dead connection freed was granted to nobody: with one connection held for the whole test,
-//! every other caller slept until its timeout while there was room to connect.
+//! When a caller finds the connection it took dead, the room that connection frees goes to a
+//! caller (itself or a waiter), never to nobody: with one of two connections held for the whole
+//! test and the server restarting every few milliseconds, no caller sleeps until its timeout
+//! while there is room to connect.
 
 mod common;
 

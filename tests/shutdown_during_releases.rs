@@ -1,5 +1,6 @@
-//! Shutdown racing releases into the fast slot leaves no connection behind, and
-//! nothing the old pool held stays open. Own binary: `shutdown` is process-wide.
+//! `shutdown` while threads keep opening and releasing leaves no connection open: neither those
+//! the old pool parked or had in flight, nor those of pools the threads recreated after it. Own
+//! binary: `shutdown` is process-wide.
 
 mod common;
 

@@ -1,0 +1,112 @@
+//! The reaper: connections idle past `idle_timeout` are closed down to one kept warm, without
+//! churn; dead parked connections are dropped and a fresh one primed; it checks one connection at
+//! a time while the others stay parked and usable.
+
+mod common;
+
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::engine::{configure, db, open};
+use common::fake::{args, quiet, stats, FakeConn, FakeDb};
+use common::{wait_until, SOON};
+use pool::Settings;
+use rstest::rstest;
+
+fn reaping() -> Settings {
+    Settings {
+        idle_timeout: Duration::from_millis(100),
+        reap_interval: Duration::from_millis(20),
+        validate_after: Duration::from_millis(5),
+        ..quiet()
+    }
+}
+
+#[rstest]
+fn reaper_closes_idle_connections_but_keeps_one_and_does_not_churn(db: Arc<FakeDb>) {
+    configure(&db, reaping());
+    let conns: Vec<_> = (0..5).map(|_| open(&db)).collect();
+    drop(conns);
+    wait_until("idle connections are reaped down to one", SOON, || {
+        db.live() == 1
+    });
+    let s = stats(&db);
+    assert_eq!((s.idle, s.reaped_idle), (1, 4));
+    let opened = s.opened;
+    // Let the reaper sweep several more times (each sweep checks the one left).
+    let checks = db.checks.load(SeqCst);
+    wait_until("three more sweeps", SOON, || {
+        db.checks.load(SeqCst) >= checks + 3
+    });
+    let s = stats(&db);
+    assert_eq!(
+        (db.live(), s.opened, s.reaped_idle),
+        (1, opened, 4),
+        "no churn"
+    );
+}
+
+#[rstest]
+fn reaper_drops_dead_connections_and_primes_one(db: Arc<FakeDb>) {
+    configure(
+        &db,
+        Settings {
+            idle_timeout: Duration::from_secs(3600),
+            ..reaping()
+        },
+    );
+    let conns: Vec<_> = (0..3).map(|_| open(&db)).collect();
+    drop(conns);
+    db.restart();
+    wait_until("dead ones dropped and one primed", SOON, || {
+        let s = stats(&db);
+        s.dropped_dead == 3 && s.idle == 1
+    });
+    let conn = open(&db);
+    assert_eq!(
+        conn.native::<FakeConn>().unwrap().id,
+        4,
+        "a fresh connection"
+    );
+}
+
+#[rstest]
+fn reaper_checks_one_at_a_time_and_leaves_the_rest_usable(db: Arc<FakeDb>) {
+    configure(
+        &db,
+        Settings {
+            idle_timeout: Duration::from_secs(3600),
+            ..reaping()
+        },
+    );
+    let conns: Vec<_> = (0..3).map(|_| open(&db)).collect();
+    db.check_gate.close();
+    drop(conns);
+    wait_until("the reaper is checking one", SOON, || {
+        db.check_gate.arrived() >= 1
+    });
+    let s = stats(&db);
+    assert_eq!(
+        (s.idle, s.opening),
+        (2, 1),
+        "one taken out for the check, two still parked"
+    );
+    // validate_after is 5 ms and the handles are older: an open must check too, so let
+    // checks through for callers while the reaper's one stays blocked... simpler: give the
+    // caller a window in which no check is needed.
+    pool::configure(
+        "fake",
+        &args(&db),
+        Settings {
+            validate_after: Duration::from_secs(3600),
+            ..reaping()
+        },
+    )
+    .unwrap();
+    let conn = open(&db);
+    assert_eq!(stats(&db).idle, 1);
+    drop(conn);
+    db.check_gate.open();
+    wait_until("the checked one is back", SOON, || stats(&db).idle == 3);
+}
