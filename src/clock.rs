@@ -105,29 +105,27 @@ impl Deadline {
     }
 }
 
-/// The virtual clock of the model checker: it starts at an arbitrary point and moves only when
-/// a checker thread calls `advance`, so every schedule sees the same times.
+/// The virtual clock of the model checker: every checked execution gets its own (shuttle's
+/// `lazy_static` is per execution, so executions of tests running in parallel never share
+/// one), starting at the same point and moving only when a checker thread calls `advance`, so
+/// a schedule replays with the same times.
 #[cfg(pool_model)]
-pub mod model {
+pub(crate) mod model {
     use super::Tick;
     use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
     use std::time::Duration;
 
-    static NOW: AtomicU64 = AtomicU64::new(START);
-    const START: u64 = 1_000_000_000;
+    shuttle::lazy_static! {
+        static ref NOW: AtomicU64 = AtomicU64::new(1_000_000_000);
+    }
 
     pub(crate) fn now() -> Tick {
         Tick(NOW.load(SeqCst))
     }
 
     /// Moves the virtual clock forward by `by`.
-    pub fn advance(by: Duration) {
+    pub(crate) fn advance(by: Duration) {
         NOW.fetch_add(super::saturating_nanos(by), SeqCst);
-    }
-
-    /// Puts the virtual clock back to its start (call at the start of every checked execution).
-    pub fn reset() {
-        NOW.store(START, SeqCst);
     }
 }
 

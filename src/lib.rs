@@ -46,7 +46,10 @@ mod sync;
 /// Hooks for the model checker (`dev/model`): only in the build with `--cfg pool_model`.
 #[cfg(pool_model)]
 pub mod model {
-    pub use crate::clock::model::{advance, reset};
+    /// Moves this execution's virtual clock forward by `by`.
+    pub fn advance(by: std::time::Duration) {
+        crate::clock::model::advance(by)
+    }
 
     /// Checks the registry's invariants: no pool it hands out is shut, and a reaper runs
     /// while it holds pools.

@@ -67,7 +67,7 @@ impl<T> Drop for FastSlot<T> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(pool_model)))]
 mod tests {
     use super::*;
 

@@ -166,7 +166,7 @@ impl<D: Driver> AnyPool for KeyPool<D> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(pool_model)))]
 mod tests {
     use std::any::Any;
     use std::panic::Location;

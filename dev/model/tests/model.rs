@@ -1,0 +1,287 @@
+//! Model checking of the engine with shuttle: the real engine code (registry, key pool, core,
+//! fast slot, waiters, primer, reaper), compiled against shuttle's primitives, driven by 2–3
+//! threads on a small pool, under shuttle's randomized and PCT schedulers.
+//!
+//! What every execution asserts:
+//! * **no lost wake-up**: a caller waiting at the limit is always woken once a connection is
+//!   free (shuttle's timed waits never time out, so a waiter nobody wakes is reported as a
+//!   deadlock);
+//! * **no over-allocation**: the driver never sees more than `max_open` live connections;
+//! * **no count leaked, no connection lost**: at the end one caller can hold all `max_open`
+//!   connections at once, and after shutdown the driver has no live connection left;
+//! * **shutdown always completes**: it joins the primer and reaper (a thread left running is
+//!   reported as a deadlock), after which no connection is left open;
+//! * **the registry never hands out a shut pool** and runs a reaper while it holds pools.
+//!
+//! `POOL_MODEL_ITERATIONS` (default 1000) sets the schedules per test and scheduler; a failure
+//! prints a schedule that `shuttle::replay` reproduces. See ARCHITECTURE.md, "Proving it".
+
+use std::any::Any;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pool_model::{
+    model, ConnArgs, Connection, Driver, DriverError, DriverErrorKind, Error, ResetMode, Rows,
+    Settings, Value,
+};
+use shuttle::thread;
+
+/// Live connections as the "server" counts them, and the most ever live at once.
+#[derive(Default)]
+struct Server {
+    live: AtomicUsize,
+    peak: AtomicUsize,
+    next: AtomicUsize,
+}
+
+struct ModelDriver(Arc<Server>);
+
+struct ModelConn {
+    server: Arc<Server>,
+    broken: bool,
+}
+
+impl Drop for ModelConn {
+    fn drop(&mut self) {
+        self.server.live.fetch_sub(1, SeqCst);
+    }
+}
+
+impl Driver for ModelDriver {
+    type Conn = ModelConn;
+    type Handle = ModelConn;
+
+    fn name(&self) -> &str {
+        "model"
+    }
+
+    fn connect(&self, _: &ConnArgs, _: Duration) -> Result<ModelConn, DriverError> {
+        let server = &self.0;
+        // Every third connect fails: exercises freed reservations.
+        if server.next.fetch_add(1, SeqCst) % 3 == 2 {
+            return Err(DriverError::new(DriverErrorKind::Connect, "refused"));
+        }
+        let live = server.live.fetch_add(1, SeqCst) + 1;
+        server.peak.fetch_max(live, SeqCst);
+        Ok(ModelConn {
+            server: Arc::clone(server),
+            broken: false,
+        })
+    }
+
+    fn detach(&self, conn: ModelConn, _: ResetMode) -> Result<ModelConn, DriverError> {
+        Ok(conn)
+    }
+
+    fn attach(&self, handle: ModelConn) -> Result<ModelConn, DriverError> {
+        Ok(handle)
+    }
+
+    fn connected(&self, _: &mut ModelConn, _: Duration) -> bool {
+        true
+    }
+}
+
+impl Connection for ModelConn {
+    fn execute(&mut self, _: &str, _: &[Value]) -> Result<u64, DriverError> {
+        self.broken = true;
+        Ok(0)
+    }
+    fn query(&mut self, _: &str, _: &[Value]) -> Result<Rows, DriverError> {
+        Ok(Rows::default())
+    }
+    fn is_broken(&self) -> bool {
+        self.broken
+    }
+    fn native(&self) -> &dyn Any {
+        self
+    }
+    fn native_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn native_type_name(&self) -> &'static str {
+        "ModelConn"
+    }
+}
+
+const ARGS: &str = "db=model";
+
+fn iterations() -> usize {
+    std::env::var("POOL_MODEL_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000)
+}
+
+/// Runs `body` under the random scheduler and the PCT scheduler (depth 3).
+fn check(body: fn()) {
+    let n = iterations();
+    shuttle::check_random(body, n);
+    shuttle::check_pct(body, n, 3);
+}
+
+/// A fresh execution (its own registry and virtual clock): the model driver registered.
+fn start(max_open: usize, acquire_timeout: Duration) -> Arc<Server> {
+    let server = Arc::new(Server::default());
+    pool_model::register(ModelDriver(Arc::clone(&server))).expect("register");
+    pool_model::configure("model", ARGS, settings(max_open, acquire_timeout)).expect("configure");
+    server
+}
+
+/// Small windows, so the moving virtual clock reaches them: hand-off to a starving waiter
+/// (1 ms), validation before hand-out, idle expiry and reaping.
+fn settings(max_open: usize, acquire_timeout: Duration) -> Settings {
+    Settings {
+        max_open,
+        acquire_timeout,
+        validate_after: Duration::from_millis(2),
+        idle_timeout: Duration::from_millis(3),
+        reap_interval: Duration::from_millis(1),
+        ..Settings::default()
+    }
+}
+
+/// After every worker is done: no count leaked (all `max_open` connections can be held at
+/// once; a leaked count would leave this caller waiting forever, which shuttle reports as a
+/// deadlock), the limit held, and shutdown completes and closes everything.
+fn finish(server: &Server, max_open: usize) {
+    // Waits may be long now: a count leaked would make this caller wait forever.
+    pool_model::configure("model", ARGS, settings(max_open, Duration::from_secs(30)))
+        .expect("configure");
+    let mut held = Vec::new();
+    while held.len() < max_open {
+        match pool_model::open("model", ARGS) {
+            Ok(conn) => held.push(conn),
+            Err(Error::Connect { .. }) => {}
+            Err(error) => panic!("open at the end failed: {error}"),
+        }
+    }
+    drop(held);
+    assert!(
+        server.peak.load(SeqCst) <= max_open,
+        "the server saw {} connections with max_open {max_open}",
+        server.peak.load(SeqCst)
+    );
+    model::check_registry().expect("registry invariants");
+    pool_model::shutdown();
+    assert_eq!(
+        server.live.load(SeqCst),
+        0,
+        "a connection outlived shutdown"
+    );
+}
+
+/// One worker: open, maybe break it, let time pass, release; `rounds` times.
+fn worker(rounds: usize, break_it: bool, allow_timeout: bool) {
+    for round in 0..rounds {
+        match pool_model::open("model", ARGS) {
+            Ok(mut conn) => {
+                if break_it && round == 0 {
+                    conn.execute("BREAK", &[]).expect("execute");
+                }
+                model::advance(Duration::from_micros(700));
+                let _ = conn.release();
+            }
+            Err(Error::Connect { .. }) => {}
+            Err(Error::Timeout(_)) if allow_timeout => {}
+            Err(error) => panic!("open failed: {error}"),
+        }
+    }
+}
+
+/// Two or three callers on one or two connections, one of them breaking its connection, with
+/// time passing (hand-off window, validation) and a configure that wakes the reaper.
+#[test]
+fn callers_at_the_limit_are_always_served() {
+    check(|| {
+        let max_open = 1;
+        let server = start(max_open, Duration::from_secs(30));
+        let a = thread::spawn(|| worker(2, true, false));
+        let b = thread::spawn(|| worker(2, false, false));
+        worker(1, false, false);
+        a.join().expect("worker a");
+        b.join().expect("worker b");
+        finish(&server, max_open);
+    });
+}
+
+#[test]
+fn three_callers_on_two_connections_with_the_reaper_sweeping() {
+    check(|| {
+        let max_open = 2;
+        let server = start(max_open, Duration::from_secs(30));
+        let a = thread::spawn(|| worker(2, false, false));
+        let b = thread::spawn(|| worker(2, true, false));
+        let reaper_nudge = thread::spawn(|| {
+            model::advance(Duration::from_millis(4));
+            // Re-applying settings wakes the reaper: a sweep races the callers.
+            pool_model::configure("model", ARGS, settings(2, Duration::from_secs(30)))
+                .expect("configure");
+        });
+        worker(2, false, false);
+        a.join().expect("worker a");
+        b.join().expect("worker b");
+        reaper_nudge.join().expect("nudge");
+        finish(&server, max_open);
+    });
+}
+
+/// Zero acquire timeout: every wait gives up at once, racing the grants being handed to it.
+#[test]
+fn timeouts_racing_grants_lose_nothing() {
+    check(|| {
+        let max_open = 1;
+        let server = start(max_open, Duration::ZERO);
+        let a = thread::spawn(|| worker(2, false, true));
+        let b = thread::spawn(|| worker(2, true, true));
+        worker(2, false, true);
+        a.join().expect("worker a");
+        b.join().expect("worker b");
+        finish(&server, max_open);
+    });
+}
+
+/// Shutdown racing callers: every call ends (served or `ShutDown`), nothing stays open, and
+/// the registry never keeps a shut pool (a later `open` gets a fresh one).
+#[test]
+fn shutdown_racing_callers_completes_and_leaves_nothing_open() {
+    check(|| {
+        let max_open = 1;
+        let server = start(max_open, Duration::from_secs(30));
+        let caller = |rounds| {
+            move || {
+                for _ in 0..rounds {
+                    match pool_model::open("model", ARGS) {
+                        Ok(conn) => drop(conn),
+                        Err(Error::ShutDown | Error::Connect { .. }) => {}
+                        Err(error) => panic!("open failed: {error}"),
+                    }
+                }
+            }
+        };
+        let a = thread::spawn(caller(2));
+        let b = thread::spawn(caller(1));
+        pool_model::shutdown();
+        a.join().expect("caller a");
+        b.join().expect("caller b");
+        model::check_registry().expect("registry invariants");
+        // Whatever the interleaving, the same args work again afterwards.
+        loop {
+            match pool_model::open("model", ARGS) {
+                Ok(conn) => {
+                    drop(conn);
+                    break;
+                }
+                Err(Error::Connect { .. }) => {}
+                Err(error) => panic!("open after shutdown failed: {error}"),
+            }
+        }
+        pool_model::shutdown();
+        assert_eq!(
+            server.live.load(SeqCst),
+            0,
+            "a connection outlived shutdown"
+        );
+    });
+}
