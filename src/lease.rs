@@ -93,7 +93,7 @@ impl Leases {
     }
 
     /// Open connections with a record (test bookkeeping).
-    #[cfg(test)]
+    #[cfg(all(test, not(pool_model)))]
     pub(crate) fn live(&self) -> usize {
         self.records.iter().flatten().count()
     }

@@ -624,7 +624,7 @@ impl<E> State<E> {
 }
 
 /// Read-only views for the state-machine test's invariant checks.
-#[cfg(test)]
+#[cfg(all(test, not(pool_model)))]
 impl<E> State<E> {
     pub(crate) fn parked(&self) -> impl Iterator<Item = &E> {
         self.idle.iter().map(|i| &i.item)
