@@ -258,3 +258,43 @@ fn raising_the_limit_serves_waiters_at_once(db: Arc<FakeDb>) {
     );
     assert!(waiter.join().unwrap().is_ok());
 }
+
+/// A connection the reaper is closing still counts against the limit until the close is done:
+/// the server never sees more than `max_open` sessions, even for a moment.
+#[rstest]
+fn a_closing_connection_keeps_its_room_until_it_is_gone(db: Arc<FakeDb>) {
+    configure(
+        &db,
+        Settings {
+            max_open: 2,
+            idle_timeout: Duration::from_millis(1),
+            reap_interval: Duration::from_millis(5),
+            ..quiet()
+        },
+    );
+    let (a, b) = (open(&db), open(&db));
+    a.release().unwrap();
+    b.release().unwrap();
+    db.close_gate.close();
+    wait_until("the reaper is closing an idle connection", SOON, || {
+        db.close_gate.arrived() == 1
+    });
+    let caller = {
+        let args = args(&db);
+        thread::spawn(move || {
+            let x = pool::open("fake", &args).unwrap();
+            let y = pool::open("fake", &args).unwrap();
+            drop((x, y));
+        })
+    };
+    wait_until("the caller waits (or, wrongly, connects)", SOON, || {
+        stats(&db).waiting == 1 || db.connect_attempts.load(SeqCst) == 3
+    });
+    db.close_gate.open();
+    caller.join().unwrap();
+    assert!(
+        db.peak.load(SeqCst) <= 2,
+        "the server saw {} connections with max_open 2",
+        db.peak.load(SeqCst)
+    );
+}

@@ -80,3 +80,48 @@ fn a_slow_key_does_not_delay_priming_of_another(db: Arc<FakeDb>) {
     wait_until("the slow key is primed too", SOON, || stats(&db).idle == 1);
     drop((held_slow, held_fast));
 }
+
+/// A driver that cannot detach has nothing to park: the reaper's "keep one warm" rule must not
+/// make the primer connect and close again and again.
+#[test]
+fn a_driver_that_cannot_detach_is_never_primed() {
+    let nodetach = new_db("nodetach");
+    let settings = Settings {
+        reap_interval: Duration::from_millis(5),
+        ..quiet()
+    };
+    let nodetach_args = format!("db={}", nodetach.name);
+    pool::configure("fake-nodetach", &nodetach_args, settings.clone()).unwrap();
+    pool::open("fake-nodetach", &nodetach_args)
+        .unwrap()
+        .release()
+        .unwrap();
+    assert_eq!(nodetach.live(), 0);
+    // Watch the reaper sweep twice through another pool it serves, which shrinks when swept.
+    let other = new_db("swept");
+    configure(
+        &other,
+        Settings {
+            idle_timeout: Duration::from_millis(1),
+            ..settings
+        },
+    );
+    for sweeps in 1..=2 {
+        let (a, b) = (open(&other), open(&other));
+        a.release().unwrap();
+        b.release().unwrap();
+        wait_until("the reaper swept", SOON, || {
+            stats(&other).reaped_idle >= sweeps
+        });
+    }
+    assert_eq!(
+        nodetach.connect_attempts.load(SeqCst),
+        1,
+        "only the caller's own connect"
+    );
+    assert_eq!(stats_of_nodetach(&nodetach_args).opened, 1);
+}
+
+fn stats_of_nodetach(args: &str) -> pool::Stats {
+    pool::stats("fake-nodetach", args).unwrap()
+}

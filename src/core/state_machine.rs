@@ -563,3 +563,12 @@ fn every_slot_freed_by_expiry_reaches_a_waiter() {
     assert!(a.peek(|g| matches!(g, Some(Grant::Permit(_)))));
     assert!(b.peek(|g| matches!(g, Some(Grant::Permit(_)))));
 }
+
+/// A driver that cannot detach: nothing can be parked, so nothing is ever primed.
+#[test]
+fn a_pool_that_cannot_park_never_primes() {
+    let mut state: State<Id> = State::new(Settings::default(), false);
+    assert!(!state.settle().could_prime);
+    assert!(!state.want_prime_if_empty());
+    assert!(matches!(state.prime_begin(), PrimeStart::NotNeeded));
+}

@@ -60,6 +60,12 @@ pub struct FakeDb {
     pub fail_connect: AtomicBool,
     pub fail_detach: AtomicBool,
     pub panic_connect: AtomicBool,
+    /// `is_broken` panics.
+    pub panic_is_broken: AtomicBool,
+    /// Dropping (closing) a connection panics.
+    pub panic_on_close: AtomicBool,
+    /// Closing a connection blocks here (it still counts as live until it passes).
+    pub close_gate: Gate,
     pub connect_gate: Gate,
     pub check_gate: Gate,
     pub detach_gate: Gate,
@@ -150,7 +156,11 @@ pub struct FakeConn {
 
 impl Drop for FakeConn {
     fn drop(&mut self) {
+        self.db.close_gate.pass();
         self.db.live.fetch_sub(1, SeqCst);
+        if self.db.panic_on_close.load(SeqCst) && !std::thread::panicking() {
+            panic!("fake driver panics while closing a connection");
+        }
     }
 }
 
@@ -274,6 +284,9 @@ impl Connection for FakeConn {
     }
 
     fn is_broken(&self) -> bool {
+        if self.db.panic_is_broken.load(SeqCst) {
+            panic!("fake driver panics in is_broken");
+        }
         self.broken
     }
 

@@ -1,0 +1,82 @@
+//! A driver that panics anywhere (answering `is_broken`, closing a connection on release,
+//! closing a dead parked connection before hand-out) cannot take the pool down or leave a
+//! connection counted: the caller gets on, and the room comes back.
+
+mod common;
+
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::engine::{configure, db, open};
+use common::fake::{quiet, stats, FakeDb};
+use pool::Settings;
+use rstest::rstest;
+
+fn one_connection() -> Settings {
+    Settings {
+        max_open: 1,
+        acquire_timeout: Duration::from_secs(2),
+        ..quiet()
+    }
+}
+
+/// Nothing is counted in use, and the one connection's room serves a new caller.
+fn assert_room_came_back(db: &FakeDb) {
+    let s = stats(db);
+    assert_eq!((s.in_use, s.waiting), (0, 0), "{s:?}");
+    open(db).release().unwrap();
+}
+
+#[rstest]
+fn a_panic_in_is_broken_closes_the_connection_and_returns_its_room(db: Arc<FakeDb>) {
+    configure(&db, one_connection());
+    let conn = open(&db);
+    db.panic_is_broken.store(true, SeqCst);
+    conn.release().unwrap();
+    db.panic_is_broken.store(false, SeqCst);
+    assert_eq!(
+        db.live(),
+        0,
+        "a connection whose driver panicked is closed, not parked"
+    );
+    assert_room_came_back(&db);
+}
+
+#[rstest]
+fn a_panic_while_closing_a_broken_connection_returns_its_room(db: Arc<FakeDb>) {
+    configure(&db, one_connection());
+    let mut conn = open(&db);
+    conn.execute("BREAK", &[]).unwrap();
+    db.panic_on_close.store(true, SeqCst);
+    conn.release().unwrap();
+    db.panic_on_close.store(false, SeqCst);
+    assert_eq!(stats(&db).dropped_dead, 1);
+    assert_room_came_back(&db);
+}
+
+#[rstest]
+fn a_panic_while_closing_a_dead_parked_connection_still_serves_the_caller(db: Arc<FakeDb>) {
+    configure(
+        &db,
+        Settings {
+            validate_after: Duration::from_millis(1),
+            ..one_connection()
+        },
+    );
+    open(&db).release().unwrap();
+    // Parked past `validate_after` (the coarse clock ticks every few ms): checked at hand-out.
+    std::thread::sleep(Duration::from_millis(20));
+    db.restart();
+    db.panic_on_close.store(true, SeqCst);
+    let conn = open(&db);
+    db.panic_on_close.store(false, SeqCst);
+    assert_eq!(
+        db.checks.load(SeqCst),
+        1,
+        "the parked connection was checked"
+    );
+    assert_eq!(db.connects.load(SeqCst), 2, "and replaced by a fresh one");
+    conn.release().unwrap();
+    assert_room_came_back(&db);
+}
