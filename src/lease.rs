@@ -3,7 +3,7 @@
 //! Every open connection has one `LeaseRecord` for its whole life. Whoever leases the
 //! connection writes when and where (`open`'s caller) into it, and clears it on release. The
 //! writes are relaxed atomic stores (plain moves on x86), so they cost nothing on the hot path
-//! and need no lock, which lets the lock-free fast path (`crate::fast_slot`) lease connections
+//! and need no lock, which lets the lock-free fast path (the fast slot in `crate::core`) lease connections
 //! too. The pool's state keeps every record so that a timeout can say where the longest-held
 //! connection was opened; that report is a diagnostic, so a record read while it is being
 //! rewritten may mix two leases' fields, never anything worse.
