@@ -38,6 +38,9 @@
 //! Each server runs in its own process group, out of reach of a terminal's Ctrl-C, which would
 //! otherwise hit it before the test process has cleaned up.
 
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
+
 mod error;
 mod maria;
 mod pg;

@@ -15,6 +15,9 @@
 //! (normalised: option order and spacing do not matter, credentials included) and a redacted
 //! form for errors and logs (passwords never appear).
 
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
+
 mod args;
 mod driver;
 mod error;

@@ -24,6 +24,8 @@
 //! their SQL text. Parameters: `Bool` → 0/1, `Text`/`Bytes` → strings, `Float` → `DOUBLE`.
 //! Anything richer goes through the native client: `conn.native_mut()` is the `mysql::Conn`.
 
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
 #![deny(unsafe_code)]
 
 mod conn;

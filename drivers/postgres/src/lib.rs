@@ -21,6 +21,9 @@
 //! parameters, converted to whatever type the server inferred, and the native
 //! `postgres::Client` for everything else.
 
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
+
 mod cells;
 mod config;
 mod conn;
