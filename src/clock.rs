@@ -115,8 +115,8 @@ pub(crate) mod model {
     use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
     use std::time::Duration;
 
-    shuttle::lazy_static! {
-        static ref NOW: AtomicU64 = AtomicU64::new(1_000_000_000);
+    crate::sync::process_global! {
+        static NOW: AtomicU64 = AtomicU64::new(1_000_000_000);
     }
 
     pub(crate) fn now() -> Tick {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::clock::Tick;
 use crate::conn::Conn;
 use crate::error::Error;
+use crate::guard::guarded;
 use crate::key_pool::KeyPool;
 use crate::reaper::ReaperWake;
 use crate::settings::Settings;
@@ -18,10 +19,15 @@ use pool_driver::{ConnArgs, Driver, DriverError};
 pub(crate) trait AnyDriver: Send + Sync {
     fn name(&self) -> &str;
     fn parse(&self, args: &str) -> Result<ConnArgs, DriverError>;
+    /// `Driver::can_detach`, guarded (a panic means no). Asked before any registry lock is
+    /// taken: it is driver code.
+    fn parks(&self) -> bool;
+    /// A new pool; called under the registry's `pools` lock, so it runs no driver code.
     fn new_pool(
         &self,
         args: ConnArgs,
         settings: Settings,
+        parks: bool,
         explicit: bool,
         reaper: ReaperWake,
     ) -> &'static dyn AnyPool;
@@ -36,14 +42,19 @@ impl<D: Driver> AnyDriver for Arc<D> {
         self.parse_args(args)
     }
 
+    fn parks(&self) -> bool {
+        guarded("can_detach", || Ok(self.can_detach())).unwrap_or(false)
+    }
+
     fn new_pool(
         &self,
         args: ConnArgs,
         settings: Settings,
+        parks: bool,
         explicit: bool,
         reaper: ReaperWake,
     ) -> &'static dyn AnyPool {
-        KeyPool::new(Arc::clone(self), args, settings, explicit, reaper)
+        KeyPool::new(Arc::clone(self), args, settings, parks, explicit, reaper)
     }
 }
 

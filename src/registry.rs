@@ -29,7 +29,8 @@ use crate::erased::{AnyDriver, AnyPool};
 use crate::error::Error;
 use crate::reaper::{Reaper, ReaperWake};
 use crate::settings::Settings;
-use crate::sync::{lock, per_thread, read, write, AtomicU64, Mutex, Ordering, RwLock};
+use crate::sync::{lock, per_thread, process_global, read, write};
+use crate::sync::{AtomicU64, Mutex, Ordering, RwLock};
 use pool_driver::Driver;
 
 /// Raw argument strings remembered per driver, at most (beyond this, lookups still work
@@ -54,14 +55,9 @@ pub(crate) struct Registry {
     generation: AtomicU64,
 }
 
-#[cfg(not(pool_model))]
-static REGISTRY: std::sync::LazyLock<Registry> =
-    std::sync::LazyLock::new(Registry::with_builtin_drivers);
-
-// Under the model checker every checked execution starts with a fresh registry.
-#[cfg(pool_model)]
-shuttle::lazy_static! {
-    static ref REGISTRY: Registry = Registry::with_builtin_drivers();
+process_global! {
+    /// The one registry (under the model checker: one per checked execution).
+    static REGISTRY: Registry = Registry::with_builtin_drivers();
 }
 
 pub(crate) fn registry() -> &'static Registry {
@@ -189,6 +185,7 @@ impl Registry {
             message: e.message().to_owned(),
         })?;
         let key = parsed.canonical();
+        let parks = driver.parks();
         let remember_raw = explicit.is_none();
         let mut pools = write(&self.pools);
         let existing = pools
@@ -202,7 +199,8 @@ impl Registry {
             None => {
                 let is_explicit = explicit.is_some();
                 let settings = explicit.unwrap_or_else(|| read(&self.defaults).clone());
-                let pool = driver.new_pool(parsed, settings, is_explicit, self.reaper_wake());
+                let pool =
+                    driver.new_pool(parsed, settings, parks, is_explicit, self.reaper_wake());
                 pools
                     .by_key
                     .entry(driver_name.to_owned())

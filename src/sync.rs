@@ -102,6 +102,19 @@ macro_rules! per_thread {
 }
 pub(crate) use per_thread;
 
+/// Declares a process-wide value created on first use: std's `LazyLock` normally, shuttle's
+/// `lazy_static` under the model checker (one fresh value per checked execution).
+macro_rules! process_global {
+    ($(#[$meta:meta])* static $name:ident: $ty:ty = $init:expr;) => {
+        #[cfg(not(pool_model))]
+        $(#[$meta])*
+        static $name: std::sync::LazyLock<$ty> = std::sync::LazyLock::new(|| $init);
+        #[cfg(pool_model)]
+        shuttle::lazy_static! { $(#[$meta])* static ref $name: $ty = $init; }
+    };
+}
+pub(crate) use process_global;
+
 /// Spawns a named background thread of the engine.
 pub(crate) fn spawn(
     name: &str,

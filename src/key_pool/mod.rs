@@ -21,7 +21,6 @@ use crate::conn::Conn;
 use crate::core::KeyCore;
 use crate::erased::AnyPool;
 use crate::error::Error;
-use crate::guard::guarded;
 use crate::primer::{Primed, Primer};
 use crate::reaper::ReaperWake;
 use crate::settings::Settings;
@@ -55,11 +54,11 @@ impl<D: Driver> KeyPool<D> {
         driver: Arc<D>,
         args: ConnArgs,
         settings: Settings,
+        parks: bool,
         explicit: bool,
         reaper: ReaperWake,
     ) -> &'static Self {
         let label = format!("{} {}", driver.name(), args.redacted());
-        let parks = guarded("can_detach", || Ok(driver.can_detach())).unwrap_or(false);
         // Pools live as long as the process (see ARCHITECTURE.md, "Lifetimes"): leasing a
         // connection then needs no reference count, which keeps two atomic operations off
         // every open/release.
@@ -227,6 +226,7 @@ mod tests {
             Arc::new(Numbers),
             ConnArgs::default(),
             Settings::default(),
+            true,
             true,
             reaper.wake_handle(),
         );
