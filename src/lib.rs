@@ -124,7 +124,9 @@ pub fn all_stats() -> Vec<Stats> {
 
 /// Closes every parked connection, fails every waiting `open` with `Error::ShutDown`, and
 /// joins the primer and reaper threads. Connections still held are closed when released.
-/// A later `open` starts a fresh pool.
+/// A later `open` starts a fresh pool, with a fresh `max_open` count: connections of the old
+/// pool still held are not counted against it. A second concurrent call returns once the first
+/// has finished.
 pub fn shutdown() {
     registry().shutdown()
 }

@@ -9,7 +9,8 @@
 //! remember its answer. `shutdown` empties the maps and bumps `generation`, which invalidates
 //! every thread's cache.
 //!
-//! Lock order: `drivers`, then `pools`, then `defaults`, then `reaper`; a pool's own lock is
+//! Lock order: `shutting` (held for a whole `shutdown`), then `drivers`, then `pools`, then
+//! `defaults`, then `reaper`; a pool's own lock is
 //! never taken while any of these is held except through `AnyPool::configure`/`stats`, which
 //! take only that pool's state lock and call no driver.
 //!
@@ -48,6 +49,9 @@ struct Pools {
 }
 
 pub(crate) struct Registry {
+    /// Held for a whole `shutdown`, so a second concurrent call returns only once the first
+    /// has closed everything (first in the lock order).
+    shutting: Mutex<()>,
     drivers: RwLock<FxHashMap<String, Arc<dyn AnyDriver>>>,
     pools: RwLock<Pools>,
     defaults: RwLock<Settings>,
@@ -78,6 +82,7 @@ per_thread! {
 impl Registry {
     fn with_builtin_drivers() -> Registry {
         let registry = Registry {
+            shutting: Mutex::new(()),
             drivers: RwLock::new(FxHashMap::default()),
             pools: RwLock::new(Pools::default()),
             defaults: RwLock::new(Settings::default()),
@@ -305,6 +310,7 @@ impl Registry {
     /// Empties the registry, stops the reaper, then shuts every pool (closing parked
     /// connections and joining primers), outside every registry lock.
     pub(crate) fn shutdown(&self) {
+        let _one_at_a_time = lock(&self.shutting);
         let (pools, reaper) = {
             let mut pools = write(&self.pools);
             self.generation.fetch_add(1, Ordering::AcqRel);

@@ -340,8 +340,13 @@ impl<T: Parkable> KeyCore<T> {
         }))
     }
 
-    /// A reserved connect succeeded: the new connection is in use.
-    pub(crate) fn connected(&self, reservation: Reservation, record: Arc<LeaseRecord>) -> LeaseId {
+    /// A reserved connect succeeded: the new connection is in use. `None` if the pool shut
+    /// meanwhile: the caller closes it and reports `ShutDown`.
+    pub(crate) fn connected(
+        &self,
+        reservation: Reservation,
+        record: Arc<LeaseRecord>,
+    ) -> Option<LeaseId> {
         self.locked(|s| s.connected(reservation, record))
     }
 

@@ -398,16 +398,21 @@ impl<E> State<E> {
         }
     }
 
-    /// A connect reserved by `acquire`, a permit or `retry` succeeded: count it in use.
+    /// A connect reserved by `acquire`, a permit or `retry` succeeded: count it in use. `None`
+    /// if the pool was shut meanwhile: the caller closes the new connection (room granted
+    /// before a shutdown never opens a connection after it).
     pub(crate) fn connected(
         &mut self,
         reservation: Reservation,
         record: Arc<LeaseRecord>,
-    ) -> LeaseId {
+    ) -> Option<LeaseId> {
         reservation.redeem();
         self.opening -= 1;
+        if self.closed {
+            return None;
+        }
         self.in_use += 1;
-        self.leases.register(record)
+        Some(self.leases.register(record))
     }
 
     /// A reserved connect failed: free its room.

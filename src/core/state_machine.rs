@@ -179,9 +179,16 @@ impl Harness {
                 if let Some(reservation) = pop_random(&mut self.connecting, rng) {
                     if rng.chance(80) {
                         let (id, record) = self.new_connection();
-                        let lease = self.state.connected(reservation, record);
-                        self.leases.insert(id, lease);
-                        self.held.push((id, lease));
+                        match self.state.connected(reservation, record) {
+                            Some(lease) => {
+                                self.leases.insert(id, lease);
+                                self.held.push((id, lease));
+                            }
+                            None => {
+                                assert!(self.shut, "a connect refused by an open pool");
+                                self.closed.insert(id);
+                            }
+                        }
                     } else {
                         self.state.connect_failed(reservation, "refused".into());
                     }
@@ -465,6 +472,21 @@ fn random_sequences_keep_every_invariant() {
 
 // ---- The races the state machine exists for, as fixed scenarios --------------------------
 
+/// Connections 1..=`count`, connected and in use.
+fn connect(state: &mut State<Id>, count: Id, now: Tick) -> Vec<(Id, LeaseId)> {
+    let held = (1..=count)
+        .map(|id| {
+            let Acquire::Connect(reservation) = state.acquire(now) else {
+                panic!("room for {count}");
+            };
+            let lease = state.connected(reservation, Arc::default());
+            (id, lease.expect("the pool is open"))
+        })
+        .collect();
+    state.settle();
+    held
+}
+
 fn two_in_use() -> (State<Id>, Tick, Vec<(Id, LeaseId)>) {
     let settings = Settings {
         max_open: 2,
@@ -472,14 +494,7 @@ fn two_in_use() -> (State<Id>, Tick, Vec<(Id, LeaseId)>) {
     };
     let mut state = State::new(settings, true);
     let now = Tick::from_nanos(1_000_000_000);
-    let mut held = Vec::new();
-    for id in 1..=2 {
-        let Acquire::Connect(reservation) = state.acquire(now) else {
-            panic!("room for two");
-        };
-        held.push((id, state.connected(reservation, Arc::default())));
-    }
-    state.settle();
+    let held = connect(&mut state, 2, now);
     (state, now, held)
 }
 
@@ -534,13 +549,7 @@ fn every_slot_freed_by_expiry_reaches_a_waiter() {
     };
     let mut state: State<Id> = State::new(settings, true);
     let now = Tick::from_nanos(1_000_000_000);
-    let mut leases = Vec::new();
-    for id in 1..=3 {
-        let Acquire::Connect(reservation) = state.acquire(now) else {
-            panic!("room");
-        };
-        leases.push((id, state.connected(reservation, Arc::default())));
-    }
+    let mut leases = connect(&mut state, 3, now);
     for (id, lease) in leases.drain(..2) {
         let _ = state.release(id, lease, now);
     }

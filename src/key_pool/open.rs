@@ -100,8 +100,14 @@ impl<D: Driver> KeyPool<D> {
             Ok(conn) => {
                 let entry = Entry::attached(conn);
                 let record = Arc::clone(&entry.record);
-                let lease = self.core.connected(reservation, record);
-                Ok(self.lease_out(entry, lease, Tick::now(), at))
+                match self.core.connected(reservation, record) {
+                    Some(lease) => Ok(self.lease_out(entry, lease, Tick::now(), at)),
+                    None => {
+                        guard::close(entry);
+                        self.core.count_closed(false);
+                        Err(Error::ShutDown)
+                    }
+                }
             }
             Err(source) => {
                 self.core.connect_failed(reservation, source.to_string());

@@ -17,7 +17,7 @@
 //! prints a schedule that `shuttle::replay` reproduces. See ARCHITECTURE.md, "Proving it".
 
 use std::any::Any;
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +30,8 @@ use shuttle::thread;
 /// Live connections as the "server" counts them, and the most ever live at once.
 #[derive(Default)]
 struct Server {
+    /// Set by a test once its `shutdown` returned.
+    shut: AtomicBool,
     live: AtomicUsize,
     peak: AtomicUsize,
     next: AtomicUsize,
@@ -40,6 +42,8 @@ struct ModelDriver(Arc<Server>);
 struct ModelConn {
     server: Arc<Server>,
     broken: bool,
+    /// Its connect finished after a `shutdown` of its pool had returned.
+    opened_after_shutdown: bool,
 }
 
 impl Drop for ModelConn {
@@ -67,6 +71,7 @@ impl Driver for ModelDriver {
         Ok(ModelConn {
             server: Arc::clone(server),
             broken: false,
+            opened_after_shutdown: server.shut.load(SeqCst),
         })
     }
 
@@ -190,40 +195,44 @@ fn worker(rounds: usize, break_it: bool, allow_timeout: bool) {
     }
 }
 
+/// Runs `others` on threads of their own and `here` on this one, joins them all, then checks
+/// the end state (`finish`).
+fn run(server: &Server, max_open: usize, others: Vec<fn()>, here: fn()) {
+    let threads: Vec<_> = others.into_iter().map(thread::spawn).collect();
+    here();
+    for handle in threads {
+        handle.join().expect("a checked thread panicked");
+    }
+    finish(server, max_open);
+}
+
 /// Two or three callers on one or two connections, one of them breaking its connection, with
 /// time passing (hand-off window, validation) and a configure that wakes the reaper.
 #[test]
 fn callers_at_the_limit_are_always_served() {
     check(|| {
-        let max_open = 1;
-        let server = start(max_open, Duration::from_secs(30));
-        let a = thread::spawn(|| worker(2, true, false));
-        let b = thread::spawn(|| worker(2, false, false));
-        worker(1, false, false);
-        a.join().expect("worker a");
-        b.join().expect("worker b");
-        finish(&server, max_open);
+        let server = start(1, Duration::from_secs(30));
+        let others: Vec<fn()> = vec![|| worker(2, true, false), || worker(2, false, false)];
+        run(&server, 1, others, || worker(1, false, false));
     });
 }
 
 #[test]
 fn three_callers_on_two_connections_with_the_reaper_sweeping() {
     check(|| {
-        let max_open = 2;
-        let server = start(max_open, Duration::from_secs(30));
-        let a = thread::spawn(|| worker(2, false, false));
-        let b = thread::spawn(|| worker(2, true, false));
-        let reaper_nudge = thread::spawn(|| {
+        let server = start(2, Duration::from_secs(30));
+        let reaper_nudge: fn() = || {
             model::advance(Duration::from_millis(4));
             // Re-applying settings wakes the reaper: a sweep races the callers.
             pool_model::configure("model", ARGS, settings(2, Duration::from_secs(30)))
                 .expect("configure");
-        });
-        worker(2, false, false);
-        a.join().expect("worker a");
-        b.join().expect("worker b");
-        reaper_nudge.join().expect("nudge");
-        finish(&server, max_open);
+        };
+        let others: Vec<fn()> = vec![
+            || worker(2, false, false),
+            || worker(2, true, false),
+            reaper_nudge,
+        ];
+        run(&server, 2, others, || worker(2, false, false));
     });
 }
 
@@ -231,14 +240,9 @@ fn three_callers_on_two_connections_with_the_reaper_sweeping() {
 #[test]
 fn timeouts_racing_grants_lose_nothing() {
     check(|| {
-        let max_open = 1;
-        let server = start(max_open, Duration::ZERO);
-        let a = thread::spawn(|| worker(2, false, true));
-        let b = thread::spawn(|| worker(2, true, true));
-        worker(2, false, true);
-        a.join().expect("worker a");
-        b.join().expect("worker b");
-        finish(&server, max_open);
+        let server = start(1, Duration::ZERO);
+        let others: Vec<fn()> = vec![|| worker(2, false, true), || worker(2, true, true)];
+        run(&server, 1, others, || worker(2, false, true));
     });
 }
 
@@ -283,5 +287,72 @@ fn shutdown_racing_callers_completes_and_leaves_nothing_open() {
             0,
             "a connection outlived shutdown"
         );
+    });
+}
+
+/// Opens, retrying the model driver's refused connects.
+fn open_retrying() -> pool_model::Conn {
+    loop {
+        match pool_model::open("model", ARGS) {
+            Ok(conn) => return conn,
+            Err(Error::Connect { .. }) => {}
+            Err(error) => panic!("open failed: {error}"),
+        }
+    }
+}
+
+/// A waiter granted room just before a shutdown must not be handed a connection whose connect
+/// finished after the shutdown returned (a connection the shut pool would never close).
+#[test]
+fn room_granted_before_shutdown_opens_nothing_after_it() {
+    check(|| {
+        let server = start(1, Duration::from_secs(30));
+        let mut held = open_retrying();
+        let waiter = thread::spawn(|| match pool_model::open("model", ARGS) {
+            Ok(conn) => {
+                let conn_state = conn.native::<ModelConn>().expect("a model connection");
+                assert!(
+                    !conn_state.opened_after_shutdown,
+                    "open handed out a connection opened after shutdown returned"
+                );
+                drop(conn);
+            }
+            Err(Error::ShutDown | Error::Connect { .. }) => {}
+            Err(error) => panic!("open failed: {error}"),
+        });
+        while pool_model::stats("model", ARGS).map_or(0, |s| s.waiting) == 0 {
+            thread::yield_now();
+        }
+        // Breaking the held connection frees its room: a permit for the waiter.
+        held.execute("BREAK", &[]).expect("execute");
+        drop(held);
+        pool_model::shutdown();
+        server.shut.store(true, SeqCst);
+        waiter.join().expect("waiter");
+        pool_model::shutdown();
+        assert_eq!(
+            server.live.load(SeqCst),
+            0,
+            "a connection outlived shutdown"
+        );
+    });
+}
+
+/// Two concurrent `shutdown` calls both return only once everything is closed.
+#[test]
+fn concurrent_shutdowns_both_complete() {
+    check(|| {
+        let server = start(1, Duration::from_secs(30));
+        open_retrying().release().expect("release");
+        let other = {
+            let server = Arc::clone(&server);
+            thread::spawn(move || {
+                pool_model::shutdown();
+                assert_eq!(server.live.load(SeqCst), 0, "shutdown returned too early");
+            })
+        };
+        pool_model::shutdown();
+        assert_eq!(server.live.load(SeqCst), 0, "shutdown returned too early");
+        other.join().expect("other shutdown");
     });
 }
