@@ -4,7 +4,8 @@ use std::any::Any;
 use std::fmt;
 use std::marker::PhantomData;
 
-use crate::{Connection, DriverError, DriverErrorKind, Error, Rows, Value};
+use crate::error::Error;
+use pool_driver::{Connection, DriverError, DriverErrorKind, Rows, Value};
 
 /// A leased connection as the guard sees it: the attached connection, and the way back to the
 /// pool it came from. Implemented by the pool's entry type for each driver.

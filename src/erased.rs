@@ -1,19 +1,15 @@
 //! Type erasure between the registry (which knows drivers only by name) and the generic
-//! `KeyPool<D>` (which knows the driver's types).
+//! `KeyPool<D>` (which knows the driver's types). Traits only: `key_pool` implements them, so
+//! the registry never depends on `key_pool` and `key_pool` never on the registry.
 
 use std::panic::Location;
-use std::sync::Arc;
-use std::time::Duration;
 
-use crate::clock::Tick;
 use crate::conn::Conn;
 use crate::error::Error;
-use crate::guard::guarded;
-use crate::key_pool::KeyPool;
-use crate::reaper::ReaperWake;
+use crate::reaper::{Reaped, ReaperWake};
 use crate::settings::Settings;
 use crate::stats::Stats;
-use pool_driver::{ConnArgs, Driver, DriverError};
+use pool_driver::{ConnArgs, DriverError};
 
 /// A registered driver, by name.
 pub(crate) trait AnyDriver: Send + Sync {
@@ -33,31 +29,6 @@ pub(crate) trait AnyDriver: Send + Sync {
     ) -> &'static dyn AnyPool;
 }
 
-impl<D: Driver> AnyDriver for Arc<D> {
-    fn name(&self) -> &str {
-        D::name(self)
-    }
-
-    fn parse(&self, args: &str) -> Result<ConnArgs, DriverError> {
-        self.parse_args(args)
-    }
-
-    fn parks(&self) -> bool {
-        guarded("can_detach", || Ok(self.can_detach())).unwrap_or(false)
-    }
-
-    fn new_pool(
-        &self,
-        args: ConnArgs,
-        settings: Settings,
-        parks: bool,
-        explicit: bool,
-        reaper: ReaperWake,
-    ) -> &'static dyn AnyPool {
-        KeyPool::new(Arc::clone(self), args, settings, parks, explicit, reaper)
-    }
-}
-
 /// One key's pool, whatever its driver.
 pub(crate) trait AnyPool: Send + Sync {
     /// Hands out a connection; `at` is the caller's location, for the timeout report.
@@ -65,8 +36,8 @@ pub(crate) trait AnyPool: Send + Sync {
     /// Applies settings; `explicit` marks a per-key configuration, which defaults never override.
     fn configure(&self, settings: Settings, explicit: bool);
     fn stats(&self) -> Stats;
-    /// Sweeps if due (or asked to), and says how long until it is due again.
-    fn reap(&'static self, now: Tick) -> Duration;
+    /// The same pool as the reaper sees it.
+    fn reaped(&'static self) -> &'static dyn Reaped;
     /// Closes parked connections, fails waiters, stops the primer.
     fn shutdown(&self);
     /// Whether `shutdown` ran (for the model checker's registry invariant).

@@ -8,7 +8,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::DriverError;
+use pool_driver::DriverError;
 
 /// Everything `pool` can report.
 #[derive(Debug)]

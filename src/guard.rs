@@ -8,7 +8,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crate::{DriverError, DriverErrorKind};
+use pool_driver::{DriverError, DriverErrorKind};
 
 /// Runs a driver call, turning a panic inside the driver into a `Broken` error.
 pub(crate) fn guarded<T>(

@@ -13,12 +13,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Tick;
-use crate::erased::AnyPool;
 use crate::sync::{spawn, sync_channel, thread::JoinHandle, AtomicBool, Ordering};
 use crate::sync::{Receiver, RecvTimeoutError, SyncSender};
 
 /// Longest sleep when no pool exists yet.
 const IDLE_SLEEP: Duration = Duration::from_secs(60);
+
+/// What the reaper needs from a pool.
+pub(crate) trait Reaped: Send + Sync {
+    /// Sweeps if due (or asked to), and says how long until it is due again.
+    fn reap(&'static self, now: Tick) -> Duration;
+}
 
 /// What pools keep to wake the reaper.
 #[derive(Clone)]
@@ -40,7 +45,7 @@ pub(crate) struct Reaper {
 
 impl Reaper {
     /// Starts the reaper over the pools `pools` lists.
-    pub(crate) fn start(pools: fn() -> Vec<&'static dyn AnyPool>) -> Reaper {
+    pub(crate) fn start(pools: fn() -> Vec<&'static dyn Reaped>) -> Reaper {
         let (tx, rx) = sync_channel(1);
         let stop = Arc::new(AtomicBool::new(false));
         let stop_flag = Arc::clone(&stop);
@@ -73,7 +78,7 @@ impl Reaper {
     }
 }
 
-fn run(pools: fn() -> Vec<&'static dyn AnyPool>, wake: Receiver<()>, stop: Arc<AtomicBool>) {
+fn run(pools: fn() -> Vec<&'static dyn Reaped>, wake: Receiver<()>, stop: Arc<AtomicBool>) {
     loop {
         if stop.load(Ordering::Acquire) {
             return;

@@ -28,7 +28,7 @@ use rustc_hash::FxHashMap;
 
 use crate::erased::{AnyDriver, AnyPool};
 use crate::error::Error;
-use crate::reaper::{Reaper, ReaperWake};
+use crate::reaper::{Reaped, Reaper, ReaperWake};
 use crate::settings::Settings;
 use crate::sync::{lock, per_thread, process_global, read, write};
 use crate::sync::{AtomicU64, Mutex, Ordering, RwLock};
@@ -66,6 +66,15 @@ process_global! {
 
 pub(crate) fn registry() -> &'static Registry {
     &REGISTRY
+}
+
+/// Every pool, as the reaper sees it.
+fn reaped_pools() -> Vec<&'static dyn Reaped> {
+    registry()
+        .all_pools()
+        .into_iter()
+        .map(|pool| pool.reaped())
+        .collect()
 }
 
 struct Cached {
@@ -239,7 +248,7 @@ impl Registry {
     fn reaper_wake(&self) -> ReaperWake {
         let mut reaper = lock(&self.reaper);
         reaper
-            .get_or_insert_with(|| Reaper::start(|| registry().all_pools()))
+            .get_or_insert_with(|| Reaper::start(reaped_pools))
             .wake_handle()
     }
 

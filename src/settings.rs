@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::ResetMode;
+use pool_driver::ResetMode;
 
 /// How one pool (one driver + connection arguments) behaves.
 ///

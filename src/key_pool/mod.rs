@@ -19,10 +19,11 @@ use std::time::Duration;
 use crate::clock::Tick;
 use crate::conn::Conn;
 use crate::core::KeyCore;
-use crate::erased::AnyPool;
+use crate::erased::{AnyDriver, AnyPool};
 use crate::error::Error;
+use crate::guard::guarded;
 use crate::primer::{Primed, Primer};
-use crate::reaper::ReaperWake;
+use crate::reaper::{Reaped, ReaperWake};
 use crate::settings::Settings;
 use crate::stats::Stats;
 use crate::sync::{lock, AtomicBool, Mutex, Ordering};
@@ -110,6 +111,46 @@ impl<D: Driver> Primed for KeyPool<D> {
     }
 }
 
+impl<D: Driver> AnyDriver for Arc<D> {
+    fn name(&self) -> &str {
+        D::name(self)
+    }
+
+    fn parse(&self, args: &str) -> Result<ConnArgs, DriverError> {
+        self.parse_args(args)
+    }
+
+    fn parks(&self) -> bool {
+        guarded("can_detach", || Ok(self.can_detach())).unwrap_or(false)
+    }
+
+    fn new_pool(
+        &self,
+        args: ConnArgs,
+        settings: Settings,
+        parks: bool,
+        explicit: bool,
+        reaper: ReaperWake,
+    ) -> &'static dyn AnyPool {
+        KeyPool::new(Arc::clone(self), args, settings, parks, explicit, reaper)
+    }
+}
+
+impl<D: Driver> Reaped for KeyPool<D> {
+    fn reap(&'static self, now: Tick) -> Duration {
+        let forced = self.sweep_requested.swap(false, Ordering::AcqRel);
+        let interval = self.core.setting(|s| s.reap_interval);
+        let mut next = lock(&self.next_reap);
+        if !forced && now < *next {
+            return next.since(now).min(interval);
+        }
+        *next = now + interval;
+        drop(next);
+        self.sweep();
+        interval
+    }
+}
+
 impl<D: Driver> AnyPool for KeyPool<D> {
     fn open(&'static self, at: &'static Location<'static>) -> Result<Conn, Error> {
         self.open_conn(at)
@@ -140,17 +181,8 @@ impl<D: Driver> AnyPool for KeyPool<D> {
         stats
     }
 
-    fn reap(&'static self, now: Tick) -> Duration {
-        let forced = self.sweep_requested.swap(false, Ordering::AcqRel);
-        let interval = self.core.setting(|s| s.reap_interval);
-        let mut next = lock(&self.next_reap);
-        if !forced && now < *next {
-            return next.since(now).min(interval);
-        }
-        *next = now + interval;
-        drop(next);
-        self.sweep();
-        interval
+    fn reaped(&'static self) -> &'static dyn Reaped {
+        self
     }
 
     #[cfg(pool_model)]
@@ -172,7 +204,7 @@ mod tests {
 
     use super::*;
     use crate::reaper::Reaper;
-    use crate::{Connection, ResetMode, Rows, Value};
+    use pool_driver::{Connection, ResetMode, Rows, Value};
 
     /// The smallest driver: connections are numbers.
     struct Numbers;
