@@ -16,7 +16,8 @@ pub struct Stats {
     pub idle: usize,
     /// Connections held by callers.
     pub in_use: usize,
-    /// Connects in flight, plus parked connections the reaper is checking.
+    /// Connects in flight, plus parked connections the reaper is checking or closing (they
+    /// count against `max_open` until they are gone).
     pub opening: usize,
     /// Callers waiting at the limit.
     pub waiting: usize,
