@@ -110,3 +110,24 @@ fn reaper_checks_one_at_a_time_and_leaves_the_rest_usable(db: Arc<FakeDb>) {
     db.check_gate.open();
     wait_until("the checked one is back", SOON, || stats(&db).idle == 3);
 }
+
+/// Settings changed on a pool that already exists take effect at once, not after the old
+/// `reap_interval` (an hour here).
+#[rstest]
+fn a_new_reap_schedule_applies_to_an_existing_pool(db: Arc<FakeDb>) {
+    configure(&db, quiet());
+    let conns: Vec<_> = (0..4).map(|_| open(&db)).collect();
+    drop(conns);
+    assert_eq!(stats(&db).idle, 4);
+    configure(
+        &db,
+        Settings {
+            idle_timeout: Duration::from_millis(20),
+            reap_interval: Duration::from_millis(10),
+            ..quiet()
+        },
+    );
+    wait_until("the spike is reaped under the new settings", SOON, || {
+        stats(&db).idle == 1
+    });
+}

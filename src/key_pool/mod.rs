@@ -163,6 +163,10 @@ impl<D: Driver> AnyPool for KeyPool<D> {
             return;
         }
         self.core.reconfigure(settings);
+        // The reaper's schedule follows the new settings now, not after the old interval: the
+        // registry wakes the reaper after every configure, and this makes it sweep this pool
+        // (which sets the next sweep from the new `reap_interval`).
+        self.sweep_requested.store(true, Ordering::Release);
     }
 
     fn stats(&self) -> Stats {

@@ -171,19 +171,29 @@ fn push_quoted(out: &mut String, value: &str) {
 fn parse_key_values(text: &str) -> Result<ConnArgs, DriverError> {
     let mut args = ConnArgs::default();
     let mut chars = text.chars().peekable();
+    // The last key that was followed by `=`: a malformed word is named by its position after
+    // it, never by its text, which may be a fragment of a value (a password with a space).
+    let mut previous: Option<String> = None;
+    let mut position = 0;
     loop {
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
         if chars.peek().is_none() {
             return Ok(args);
         }
+        position += 1;
         let mut key = String::new();
         while let Some(c) = chars.next_if(|c| !c.is_whitespace() && *c != '=') {
             key.push(c);
         }
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
         if chars.next() != Some('=') {
+            let after = match &previous {
+                Some(previous) => format!(", right after the value of `{previous}`"),
+                None => String::new(),
+            };
             return Err(invalid(format!(
-                "connection argument `{key}` has no `=value`: expected `key=value` pairs or a URL"
+                "connection argument {position}{after} is not a `key=value` pair; a value \
+                 with spaces must be quoted ('like this'); expected `key=value` pairs or a URL"
             )));
         }
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
@@ -215,6 +225,7 @@ fn parse_key_values(text: &str) -> Result<ConnArgs, DriverError> {
             return Err(invalid("a connection argument has an empty key"));
         }
         args.set(&key, value);
+        previous = Some(key);
     }
 }
 
@@ -361,6 +372,20 @@ mod tests {
         assert_eq!(a.get("host"), Some("/run/pg"));
         let b = ConnArgs::parse("mysql://u@[::1]:3307/db").unwrap();
         assert_eq!((b.get("host"), b.get("port")), (Some("::1"), Some("3307")));
+    }
+
+    #[test]
+    fn a_malformed_argument_is_named_by_position_never_by_its_text() {
+        let error = ConnArgs::parse("host=db password=Zebra Stripes-Secret-91 user=app")
+            .expect_err("an unquoted space splits the value");
+        let message = error.message();
+        for fragment in ["Zebra", "Stripes", "Secret", "91"] {
+            assert!(!message.contains(fragment), "{message}");
+        }
+        assert!(message.contains("argument 3"), "{message}");
+        assert!(message.contains("`password`"), "{message}");
+        let first = ConnArgs::parse("oops").expect_err("no =");
+        assert!(!first.message().contains("oops"), "{}", first.message());
     }
 
     #[test]
