@@ -96,7 +96,14 @@ impl Conn {
     }
 
     /// Rolls back, resets and parks the connection for the next `open` on any thread.
-    /// An error means the reset failed and the connection was closed instead; nothing leaks.
+    ///
+    /// `Ok` also when the pool closes the connection for a reason that is not the caller's
+    /// failure: it broke, its holder panicked, the pool is shut down, or its session holds state
+    /// the driver cannot reset (`Stats::not_reusable`, for example a MariaDB role). Those are
+    /// reported through `tracing` and `Stats`. `Err(Error::Reset)` means the reset itself failed
+    /// (the server went away or timed out mid-reset): the connection was closed, nothing leaked,
+    /// and the work already committed stands, but the database may be unhealthy — a handler may
+    /// log it and still answer its request.
     pub fn release(mut self) -> Result<(), Error> {
         match self.lease.take() {
             Some(lease) => lease.release(),

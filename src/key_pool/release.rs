@@ -9,7 +9,8 @@ use crate::clock::Tick;
 use crate::error::Error;
 use crate::guard::{self, guarded};
 use crate::held;
-use pool_driver::{Connection, Driver, ResetMode};
+use crate::stats::Counters;
+use pool_driver::{Connection, Driver, DriverErrorKind, ResetMode};
 
 impl<D: Driver> KeyPool<D> {
     /// `Conn::release`: reset and park, or close.
@@ -46,6 +47,14 @@ impl<D: Driver> KeyPool<D> {
                 entry.parked_at = Tick::now();
                 self.core.park(entry);
                 tracing::trace!(pool = %self.label(), "parked a connection");
+                Ok(())
+            }
+            Err(error) if error.kind() == DriverErrorKind::NotReusable => {
+                // The session holds state the driver cannot reset: closed, and not the
+                // caller's failure (their work is done; the next user gets a fresh session).
+                Counters::bump(&self.core.counters.not_reusable);
+                tracing::info!(pool = %self.label(), reason = %self.scrub(error), "closed a connection whose session cannot be reset");
+                self.core.discard(lease, false, None);
                 Ok(())
             }
             Err(error) => {

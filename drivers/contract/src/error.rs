@@ -17,6 +17,10 @@ pub enum DriverErrorKind {
     Broken,
     /// The driver cannot do what was asked (for example detach).
     Unsupported,
+    /// From `detach`: the connection works, but holds session state the driver cannot reset
+    /// (for example a MariaDB role after `SET ROLE`). The pool closes it instead of parking it;
+    /// the caller's work is not affected, so `release` still succeeds.
+    NotReusable,
 }
 
 /// An error from a driver. The message must never contain a password: drivers build it from

@@ -93,6 +93,9 @@ impl Driver for MysqlDriver {
                     "mysql: reset on release failed; the connection will be closed"
                 );
                 conn.mark_broken();
+                if e.kind() == DriverErrorKind::NotReusable {
+                    return Err(e);
+                }
                 let broken = DriverError::new(DriverErrorKind::Broken, e.message());
                 Err(match e.code() {
                     Some(code) => broken.with_code(code),
@@ -150,7 +153,7 @@ fn full_reset(conn: &mut MyConn, bound: Duration) -> Result<(), DriverError> {
     // MariaDB says NULL when no role is active, MySQL 8 says `NONE`.
     if let Some(Some(role)) = role.filter(|r| r.as_deref() != Some("NONE")) {
         return Err(DriverError::new(
-            DriverErrorKind::Broken,
+            DriverErrorKind::NotReusable,
             format!(
                 "role `{role}` is still active after the session reset (MariaDB keeps SET ROLE \
                  across COM_RESET_CONNECTION and COM_CHANGE_USER); the connection is not reused"

@@ -355,7 +355,7 @@ fn full_detach_refuses_a_session_with_a_role() {
     let err = driver
         .detach(conn, ResetMode::Full)
         .expect_err("role survives reset");
-    assert_eq!(err.kind(), DriverErrorKind::Broken);
+    assert_eq!(err.kind(), DriverErrorKind::NotReusable);
     assert!(err.message().contains("pool_probe_role"), "{err}");
 
     let mut conn = connect();
