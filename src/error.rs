@@ -57,6 +57,16 @@ pub enum Error {
         /// The pool's limit.
         max_open: usize,
     },
+    /// `open` at the limit found `max_waiting` callers already waiting: it fails at once instead
+    /// of queueing (load shedding). Answer 503 and let the client retry later.
+    TooManyWaiting {
+        /// Which pool, redacted.
+        pool: String,
+        /// Callers waiting when this one was refused.
+        waiting: usize,
+        /// The pool's `max_waiting`.
+        max_waiting: usize,
+    },
     /// A statement failed; the connection may still be usable unless the driver marked it broken.
     Query(DriverError),
     /// `release` could not reset the connection; it was closed instead of parked.
@@ -103,9 +113,12 @@ pub struct TimeoutDetail {
 }
 
 impl Error {
-    /// True for errors worth retrying later: timeouts and connect failures.
+    /// True for errors worth retrying later: timeouts, connect failures and load shedding.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Timeout(_) | Error::Connect { .. })
+        matches!(
+            self,
+            Error::Timeout(_) | Error::Connect { .. } | Error::TooManyWaiting { .. }
+        )
     }
 }
 
@@ -173,6 +186,16 @@ impl fmt::Display for Error {
                 "this thread already holds {held_by_this_thread} of the {max_open} connections \
                  allowed ({pool}) and asked for another: waiting would never end. Release a \
                  connection first, or raise max_open"
+            ),
+            Error::TooManyWaiting {
+                pool,
+                waiting,
+                max_waiting,
+            } => write!(
+                f,
+                "too many callers waiting for a connection ({pool}): {waiting} already wait and \
+                 max_waiting is {max_waiting}; shed this request (503) and retry later, or raise \
+                 max_open or max_waiting"
             ),
             Error::Query(e) => write!(f, "query failed: {e}"),
             Error::Reset { pool, source } => write!(

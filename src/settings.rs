@@ -31,6 +31,10 @@ pub struct Settings {
     /// What `release` resets. Default [`ResetMode::Full`]; use `RollbackOnly` behind a
     /// transaction-mode PgBouncer.
     pub reset_mode: ResetMode,
+    /// Most callers that may wait at the limit at once; one more fails at once with
+    /// [`crate::Error::TooManyWaiting`] instead of queueing (load shedding). Default `None`:
+    /// no bound (each waiter is still bounded by `acquire_timeout`).
+    pub max_waiting: Option<usize>,
     /// Longest pause between two failed primer attempts (the pause doubles from 50 ms up to
     /// this, with jitter). Default 10 s.
     pub primer_backoff_max: Duration,
@@ -47,6 +51,7 @@ impl Default for Settings {
             connect_timeout: Duration::from_secs(10),
             check_timeout: Duration::from_secs(5),
             reset_mode: ResetMode::Full,
+            max_waiting: None,
             primer_backoff_max: Duration::from_secs(10),
         }
     }

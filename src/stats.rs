@@ -40,6 +40,8 @@ pub struct Stats {
     pub waits: u64,
     /// `open` calls that gave up with `Error::Timeout`.
     pub timeouts: u64,
+    /// `open` calls refused with `Error::TooManyWaiting` (load shedding).
+    pub shed: u64,
     /// Total time spent waiting at the limit.
     pub total_wait: Duration,
 }
@@ -56,6 +58,7 @@ pub(crate) struct Counters {
     pub(crate) connect_failures: AtomicU64,
     pub(crate) waits: AtomicU64,
     pub(crate) timeouts: AtomicU64,
+    pub(crate) shed: AtomicU64,
     pub(crate) wait_nanos: AtomicU64,
 }
 
@@ -78,6 +81,7 @@ impl Counters {
         stats.connect_failures = self.connect_failures.load(Relaxed);
         stats.waits = self.waits.load(Relaxed);
         stats.timeouts = self.timeouts.load(Relaxed);
+        stats.shed = self.shed.load(Relaxed);
         stats.total_wait = Duration::from_nanos(self.wait_nanos.load(Relaxed));
     }
 }

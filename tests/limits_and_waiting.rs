@@ -298,3 +298,46 @@ fn a_closing_connection_keeps_its_room_until_it_is_gone(db: Arc<FakeDb>) {
         db.peak.load(SeqCst)
     );
 }
+
+/// Load shedding: with `max_waiting` callers already queued, one more fails at once with a
+/// distinct error instead of queueing; the queued ones are still served.
+#[rstest]
+fn beyond_max_waiting_open_fails_at_once(db: Arc<FakeDb>) {
+    configure(
+        &db,
+        Settings {
+            max_open: 1,
+            max_waiting: Some(1),
+            acquire_timeout: Duration::from_secs(5),
+            ..quiet()
+        },
+    );
+    // The holder is another thread: this one, holding nothing, must be shed, not refused
+    // with `WouldDeadlock`.
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let holder = {
+        let args = args(&db);
+        thread::spawn(move || {
+            let conn = pool::open("fake", &args).unwrap();
+            released.recv().unwrap();
+            conn.release().unwrap();
+        })
+    };
+    wait_until("the connection is held", SOON, || stats(&db).in_use == 1);
+    let queued = {
+        let args = args(&db);
+        thread::spawn(move || pool::open("fake", &args).map(|c| c.release()))
+    };
+    wait_until("one caller waits", SOON, || stats(&db).waiting == 1);
+    match pool::open("fake", &args(&db)) {
+        Err(error @ Error::TooManyWaiting { .. }) => {
+            assert!(error.is_transient());
+            assert!(error.to_string().contains("max_waiting is 1"), "{error}");
+        }
+        other => panic!("expected TooManyWaiting, got {other:?}"),
+    }
+    assert_eq!(stats(&db).shed, 1);
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    queued.join().unwrap().unwrap().unwrap();
+}

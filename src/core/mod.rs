@@ -266,6 +266,16 @@ impl<T: Parkable> KeyCore<T> {
                 max_open,
             });
         }
+        if let Some(waiting) = state.queue_full() {
+            let max_waiting = state.settings.max_waiting.unwrap_or(waiting);
+            self.unlock(state);
+            Counters::bump(&self.counters.shed);
+            return Err(Error::TooManyWaiting {
+                pool: self.label.clone(),
+                waiting,
+                max_waiting,
+            });
+        }
         // The deadline is computed (saturating) before the waiter is queued: nothing between
         // queueing and waiting can fail and leave a ghost waiter behind.
         let timeout = state.settings.acquire_timeout;

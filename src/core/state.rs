@@ -287,6 +287,16 @@ impl<E> State<E> {
             && self.closing == 0
     }
 
+    /// Whether one more caller may queue, or `max_waiting` callers already wait (the caller is
+    /// then refused at once: load shedding). Returns the number waiting when refused.
+    pub(crate) fn queue_full(&self) -> Option<usize> {
+        let waiting = self.waiters.len();
+        self.settings
+            .max_waiting
+            .filter(|max| waiting >= *max)
+            .map(|_| waiting)
+    }
+
     /// Applies new settings; `settle` gives waiters any room a larger limit made.
     pub(crate) fn reconfigure(&mut self, settings: Settings) {
         self.settings = settings;

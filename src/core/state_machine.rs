@@ -122,6 +122,12 @@ impl Harness {
             Acquire::Wait => {
                 if self.state.would_deadlock(held_by_caller) {
                     self.assert_true_deadlock(held_by_caller);
+                } else if let Some(waiting) = self.state.queue_full() {
+                    let max = self.state.settings.max_waiting;
+                    assert!(
+                        max.is_some_and(|max| waiting >= max),
+                        "shed below max_waiting"
+                    );
                 } else {
                     let waiter = Arc::new(Waiter::new(self.now));
                     self.state.enqueue(Arc::clone(&waiter));
@@ -307,6 +313,7 @@ impl Harness {
             15 => {
                 let settings = Settings {
                     max_open: 1 + rng.below(4),
+                    max_waiting: rng.chance(30).then(|| rng.below(3)),
                     ..self.state.settings.clone()
                 };
                 self.state.reconfigure(settings);
