@@ -31,6 +31,13 @@ pub struct Settings {
     /// What `release` resets. Default [`ResetMode::Full`]; use `RollbackOnly` behind a
     /// transaction-mode PgBouncer.
     pub reset_mode: ResetMode,
+    /// A connection older than this is closed instead of being parked again (on release, by
+    /// the reaper while parked, or when `open` finds it parked), never while in use, and
+    /// replaced by the primer: credentials, server-side memory and load-balancer targets get
+    /// rotated. Each connection's lifetime is shortened by up to 5 % at random, so connections
+    /// opened together do not all expire together. Default 30 min; `None` keeps connections
+    /// for as long as they work.
+    pub max_lifetime: Option<Duration>,
     /// Most callers that may wait at the limit at once; one more fails at once with
     /// [`crate::Error::TooManyWaiting`] instead of queueing (load shedding). Default `None`:
     /// no bound (each waiter is still bounded by `acquire_timeout`).
@@ -52,6 +59,7 @@ impl Default for Settings {
             check_timeout: Duration::from_secs(5),
             reset_mode: ResetMode::Full,
             max_waiting: None,
+            max_lifetime: Some(Duration::from_secs(30 * 60)),
             primer_backoff_max: Duration::from_secs(10),
         }
     }

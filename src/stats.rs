@@ -31,6 +31,8 @@ pub struct Stats {
     pub reaped_idle: u64,
     /// Connections closed because they were found dead or broken.
     pub dropped_dead: u64,
+    /// Connections closed because they reached `max_lifetime` (rotated).
+    pub rotated: u64,
     /// Connections closed on release because they held session state their driver cannot
     /// reset (for example a MariaDB role after `SET ROLE`); `release` still returns `Ok`.
     pub not_reusable: u64,
@@ -55,6 +57,7 @@ pub(crate) struct Counters {
     pub(crate) reaped_idle: AtomicU64,
     pub(crate) dropped_dead: AtomicU64,
     pub(crate) not_reusable: AtomicU64,
+    pub(crate) rotated: AtomicU64,
     pub(crate) connect_failures: AtomicU64,
     pub(crate) waits: AtomicU64,
     pub(crate) timeouts: AtomicU64,
@@ -78,6 +81,7 @@ impl Counters {
         stats.reaped_idle = self.reaped_idle.load(Relaxed);
         stats.dropped_dead = self.dropped_dead.load(Relaxed);
         stats.not_reusable = self.not_reusable.load(Relaxed);
+        stats.rotated = self.rotated.load(Relaxed);
         stats.connect_failures = self.connect_failures.load(Relaxed);
         stats.waits = self.waits.load(Relaxed);
         stats.timeouts = self.timeouts.load(Relaxed);

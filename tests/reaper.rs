@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::engine::{configure, db, open};
+use common::engine::{configure, db, id, open};
 use common::fake::{args, quiet, stats, FakeConn, FakeDb};
 use common::{wait_until, SOON};
 use pool::Settings;
@@ -130,4 +130,46 @@ fn a_new_reap_schedule_applies_to_an_existing_pool(db: Arc<FakeDb>) {
     wait_until("the spike is reaped under the new settings", SOON, || {
         stats(&db).idle == 1
     });
+}
+
+/// `max_lifetime`: a connection is never closed while in use; past its lifetime it is closed on
+/// release, a parked one is rotated out by the reaper, and each is replaced by the primer so
+/// the pool does not drop to zero.
+#[rstest]
+fn connections_past_max_lifetime_are_rotated_never_while_in_use(db: Arc<FakeDb>) {
+    configure(
+        &db,
+        Settings {
+            max_lifetime: Some(Duration::from_millis(40)),
+            reap_interval: Duration::from_millis(10),
+            ..quiet()
+        },
+    );
+    let held = open(&db);
+    let first = id(&held);
+    // Time passes beyond the lifetime while the reaper sweeps every 10 ms.
+    std::thread::sleep(Duration::from_millis(80));
+    assert_eq!(db.live(), 1, "never closed while in use");
+    assert_eq!(stats(&db).rotated, 0);
+    held.release().unwrap();
+    wait_until("it was rotated on release and replaced", SOON, || {
+        let s = stats(&db);
+        s.rotated == 1 && s.idle == 1
+    });
+    let replacement = open(&db);
+    let second = id(&replacement);
+    assert_ne!(second, first);
+    replacement.release().unwrap();
+    // Parked, it ages out too: the reaper rotates it and the primer parks a new one.
+    wait_until(
+        "the parked one is rotated by the reaper and replaced",
+        SOON,
+        || {
+            let s = stats(&db);
+            s.rotated >= 2 && s.idle == 1
+        },
+    );
+    let latest = open(&db);
+    assert_ne!(id(&latest), second);
+    assert!(db.peak.load(SeqCst) <= 2, "peak {}", db.peak.load(SeqCst));
 }

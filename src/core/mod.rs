@@ -102,6 +102,8 @@ pub(crate) struct KeyCore<T> {
     validate_after: AtomicU64,
     /// Mirror of `settings.reset_mode == RollbackOnly`.
     rollback_only: AtomicBool,
+    /// Mirror of `settings.max_lifetime` in nanoseconds (`u64::MAX`: none).
+    max_lifetime: AtomicU64,
     pub(crate) counters: Counters,
 }
 
@@ -119,6 +121,7 @@ impl<T: Parkable> KeyCore<T> {
             suspect_before: AtomicU64::new(0),
             validate_after: AtomicU64::new(0),
             rollback_only: AtomicBool::new(false),
+            max_lifetime: AtomicU64::new(u64::MAX),
             state: Mutex::new(State::new(settings, parks)),
             counters: Counters::default(),
         };
@@ -161,6 +164,10 @@ impl<T: Parkable> KeyCore<T> {
             &self.rollback_only,
             settings.reset_mode == ResetMode::RollbackOnly,
         );
+        publish_u64(
+            &self.max_lifetime,
+            settings.max_lifetime.map_or(u64::MAX, saturating_nanos),
+        );
         if !state.has_wakes() {
             return;
         }
@@ -185,7 +192,7 @@ impl<T: Parkable> KeyCore<T> {
             }
             let prime = self.stack_empty.load(Ordering::Relaxed)
                 && self.prime_possible.load(Ordering::Relaxed)
-                && self.locked(|s| s.want_prime_after_fast_take());
+                && self.locked(|s| s.want_prime_if_stack_empty());
             return Ok(Got::Parked(self.fast_taken(item, now, prime)));
         }
         let state = lock(&self.state);
@@ -194,16 +201,27 @@ impl<T: Parkable> KeyCore<T> {
 
     /// `open` found the connection it took dead and closed it: decide again for the same
     /// caller, ahead of the queue (see `State::retry_after_dead`).
+    /// `dead` false: it was closed for its age, not found dead.
     pub(crate) fn open_after_dead(
         &self,
         lease: LeaseId,
+        dead: bool,
         attempt: &mut Attempt<'_>,
         now: Tick,
     ) -> Result<Got<T>, Error> {
         Counters::bump(&self.counters.closed);
-        Counters::bump(&self.counters.dropped_dead);
+        Counters::bump(if dead {
+            &self.counters.dropped_dead
+        } else {
+            &self.counters.rotated
+        });
         let state = lock(&self.state);
-        self.decide(state, |s| s.retry_after_dead(lease, now), attempt, now)
+        self.decide(
+            state,
+            |s| s.retry_after_dead(lease, now, dead),
+            attempt,
+            now,
+        )
     }
 
     /// The fast slot's connection as a parked connection taken by `open`.
@@ -412,6 +430,42 @@ impl<T: Parkable> KeyCore<T> {
     #[inline]
     pub(crate) fn rollback_only(&self) -> bool {
         self.rollback_only.load(Ordering::Relaxed)
+    }
+
+    /// `max_lifetime` in nanoseconds (`u64::MAX`: none), without the lock.
+    #[inline]
+    pub(crate) fn max_lifetime_nanos(&self) -> u64 {
+        self.max_lifetime.load(Ordering::Relaxed)
+    }
+
+    /// A connection was closed for its age outside the core (on release): counts it, frees
+    /// its room, and returns whether the primer should replace it (nothing is parked).
+    pub(crate) fn rotated(&self, lease: LeaseId) -> bool {
+        Counters::bump(&self.counters.closed);
+        Counters::bump(&self.counters.rotated);
+        self.locked(|s| {
+            s.discard(lease, None);
+            s.want_prime_if_stack_empty()
+        })
+    }
+
+    /// Closes the parked connections `expired` says are past their lifetime; returns how many,
+    /// and whether the primer should replace them (nothing is parked any more).
+    pub(crate) fn rotate_parked(&self, expired: impl Fn(&T) -> bool) -> (usize, bool) {
+        let taken = self.locked(|s| s.take_expired(|item| expired(item)));
+        let rotated = taken.len();
+        if rotated == 0 {
+            return (0, false);
+        }
+        for item in taken {
+            self.close(item, false);
+            Counters::bump(&self.counters.rotated);
+        }
+        let prime = self.locked(|s| {
+            s.closed(rotated);
+            s.want_prime_if_stack_empty()
+        });
+        (rotated, prime)
     }
 
     /// Whether the pool is shut (a hint for `release`; the state decides under the lock).

@@ -477,9 +477,13 @@ impl<E> State<E> {
     /// suspect every other parked handle, and decide again for the same caller. The room the
     /// dead connection frees is this caller's (it was served before the queued waiters), so it
     /// may take a parked connection or connect even with waiters queued.
-    pub(crate) fn retry_after_dead(&mut self, lease: LeaseId, now: Tick) -> Acquire<E> {
+    /// `dead` false: it was closed for its age (`max_lifetime`), which says nothing about the
+    /// others, so they are not suspected.
+    pub(crate) fn retry_after_dead(&mut self, lease: LeaseId, now: Tick, dead: bool) -> Acquire<E> {
         self.unlease(lease, true);
-        self.suspect_before = now;
+        if dead {
+            self.suspect_before = now;
+        }
         if self.closed {
             return Acquire::Closed;
         }
@@ -544,9 +548,9 @@ impl<E> State<E> {
         true
     }
 
-    /// `open` took the fast slot's connection and the stack is empty: the pool has nothing
-    /// parked, so ask for a primed one (the rule `take_idle` applies to the stack).
-    pub(crate) fn want_prime_after_fast_take(&mut self) -> bool {
+    /// The stack is empty after `open` took the fast slot's connection, or after a connection
+    /// was rotated out: ask for a primed one (the rule `take_idle` applies to the stack).
+    pub(crate) fn want_prime_if_stack_empty(&mut self) -> bool {
         if !self.idle.is_empty() || !self.could_prime() {
             return false;
         }
@@ -574,6 +578,24 @@ impl<E> State<E> {
             expired.push(idle.item);
         }
         expired
+    }
+
+    /// Takes out the parked connections `expired` says are past their lifetime, for closing
+    /// (counted in `closing` until `closed`).
+    pub(crate) fn take_expired(&mut self, expired: impl Fn(&E) -> bool) -> Vec<E> {
+        let mut taken = Vec::new();
+        let mut index = 0;
+        while index < self.idle.len() {
+            if expired(&self.idle[index].item) {
+                let idle = self.idle.remove(index);
+                self.leases.free(idle.lease);
+                self.closing += 1;
+                taken.push(idle.item);
+            } else {
+                index += 1;
+            }
+        }
+        taken
     }
 
     /// `count` connections taken out for closing (`expire_idle`, a dead `check_done`) are

@@ -220,7 +220,7 @@ impl Harness {
             6 => {
                 if let Some((id, lease)) = pop_random(&mut self.held, rng) {
                     self.close_for_good(id);
-                    let acquire = self.state.retry_after_dead(lease, self.now);
+                    let acquire = self.state.retry_after_dead(lease, self.now, rng.chance(70));
                     self.apply(acquire, 0);
                 }
             }
@@ -255,9 +255,15 @@ impl Harness {
                     }
                 }
             }
-            // The reaper expires idle connections; their close finishes later.
+            // The reaper expires idle connections (or rotates old ones: here, odd ids); their
+            // close finishes later.
             10 => {
-                for id in self.state.expire_idle(self.now) {
+                let taken = if rng.chance(70) {
+                    self.state.expire_idle(self.now)
+                } else {
+                    self.state.take_expired(|id| id % 2 == 1)
+                };
+                for id in taken {
                     self.leases.remove(&id);
                     self.closing.push(id);
                 }

@@ -66,6 +66,17 @@ impl<D: Driver> KeyPool<D> {
         if reaped > 0 {
             tracing::info!(pool = %self.label(), reaped, "reaped idle connections");
         }
+        let max_lifetime = self.core.max_lifetime_nanos();
+        let now = Tick::now();
+        let (rotated, prime) = self
+            .core
+            .rotate_parked(|entry| entry.past_lifetime(max_lifetime, now));
+        if rotated > 0 {
+            tracing::info!(pool = %self.label(), rotated, "closed parked connections past max_lifetime");
+        }
+        if prime {
+            self.wake_primer();
+        }
         let sweep_start = Tick::now();
         let timeout = self.core.setting(|s| s.check_timeout);
         while let Some(mut checked) = self.core.take_for_check(sweep_start) {

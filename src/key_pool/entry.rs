@@ -35,17 +35,45 @@ pub(crate) struct Entry<D: Driver> {
     pub(crate) record: Arc<LeaseRecord>,
     /// When it was last released: validation and idle expiry measure from here.
     pub(crate) parked_at: Tick,
+    /// When it was opened: `max_lifetime` measures from here.
+    born: Tick,
+    /// How much earlier than `max_lifetime` this connection retires, in thousandths of it
+    /// (0–50: up to 5 %), so connections opened together do not all expire together.
+    lifetime_cut: u64,
 }
 
 impl<D: Driver> Entry<D> {
     fn new(slot: Slot<D>) -> Box<Self> {
-        Box::new(Self {
+        let born = Tick::now();
+        let mut entry = Box::new(Self {
             slot,
             pool: None,
             lease: 0,
             record: Arc::default(),
             parked_at: Tick::default(),
-        })
+            born,
+            lifetime_cut: 0,
+        });
+        // Spread, not secrecy: the box's address and the clock, mixed (splitmix64's finaliser).
+        // The model checker's schedules must replay, so there only the (virtual) clock counts.
+        #[cfg(not(pool_model))]
+        let mut x = (&*entry as *const Self as u64) ^ born.as_nanos();
+        #[cfg(pool_model)]
+        let mut x = born.as_nanos();
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        entry.lifetime_cut = (x ^ (x >> 31)) % 51;
+        entry
+    }
+
+    /// Whether this connection has outlived `max_lifetime_nanos` (minus its own cut) at `now`.
+    pub(crate) fn past_lifetime(&self, max_lifetime_nanos: u64, now: Tick) -> bool {
+        if max_lifetime_nanos == u64::MAX {
+            return false;
+        }
+        let cut = max_lifetime_nanos / 1000 * self.lifetime_cut;
+        let age = now.since(self.born);
+        u64::try_from(age.as_nanos()).unwrap_or(u64::MAX) > max_lifetime_nanos - cut
     }
 
     pub(crate) fn attached(conn: D::Conn) -> Box<Self> {

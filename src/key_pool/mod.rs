@@ -256,6 +256,27 @@ mod tests {
     }
 
     #[test]
+    fn lifetimes_are_cut_by_up_to_five_percent_and_spread() {
+        // Read before the entries are born: each one's age at `now + d` is at most `d`.
+        let now = Tick::now();
+        let entries: Vec<_> = (0..200)
+            .map(|i| Entry::<Numbers>::parked(Number(i)))
+            .collect();
+        let max = 1_000_000_000_u64; // 1 s
+        let mut retire_at = std::collections::BTreeSet::new();
+        for entry in &entries {
+            // Younger than 95 % of the lifetime: never past it; well past all of it: always.
+            assert!(!entry.past_lifetime(max, now + Duration::from_millis(949)));
+            assert!(entry.past_lifetime(max, now + Duration::from_millis(1010)));
+            assert!(!entry.past_lifetime(u64::MAX, now + Duration::from_secs(3600)));
+            let first_past =
+                (950..=1010).find(|ms| entry.past_lifetime(max, now + Duration::from_millis(*ms)));
+            retire_at.insert(first_past);
+        }
+        assert!(retire_at.len() > 10, "lifetimes spread: {retire_at:?}");
+    }
+
+    #[test]
     fn a_panic_while_holding_the_state_lock_does_not_take_the_pool_down() {
         let reaper = Reaper::start(Vec::new);
         let pool = KeyPool::new(

@@ -29,13 +29,20 @@ impl<D: Driver> KeyPool<D> {
                         self.wake_primer();
                     }
                     let lease = taken.lease;
+                    let now = Tick::now();
+                    if taken
+                        .item
+                        .past_lifetime(self.core.max_lifetime_nanos(), now)
+                    {
+                        guard::close(taken.item);
+                        got = self.core.open_after_dead(lease, false, &mut attempt, now)?;
+                        continue;
+                    }
                     match self.revive(taken.item, taken.validate) {
-                        Some(entry) => return Ok(self.lease_out(entry, lease, Tick::now(), at)),
+                        Some(entry) => return Ok(self.lease_out(entry, lease, now, at)),
                         None => {
                             self.request_sweep();
-                            got = self
-                                .core
-                                .open_after_dead(lease, &mut attempt, Tick::now())?;
+                            got = self.core.open_after_dead(lease, true, &mut attempt, now)?;
                         }
                     }
                 }

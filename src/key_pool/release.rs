@@ -36,6 +36,15 @@ impl<D: Driver> KeyPool<D> {
             }
             return Ok(());
         }
+        let now = Tick::now();
+        if entry.past_lifetime(self.core.max_lifetime_nanos(), now) {
+            guard::close(conn);
+            tracing::debug!(pool = %self.label(), "closed a connection past max_lifetime on release");
+            if self.core.rotated(lease) {
+                self.wake_primer();
+            }
+            return Ok(());
+        }
         let mode = if self.core.rollback_only() {
             ResetMode::RollbackOnly
         } else {
@@ -44,7 +53,9 @@ impl<D: Driver> KeyPool<D> {
         match guarded("detach", || self.driver.detach(conn, mode)) {
             Ok(handle) => {
                 entry.slot = Slot::Parked(handle);
-                entry.parked_at = Tick::now();
+                // Read before the reset: the reset's own time counts as parked, which can only
+                // make validation and idle expiry come a little sooner.
+                entry.parked_at = now;
                 self.core.park(entry);
                 tracing::trace!(pool = %self.label(), "parked a connection");
                 Ok(())

@@ -135,7 +135,7 @@ fn start(max_open: usize, acquire_timeout: Duration) -> Arc<Server> {
 }
 
 /// Small windows, so the moving virtual clock reaches them: hand-off to a starving waiter
-/// (1 ms), validation before hand-out, idle expiry and reaping.
+/// (1 ms), validation before hand-out, idle expiry, rotation and reaping.
 fn settings(max_open: usize, acquire_timeout: Duration) -> Settings {
     Settings {
         max_open,
@@ -143,6 +143,8 @@ fn settings(max_open: usize, acquire_timeout: Duration) -> Settings {
         validate_after: Duration::from_millis(2),
         idle_timeout: Duration::from_millis(3),
         reap_interval: Duration::from_millis(1),
+        // Connections age out too: rotation on release, on open and by the reaper races the rest.
+        max_lifetime: Some(Duration::from_millis(2)),
         ..Settings::default()
     }
 }
