@@ -23,8 +23,12 @@ const BACKOFF_START: Duration = Duration::from_millis(50);
 
 /// What one primer attempt achieved.
 pub(crate) enum PrimeOutcome {
-    /// A connection was parked (or handed to a waiter).
-    Done,
+    /// A connection was parked (or handed to a waiter); `more`: the pool is still below
+    /// `min_idle`, so the primer goes on at once.
+    Done {
+        /// Another one is wanted.
+        more: bool,
+    },
     /// Nothing to do: the pool is at its limit, or cannot park connections.
     NotNeeded,
     /// The connect failed; try again after a pause.
@@ -108,7 +112,8 @@ fn run(pool: &'static dyn Primed, wake: Receiver<()>) {
         loop {
             match pool.prime_once() {
                 PrimeOutcome::Closed => return,
-                PrimeOutcome::Done | PrimeOutcome::NotNeeded => break,
+                PrimeOutcome::Done { more: true } => pause = BACKOFF_START,
+                PrimeOutcome::Done { more: false } | PrimeOutcome::NotNeeded => break,
                 PrimeOutcome::Failed => {
                     let sleep = jitter.spread(pause);
                     tracing::warn!(retry_in = ?sleep, "primer could not connect; backing off");

@@ -38,6 +38,11 @@ pub struct Settings {
     /// opened together do not all expire together. Default 30 min; `None` keeps connections
     /// for as long as they work.
     pub max_lifetime: Option<Duration>,
+    /// The warm floor: the reaper never closes idle connections below this many open, and the
+    /// primer fills the pool up to it (one connection after another) whenever it is below, so
+    /// a quiet service keeps this many parked after a spike. Default 1 (one kept warm); 0 lets
+    /// an idle pool drop to no connection at all. At most `max_open`.
+    pub min_idle: usize,
     /// Most callers that may wait at the limit at once; one more fails at once with
     /// [`crate::Error::TooManyWaiting`] instead of queueing (load shedding). Default `None`:
     /// no bound (each waiter is still bounded by `acquire_timeout`).
@@ -58,6 +63,7 @@ impl Default for Settings {
             connect_timeout: Duration::from_secs(10),
             check_timeout: Duration::from_secs(5),
             reset_mode: ResetMode::Full,
+            min_idle: 1,
             max_waiting: None,
             max_lifetime: Some(Duration::from_secs(30 * 60)),
             primer_backoff_max: Duration::from_secs(10),
@@ -70,6 +76,12 @@ impl Settings {
     pub(crate) fn validate(&self) -> Result<(), String> {
         if self.max_open == 0 {
             return Err("max_open must be at least 1".into());
+        }
+        if self.min_idle > self.max_open {
+            return Err(format!(
+                "min_idle ({}) must not exceed max_open ({})",
+                self.min_idle, self.max_open
+            ));
         }
         for (name, value) in [
             ("reap_interval", self.reap_interval),

@@ -173,3 +173,58 @@ fn connections_past_max_lifetime_are_rotated_never_while_in_use(db: Arc<FakeDb>)
     assert_ne!(id(&latest), second);
     assert!(db.peak.load(SeqCst) <= 2, "peak {}", db.peak.load(SeqCst));
 }
+
+/// `min_idle`: after a spike the reaper shrinks the pool to the warm floor, not below, and a
+/// pool below its floor is filled by the primer, one connection after another.
+#[rstest]
+fn a_warm_floor_of_min_idle_connections_is_kept_and_filled(db: Arc<FakeDb>) {
+    configure(
+        &db,
+        Settings {
+            max_open: 5,
+            min_idle: 3,
+            idle_timeout: Duration::from_millis(20),
+            reap_interval: Duration::from_millis(10),
+            ..quiet()
+        },
+    );
+    let spike: Vec<_> = (0..5).map(|_| open(&db)).collect();
+    drop(spike);
+    wait_until("the spike shrinks to the floor", SOON, || {
+        stats(&db).idle == 3 && db.live() == 3
+    });
+    // Rotate everything away by restarting the server: the reaper finds them dead and the
+    // primer fills the floor again.
+    db.restart();
+    configure(
+        &db,
+        Settings {
+            max_open: 5,
+            min_idle: 3,
+            idle_timeout: Duration::from_millis(20),
+            reap_interval: Duration::from_millis(10),
+            validate_after: Duration::from_millis(1),
+            ..quiet()
+        },
+    );
+    wait_until("the floor is filled with live connections", SOON, || {
+        let s = stats(&db);
+        s.idle == 3 && s.dropped_dead >= 3 && db.live() == 3
+    });
+    assert!(db.peak.load(SeqCst) <= 5, "peak {}", db.peak.load(SeqCst));
+}
+
+#[test]
+fn min_idle_above_max_open_is_refused() {
+    let settings = Settings {
+        max_open: 2,
+        min_idle: 3,
+        ..Settings::default()
+    };
+    match pool::configure("fake", "db=unused_min_idle", settings) {
+        Err(pool::Error::InvalidSettings { message }) => {
+            assert!(message.contains("min_idle"), "{message}")
+        }
+        other => panic!("expected InvalidSettings, got {other:?}"),
+    }
+}

@@ -481,19 +481,20 @@ impl<T: Parkable> KeyCore<T> {
         self.locked(|s| s.prime_begin())
     }
 
-    /// The primer connected and detached `item`. False if the pool shut meanwhile (the
-    /// connection was closed).
+    /// The primer connected and detached `item`. `Some(more)`: parked (or handed to a
+    /// waiter), and `more` says the pool is still below `min_idle`; `None`: the pool shut
+    /// meanwhile and the connection was closed.
     pub(crate) fn prime_done(
         &self,
         reservation: Reservation,
         item: Box<T>,
         record: Arc<LeaseRecord>,
-    ) -> bool {
+    ) -> Option<bool> {
         match self.locked(|s| s.prime_done(reservation, item, record, Tick::now())) {
-            Released::Kept => true,
+            Released::Kept { more } => Some(more),
             Released::Close(item) => {
                 self.close(item, false);
-                false
+                None
             }
         }
     }
@@ -503,10 +504,10 @@ impl<T: Parkable> KeyCore<T> {
         self.locked(|s| s.prime_failed(reservation, error));
     }
 
-    /// `open` took the last parked connection or the reaper emptied the pool: true if the
-    /// primer must be woken (the reaper's rule: the pool has no connection at all).
-    pub(crate) fn want_prime_if_empty(&self) -> bool {
-        self.locked(|s| s.want_prime_if_empty())
+    /// The reaper's rule: true if the pool is below `min_idle` open connections and the
+    /// primer must be woken.
+    pub(crate) fn want_prime_below_floor(&self) -> bool {
+        self.locked(|s| s.want_prime_below_floor())
     }
 
     /// Closes parked connections idle past `idle_timeout` (never the last one); returns how

@@ -92,8 +92,9 @@ pub(crate) enum Retried<E> {
 
 /// Where a released connection went.
 pub(crate) enum Released<E> {
-    /// Onto the stack or straight to the front waiter.
-    Kept,
+    /// Onto the stack or straight to the front waiter; `more`: the primer should add another
+    /// (the pool is below `min_idle`; only from `prime_done`).
+    Kept { more: bool },
     /// The pool is shut down: close it.
     Close(E),
 }
@@ -458,7 +459,7 @@ impl<E> State<E> {
             return Released::Close(item);
         }
         self.park_or_hand(item, lease, now);
-        Released::Kept
+        Released::Kept { more: false }
     }
 
     /// A connection in use was closed (broken, failed reset, panicking holder), or its close
@@ -530,7 +531,10 @@ impl<E> State<E> {
         }
         let lease = self.leases.register(record);
         self.park_or_hand(item, lease, now);
-        Released::Kept
+        // Still below the warm floor: the primer goes on with the next one.
+        Released::Kept {
+            more: self.want_prime_below_floor(),
+        }
     }
 
     /// The primer's connect (or detach) failed; it will try again after a pause.
@@ -538,10 +542,10 @@ impl<E> State<E> {
         self.connect_failed(reservation, error);
     }
 
-    /// Asks for a primed connection if the pool has none at all (the reaper's rule). Returns
-    /// true if the caller must wake the primer.
-    pub(crate) fn want_prime_if_empty(&mut self) -> bool {
-        if self.total() > 0 || !self.could_prime() {
+    /// Asks for a primed connection if the pool is below its warm floor, `min_idle` open
+    /// connections (the reaper's rule). Returns true if the caller must wake the primer.
+    pub(crate) fn want_prime_below_floor(&mut self) -> bool {
+        if self.total() - self.closing >= self.settings.min_idle || !self.could_prime() {
             return false;
         }
         self.prime_pending = true;
@@ -559,14 +563,16 @@ impl<E> State<E> {
     }
 
     /// Takes out parked connections unused for longer than `idle_timeout`, oldest first, for
-    /// closing, but never the last open connection: a quiet service keeps one warm, and what
-    /// is reaped for idleness is never replaced (no churn). They stay counted (`closing`) until
+    /// closing, but never below `min_idle` open connections (and never the last one): a quiet
+    /// service keeps its floor warm, and what is reaped for idleness is never replaced (no
+    /// churn). They stay counted (`closing`) until
     /// `closed` says they are gone.
     pub(crate) fn expire_idle(&mut self, now: Tick) -> Vec<E> {
         let timeout = self.settings.idle_timeout;
         let mut expired = Vec::new();
         // The stack is LIFO, so the oldest parked connections sit at the bottom.
-        while self.total() - self.closing > 1
+        let floor = self.settings.min_idle.max(1);
+        while self.total() - self.closing > floor
             && self
                 .idle
                 .first()

@@ -294,7 +294,7 @@ impl Harness {
             // The primer: asked by the reaper rule, starts, finishes.
             13 => match self.priming.take() {
                 None => {
-                    let _ = self.state.want_prime_if_empty();
+                    let _ = self.state.want_prime_below_floor();
                     if let PrimeStart::Go(reservation) = self.state.prime_begin() {
                         self.priming = Some(reservation);
                     }
@@ -317,9 +317,11 @@ impl Harness {
             14 => self.now = self.now + Duration::from_micros(rng.below(2500) as u64),
             // The limit changes.
             15 => {
+                let max_open = 1 + rng.below(4);
                 let settings = Settings {
-                    max_open: 1 + rng.below(4),
+                    max_open,
                     max_waiting: rng.chance(30).then(|| rng.below(3)),
+                    min_idle: rng.below(3).min(max_open),
                     ..self.state.settings.clone()
                 };
                 self.state.reconfigure(settings);
@@ -591,6 +593,6 @@ fn every_slot_freed_by_expiry_reaches_a_waiter() {
 fn a_pool_that_cannot_park_never_primes() {
     let mut state: State<Id> = State::new(Settings::default(), false);
     assert!(!state.settle().could_prime);
-    assert!(!state.want_prime_if_empty());
+    assert!(!state.want_prime_below_floor());
     assert!(matches!(state.prime_begin(), PrimeStart::NotNeeded));
 }

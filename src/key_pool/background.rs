@@ -35,11 +35,12 @@ impl<D: Driver> KeyPool<D> {
             Ok(handle) => {
                 let item = Entry::parked(handle);
                 let record = Arc::clone(&item.record);
-                if self.core.prime_done(reservation, item, record) {
-                    tracing::debug!(pool = %self.label(), "primer parked a fresh connection");
-                    PrimeOutcome::Done
-                } else {
-                    PrimeOutcome::Closed
+                match self.core.prime_done(reservation, item, record) {
+                    Some(more) => {
+                        tracing::debug!(pool = %self.label(), "primer parked a fresh connection");
+                        PrimeOutcome::Done { more }
+                    }
+                    None => PrimeOutcome::Closed,
                 }
             }
             Err(error) => {
@@ -92,7 +93,7 @@ impl<D: Driver> KeyPool<D> {
             }
             self.core.check_done(checked, alive);
         }
-        if self.core.want_prime_if_empty() {
+        if self.core.want_prime_below_floor() {
             self.wake_primer();
         }
     }
