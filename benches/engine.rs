@@ -54,6 +54,22 @@ fn uncontended(c: &mut Criterion) {
             conn.release().expect("release");
         })
     });
+    // Leak detection on: every open captures a backtrace (what the setting costs).
+    pool::configure(
+        "noop",
+        "bench=uncontended-leak-detection",
+        Settings {
+            leak_threshold: Some(Duration::from_secs(60)),
+            ..Settings::default()
+        },
+    )
+    .expect("configure");
+    group.bench_function("pool open+release, leak detection on", |b| {
+        b.iter(|| {
+            let conn = pool::open("noop", "bench=uncontended-leak-detection").expect("open");
+            conn.release().expect("release");
+        })
+    });
     let r2d2 = r2d2_pool(10);
     group.bench_function("r2d2 get+drop", |b| {
         b.iter(|| drop(r2d2.get().expect("get")))

@@ -43,6 +43,11 @@ pub struct Settings {
     /// a quiet service keeps this many parked after a spike. Default 1 (one kept warm); 0 lets
     /// an idle pool drop to no connection at all. At most `max_open`.
     pub min_idle: usize,
+    /// Leak detection (HikariCP's `leakDetectionThreshold`): a connection held longer than this
+    /// is reported once, at WARN through `tracing`, with the backtrace of the `open` that took
+    /// it. Backtraces are captured only while this is set, so with the default `None` `open`
+    /// costs what it did. Checked by the reaper at least this often.
+    pub leak_threshold: Option<Duration>,
     /// Most callers that may wait at the limit at once; one more fails at once with
     /// [`crate::Error::TooManyWaiting`] instead of queueing (load shedding). Default `None`:
     /// no bound (each waiter is still bounded by `acquire_timeout`).
@@ -64,6 +69,7 @@ impl Default for Settings {
             check_timeout: Duration::from_secs(5),
             reset_mode: ResetMode::Full,
             min_idle: 1,
+            leak_threshold: None,
             max_waiting: None,
             max_lifetime: Some(Duration::from_secs(30 * 60)),
             primer_backoff_max: Duration::from_secs(10),
@@ -72,6 +78,13 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// How often the reaper sweeps this key: `reap_interval`, or more often if leak detection
+    /// needs it (at least every `leak_threshold`).
+    pub(crate) fn sweep_interval(&self) -> Duration {
+        self.leak_threshold
+            .map_or(self.reap_interval, |t| self.reap_interval.min(t))
+    }
+
     /// Rejects settings the pool cannot honour, saying which field is wrong.
     pub(crate) fn validate(&self) -> Result<(), String> {
         if self.max_open == 0 {
@@ -91,6 +104,16 @@ impl Settings {
         ] {
             if value.is_zero() {
                 return Err(format!("{name} must be longer than zero"));
+            }
+        }
+        for (name, value) in [
+            ("leak_threshold", self.leak_threshold),
+            ("max_lifetime", self.max_lifetime),
+        ] {
+            if value.is_some_and(|v| v.is_zero()) {
+                return Err(format!(
+                    "{name} must be longer than zero (or None to turn it off)"
+                ));
             }
         }
         Ok(())

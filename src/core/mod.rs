@@ -104,6 +104,8 @@ pub(crate) struct KeyCore<T> {
     rollback_only: AtomicBool,
     /// Mirror of `settings.max_lifetime` in nanoseconds (`u64::MAX`: none).
     max_lifetime: AtomicU64,
+    /// Mirror of `settings.leak_threshold.is_some()`: capture backtraces at `open`.
+    leak_detection: AtomicBool,
     pub(crate) counters: Counters,
 }
 
@@ -122,6 +124,7 @@ impl<T: Parkable> KeyCore<T> {
             validate_after: AtomicU64::new(0),
             rollback_only: AtomicBool::new(false),
             max_lifetime: AtomicU64::new(u64::MAX),
+            leak_detection: AtomicBool::new(false),
             state: Mutex::new(State::new(settings, parks)),
             counters: Counters::default(),
         };
@@ -168,6 +171,7 @@ impl<T: Parkable> KeyCore<T> {
             &self.max_lifetime,
             settings.max_lifetime.map_or(u64::MAX, saturating_nanos),
         );
+        publish(&self.leak_detection, settings.leak_threshold.is_some());
         if !state.has_wakes() {
             return;
         }
@@ -436,6 +440,23 @@ impl<T: Parkable> KeyCore<T> {
     #[inline]
     pub(crate) fn max_lifetime_nanos(&self) -> u64 {
         self.max_lifetime.load(Ordering::Relaxed)
+    }
+
+    /// Whether `open` should capture a backtrace for leak reports.
+    #[inline]
+    pub(crate) fn leak_detection(&self) -> bool {
+        self.leak_detection.load(Ordering::Relaxed)
+    }
+
+    /// Leases held longer than `leak_threshold` and not reported yet (marked reported now).
+    pub(crate) fn overdue_leases(&self, now: Tick) -> Vec<Arc<LeaseRecord>> {
+        let state = lock(&self.state);
+        let overdue = match state.settings.leak_threshold {
+            Some(threshold) => state.overdue_leases(now, threshold),
+            None => Vec::new(),
+        };
+        drop(state);
+        overdue
     }
 
     /// A connection was closed for its age outside the core (on release): counts it, frees

@@ -200,6 +200,11 @@ impl<E> State<E> {
         }
     }
 
+    /// Leases held longer than `threshold`, not reported yet.
+    pub(crate) fn overdue_leases(&self, now: Tick, threshold: Duration) -> Vec<Arc<LeaseRecord>> {
+        self.leases.overdue(now, threshold)
+    }
+
     /// Where the longest-held connection was opened, and for how long, for error messages.
     pub(crate) fn longest_held(&self, now: Tick) -> Option<(String, Duration)> {
         self.leases.longest_held(now)

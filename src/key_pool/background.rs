@@ -53,6 +53,23 @@ impl<D: Driver> KeyPool<D> {
         }
     }
 
+    /// Reports, once each, connections held longer than `leak_threshold` (outside every lock:
+    /// formatting a backtrace resolves symbols).
+    fn report_leaks(&self) {
+        let now = Tick::now();
+        for record in self.core.overdue_leases(now) {
+            if let Some(leak) = record.leak(now) {
+                tracing::warn!(
+                    pool = %self.label(),
+                    held_for = ?leak.held_for,
+                    opened_at = %leak.at,
+                    backtrace = leak.backtrace.as_deref().unwrap_or("(not captured)"),
+                    "a connection has been held longer than leak_threshold: possible leak"
+                );
+            }
+        }
+    }
+
     /// Asks the reaper to check this pool's parked connections now.
     pub(super) fn request_sweep(&self) {
         self.sweep_requested.store(true, Ordering::Release);
@@ -93,6 +110,7 @@ impl<D: Driver> KeyPool<D> {
             }
             self.core.check_done(checked, alive);
         }
+        self.report_leaks();
         if self.core.want_prime_below_floor() {
             self.wake_primer();
         }

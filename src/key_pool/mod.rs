@@ -64,7 +64,7 @@ impl<D: Driver> KeyPool<D> {
         // connection then needs no reference count, which keeps two atomic operations off
         // every open/release.
         Box::leak(Box::new(Self {
-            next_reap: Mutex::new(Tick::now() + settings.reap_interval),
+            next_reap: Mutex::new(Tick::now() + settings.sweep_interval()),
             core: KeyCore::new(label, settings, parks),
             parks,
             driver,
@@ -139,7 +139,7 @@ impl<D: Driver> AnyDriver for Arc<D> {
 impl<D: Driver> Reaped for KeyPool<D> {
     fn reap(&'static self, now: Tick) -> Duration {
         let forced = self.sweep_requested.swap(false, Ordering::AcqRel);
-        let interval = self.core.setting(|s| s.reap_interval);
+        let interval = self.core.setting(Settings::sweep_interval);
         let mut next = lock(&self.next_reap);
         if !forced && now < *next {
             return next.since(now).min(interval);

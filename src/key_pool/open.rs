@@ -91,6 +91,9 @@ impl<D: Driver> KeyPool<D> {
         at: &'static Location<'static>,
     ) -> Conn {
         held::add(self.id());
+        if self.core.leak_detection() {
+            entry.record.trace_origin();
+        }
         entry.record.begin(now, at);
         entry.lease = lease;
         entry.pool = Some(self);
