@@ -8,7 +8,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use pool_driver::DriverError;
+use pool_driver::{DriverError, DriverErrorKind};
 
 /// Everything `pool` can report.
 #[derive(Debug)]
@@ -113,12 +113,23 @@ pub struct TimeoutDetail {
 }
 
 impl Error {
-    /// True for errors worth retrying later: timeouts, connect failures and load shedding.
+    /// True for errors worth retrying later (answer 503 with `Retry-After`): timeouts,
+    /// connect failures, load shedding, a shut-down pool, and a statement that failed because
+    /// its connection broke or timed out (the pool closes that connection; the next `open` gets
+    /// a working one). False for what retrying cannot fix: a statement the server rejected,
+    /// wrong arguments or settings, an unknown driver, `WouldDeadlock`.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            Error::Timeout(_) | Error::Connect { .. } | Error::TooManyWaiting { .. }
-        )
+        match self {
+            Error::Timeout(_)
+            | Error::Connect { .. }
+            | Error::TooManyWaiting { .. }
+            | Error::ShutDown
+            | Error::Reset { .. } => true,
+            Error::Query(e) => {
+                matches!(e.kind(), DriverErrorKind::Broken | DriverErrorKind::Timeout)
+            }
+            _ => false,
+        }
     }
 }
 

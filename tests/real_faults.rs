@@ -21,19 +21,7 @@ enum Outage {
 
 fn outage(server: &mut OwnServer, how: Outage) {
     if let Outage::KillAndRestart = how {
-        // The test servers trade durability for speed (PostgreSQL `synchronous_commit = off`,
-        // InnoDB `flush_log_at_trx_commit = 0`): commits of the last few hundred milliseconds,
-        // such as the test's own user, would not survive a SIGKILL. Make them durable first.
-        match server {
-            OwnServer::Pg(s) => {
-                s.psql("CHECKPOINT").expect("checkpoint");
-                s.kill().expect("kill");
-            }
-            OwnServer::Maria(s) => {
-                s.sql("FLUSH TABLES; FLUSH ENGINE LOGS").expect("flush");
-                s.kill().expect("kill");
-            }
-        }
+        server.kill();
     }
     server.restart();
 }

@@ -168,6 +168,29 @@ impl OwnServer {
         }
     }
 
+    /// SIGKILL (crash), after making recent commits durable: the test servers trade durability
+    /// for speed (PostgreSQL `synchronous_commit = off`, InnoDB `flush_log_at_trx_commit = 0`),
+    /// so commits of the last few hundred milliseconds, such as the test's own user, would not
+    /// survive a SIGKILL otherwise.
+    pub fn kill(&mut self) {
+        match self {
+            OwnServer::Pg(s) => {
+                s.psql("CHECKPOINT").expect("checkpoint");
+                s.kill().expect("kill");
+            }
+            OwnServer::Maria(s) => {
+                s.sql("FLUSH TABLES; FLUSH ENGINE LOGS").expect("flush");
+                s.kill().expect("kill");
+            }
+        }
+    }
+
+    /// Starts a killed or stopped server again on the same port with the same data; returns
+    /// once it accepts connections.
+    pub fn start_again(&mut self) {
+        self.restart();
+    }
+
     /// Stops the server and starts it again on the same port with the same data.
     pub fn restart(&mut self) {
         match self {
