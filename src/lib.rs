@@ -28,6 +28,7 @@
 #![warn(unreachable_pub)]
 
 mod clock;
+mod closer;
 mod conn;
 mod core;
 mod erased;

@@ -21,7 +21,7 @@ mod real {
     pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard};
     pub(crate) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
     pub(crate) use std::sync::mpsc::{
-        sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError,
+        channel, sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError,
     };
     pub(crate) use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
     pub(crate) use std::thread;
@@ -47,7 +47,7 @@ mod real {
 mod real {
     pub(crate) use shuttle::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
     pub(crate) use shuttle::sync::mpsc::{
-        sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError,
+        channel, sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError,
     };
     pub(crate) use shuttle::sync::{
         Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,

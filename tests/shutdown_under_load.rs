@@ -78,7 +78,11 @@ fn shutdown_under_load_returns_promptly_and_leaves_no_session() {
     let background = |names: &[String]| {
         names
             .iter()
-            .filter(|n| n.starts_with("pool-primer") || n.starts_with("pool-reaper"))
+            .filter(|n| {
+                ["pool-primer", "pool-reaper", "pool-closer"]
+                    .iter()
+                    .any(|p| n.starts_with(p))
+            })
             .count()
     };
     assert_eq!(background(&thread_names()), 0, "background threads joined");

@@ -45,7 +45,7 @@ use fast_slot::FastSlot;
 use pool_driver::ResetMode;
 pub(crate) use reservation::Reservation;
 use state::{Acquire, Decided, Released, Retried, State};
-pub(crate) use state::{Checking, Counts, PrimeStart, Taken};
+pub(crate) use state::{Checking, Counts, Dropped, PrimeStart, Taken};
 use waiter::{Grant, Waiter};
 
 /// What the core needs to know about a connection it parks: its lease slot and when it was
@@ -203,29 +203,28 @@ impl<T: Parkable> KeyCore<T> {
         self.decide(state, |s| s.acquire(now), attempt, now)
     }
 
-    /// `open` found the connection it took dead and closed it: decide again for the same
-    /// caller, ahead of the queue (see `State::retry_after_dead`).
-    /// `dead` false: it was closed for its age, not found dead.
-    pub(crate) fn open_after_dead(
+    /// `open` dropped the connection it took (`why`; see `State::dropped`). A dead or silent
+    /// one stays counted until the caller's closer calls `closed_one`.
+    pub(crate) fn drop_taken(&self, lease: LeaseId, why: Dropped) {
+        Counters::bump(&self.counters.closed);
+        Counters::bump(if why == Dropped::Aged {
+            &self.counters.rotated
+        } else {
+            &self.counters.dropped_dead
+        });
+        self.locked(|s| s.dropped(lease, Tick::now(), why));
+    }
+
+    /// Decides again for a caller whose taken connection was dropped, ahead of the queue
+    /// (see `State::retry_after_dropped`).
+    pub(crate) fn open_again(
         &self,
-        lease: LeaseId,
-        dead: bool,
+        why: Dropped,
         attempt: &mut Attempt<'_>,
         now: Tick,
     ) -> Result<Got<T>, Error> {
-        Counters::bump(&self.counters.closed);
-        Counters::bump(if dead {
-            &self.counters.dropped_dead
-        } else {
-            &self.counters.rotated
-        });
         let state = lock(&self.state);
-        self.decide(
-            state,
-            |s| s.retry_after_dead(lease, now, dead),
-            attempt,
-            now,
-        )
+        self.decide(state, |s| s.retry_after_dropped(now, why), attempt, now)
     }
 
     /// The fast slot's connection as a parked connection taken by `open`.
@@ -551,12 +550,27 @@ impl<T: Parkable> KeyCore<T> {
         self.locked(|s| s.take_for_check(sweep_start, Tick::now()))
     }
 
-    /// The check of `checked` finished: alive ones go back, dead ones are closed.
-    pub(crate) fn check_done(&self, checked: Checking<Box<T>>, alive: bool) {
-        if let Some(item) = self.locked(|s| s.check_done(checked, alive, Tick::now())) {
-            self.close(item, !alive);
-            self.locked(|s| s.closed(1));
-        }
+    /// The check of `checked` finished: alive ones go back.
+    /// A dead one is returned for the caller to close on the closer thread (its close may
+    /// block on a silent network), counted as closing until `closed_one`.
+    #[must_use = "a dead connection must be closed, then `closed_one` called"]
+    pub(crate) fn check_done(&self, checked: Checking<Box<T>>, alive: bool) -> Option<Box<T>> {
+        let dead = self.locked(|s| s.check_done(checked, alive, Tick::now()))?;
+        self.count_closed(!alive);
+        Some(dead)
+    }
+
+    /// A connection counted as closing (handed to the closer) is closed, or the closer gave
+    /// up waiting for it: its room is free.
+    pub(crate) fn closed_one(&self) {
+        self.locked(|s| s.closed(1));
+    }
+
+    /// A connection in use broke; the caller hands it to the closer, which calls `closed_one`
+    /// when it is gone. Every parked connection becomes suspect.
+    pub(crate) fn discard_closing(&self, lease: LeaseId) {
+        self.count_closed(true);
+        self.locked(|s| s.discard_closing(lease, Tick::now()));
     }
 
     /// Shuts the pool: fails the waiters, closes the parked connections (the fast slot's

@@ -99,6 +99,17 @@ pub(crate) enum Released<E> {
     Close(E),
 }
 
+/// Why `open` dropped the parked connection it took (see `State::retry_after_dead`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dropped {
+    /// Found dead quickly (refused, reset, closed).
+    Dead,
+    /// Its check ran into `check_timeout`: the network may be silent.
+    Silent,
+    /// Past `max_lifetime`.
+    Aged,
+}
+
 /// What the primer may do.
 pub(crate) enum PrimeStart {
     /// Connect with this room.
@@ -479,19 +490,38 @@ impl<E> State<E> {
         self.unlease(lease, true);
     }
 
-    /// `open` found the connection it took dead (and closed it): drop it from the count,
-    /// suspect every other parked handle, and decide again for the same caller. The room the
-    /// dead connection frees is this caller's (it was served before the queued waiters), so it
-    /// may take a parked connection or connect even with waiters queued.
-    /// `dead` false: it was closed for its age (`max_lifetime`), which says nothing about the
-    /// others, so they are not suspected.
-    pub(crate) fn retry_after_dead(&mut self, lease: LeaseId, now: Tick, dead: bool) -> Acquire<E> {
+    /// A connection in use is being closed by the closer thread (it broke): it stays counted,
+    /// as `closing`, until `closed` says its close finished (or gave up waiting).
+    pub(crate) fn discard_closing(&mut self, lease: LeaseId, suspect: Tick) {
+        self.suspect_before = suspect;
         self.unlease(lease, true);
-        if dead {
+        self.closing += 1;
+    }
+
+    /// `open` dropped the parked connection it took (`why`): it stops counting in use. A dead
+    /// or silent one is being closed by the closer thread and stays counted (`closing`) until
+    /// `closed`, and every other parked connection becomes suspect; an aged one was closed
+    /// already (its age says nothing about the others). The caller then decides again with
+    /// `retry_after_dropped`.
+    pub(crate) fn dropped(&mut self, lease: LeaseId, now: Tick, why: Dropped) {
+        self.unlease(lease, true);
+        if why != Dropped::Aged {
             self.suspect_before = now;
+            self.closing += 1;
         }
+    }
+
+    /// Decides again for a caller whose taken connection was `dropped`. It was served before
+    /// the queued waiters, so it may take a parked connection or connect even with waiters
+    /// queued. After `Silent` (its check ran into the timeout: the network may have gone
+    /// quiet) a fresh connect is tried before the other parked connections, each of which
+    /// could cost another whole `check_timeout`.
+    pub(crate) fn retry_after_dropped(&mut self, now: Tick, why: Dropped) -> Acquire<E> {
         if self.closed {
             return Acquire::Closed;
+        }
+        if why == Dropped::Silent && self.has_room() {
+            return Acquire::Connect(self.reserve());
         }
         if let Some(taken) = self.take_idle(now) {
             return Acquire::Take(taken);
@@ -609,8 +639,9 @@ impl<E> State<E> {
         taken
     }
 
-    /// `count` connections taken out for closing (`expire_idle`, a dead `check_done`) are
-    /// closed: their room is free.
+    /// `count` connections taken out for closing (`expire_idle`, `take_expired`, a dead
+    /// `check_done`, `discard_closing`, a dead `retry_after_dead`) are closed, or the closer gave
+    /// up waiting for them: their room is free.
     pub(crate) fn closed(&mut self, count: usize) {
         self.closing -= count;
     }

@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::reservation::Reservation;
-use super::state::{Acquire, Checking, Decided, PrimeStart, Released, Retried, State, Taken};
+use super::state::{
+    Acquire, Checking, Decided, Dropped, PrimeStart, Released, Retried, State, Taken,
+};
 use super::waiter::{Grant, Waiter};
 use crate::clock::Tick;
 use crate::lease::{LeaseId, LeaseRecord};
@@ -209,18 +211,33 @@ impl Harness {
                     }
                 }
             }
-            // A holder's connection broke (closed first, then discarded).
+            // A holder's connection broke: closed on the spot, or handed to the closer thread
+            // (counted until its close finishes).
             5 => {
                 if let Some((id, lease)) = pop_random(&mut self.held, rng) {
-                    self.close_for_good(id);
-                    self.state.discard(lease, Some(self.now));
+                    if rng.chance(50) {
+                        self.close_for_good(id);
+                        self.state.discard(lease, Some(self.now));
+                    } else {
+                        self.state.discard_closing(lease, self.now);
+                        self.leases.remove(&id);
+                        self.closing.push(id);
+                    }
                 }
             }
             // `open` found the connection it took dead: it decides again, ahead of the queue.
             6 => {
                 if let Some((id, lease)) = pop_random(&mut self.held, rng) {
-                    self.close_for_good(id);
-                    let acquire = self.state.retry_after_dead(lease, self.now, rng.chance(70));
+                    let why = [Dropped::Dead, Dropped::Silent, Dropped::Aged][rng.below(3)];
+                    self.state.dropped(lease, self.now, why);
+                    if why == Dropped::Aged {
+                        self.close_for_good(id);
+                    } else {
+                        // The closer thread closes it; its room stays counted until then.
+                        self.leases.remove(&id);
+                        self.closing.push(id);
+                    }
+                    let acquire = self.state.retry_after_dropped(self.now, why);
                     self.apply(acquire, 0);
                 }
             }

@@ -70,6 +70,12 @@ impl<D: Driver> KeyPool<D> {
         }
     }
 
+    /// Hands a dead connection, counted as closing, to the closer thread, which frees its room
+    /// (`closed_one`) once it is closed or after the closer's grace period.
+    pub(super) fn close_dead<T: Send + 'static>(&'static self, dead: T) {
+        self.closer.close(dead, move || self.core.closed_one());
+    }
+
     /// Asks the reaper to check this pool's parked connections now.
     pub(super) fn request_sweep(&self) {
         self.sweep_requested.store(true, Ordering::Release);
@@ -108,7 +114,9 @@ impl<D: Driver> KeyPool<D> {
             if !alive {
                 tracing::warn!(pool = %self.label(), "reaper dropped a dead parked connection");
             }
-            self.core.check_done(checked, alive);
+            if let Some(dead) = self.core.check_done(checked, alive) {
+                self.close_dead(dead);
+            }
         }
         self.report_leaks();
         if self.core.want_prime_below_floor() {

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Tick;
+use crate::closer::Closer;
 use crate::conn::Conn;
 use crate::core::KeyCore;
 use crate::erased::{AnyDriver, AnyPool};
@@ -47,6 +48,8 @@ pub(crate) struct KeyPool<D: Driver> {
     /// When the reaper should next look at this pool. Touched only by the reaper thread.
     next_reap: Mutex<Tick>,
     primer: Primer,
+    /// Closes dead connections off the caller's (and the reaper's) thread.
+    closer: Closer,
     reaper: ReaperWake,
 }
 
@@ -72,6 +75,7 @@ impl<D: Driver> KeyPool<D> {
             explicit: AtomicBool::new(explicit),
             sweep_requested: AtomicBool::new(false),
             primer: Primer::default(),
+            closer: Closer::default(),
             reaper,
         }))
     }
@@ -197,6 +201,7 @@ impl<D: Driver> AnyPool for KeyPool<D> {
     fn shutdown(&self) {
         let closed = self.core.shutdown();
         self.primer.stop();
+        self.closer.stop();
         tracing::info!(pool = %self.label(), closed, "pool shut down");
     }
 }

@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use super::entry::{Entry, Slot};
 use super::{Item, KeyPool};
+use crate::clock::Instant;
 use crate::clock::Tick;
 use crate::conn::Conn;
-use crate::core::{Attempt, Got, Reservation};
+use crate::core::{Attempt, Dropped, Got, Reservation};
 use crate::error::Error;
 use crate::guard::{self, guarded};
 use crate::held;
@@ -35,14 +36,22 @@ impl<D: Driver> KeyPool<D> {
                         .past_lifetime(self.core.max_lifetime_nanos(), now)
                     {
                         guard::close(taken.item);
-                        got = self.core.open_after_dead(lease, false, &mut attempt, now)?;
+                        self.core.drop_taken(lease, Dropped::Aged);
+                        got = self.core.open_again(Dropped::Aged, &mut attempt, now)?;
                         continue;
                     }
                     match self.revive(taken.item, taken.validate) {
-                        Some(entry) => return Ok(self.lease_out(entry, lease, now, at)),
-                        None => {
+                        Ok(entry) => return Ok(self.lease_out(entry, lease, now, at)),
+                        Err((why, dead)) => {
+                            // Counted as closing first, then handed to the closer, which
+                            // uncounts it when it is gone.
+                            self.core.drop_taken(lease, why);
+                            match dead {
+                                Some(handle) => self.close_dead(handle),
+                                None => self.core.closed_one(),
+                            }
                             self.request_sweep();
-                            got = self.core.open_after_dead(lease, true, &mut attempt, now)?;
+                            got = self.core.open_again(why, &mut attempt, now)?;
                         }
                     }
                 }
@@ -51,33 +60,46 @@ impl<D: Driver> KeyPool<D> {
         }
     }
 
-    /// Turns a parked entry back into an attached one, checking it first if asked. `None`
-    /// means it was dead (or would not attach) and has been closed; the caller reports it to
-    /// the core (`open_after_dead`), which frees its room.
-    fn revive(&self, mut entry: Item<D>, validate: bool) -> Option<Item<D>> {
+    /// Turns a parked entry back into an attached one, checking it first if asked. `Err`
+    /// means it was dead (with the handle to close, unless the driver consumed it) or would
+    /// not attach. `Dropped::Silent`: the check used up most of `check_timeout` (the network
+    /// may have gone quiet), so the caller should connect fresh rather than check the other
+    /// parked connections one by one.
+    fn revive(
+        &self,
+        mut entry: Item<D>,
+        validate: bool,
+    ) -> Result<Item<D>, (Dropped, Option<D::Handle>)> {
         let Slot::Parked(mut handle) = mem::replace(&mut entry.slot, Slot::Empty) else {
-            return None;
+            return Err((Dropped::Dead, None));
         };
         if validate {
             let timeout = self.core.setting(|s| s.check_timeout);
+            let started = Instant::now();
             let alive = guarded("connected", || {
                 Ok(self.driver.connected(&mut handle, timeout))
             })
             .unwrap_or(false);
             if !alive {
-                guard::close(handle);
-                tracing::warn!(pool = %self.label(), "dropped a dead parked connection before hand-out");
-                return None;
+                let silent = started.elapsed() >= timeout / 2;
+                tracing::warn!(pool = %self.label(), silent, "dropped a dead parked connection before hand-out");
+                // Its close may wait on the silent network: the caller hands it to the closer.
+                let why = if silent {
+                    Dropped::Silent
+                } else {
+                    Dropped::Dead
+                };
+                return Err((why, Some(handle)));
             }
         }
         match guarded("attach", || self.driver.attach(handle)) {
             Ok(conn) => {
                 entry.slot = Slot::Attached(conn);
-                Some(entry)
+                Ok(entry)
             }
             Err(error) => {
                 tracing::warn!(pool = %self.label(), error = %self.scrub(error), "attach failed; closed the connection");
-                None
+                Err((Dropped::Dead, None))
             }
         }
     }

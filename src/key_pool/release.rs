@@ -26,13 +26,18 @@ impl<D: Driver> KeyPool<D> {
         // A driver that panics while answering is treated as broken.
         let broken = guarded("is_broken", || Ok(conn.is_broken())).unwrap_or(true);
         if panicking || broken || !self.parks || self.core.is_closed() {
-            guard::close(conn);
             if panicking || broken {
                 tracing::warn!(pool = %self.label(), panicking, broken, "closed a connection instead of parking it");
             }
-            self.core.discard(lease, broken, broken.then(Tick::now));
             if broken {
+                // It may have died mid-request: its close could wait on a silent network, so
+                // the closer does it; its room stays counted until then.
+                self.core.discard_closing(lease);
+                self.close_dead(conn);
                 self.request_sweep();
+            } else {
+                guard::close(conn);
+                self.core.discard(lease, false, None);
             }
             return Ok(());
         }

@@ -45,6 +45,7 @@ mod error;
 mod maria;
 mod pg;
 mod process;
+mod proxy;
 mod supervisor;
 mod workdir;
 
@@ -53,6 +54,7 @@ use std::sync::{Once, OnceLock};
 pub use error::ServerError;
 pub use maria::MariaServer;
 pub use pg::PgServer;
+pub use proxy::{Proxy, ProxyMode};
 
 static SHARED_PG: OnceLock<PgServer> = OnceLock::new();
 static SHARED_MARIA: OnceLock<MariaServer> = OnceLock::new();
