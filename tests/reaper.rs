@@ -228,3 +228,57 @@ fn min_idle_above_max_open_is_refused() {
         other => panic!("expected InvalidSettings, got {other:?}"),
     }
 }
+
+/// Keys never hold each other up in the reaper: when one key's parked connections sit on a
+/// silent network (each check runs into `check_timeout`), the reaper checks one of them per
+/// sweep instead of all, so another key's idle connections are still reaped on time.
+#[rstest]
+fn a_silent_key_does_not_hold_up_the_reaper_for_others(db: Arc<FakeDb>) {
+    const CHECK: Duration = Duration::from_millis(400);
+    let silent = db;
+    configure(
+        &silent,
+        Settings {
+            validate_after: Duration::from_millis(1),
+            check_timeout: CHECK,
+            reap_interval: Duration::from_millis(20),
+            ..quiet()
+        },
+    );
+    let conns: Vec<_> = (0..4).map(|_| open(&silent)).collect();
+    drop(conns);
+    silent
+        .check_delay_ms
+        .store(CHECK.as_millis() as u64, SeqCst);
+    silent.restart();
+
+    let busy = common::fake::new_db("busy");
+    configure(
+        &busy,
+        Settings {
+            idle_timeout: Duration::from_millis(100),
+            reap_interval: Duration::from_millis(20),
+            ..quiet()
+        },
+    );
+    // Released once the reaper is inside the silent key's first check, so they expire while
+    // the reaper works on the silent key.
+    wait_until("the reaper checks the silent key", SOON, || {
+        silent.checks.load(SeqCst) >= 1
+    });
+    let conns: Vec<_> = (0..4).map(|_| open(&busy)).collect();
+    drop(conns);
+    let released = std::time::Instant::now();
+    wait_until("the busy key is reaped", SOON, || stats(&busy).idle == 1);
+    let took = released.elapsed();
+    eprintln!(
+        "busy key reaped {took:?} after release; silent key checks so far: {}",
+        silent.checks.load(SeqCst)
+    );
+    // idle_timeout 100 ms + at most one silent check (400 ms) + sweeps: well under the four
+    // checks (1.6 s) a full sweep of the silent key would take.
+    assert!(
+        took < CHECK * 3,
+        "the busy key waited {took:?} for the silent one"
+    );
+}

@@ -60,6 +60,9 @@ pub struct FakeDb {
     pub fail_connect: AtomicBool,
     pub fail_detach: AtomicBool,
     pub panic_connect: AtomicBool,
+    /// `connected` takes this long (milliseconds, bounded by its timeout) before answering:
+    /// a check on a silent network.
+    pub check_delay_ms: AtomicU64,
     /// `is_broken` panics.
     pub panic_is_broken: AtomicBool,
     /// Dropping (closing) a connection panics.
@@ -241,9 +244,14 @@ impl Driver for FakeDriver {
         Ok(handle)
     }
 
-    fn connected(&self, handle: &mut FakeConn, _timeout: Duration) -> bool {
+    fn connected(&self, handle: &mut FakeConn, timeout: Duration) -> bool {
         handle.db.checks.fetch_add(1, SeqCst);
         handle.db.check_gate.pass();
+        let delay = Duration::from_millis(handle.db.check_delay_ms.load(SeqCst));
+        if !delay.is_zero() {
+            std::thread::sleep(delay.min(timeout));
+            return false;
+        }
         handle.alive()
     }
 
