@@ -92,14 +92,16 @@ fn reaper_checks_one_at_a_time_and_leaves_the_rest_usable(db: Arc<FakeDb>) {
         (2, 1),
         "one taken out for the check, two still parked"
     );
-    // validate_after is 5 ms and the handles are older: an open must check too, so let
-    // checks through for callers while the reaper's one stays blocked... simpler: give the
-    // caller a window in which no check is needed.
+    // validate_after is 5 ms and the handles are older, so an open would check too (and block
+    // at the gate): give the caller a window in which no check is needed.
     pool::configure(
         "fake",
         &args(&db),
         Settings {
             validate_after: Duration::from_secs(3600),
+            // As above: this test is about checks, not idle expiry (settings changed on a live
+            // pool apply at once, so a short idle_timeout here would reap the parked ones).
+            idle_timeout: Duration::from_secs(3600),
             ..reaping()
         },
     )
