@@ -180,16 +180,14 @@ fn connections_past_max_lifetime_are_rotated_never_while_in_use(db: Arc<FakeDb>)
 /// pool below its floor is filled by the primer, one connection after another.
 #[rstest]
 fn a_warm_floor_of_min_idle_connections_is_kept_and_filled(db: Arc<FakeDb>) {
-    configure(
-        &db,
-        Settings {
-            max_open: 5,
-            min_idle: 3,
-            idle_timeout: Duration::from_millis(20),
-            reap_interval: Duration::from_millis(10),
-            ..quiet()
-        },
-    );
+    let floor_of_three = Settings {
+        max_open: 5,
+        min_idle: 3,
+        idle_timeout: Duration::from_millis(20),
+        reap_interval: Duration::from_millis(10),
+        ..quiet()
+    };
+    configure(&db, floor_of_three.clone());
     let spike: Vec<_> = (0..5).map(|_| open(&db)).collect();
     drop(spike);
     wait_until("the spike shrinks to the floor", SOON, || {
@@ -201,12 +199,8 @@ fn a_warm_floor_of_min_idle_connections_is_kept_and_filled(db: Arc<FakeDb>) {
     configure(
         &db,
         Settings {
-            max_open: 5,
-            min_idle: 3,
-            idle_timeout: Duration::from_millis(20),
-            reap_interval: Duration::from_millis(10),
             validate_after: Duration::from_millis(1),
-            ..quiet()
+            ..floor_of_three
         },
     );
     wait_until("the floor is filled with live connections", SOON, || {

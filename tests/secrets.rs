@@ -3,37 +3,18 @@
 
 mod common;
 
-use std::io::Write;
 use std::sync::atomic::Ordering::SeqCst;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::fake::new_db;
+use common::logs::Captured;
 use pool::Settings;
 
 const PASSWORD: &str = "Sup3r-Secret-Pw";
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn passwords_never_appear_in_errors_debug_stats_or_logs() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .init();
+    let logs = Captured::install(tracing::Level::TRACE);
 
     let db = new_db("secret");
     let args = format!("db={} user=app password={PASSWORD}", db.name);
@@ -76,7 +57,7 @@ fn passwords_never_appear_in_errors_debug_stats_or_logs() {
     let invalid = pool::open("fake", &format!("password={PASSWORD} user")).unwrap_err();
     seen.push(format!("{invalid} {invalid:?}"));
 
-    let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logged = logs.text();
     assert!(
         logged.contains("connect failed"),
         "the log captured events: {logged}"

@@ -4,6 +4,7 @@
 
 pub mod engine;
 pub mod fake;
+pub mod logs;
 pub mod real;
 
 use std::time::{Duration, Instant};
