@@ -99,7 +99,7 @@ pub(crate) enum Released<E> {
     Close(E),
 }
 
-/// Why `open` dropped the parked connection it took (see `State::retry_after_dead`).
+/// Why `open` dropped the parked connection it took (see `State::dropped` and `State::retry_after_dropped`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Dropped {
     /// Found dead quickly (refused, reset, closed).
@@ -640,7 +640,7 @@ impl<E> State<E> {
     }
 
     /// `count` connections taken out for closing (`expire_idle`, `take_expired`, a dead
-    /// `check_done`, `discard_closing`, a dead `retry_after_dead`) are closed, or the closer gave
+    /// `check_done`, `discard_closing`, a dead or silent `dropped`) are closed, or the closer gave
     /// up waiting for them: their room is free.
     pub(crate) fn closed(&mut self, count: usize) {
         self.closing -= count;
