@@ -3,128 +3,200 @@
 //! Closing a healthy connection is quick (a goodbye message, a socket close). Closing one that
 //! died mid-request may not be: a client library may wait for the answer to the request that
 //! timed out before it lets go, for as long as the network stays silent (the `postgres` crate
-//! does). So a connection found dead or broken is handed to its pool's closer thread
-//! (`pool-closer`, one per key, started on first need) and the caller, or the reaper, goes on
-//! at once. Keys never wait on each other's closes.
+//! does). So a connection found dead or broken is closed on a short-lived helper thread of its
+//! own (`pool-close`), all of them at once, and the caller, or the reaper, goes on at once.
+//! Keys never wait on each other's closes.
 //!
 //! The room the connection held under `max_open` stays counted (as closing) until its close
-//! finished, so the server never sees more than `max_open` sessions, but at most `GRACE`: the
-//! closer drops each connection on a helper thread (`pool-close`) and waits that long for it.
-//! A close still stuck then is left to end on its own (when the peer answers or the socket
-//! dies) and its room is freed anyway: a silent peer must not wedge the pool.
+//! finished, so the server never sees more than `max_open` sessions, but at most `GRACE` from
+//! when it was handed over: each pool's watchdog thread (`pool-closer`, started on first need)
+//! frees the room of any close still running by then, and that close goes on alone (when the
+//! peer answers or the socket dies). A silent peer must not wedge the pool. Whichever comes
+//! first, the close or the deadline, frees the room, exactly once.
 //!
-//! `stop` (shutdown) lets the closer finish what it holds, waiting at most `STOP_WAIT`.
+//! `stop` (shutdown) waits for the closes still running, at most `GRACE`, so that normally no
+//! connection outlives `shutdown`; a close stuck on a silent network is left to finish alone.
+//! After `stop` the room of a dead connection is freed at once: the pool is shut.
 
 use std::any::Any;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::{Deadline, Instant};
 use crate::guard;
 use crate::sync::thread::JoinHandle;
-use crate::sync::{channel, lock, spawn, sync_channel, Mutex, Receiver, Sender, SyncSender};
+use crate::sync::{channel, lock, spawn, wait_timeout, Condvar, Mutex, Receiver};
+use crate::sync::{RecvTimeoutError, Sender};
 
 /// Longest a dead connection's close keeps its room counted.
 const GRACE: Duration = Duration::from_secs(1);
-/// Longest `stop` waits for the closer to finish.
-const STOP_WAIT: Duration = Duration::from_secs(2);
+/// How long the watchdog sleeps when nothing is pending.
+const IDLE: Duration = Duration::from_secs(3600);
 
-/// A dead connection, and what to do once it is gone (free its room).
-type Dead = (Box<dyn Any + Send>, Box<dyn FnOnce() + Send>);
+/// What frees a dead connection's room: run once, by whichever comes first.
+struct Freed(Mutex<Option<Box<dyn FnOnce() + Send>>>);
+
+impl Freed {
+    fn fire(&self) {
+        let free = lock(&self.0).take();
+        if let Some(free) = free {
+            free();
+        }
+    }
+
+    fn fired(&self) -> bool {
+        lock(&self.0).is_none()
+    }
+}
+
+/// A close whose room the watchdog frees at `deadline` if the close has not.
+type Pending = (Instant, Arc<Freed>);
 
 #[derive(Default)]
-struct Thread {
-    send: Option<Sender<Dead>>,
-    done: Option<Receiver<()>>,
+struct Watchdog {
+    send: Option<Sender<Pending>>,
     handle: Option<JoinHandle<()>>,
     stopped: bool,
 }
 
-/// A pool's closer thread.
+/// How many helpers are still closing, and a wake-up when one finishes (for `stop`).
+#[derive(Default)]
+struct InFlight {
+    count: Mutex<usize>,
+    finished: Condvar,
+}
+
+impl InFlight {
+    fn finish(&self) {
+        *lock(&self.count) -= 1;
+        self.finished.notify_all();
+    }
+}
+
+/// A pool's dead-connection closing: helpers and the watchdog.
 #[derive(Default)]
 pub(crate) struct Closer {
-    thread: Mutex<Thread>,
+    watchdog: Mutex<Watchdog>,
+    in_flight: Arc<InFlight>,
 }
 
 impl Closer {
-    /// Closes `dead` on the closer thread (starting it if needed), then calls `closed`; does
-    /// both here if the closer is stopped or cannot start.
-    pub(crate) fn close<T: Send + 'static>(&self, dead: T, closed: impl FnOnce() + Send + 'static) {
-        let dead: Dead = (Box::new(dead), Box::new(closed));
-        let mut thread = lock(&self.thread);
-        if !thread.stopped && thread.send.is_none() {
-            let (send, receive) = channel::<Dead>();
-            let (finished, done) = sync_channel(1);
-            match spawn("pool-closer", move || run(receive, finished)) {
+    /// Closes `dead` on a helper thread; `freed` runs once the close finished or `GRACE`
+    /// passed, whichever comes first (at once if the pool is shut).
+    pub(crate) fn close<T: Send + 'static>(&self, dead: T, freed: impl FnOnce() + Send + 'static) {
+        let freed = Arc::new(Freed(Mutex::new(Some(Box::new(freed)))));
+        let deadline = Instant::now()
+            .checked_add(GRACE)
+            .unwrap_or_else(Instant::now);
+        // The connection sits in a slot the helper empties, so that if no helper can start it
+        // is still here to be closed (guarded) in place.
+        let slot: Arc<Mutex<Option<Box<dyn Any + Send>>>> =
+            Arc::new(Mutex::new(Some(Box::new(dead))));
+        let (helper_slot, helper_freed) = (Arc::clone(&slot), Arc::clone(&freed));
+        let in_flight = Arc::clone(&self.in_flight);
+        *lock(&in_flight.count) += 1;
+        let helper = spawn("pool-close", move || {
+            let dead = lock(&helper_slot).take();
+            guard::close(dead);
+            helper_freed.fire();
+            in_flight.finish();
+        });
+        if let Err(error) = helper {
+            self.in_flight.finish();
+            tracing::error!(%error, "could not start a thread to close a dead connection; closing in place");
+            let dead = lock(&slot).take();
+            guard::close(dead);
+            freed.fire();
+            return;
+        }
+        if !self.watch((deadline, Arc::clone(&freed))) {
+            // Shut (or no watchdog): nothing to hold the room for.
+            freed.fire();
+        }
+    }
+
+    /// Hands `pending` to the watchdog (starting it if needed); false if there is none.
+    fn watch(&self, pending: Pending) -> bool {
+        let mut watchdog = lock(&self.watchdog);
+        if watchdog.stopped {
+            return false;
+        }
+        if watchdog.send.is_none() {
+            let (send, receive) = channel::<Pending>();
+            match spawn("pool-closer", move || run(receive)) {
                 Ok(handle) => {
-                    thread.send = Some(send);
-                    thread.done = Some(done);
-                    thread.handle = Some(handle);
+                    watchdog.send = Some(send);
+                    watchdog.handle = Some(handle);
                 }
                 Err(error) => {
-                    tracing::error!(%error, "could not start the closer thread; closing in place");
+                    tracing::error!(%error, "could not start the closer watchdog");
+                    return false;
                 }
             }
         }
-        let dead = match &thread.send {
-            Some(send) => match send.send(dead) {
-                Ok(()) => return,
-                Err(returned) => returned.0,
-            },
-            None => dead,
-        };
-        drop(thread);
-        close_one(dead);
+        watchdog
+            .send
+            .as_ref()
+            .is_some_and(|send| send.send(pending).is_ok())
     }
 
-    /// Stops the closer after it closed what it holds, waiting at most `STOP_WAIT`.
+    /// Stops the watchdog (rooms still held are freed: the pool is shut) and waits for the
+    /// closes still running, at most `GRACE`; one stuck longer goes on alone.
     pub(crate) fn stop(&self) {
-        let (done, handle) = {
-            let mut thread = lock(&self.thread);
-            thread.stopped = true;
-            thread.send = None;
-            (thread.done.take(), thread.handle.take())
+        let handle = {
+            let mut watchdog = lock(&self.watchdog);
+            watchdog.stopped = true;
+            watchdog.send = None;
+            watchdog.handle.take()
         };
-        let (Some(done), Some(handle)) = (done, handle) else {
-            return;
-        };
-        if done.recv_timeout(STOP_WAIT).is_ok() {
+        if let Some(handle) = handle {
             let _ = handle.join();
-        } else {
-            tracing::warn!(
-                "dead connections are still closing after {STOP_WAIT:?} (their network is \
-                 silent); leaving them to finish on their own"
-            );
+        }
+        let deadline = Deadline::after(GRACE);
+        let mut running = lock(&self.in_flight.count);
+        while *running > 0 {
+            let left = deadline.left().unwrap_or(GRACE);
+            if left.is_zero() {
+                tracing::warn!(
+                    closing = *running,
+                    "dead connections are still closing at shutdown (their network is silent); \
+                     leaving them to finish on their own"
+                );
+                break;
+            }
+            running = wait_timeout(&self.in_flight.finished, running, left);
         }
     }
 }
 
-fn run(dead: Receiver<Dead>, finished: SyncSender<()>) {
-    for one in dead {
-        close_one(one);
-    }
-    let _ = finished.send(());
-}
-
-/// Drops one dead connection on a helper thread, waits up to `GRACE`, then runs its `closed`.
-fn close_one((connection, closed): Dead) {
-    let (finished, done) = sync_channel::<()>(1);
-    let helper = spawn("pool-close", move || {
-        guard::close(connection);
-        let _ = finished.send(());
-    });
-    match helper {
-        Ok(helper) => {
-            if done.recv_timeout(GRACE).is_ok() {
-                let _ = helper.join();
-            } else {
+/// The watchdog: frees the room of every close still running at its deadline.
+fn run(incoming: Receiver<Pending>) {
+    let mut pending: Vec<Pending> = Vec::new();
+    loop {
+        let now = Instant::now();
+        for (deadline, freed) in &pending {
+            if *deadline <= now && !freed.fired() {
                 tracing::warn!(
                     "closing a dead connection takes longer than {GRACE:?} (its network is \
                      silent); freeing its room, the close goes on in the background"
                 );
+                freed.fire();
             }
         }
-        Err(error) => {
-            tracing::error!(%error, "could not start a thread to close a dead connection");
+        pending.retain(|(_, freed)| !freed.fired());
+        let wait = pending
+            .iter()
+            .map(|(deadline, _)| deadline.saturating_duration_since(now))
+            .min()
+            .unwrap_or(IDLE);
+        match incoming.recv_timeout(wait) {
+            Ok(one) => pending.push(one),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
         }
     }
-    closed();
+    // Stopped: the pool is shut, so nothing needs the rooms any more.
+    for (_, freed) in pending {
+        freed.fire();
+    }
 }

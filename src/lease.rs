@@ -34,7 +34,7 @@ pub(crate) struct LeaseRecord {
     reported: AtomicBool,
     /// The backtrace of the current lease's `open`, captured only while `leak_threshold` is set
     /// (a capture costs microseconds; with the setting off, `open` never touches this).
-    origin: Mutex<Option<Backtrace>>,
+    origin: Mutex<Option<Arc<Backtrace>>>,
 }
 
 /// A lease held longer than `leak_threshold`, for the report.
@@ -57,7 +57,8 @@ impl LeaseRecord {
     /// Records the backtrace of the current lease's `open` (leak detection on).
     #[cold]
     pub(crate) fn trace_origin(&self) {
-        *lock(&self.origin) = Some(Backtrace::force_capture());
+        let origin = Arc::new(Backtrace::force_capture());
+        *lock(&self.origin) = Some(origin);
     }
 
     /// The current lease, if it has been held longer than `threshold` at `now` and was not
@@ -71,7 +72,9 @@ impl LeaseRecord {
     /// The report for an overdue lease (formats the backtrace: call without any pool lock).
     pub(crate) fn leak(&self, now: Tick) -> Option<Leak> {
         let (since, at) = self.current()?;
-        let backtrace = lock(&self.origin).as_ref().map(|b| b.to_string());
+        // Symbols are resolved outside the record's lock: a new lease may be writing it.
+        let origin = lock(&self.origin).clone();
+        let backtrace = origin.map(|b| b.to_string());
         Some(Leak {
             held_for: now.since(since),
             at,

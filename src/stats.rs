@@ -70,6 +70,10 @@ impl Counters {
         counter.fetch_add(1, Relaxed);
     }
 
+    pub(crate) fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Relaxed);
+    }
+
     pub(crate) fn add_wait(&self, waited: Duration) {
         self.wait_nanos.fetch_add(saturating_nanos(waited), Relaxed);
     }

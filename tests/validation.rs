@@ -65,3 +65,31 @@ fn one_dead_connection_makes_every_parked_one_suspect(db: Arc<FakeDb>) {
     );
     assert_eq!(stats(&db).dropped_dead, 3);
 }
+
+/// At the limit, a check that runs into `check_timeout` (a silent network) does not lead to
+/// checking the other parked connections one by one: they are closed, and the caller connects
+/// fresh once their (quick) closes are done.
+#[rstest]
+fn a_silent_check_at_the_limit_connects_fresh_instead_of_checking_the_rest(db: Arc<FakeDb>) {
+    const CHECK: Duration = Duration::from_millis(300);
+    configure(
+        &db,
+        Settings {
+            max_open: 3,
+            validate_after: Duration::from_millis(1),
+            check_timeout: CHECK,
+            ..quiet()
+        },
+    );
+    let conns: Vec<_> = (0..3).map(|_| open(&db)).collect();
+    drop(conns);
+    std::thread::sleep(Duration::from_millis(20)); // parked past validate_after
+    db.check_delay_ms.store(CHECK.as_millis() as u64, SeqCst);
+    db.restart();
+    let started = std::time::Instant::now();
+    let conn = open(&db);
+    let took = started.elapsed();
+    assert_eq!(db.checks.load(SeqCst), 1, "one silent check, not three");
+    assert!(took < CHECK * 2, "open took {took:?}");
+    drop(conn);
+}

@@ -203,16 +203,38 @@ impl<T: Parkable> KeyCore<T> {
         self.decide(state, |s| s.acquire(now), attempt, now)
     }
 
-    /// `open` dropped the connection it took (`why`; see `State::dropped`). A dead or silent
-    /// one stays counted until the caller's closer calls `closed_one`.
-    pub(crate) fn drop_taken(&self, lease: LeaseId, why: Dropped) {
+    /// `open` found the connection it took dead or silent (see `State::dropped`): it stays
+    /// counted until the caller's closer calls `closed_one`. Returns the parked connections
+    /// evicted with it (silent, no room), each counted the same way, for the caller to close.
+    #[must_use = "evicted connections must be closed, then `closed_one` called for each"]
+    pub(crate) fn drop_dead(&self, lease: LeaseId, why: Dropped) -> Vec<Box<T>> {
+        let evicted = self.locked(|s| s.dropped(lease, Tick::now(), why));
+        Counters::add(&self.counters.closed, 1 + evicted.len());
+        Counters::bump(&self.counters.dropped_dead);
+        evicted
+    }
+
+    /// `open` closed the connection it took for its age: decides again for the caller, in the
+    /// same critical section, so the room it freed is the caller's, not a waiter's.
+    pub(crate) fn open_after_aged(
+        &self,
+        lease: LeaseId,
+        attempt: &mut Attempt<'_>,
+        now: Tick,
+    ) -> Result<Got<T>, Error> {
         Counters::bump(&self.counters.closed);
-        Counters::bump(if why == Dropped::Aged {
-            &self.counters.rotated
-        } else {
-            &self.counters.dropped_dead
-        });
-        self.locked(|s| s.dropped(lease, Tick::now(), why));
+        Counters::bump(&self.counters.rotated);
+        let state = lock(&self.state);
+        self.decide(
+            state,
+            |s| {
+                let none = s.dropped(lease, now, Dropped::Aged);
+                debug_assert!(none.is_empty());
+                s.retry_after_dropped(now, Dropped::Aged)
+            },
+            attempt,
+            now,
+        )
     }
 
     /// Decides again for a caller whose taken connection was dropped, ahead of the queue

@@ -503,12 +503,32 @@ impl<E> State<E> {
     /// `closed`, and every other parked connection becomes suspect; an aged one was closed
     /// already (its age says nothing about the others). The caller then decides again with
     /// `retry_after_dropped`.
-    pub(crate) fn dropped(&mut self, lease: LeaseId, now: Tick, why: Dropped) {
+    ///
+    /// After `Silent` with no room left, the other parked connections (suspect, on the same
+    /// silent path) are taken out for closing too and returned: checking them one by one would
+    /// cost a `check_timeout` each, and closing an idle connection is quick, so their room
+    /// soon lets the caller connect fresh.
+    #[must_use = "evicted connections must be closed, then `closed`"]
+    pub(crate) fn dropped(&mut self, lease: LeaseId, now: Tick, why: Dropped) -> Vec<E> {
         self.unlease(lease, true);
-        if why != Dropped::Aged {
-            self.suspect_before = now;
-            self.closing += 1;
+        if why == Dropped::Aged {
+            return Vec::new();
         }
+        self.suspect_before = now;
+        self.closing += 1;
+        if why != Dropped::Silent || self.has_room() {
+            return Vec::new();
+        }
+        let evicted: Vec<E> = self
+            .idle
+            .drain(..)
+            .map(|idle| {
+                self.leases.free(idle.lease);
+                idle.item
+            })
+            .collect();
+        self.closing += evicted.len();
+        evicted
     }
 
     /// Decides again for a caller whose taken connection was `dropped`. It was served before

@@ -229,13 +229,18 @@ impl Harness {
             6 => {
                 if let Some((id, lease)) = pop_random(&mut self.held, rng) {
                     let why = [Dropped::Dead, Dropped::Silent, Dropped::Aged][rng.below(3)];
-                    self.state.dropped(lease, self.now, why);
+                    let evicted = self.state.dropped(lease, self.now, why);
                     if why == Dropped::Aged {
                         self.close_for_good(id);
                     } else {
                         // The closer thread closes it; its room stays counted until then.
                         self.leases.remove(&id);
                         self.closing.push(id);
+                    }
+                    for parked in evicted {
+                        assert_eq!(why, Dropped::Silent, "only a silent drop evicts");
+                        self.leases.remove(&parked);
+                        self.closing.push(parked);
                     }
                     let acquire = self.state.retry_after_dropped(self.now, why);
                     self.apply(acquire, 0);

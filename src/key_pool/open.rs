@@ -36,8 +36,7 @@ impl<D: Driver> KeyPool<D> {
                         .past_lifetime(self.core.max_lifetime_nanos(), now)
                     {
                         guard::close(taken.item);
-                        self.core.drop_taken(lease, Dropped::Aged);
-                        got = self.core.open_again(Dropped::Aged, &mut attempt, now)?;
+                        got = self.core.open_after_aged(lease, &mut attempt, now)?;
                         continue;
                     }
                     match self.revive(taken.item, taken.validate) {
@@ -45,10 +44,13 @@ impl<D: Driver> KeyPool<D> {
                         Err((why, dead)) => {
                             // Counted as closing first, then handed to the closer, which
                             // uncounts it when it is gone.
-                            self.core.drop_taken(lease, why);
+                            let evicted = self.core.drop_dead(lease, why);
                             match dead {
                                 Some(handle) => self.close_dead(handle),
                                 None => self.core.closed_one(),
+                            }
+                            for parked in evicted {
+                                self.close_dead(parked);
                             }
                             self.request_sweep();
                             got = self.core.open_again(why, &mut attempt, now)?;
