@@ -451,10 +451,14 @@ impl<T: Parkable> KeyCore<T> {
         self.locked(|s| s.discard(lease, suspect));
     }
 
-    /// Whether `release` should reset with `RollbackOnly`.
+    /// How `release` (and the primer, for a fresh connection) resets, without the lock.
     #[inline]
-    pub(crate) fn rollback_only(&self) -> bool {
-        self.rollback_only.load(Ordering::Relaxed)
+    pub(crate) fn reset_mode(&self) -> ResetMode {
+        if self.rollback_only.load(Ordering::Relaxed) {
+            ResetMode::RollbackOnly
+        } else {
+            ResetMode::Full
+        }
     }
 
     /// `max_lifetime` in nanoseconds (`u64::MAX`: none), without the lock.

@@ -9,7 +9,7 @@ use crate::core::PrimeStart;
 use crate::guard::guarded;
 use crate::primer::PrimeOutcome;
 use crate::sync::Ordering;
-use pool_driver::{Driver, ResetMode};
+use pool_driver::Driver;
 
 impl<D: Driver> KeyPool<D> {
     /// One primer attempt (called on the primer thread).
@@ -26,11 +26,7 @@ impl<D: Driver> KeyPool<D> {
                 return PrimeOutcome::Failed;
             }
         };
-        let mode = if self.core.rollback_only() {
-            ResetMode::RollbackOnly
-        } else {
-            ResetMode::Full
-        };
+        let mode = self.core.reset_mode();
         match guarded("detach", || self.driver.detach(conn, mode)) {
             Ok(handle) => {
                 let item = Entry::parked(handle);

@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::guard::{self, guarded};
 use crate::held;
 use crate::stats::Counters;
-use pool_driver::{Connection, Driver, DriverErrorKind, ResetMode};
+use pool_driver::{Connection, Driver, DriverErrorKind};
 
 impl<D: Driver> KeyPool<D> {
     /// `Conn::release`: reset and park, or close.
@@ -50,11 +50,7 @@ impl<D: Driver> KeyPool<D> {
             }
             return Ok(());
         }
-        let mode = if self.core.rollback_only() {
-            ResetMode::RollbackOnly
-        } else {
-            ResetMode::Full
-        };
+        let mode = self.core.reset_mode();
         match guarded("detach", || self.driver.detach(conn, mode)) {
             Ok(handle) => {
                 entry.slot = Slot::Parked(handle);
