@@ -21,8 +21,10 @@
 //!   `closed` and then empties the slot. Each side does a sequentially consistent write and
 //!   then a sequentially consistent read of the other's flag, so at least one of them sees the
 //!   other: a release is never left in the slot while a waiter sleeps or after shutdown.
-//! * **Closing happens here, outside the lock, through `guard::close`**, and room held by a
-//!   connection being closed is freed only after the close (`State::closed`).
+//! * **Closing happens outside the lock, through `guard::close`**: here for healthy ones
+//!   (idle, aged, shut), on `crate::closer`'s helpers for dead ones (whose close may wait on a
+//!   silent network). Room held by a connection being closed is freed only after the close
+//!   (`State::closed`), or for a dead one after the closer's grace.
 
 mod fast_slot;
 mod reservation;
@@ -355,21 +357,16 @@ impl<T: Parkable> KeyCore<T> {
                 }
                 None => {
                     let mut state = lock(&self.state);
-                    let cancelled = state.cancel_wait(&waiter);
-                    let error = match cancelled {
-                        Some(_) => None,
-                        None => Some(self.timeout_error(&state, started.elapsed(), held)),
-                    };
-                    self.unlock(state);
-                    match (cancelled, error) {
-                        (Some(decided), _) => break self.answer(decided),
-                        (None, Some(error)) => {
-                            Counters::bump(&self.counters.timeouts);
-                            tracing::warn!(%error, "open timed out at the limit");
-                            break Err(error);
-                        }
-                        (None, None) => break Err(Error::ShutDown),
+                    // A grant that raced the deadline is still this caller's answer.
+                    if let Some(decided) = state.cancel_wait(&waiter) {
+                        self.unlock(state);
+                        break self.answer(decided);
                     }
+                    let error = self.timeout_error(&state, started.elapsed(), held);
+                    self.unlock(state);
+                    Counters::bump(&self.counters.timeouts);
+                    tracing::warn!(%error, "open timed out at the limit");
+                    break Err(error);
                 }
             }
         };
@@ -499,13 +496,9 @@ impl<T: Parkable> KeyCore<T> {
     /// and whether the primer should replace them (nothing is parked any more).
     pub(crate) fn rotate_parked(&self, expired: impl Fn(&T) -> bool) -> (usize, bool) {
         let taken = self.locked(|s| s.take_expired(|item| expired(item)));
-        let rotated = taken.len();
+        let rotated = self.close_taken(taken, &self.counters.rotated);
         if rotated == 0 {
             return (0, false);
-        }
-        for item in taken {
-            self.close(item, false);
-            Counters::bump(&self.counters.rotated);
         }
         let prime = self.locked(|s| {
             s.closed(rotated);
@@ -560,12 +553,8 @@ impl<T: Parkable> KeyCore<T> {
     /// many.
     pub(crate) fn expire_idle(&self, now: Tick) -> usize {
         let expired = self.locked(|s| s.expire_idle(now));
-        let reaped = expired.len();
+        let reaped = self.close_taken(expired, &self.counters.reaped_idle);
         if reaped > 0 {
-            for item in expired {
-                self.close(item, false);
-                Counters::bump(&self.counters.reaped_idle);
-            }
             self.locked(|s| s.closed(reaped));
         }
         reaped
@@ -636,13 +625,25 @@ impl<T: Parkable> KeyCore<T> {
         counts
     }
 
+    /// Closes parked connections the state took out for closing (still counted as closing:
+    /// the caller frees their room with `State::closed` afterwards), counting each under
+    /// `reason` too. Returns how many.
+    fn close_taken(&self, taken: Vec<Box<T>>, reason: &AtomicU64) -> usize {
+        let count = taken.len();
+        for item in taken {
+            self.close(item, false);
+            Counters::bump(reason);
+        }
+        count
+    }
+
     /// Closes a connection outside the lock, guarded, and counts it.
     fn close(&self, item: Box<T>, dead: bool) {
         guard::close(item);
         self.count_closed(dead);
     }
 
-    /// Counts a connection closed outside the core (before it was ever counted in the state).
+    /// Counts a closed connection in the stats (`dead`: also as dropped dead).
     pub(crate) fn count_closed(&self, dead: bool) {
         Counters::bump(&self.counters.closed);
         if dead {

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use super::entry::{Entry, Slot};
 use super::KeyPool;
-use crate::clock::{Instant, Tick};
-use crate::core::PrimeStart;
+use crate::clock::Tick;
+use crate::core::{Dropped, PrimeStart};
 use crate::guard::guarded;
 use crate::primer::PrimeOutcome;
 use crate::sync::Ordering;
@@ -100,22 +100,17 @@ impl<D: Driver> KeyPool<D> {
         let sweep_start = Tick::now();
         let timeout = self.core.setting(|s| s.check_timeout);
         while let Some(mut checked) = self.core.take_for_check(sweep_start) {
-            let started = Instant::now();
-            let alive = match &mut checked.idle.item.slot {
-                Slot::Parked(handle) => {
-                    guarded("connected", || Ok(self.driver.connected(handle, timeout)))
-                        .unwrap_or(false)
-                }
-                _ => false,
+            let verdict = match &mut checked.idle.item.slot {
+                Slot::Parked(handle) => self.check(handle, timeout),
+                _ => Some(Dropped::Dead),
             };
-            let silent = !alive && started.elapsed() >= timeout / 2;
-            if !alive {
-                tracing::warn!(pool = %self.label(), silent, "reaper dropped a dead parked connection");
+            if let Some(why) = verdict {
+                tracing::warn!(pool = %self.label(), ?why, "reaper dropped a dead parked connection");
             }
-            if let Some(dead) = self.core.check_done(checked, alive) {
+            if let Some(dead) = self.core.check_done(checked, verdict.is_none()) {
                 self.close_dead(dead);
             }
-            if silent {
+            if verdict == Some(Dropped::Silent) {
                 // Its network may have gone quiet: checking the rest one by one would hold
                 // the reaper, and every other key, for a `check_timeout` each. They are
                 // suspect now (checked before hand-out) and this key's next sweep goes on.

@@ -16,10 +16,10 @@ use std::panic::Location;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::clock::Tick;
+use crate::clock::{Instant, Tick};
 use crate::closer::Closer;
 use crate::conn::Conn;
-use crate::core::KeyCore;
+use crate::core::{Dropped, KeyCore};
 use crate::erased::{AnyDriver, AnyPool};
 use crate::error::Error;
 use crate::guard::guarded;
@@ -96,6 +96,20 @@ impl<D: Driver> KeyPool<D> {
         match error.code() {
             Some(code) => scrubbed.with_code(code),
             None => scrubbed,
+        }
+    }
+
+    /// Checks a parked connection with `connected`, guarded: `None` if it is alive, else
+    /// `Dead`, or `Silent` when the check used up most of `timeout` (the network may have gone
+    /// quiet, so the caller should not check the other parked connections one by one).
+    fn check(&self, handle: &mut D::Handle, timeout: Duration) -> Option<Dropped> {
+        let started = Instant::now();
+        let alive =
+            guarded("connected", || Ok(self.driver.connected(handle, timeout))).unwrap_or(false);
+        match (alive, started.elapsed() >= timeout / 2) {
+            (true, _) => None,
+            (false, true) => Some(Dropped::Silent),
+            (false, false) => Some(Dropped::Dead),
         }
     }
 

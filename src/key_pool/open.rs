@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use super::entry::{Entry, Slot};
 use super::{Item, KeyPool};
-use crate::clock::Instant;
 use crate::clock::Tick;
 use crate::conn::Conn;
 use crate::core::{Attempt, Dropped, Got, Reservation};
@@ -77,20 +76,9 @@ impl<D: Driver> KeyPool<D> {
         };
         if validate {
             let timeout = self.core.setting(|s| s.check_timeout);
-            let started = Instant::now();
-            let alive = guarded("connected", || {
-                Ok(self.driver.connected(&mut handle, timeout))
-            })
-            .unwrap_or(false);
-            if !alive {
-                let silent = started.elapsed() >= timeout / 2;
-                tracing::warn!(pool = %self.label(), silent, "dropped a dead parked connection before hand-out");
+            if let Some(why) = self.check(&mut handle, timeout) {
+                tracing::warn!(pool = %self.label(), ?why, "dropped a dead parked connection before hand-out");
                 // Its close may wait on the silent network: the caller hands it to the closer.
-                let why = if silent {
-                    Dropped::Silent
-                } else {
-                    Dropped::Dead
-                };
                 return Err((why, Some(handle)));
             }
         }
