@@ -19,6 +19,7 @@
 //! After `stop` the room of a dead connection is freed at once: the pool is shut.
 
 use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,10 +38,14 @@ const IDLE: Duration = Duration::from_secs(3600);
 struct Freed(Mutex<Option<Box<dyn FnOnce() + Send>>>);
 
 impl Freed {
+    /// Runs the callback if nobody has; a panic in it is caught, so that neither a helper nor
+    /// the watchdog can die of it (and leave the in-flight count or the watchdog gone).
     fn fire(&self) {
         let free = lock(&self.0).take();
         if let Some(free) = free {
-            free();
+            if catch_unwind(AssertUnwindSafe(free)).is_err() {
+                tracing::error!("freeing a dead connection's room panicked");
+            }
         }
     }
 
@@ -134,10 +139,16 @@ impl Closer {
                 }
             }
         }
-        watchdog
+        let sent = watchdog
             .send
             .as_ref()
-            .is_some_and(|send| send.send(pending).is_ok())
+            .is_some_and(|send| send.send(pending).is_ok());
+        if !sent {
+            // The watchdog is gone: the next close starts a new one.
+            watchdog.send = None;
+            watchdog.handle = None;
+        }
+        sent
     }
 
     /// Stops the watchdog (rooms still held are freed: the pool is shut) and waits for the
@@ -184,6 +195,8 @@ fn run(incoming: Receiver<Pending>) {
             }
         }
         pending.retain(|(_, freed)| !freed.fired());
+        // Firing took time: measure what is left from now, not from the top of the pass.
+        let now = Instant::now();
         let wait = pending
             .iter()
             .map(|(deadline, _)| deadline.saturating_duration_since(now))
