@@ -13,13 +13,12 @@ use std::fmt::Write as _;
 
 use pool_driver::{DriverError, DriverErrorKind, Rows, Value};
 use postgres::types::{FromSql, Kind, Type};
-use postgres::{Row, Statement};
+use postgres::{Column, Row};
 
 type BoxError = Box<dyn Error + Sync + Send>;
 
-/// Converts the rows a prepared `statement` returned.
-pub(crate) fn rows(statement: &Statement, rows: &[Row]) -> Result<Rows, DriverError> {
-    let columns = statement.columns();
+/// Converts `rows`, whose columns are `columns` (from the statement, or from the first row).
+pub(crate) fn rows(columns: &[Column], rows: &[Row]) -> Result<Rows, DriverError> {
     if let Some(column) = columns.iter().find(|c| !decodable(c.type_())) {
         return Err(DriverError::new(
             DriverErrorKind::Query,

@@ -55,9 +55,11 @@ impl std::fmt::Debug for PgConn {
 }
 
 impl Connection for PgConn {
-    /// Without parameters the statement goes through the simple protocol: one round trip
-    /// instead of two (parse + execute), which matters for `BEGIN`, `SET`, `COMMIT`. The count
-    /// is the last statement's, as in libpq's `PQcmdTuples`.
+    /// One round trip. Without parameters the statement goes through the simple protocol
+    /// (which also allows several statements; the count is the last one's, as in libpq's
+    /// `PQcmdTuples`); with them, through an unnamed statement whose parameter types the server
+    /// infers (see [`params::TextParam`]). A statement with bytes parameters is prepared first
+    /// (two round trips) so they are encoded for the column's type.
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DriverError> {
         self.touched = true;
         if params.is_empty() {
@@ -68,23 +70,50 @@ impl Connection for PgConn {
             });
             return Ok(count.unwrap_or(0));
         }
+        if params::all_text(params) {
+            let bound = params::bind_text(params);
+            let refs = params::typed_refs(&bound);
+            return self
+                .client
+                .execute_typed(sql, &refs)
+                .map_err(|e| self.fail(&e));
+        }
         let bound = params::bind(params);
         let refs = params::refs(&bound);
         self.client.execute(sql, &refs).map_err(|e| self.fail(&e))
     }
 
-    /// Prepares explicitly (the same round trips `Client::query` makes) so the column names
-    /// are known even when no row comes back.
+    /// One round trip when rows come back: parse, bind, describe and execute an unnamed
+    /// statement in one write (`Client::query_typed`; parameter types inferred by the server,
+    /// see [`params::TextParam`]). Nothing is cached on the connection, so this stays correct
+    /// after any reset and behind a transaction-mode PgBouncer. When no row comes back the
+    /// column names are not in the reply, so the statement is described once more (a second
+    /// round trip, only then). With bytes parameters it is prepared first, as before.
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, DriverError> {
         self.touched = true;
-        let statement = self.client.prepare(sql).map_err(|e| self.fail(&e))?;
-        let bound = params::bind(params);
-        let refs = params::refs(&bound);
+        if !params::all_text(params) {
+            let statement = self.client.prepare(sql).map_err(|e| self.fail(&e))?;
+            let bound = params::bind(params);
+            let refs = params::refs(&bound);
+            let rows = self
+                .client
+                .query(&statement, &refs)
+                .map_err(|e| self.fail(&e))?;
+            return cells::rows(statement.columns(), &rows);
+        }
+        let bound = params::bind_text(params);
+        let refs = params::typed_refs(&bound);
         let rows = self
             .client
-            .query(&statement, &refs)
+            .query_typed(sql, &refs)
             .map_err(|e| self.fail(&e))?;
-        cells::rows(&statement, &rows)
+        match rows.first() {
+            Some(first) => cells::rows(first.columns(), &rows),
+            None => {
+                let statement = self.client.prepare(sql).map_err(|e| self.fail(&e))?;
+                cells::rows(statement.columns(), &rows)
+            }
+        }
     }
 
     fn is_broken(&self) -> bool {
@@ -104,5 +133,10 @@ impl Connection for PgConn {
 
     fn native_type_name(&self) -> &'static str {
         std::any::type_name::<Client>()
+    }
+
+    /// The same rule `detach` applies: an untouched session is parked with no round trip.
+    fn needs_reset(&self) -> bool {
+        self.touched
     }
 }

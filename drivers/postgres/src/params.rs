@@ -21,6 +21,70 @@ use postgres::types::{Format, IsNull, Kind, ToSql, Type};
 
 type BoxError = Box<dyn Error + Sync + Send>;
 
+/// A [`Value`] sent in text format with its type left to the server (type OID 0): the server
+/// infers the parameter's type from the statement, exactly as for [`Param`], and parses the
+/// text as it would a literal. This lets a statement be parsed, bound and executed in one
+/// round trip (`Client::query_typed`), without first asking the server for the types.
+#[derive(Debug)]
+pub(crate) struct TextParam<'a>(&'a Value);
+
+/// Whether every value can go as text with its type inferred (everything but bytes: their text
+/// form depends on the column type, so a statement with bytes is prepared first).
+pub(crate) fn all_text(values: &[Value]) -> bool {
+    !values.iter().any(|v| matches!(v, Value::Bytes(_)))
+}
+
+/// The type OID 0: "unspecified, let the server infer it" in the protocol's Parse message.
+fn inferred() -> Type {
+    static INFERRED: std::sync::OnceLock<Type> = std::sync::OnceLock::new();
+    INFERRED
+        .get_or_init(|| {
+            Type::new(
+                "unspecified".to_owned(),
+                0,
+                Kind::Pseudo,
+                "pg_catalog".to_owned(),
+            )
+        })
+        .clone()
+}
+
+/// Binds `values` (see [`all_text`]) as text parameters of inferred type.
+pub(crate) fn bind_text(values: &[Value]) -> Vec<(TextParam<'_>, Type)> {
+    values.iter().map(|v| (TextParam(v), inferred())).collect()
+}
+
+/// The references `query_typed` takes, borrowing from [`bind_text`]'s result.
+pub(crate) fn typed_refs<'a>(
+    params: &'a [(TextParam<'a>, Type)],
+) -> Vec<(&'a (dyn ToSql + Sync), Type)> {
+    params
+        .iter()
+        .map(|(p, t)| (p as &(dyn ToSql + Sync), t.clone()))
+        .collect()
+}
+
+impl ToSql for TextParam<'_> {
+    fn to_sql(&self, _: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
+        if let Value::Null = self.0 {
+            return Ok(IsNull::Yes);
+        }
+        let text = text_form(self.0).ok_or("bytes cannot be sent as inferred text")?;
+        out.extend_from_slice(text.as_bytes());
+        Ok(IsNull::No)
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    fn encode_format(&self, _: &Type) -> Format {
+        Format::Text
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
 /// A [`Value`] bound as a statement parameter.
 #[derive(Debug)]
 pub(crate) struct Param<'a>(pub(crate) &'a Value);

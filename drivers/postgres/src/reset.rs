@@ -16,7 +16,7 @@
 //!   misses temp tables, prepared statements, cursors, locks and `LISTEN`.
 //! * `ROLLBACK; …; DEALLOCATE ALL` (the manual's equivalent verbatim) runs in one round trip
 //!   but breaks custom types just like `DISCARD ALL`.
-//! * [`FULL_RESET`] (chosen): `ROLLBACK`, then the statements the PostgreSQL manual lists as
+//! * [`FULL_RESET`] (chosen): `BEGIN; ROLLBACK` (see below), then the statements the PostgreSQL manual lists as
 //!   `DISCARD ALL`'s equivalent except `DEALLOCATE ALL`, then a query for the statements made
 //!   with SQL `PREPARE` (the function behind the `pg_prepared_statements` view: the view costs
 //!   ~10–20 µs more to plan). Those (rare) are deallocated by name in a second round trip; the
@@ -34,35 +34,57 @@
 //! `Statement` a user still holds. A placeholder setting such as `app.user_id` resets to the
 //! empty string, not to "unset". Notifications the client already buffered are dropped here.
 //!
-//! The leading `ROLLBACK` draws a "there is no transaction in progress" WARNING when no
-//! transaction is open, which the server also writes to its log (at the default
-//! `log_min_messages`). It cannot be avoided: in an aborted transaction nothing but `ROLLBACK`
-//! is accepted, and the `postgres` crate does not expose the transaction status the server
-//! reports. So `detach` skips the reset entirely when nothing ran on the connection since it
-//! was opened or last reset.
+//! **No WARNING per release.** A bare leading `ROLLBACK` draws "there is no transaction in
+//! progress" (a WARNING the server also writes to its log) whenever no transaction is open,
+//! which is nearly every release, and the `postgres` crate does not expose the transaction
+//! status the server reports. So the reset starts with `BEGIN; ROLLBACK`: with no transaction
+//! open (the usual case) that opens one and ends it, silently; in an open transaction (a
+//! handler that forgot to commit) `BEGIN` warns "there is already a transaction in progress"
+//! (worth a log line: it is a leak) and `ROLLBACK` ends it; in an aborted transaction `BEGIN`
+//! fails with SQLSTATE 25P02 and nothing after it runs, so the reset is sent again starting
+//! with `ROLLBACK` (a second round trip, only then). A multi-statement query stops at its first
+//! error, so nothing after a failed statement ever runs on a dirty session, and the reply is
+//! read before the connection is parked.
+//!
+//! `detach` still skips the reset entirely when nothing ran on the connection since it was
+//! opened or last reset.
 
 use pool_driver::ResetMode;
 use postgres::{Client, SimpleQueryMessage};
 
-/// `ROLLBACK`, `DISCARD ALL`'s documented equivalent without `DEALLOCATE ALL`, and the names
-/// of the statements made with SQL `PREPARE` (column `pool_prepared`).
-pub const FULL_RESET: &str = "ROLLBACK; CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; \
-    RESET ALL; UNLISTEN *; SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD PLANS; \
-    DISCARD TEMP; DISCARD SEQUENCES; \
-    SELECT name AS pool_prepared FROM pg_catalog.pg_prepared_statement() WHERE from_sql";
+/// What the full reset clears once no transaction is open: `DISCARD ALL`'s documented
+/// equivalent without `DEALLOCATE ALL`, and the names of the statements made with SQL `PREPARE`
+/// (column `pool_prepared`).
+macro_rules! clean_session {
+    () => {
+        "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; \
+         SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; \
+         DISCARD SEQUENCES; \
+         SELECT name AS pool_prepared FROM pg_catalog.pg_prepared_statement() WHERE from_sql"
+    };
+}
+
+/// The full reset: end any transaction without a warning when none is open, then clean.
+pub const FULL_RESET: &str = concat!("BEGIN; ROLLBACK; ", clean_session!());
+
+/// The full reset for a session in an aborted transaction (where `BEGIN` fails).
+const FULL_RESET_ABORTED: &str = concat!("ROLLBACK; ", clean_session!());
+
+/// SQLSTATE `in_failed_sql_transaction`: the session is in an aborted transaction.
+const IN_FAILED_TRANSACTION: &str = "25P02";
 
 /// The result column of [`FULL_RESET`] that names a statement to deallocate.
 const PREPARED_COLUMN: &str = "pool_prepared";
 
 /// Only end the transaction (for transaction-mode PgBouncer, where the server session is
-/// shared and a full reset would be wrong).
-pub const ROLLBACK_ONLY: &str = "ROLLBACK";
+/// shared and a full reset would be wrong), without a warning when none is open.
+pub const ROLLBACK_ONLY: &str = "BEGIN; ROLLBACK";
 
 /// Runs the reset for `mode`, then clears client-side state that would otherwise outlive it.
 pub(crate) fn reset(client: &mut Client, mode: ResetMode) -> Result<(), postgres::Error> {
     match mode {
         ResetMode::Full => {
-            let messages = client.simple_query(FULL_RESET)?;
+            let messages = after_abort(client, FULL_RESET, FULL_RESET_ABORTED)?;
             let deallocate: String = messages
                 .iter()
                 .filter_map(|m| match m {
@@ -80,7 +102,22 @@ pub(crate) fn reset(client: &mut Client, mode: ResetMode) -> Result<(), postgres
             client.clear_type_cache();
             drain_notifications(client)
         }
-        ResetMode::RollbackOnly => client.batch_execute(ROLLBACK_ONLY),
+        ResetMode::RollbackOnly => after_abort(client, ROLLBACK_ONLY, "ROLLBACK").map(drop),
+    }
+}
+
+/// Runs `reset`; if the session was in an aborted transaction (its leading `BEGIN` failed and
+/// nothing else ran), runs `aborted`, which starts with `ROLLBACK`, instead.
+fn after_abort(
+    client: &mut Client,
+    reset: &str,
+    aborted: &str,
+) -> Result<Vec<SimpleQueryMessage>, postgres::Error> {
+    match client.simple_query(reset) {
+        Err(err) if err.code().map(|c| c.code()) == Some(IN_FAILED_TRANSACTION) => {
+            client.simple_query(aborted)
+        }
+        other => other,
     }
 }
 

@@ -212,3 +212,36 @@ fn changes_made_through_the_native_client_are_reset_too() {
     let mut conn = recycle(recycle(conn, ResetMode::Full), ResetMode::Full);
     assert_eq!(text(&mut conn, STATE), clean_state("pool_trust"));
 }
+
+/// Releasing a connection must not write a WARNING to the server log: a bare leading
+/// `ROLLBACK` would ("there is no transaction in progress") on nearly every release, which
+/// floods the log of a busy service. A private server, so its log holds only this test's work.
+#[test]
+fn releases_write_no_warning_to_the_server_log() {
+    let mut server = pool_testservers::PgServer::start().expect("start a private server");
+    let mut conn = connect(&server.trust_args());
+    for round in 0..10 {
+        // Outside a transaction (the usual release), after a committed one, and rollback-only.
+        conn.execute("SELECT 1", &[]).unwrap();
+        conn = recycle(conn, ResetMode::Full);
+        conn.execute("BEGIN", &[]).unwrap();
+        conn.execute("COMMIT", &[]).unwrap();
+        conn = recycle(conn, ResetMode::Full);
+        conn.execute("SELECT 1", &[]).unwrap();
+        conn = recycle(conn, ResetMode::RollbackOnly);
+        assert_eq!(int(&mut conn, "SELECT 1"), 1, "round {round}");
+    }
+    // An aborted transaction is recovered by the reset's second try, also without a warning.
+    conn.execute("BEGIN", &[]).unwrap();
+    assert!(conn.execute("SELECT 1/0", &[]).is_err());
+    let mut conn = recycle(conn, ResetMode::Full);
+    assert_eq!(text(&mut conn, STATE), clean_state("pool_trust"));
+    drop(conn);
+    server.stop().expect("stop");
+    let log = std::fs::read_to_string(server.log_path()).expect("read the server log");
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARNING")).collect();
+    assert!(
+        warnings.is_empty(),
+        "warnings in the server log: {warnings:#?}"
+    );
+}
