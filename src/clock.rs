@@ -98,6 +98,14 @@ impl Deadline {
         Deadline(Instant::now().checked_add(timeout))
     }
 
+    /// Whichever of the two comes first.
+    pub(crate) fn earlier(self, other: Deadline) -> Deadline {
+        match (self.0, other.0) {
+            (Some(a), Some(b)) => Deadline(Some(a.min(b))),
+            (a, b) => Deadline(a.or(b)),
+        }
+    }
+
     /// Time left, `Duration::ZERO` once passed; `None` for a deadline that never comes.
     pub(crate) fn left(&self) -> Option<Duration> {
         self.0

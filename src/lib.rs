@@ -40,6 +40,7 @@ mod lease;
 mod primer;
 mod reaper;
 mod registry;
+mod resetter;
 mod settings;
 mod stats;
 mod sync;

@@ -52,6 +52,14 @@ pub struct Settings {
     /// [`crate::Error::TooManyWaiting`] instead of queueing (load shedding). Default `None`:
     /// no bound (each waiter is still bounded by `acquire_timeout`).
     pub max_waiting: Option<usize>,
+    /// Reset released connections on the pool's resetter thread (one per pool), so `release`
+    /// returns at once; the connection counts against `max_open` and cannot be taken until its
+    /// reset is done, and a failed reset closes it (logged at WARN, counted in
+    /// [`crate::Stats::reset_failures`]) without failing the caller. Default `true`; `false`
+    /// resets on the releasing thread and returns [`crate::Error::Reset`] from `release` when
+    /// the reset fails. (Under a burst the resetter's short queue fills and releases reset
+    /// inline either way.)
+    pub background_reset: bool,
     /// Longest pause between two failed primer attempts (the pause doubles from 50 ms up to
     /// this, with jitter). Default 10 s.
     pub primer_backoff_max: Duration,
@@ -73,6 +81,7 @@ impl Default for Settings {
             max_waiting: None,
             max_lifetime: Some(Duration::from_secs(30 * 60)),
             primer_backoff_max: Duration::from_secs(10),
+            background_reset: true,
         }
     }
 }

@@ -16,6 +16,9 @@ pub struct Stats {
     pub idle: usize,
     /// Connections held by callers.
     pub in_use: usize,
+    /// Released connections whose session reset is still running (on the pool's resetter
+    /// thread): they count against `max_open` and are parked when it is done.
+    pub resetting: usize,
     /// Connects in flight, plus parked connections the reaper is checking or closing (they
     /// count against `max_open` until they are gone).
     pub opening: usize,
@@ -36,6 +39,9 @@ pub struct Stats {
     /// Connections closed on release because they held session state their driver cannot
     /// reset (for example a MariaDB role after `SET ROLE`); `release` still returns `Ok`.
     pub not_reusable: u64,
+    /// Connections closed because their reset on release failed (with a background reset the
+    /// caller's `release` has already returned `Ok`; the failure is logged at WARN).
+    pub reset_failures: u64,
     /// Failed connect attempts (by callers and the primer).
     pub connect_failures: u64,
     /// `open` calls that had to wait at the limit.
@@ -58,6 +64,7 @@ pub(crate) struct Counters {
     pub(crate) dropped_dead: AtomicU64,
     pub(crate) not_reusable: AtomicU64,
     pub(crate) rotated: AtomicU64,
+    pub(crate) reset_failures: AtomicU64,
     pub(crate) connect_failures: AtomicU64,
     pub(crate) waits: AtomicU64,
     pub(crate) timeouts: AtomicU64,
@@ -86,6 +93,7 @@ impl Counters {
         stats.dropped_dead = self.dropped_dead.load(Relaxed);
         stats.not_reusable = self.not_reusable.load(Relaxed);
         stats.rotated = self.rotated.load(Relaxed);
+        stats.reset_failures = self.reset_failures.load(Relaxed);
         stats.connect_failures = self.connect_failures.load(Relaxed);
         stats.waits = self.waits.load(Relaxed);
         stats.timeouts = self.timeouts.load(Relaxed);

@@ -61,6 +61,13 @@ mod real {
         mutex.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// A choice the model checker makes, replayed with its schedule: where real code decides
+    /// by the clock on a path the virtual clock seldom reaches, the checker explores both.
+    pub(crate) fn choice() -> bool {
+        use rand::RngCore;
+        shuttle::rand::thread_rng().next_u64().is_multiple_of(2)
+    }
+
     /// Waits on `condvar`. Shuttle's waits never time out, so a waiter nobody wakes is
     /// reported as a deadlock: exactly the lost wake-up the checker hunts for.
     pub(crate) fn wait_timeout<'a, T>(

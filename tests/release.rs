@@ -11,7 +11,7 @@ use std::thread;
 
 use common::engine::{configure, db, id, open};
 use common::fake::{args, quiet, stats, FakeConn, FakeDb};
-use common::{wait_until, SOON};
+use common::{after_resets, wait_until, SOON};
 use pool::{Error, ResetMode, Settings};
 use rstest::rstest;
 
@@ -23,6 +23,7 @@ fn release_resets_the_session(db: Arc<FakeDb>) {
     conn.execute("BEGIN", &[]).unwrap();
     conn.execute("SET role_x", &[]).unwrap();
     conn.release().unwrap();
+    after_resets(|| stats(&db));
     let conn = open(&db);
     let fake = conn.native::<FakeConn>().unwrap();
     assert_eq!(
@@ -44,6 +45,7 @@ fn rollback_only_mode_rolls_back_but_keeps_session_settings(db: Arc<FakeDb>) {
     conn.execute("BEGIN", &[]).unwrap();
     conn.execute("SET kept", &[]).unwrap();
     conn.release().unwrap();
+    after_resets(|| stats(&db));
     let conn = open(&db);
     let fake = conn.native::<FakeConn>().unwrap();
     assert_eq!((fake.in_tx, fake.var.as_deref()), (false, Some("kept")));

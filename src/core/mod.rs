@@ -71,17 +71,29 @@ pub(crate) struct Attempt<'a> {
     /// How many of this pool's connections the calling thread holds; read only when it is
     /// about to wait.
     held: &'a dyn Fn() -> usize,
+    /// Wakes the primer (when the caller waits for a reset, the stack emptied).
+    prime: &'a dyn Fn(),
     deadline: Option<Deadline>,
 }
 
 impl<'a> Attempt<'a> {
-    pub(crate) fn new(held: &'a dyn Fn() -> usize) -> Self {
+    pub(crate) fn new(held: &'a dyn Fn() -> usize, prime: &'a dyn Fn()) -> Self {
         Self {
             held,
+            prime,
             deadline: None,
         }
     }
 }
+
+/// How long a caller waits for a connection being reset before it may connect instead (if
+/// there is room): every waiter wakes this often and takes room `settle` held back for the
+/// resets in flight (`State::impatient`), and does so at its deadline too. A reset takes one
+/// round trip, so this only matters when one hangs (a silent network, where a connect would
+/// most likely hang too) or the machine is starved; it is long enough that a loaded server's
+/// resets still win over a cold connect, and bounded so a hung reset cannot hold a caller up to
+/// its whole `acquire_timeout`.
+pub(crate) const RESET_PATIENCE: Duration = Duration::from_secs(1);
 
 /// All shared state of one key's pool.
 pub(crate) struct KeyCore<T> {
@@ -108,6 +120,8 @@ pub(crate) struct KeyCore<T> {
     max_lifetime: AtomicU64,
     /// Mirror of `settings.leak_threshold.is_some()`: capture backtraces at `open`.
     leak_detection: AtomicBool,
+    /// Mirror of `settings.background_reset`.
+    background_reset: AtomicBool,
     pub(crate) counters: Counters,
 }
 
@@ -127,6 +141,7 @@ impl<T: Parkable> KeyCore<T> {
             rollback_only: AtomicBool::new(false),
             max_lifetime: AtomicU64::new(u64::MAX),
             leak_detection: AtomicBool::new(false),
+            background_reset: AtomicBool::new(false),
             state: Mutex::new(State::new(settings, parks)),
             counters: Counters::default(),
         };
@@ -174,6 +189,7 @@ impl<T: Parkable> KeyCore<T> {
             settings.max_lifetime.map_or(u64::MAX, saturating_nanos),
         );
         publish(&self.leak_detection, settings.leak_threshold.is_some());
+        publish(&self.background_reset, settings.background_reset);
         if !state.has_wakes() {
             return;
         }
@@ -278,7 +294,10 @@ impl<T: Parkable> KeyCore<T> {
             Acquire::Connect(reservation) => Decided::Connect(reservation),
             Acquire::Closed => Decided::Closed,
             Acquire::Wait => {
-                return self.wait(state, attempt, now);
+                return self.wait(state, attempt, now, false);
+            }
+            Acquire::WaitForReset { prime } => {
+                return self.wait(state, attempt, now, prime);
             }
         };
         self.unlock(state);
@@ -293,12 +312,14 @@ impl<T: Parkable> KeyCore<T> {
         }
     }
 
-    /// Queues the caller at the limit and waits for its turn.
+    /// Queues the caller at the limit, or behind the resets in flight (`prime`: the stack
+    /// emptied, wake the primer once queued), and waits for its turn.
     fn wait(
         &self,
         mut state: MutexGuard<'_, State<Box<T>>>,
         attempt: &mut Attempt<'_>,
         now: Tick,
+        prime: bool,
     ) -> Result<Got<T>, Error> {
         // Only a caller about to wait needs its own count of held connections.
         let held = (attempt.held)();
@@ -330,6 +351,9 @@ impl<T: Parkable> KeyCore<T> {
         let waiter = Arc::new(Waiter::new(now));
         state.enqueue(Arc::clone(&waiter));
         self.unlock(state);
+        if prime {
+            (attempt.prime)();
+        }
         // Waiters are now published: a connection released into the fast slot just before
         // that would otherwise sit there unseen (the fast slot pairing).
         if let Some(item) = self.fast.take() {
@@ -344,8 +368,11 @@ impl<T: Parkable> KeyCore<T> {
         }
         let started = Instant::now();
         Counters::bump(&self.counters.waits);
+        // Every waiter also wakes on its own every RESET_PATIENCE: room `settle` held back for
+        // a reset in flight (which may hang) is then its (`State::impatient`).
+        let mut patience = Deadline::after(RESET_PATIENCE);
         let result = loop {
-            match waiter.wait_until(deadline) {
+            match waiter.wait_until(patience.earlier(deadline)) {
                 Some(Grant::Retry) => match self.locked(|s| s.retry(&waiter, Tick::now())) {
                     Retried::Decided(decided) => break self.answer(decided),
                     Retried::StillWaiting => {}
@@ -356,8 +383,20 @@ impl<T: Parkable> KeyCore<T> {
                     }
                 }
                 None => {
+                    let timed_out = deadline.left() == Some(Duration::ZERO);
                     let mut state = lock(&self.state);
-                    // A grant that raced the deadline is still this caller's answer.
+                    // A grant that raced the wake-up, or room held back for a late reset, is
+                    // this caller's answer, also at its deadline.
+                    if let Retried::Decided(decided) = state.impatient(&waiter, Tick::now()) {
+                        self.unlock(state);
+                        break self.answer(decided);
+                    }
+                    if !timed_out {
+                        self.unlock(state);
+                        patience = Deadline::after(RESET_PATIENCE);
+                        continue;
+                    }
+                    // Still queued, with nothing granted: leave the queue.
                     if let Some(decided) = state.cancel_wait(&waiter) {
                         self.unlock(state);
                         break self.answer(decided);
@@ -379,7 +418,8 @@ impl<T: Parkable> KeyCore<T> {
         Error::Timeout(Box::new(TimeoutDetail {
             pool: self.label.clone(),
             waited,
-            in_use: counts.in_use,
+            // A connection being reset is not free yet: it was in use a moment ago.
+            in_use: counts.in_use + counts.resetting,
             idle: counts.idle,
             opening: counts.opening,
             waiting: counts.waiting,
@@ -448,6 +488,25 @@ impl<T: Parkable> KeyCore<T> {
         self.locked(|s| s.discard(lease, suspect));
     }
 
+    /// A released connection goes to be reset (see `State::begin_reset`).
+    pub(crate) fn begin_reset(&self) {
+        self.locked(|s| s.begin_reset());
+    }
+
+    /// Its reset succeeded: parked through the lock (or handed to a waiter); closed if shut.
+    pub(crate) fn reset_done(&self, item: Box<T>) {
+        let (lease, parked_at) = (item.lease(), item.parked_at());
+        if let Released::Close(item) = self.locked(|s| s.reset_done(item, lease, parked_at)) {
+            self.close(item, false);
+        }
+    }
+
+    /// Its reset failed and the caller closed it: its room is free (see `State::reset_failed`).
+    pub(crate) fn reset_failed(&self, lease: LeaseId, dead: bool, suspect: Option<Tick>) {
+        self.count_closed(dead);
+        self.locked(|s| s.reset_failed(lease, suspect));
+    }
+
     /// How `release` (and the primer, for a fresh connection) resets, without the lock.
     #[inline]
     pub(crate) fn reset_mode(&self) -> ResetMode {
@@ -456,6 +515,12 @@ impl<T: Parkable> KeyCore<T> {
         } else {
             ResetMode::Full
         }
+    }
+
+    /// Whether `release` hands resets to the resetter thread, without the lock.
+    #[inline]
+    pub(crate) fn background_reset(&self) -> bool {
+        self.background_reset.load(Ordering::Relaxed)
     }
 
     /// `max_lifetime` in nanoseconds (`u64::MAX`: none), without the lock.

@@ -7,20 +7,26 @@
 //!
 //! # Invariants (checked after every step by the state-machine test, `super::state_machine`)
 //!
-//! 1. **Limit.** `total() = idle + in_use + opening + checking + closing <= max_open`. Every
+//! 1. **Limit.** `total() = idle + in_use + resetting + opening + checking + closing <= max_open`. Every
 //!    path that adds to `total` does so under the lock, before it connects, and only while
 //!    `total < max_open`: a connect is a [`Reservation`], consumed only by "connected" or
 //!    "connect failed". Connections taken out to be closed stay counted (`closing`) until the
 //!    close finished, so the server never sees more than `max_open` sessions either.
 //!    (Lowering `max_open` below `total` is allowed; nothing new is added until it fits.)
 //! 2. **No lost wake-up.** When the lock is released (`settle`, called by `KeyCore` on every
-//!    unlock): if someone waits and the pool is open, then there is no free room (room goes to
-//!    the front waiter as a permit), and if a connection is parked, the front waiter has been
+//!    unlock): if someone waits and the pool is open, then there is no free room or every
+//!    waiter can be served by a reset in flight (`waiters <= resetting`: room goes to the front
+//!    waiters as permits until then), and if a connection is parked, the front waiter has been
 //!    woken to take it (`woken`, its slot holds `Grant::Retry`). `settle` restores this after
-//!    any change, in one place, instead of every path remembering to.
+//!    any change, in one place, instead of every path remembering to. A waiter counting on a
+//!    reset that hangs stops counting on it after `RESET_PATIENCE` (`impatient`).
 //! 3. **Conservation.** Every connection is in exactly one place: the stack, a waiter's slot,
 //!    a caller's hands (`in_use`, which also counts the one in the fast slot, kept outside
-//!    this state by `KeyCore`), a connect in flight, the reaper's check, or being closed.
+//!    this state by `KeyCore`), being reset after release (`resetting`), a connect in flight,
+//!    the reaper's check, or being closed.
+//! 4. **Reset before reuse.** A released connection reaches the stack (or a waiter) only
+//!    through `reset_done`, after its reset finished: while `resetting` it is in no place
+//!    `open` can take from.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -66,8 +72,11 @@ pub(crate) enum Acquire<E> {
     Take(Taken<E>),
     /// Room under the limit: connect.
     Connect(Reservation),
-    /// At the limit: the caller queues a waiter (or refuses with `WouldDeadlock`).
+    /// At the limit (no room): the caller queues a waiter (or refuses with `WouldDeadlock`).
     Wait,
+    /// Nothing parked, but released connections are being reset: the caller queues and waits
+    /// for one (at most `RESET_PATIENCE` before it may connect); `prime`: wake the primer.
+    WaitForReset { prime: bool },
     /// The pool is shut down.
     Closed,
 }
@@ -125,6 +134,7 @@ pub(crate) enum PrimeStart {
 pub(crate) struct Counts {
     pub(crate) idle: usize,
     pub(crate) in_use: usize,
+    pub(crate) resetting: usize,
     pub(crate) opening: usize,
     pub(crate) waiting: usize,
     pub(crate) max_open: usize,
@@ -145,6 +155,9 @@ pub(crate) struct Mirrors {
 pub(crate) struct State<E> {
     idle: Vec<Idle<E>>,
     in_use: usize,
+    /// Released connections whose reset runs (on the resetter, or inline as a fallback): not
+    /// usable yet, but each will be parked soon, so `open` waits for one instead of connecting.
+    resetting: usize,
     opening: usize,
     checking: usize,
     /// Connections taken out to be closed and not closed yet: still counted against the limit.
@@ -176,6 +189,7 @@ impl<E> State<E> {
         Self {
             idle: Vec::new(),
             in_use: 0,
+            resetting: 0,
             opening: 0,
             checking: 0,
             closing: 0,
@@ -194,7 +208,13 @@ impl<E> State<E> {
 
     /// Every connection counted against the limit.
     pub(crate) fn total(&self) -> usize {
-        self.idle.len() + self.in_use + self.opening + self.checking + self.closing
+        self.idle.len() + self.in_use + self.resetting + self.opening + self.checking + self.closing
+    }
+
+    /// Whether the waiters outnumber the resets in flight, so free room should go to the
+    /// front one as a permit: the others are each served by a reset that will finish soon.
+    fn waiters_beyond_resets(&self) -> bool {
+        self.waiters.len() > self.resetting
     }
 
     fn has_room(&self) -> bool {
@@ -205,6 +225,7 @@ impl<E> State<E> {
         Counts {
             idle: self.idle.len(),
             in_use: self.in_use,
+            resetting: self.resetting,
             opening: self.opening + self.checking + self.closing,
             waiting: self.waiters.len(),
             max_open: self.settings.max_open,
@@ -228,7 +249,7 @@ impl<E> State<E> {
             // A parked connection is offered to the front waiter first; room becomes a permit
             // only when nothing is parked (connecting is the expensive way).
             if self.idle.is_empty() {
-                while self.has_room() {
+                while self.has_room() && self.waiters_beyond_resets() {
                     let Some(waiter) = self.pop_front_waiter() else {
                         break;
                     };
@@ -286,7 +307,17 @@ impl<E> State<E> {
                 return Acquire::Take(taken);
             }
         }
-        if self.has_room() && self.waiters.is_empty() {
+        if self.has_room() {
+            // Settled, any waiters are each counting on a reset in flight (invariant 2). A
+            // reset nobody counts on yet will park a connection in a moment, far sooner than a
+            // connect would finish: wait for it (bounded by `RESET_PATIENCE`) and ask the
+            // primer for one more, as for any emptied stack. Otherwise connect: room is never
+            // a reason to wait (or to be shed by `max_waiting`).
+            if self.waiters.len() < self.resetting && self.queue_full().is_none() {
+                return Acquire::WaitForReset {
+                    prime: self.want_prime_if_stack_empty(),
+                };
+            }
             return Acquire::Connect(self.reserve());
         }
         Acquire::Wait
@@ -299,6 +330,7 @@ impl<E> State<E> {
         held > 0
             && held >= self.in_use
             && self.idle.is_empty()
+            && self.resetting == 0
             && self.opening == 0
             && self.checking == 0
             && self.closing == 0
@@ -389,11 +421,46 @@ impl<E> State<E> {
             self.remove_waiter(waiter);
             return Retried::Decided(Decided::Take(taken));
         }
-        if self.has_room() {
+        if self.has_room() && self.waiters_beyond_resets() {
             self.remove_waiter(waiter);
             return Retried::Decided(Decided::Connect(self.reserve()));
         }
         Retried::StillWaiting
+    }
+
+    /// A waiter woke on its own: `RESET_PATIENCE` passed (every waiter wakes that often), or its
+    /// deadline came. Free room that `settle` held back for the resets in flight (one may hang
+    /// on a silent network) is its now. `StillWaiting` (it is then still queued) if there is
+    /// none.
+    ///
+    /// Whatever was granted meanwhile is its answer; a `Retry` that arrived since it stopped
+    /// sleeping is acted on here (it would otherwise be lost with `woken` still set): the front
+    /// waiter takes a parked connection first, like `retry`.
+    pub(crate) fn impatient(&mut self, waiter: &Arc<Waiter<E>>, now: Tick) -> Retried<E> {
+        match waiter.take() {
+            None | Some(Grant::Retry) => {}
+            Some(grant) => {
+                return match Self::decided(grant) {
+                    Some(decided) => Retried::Decided(decided),
+                    None => Retried::StillWaiting,
+                }
+            }
+        }
+        if self.closed || !self.waiters.iter().any(|w| Arc::ptr_eq(w, waiter)) {
+            return Retried::StillWaiting;
+        }
+        if self.is_front(waiter) {
+            self.woken = false;
+            if let Some(taken) = self.take_idle(now) {
+                self.remove_waiter(waiter);
+                return Retried::Decided(Decided::Take(taken));
+            }
+        }
+        if !self.has_room() {
+            return Retried::StillWaiting;
+        }
+        self.remove_waiter(waiter);
+        Retried::Decided(Decided::Connect(self.reserve()))
     }
 
     /// Waiters granted something since the last call: notify them after unlocking.
@@ -476,6 +543,34 @@ impl<E> State<E> {
         }
         self.park_or_hand(item, lease, now);
         Released::Kept { more: false }
+    }
+
+    /// A released connection goes to be reset: it stops counting in use and counts as
+    /// `resetting` (keeping its lease) until `reset_done` or `reset_failed`.
+    pub(crate) fn begin_reset(&mut self) {
+        self.in_use -= 1;
+        self.resetting += 1;
+    }
+
+    /// Its reset succeeded: park it (or hand it to a starving waiter); closed if shut.
+    pub(crate) fn reset_done(&mut self, item: E, lease: LeaseId, now: Tick) -> Released<E> {
+        self.resetting -= 1;
+        if self.closed {
+            self.leases.free(lease);
+            return Released::Close(item);
+        }
+        self.park_or_hand(item, lease, now);
+        Released::Kept { more: false }
+    }
+
+    /// Its reset failed (or said the session cannot be reset): the caller closed it; its room
+    /// is free. `suspect` as in `discard`.
+    pub(crate) fn reset_failed(&mut self, lease: LeaseId, suspect: Option<Tick>) {
+        self.resetting -= 1;
+        if let Some(now) = suspect {
+            self.suspect_before = now;
+        }
+        self.leases.free(lease);
     }
 
     /// A connection in use was closed (broken, failed reset, panicking holder), or its close
@@ -730,6 +825,9 @@ impl<E> State<E> {
     }
     pub(crate) fn in_use(&self) -> usize {
         self.in_use
+    }
+    pub(crate) fn resetting(&self) -> usize {
+        self.resetting
     }
     pub(crate) fn opening(&self) -> usize {
         self.opening

@@ -51,6 +51,8 @@ struct Harness {
     next_id: Id,
     /// Connections in callers' hands, with their lease.
     held: Vec<(Id, LeaseId)>,
+    /// Released connections whose reset runs (on the resetter), with their lease.
+    resetting: Vec<(Id, LeaseId)>,
     /// Caller connects in flight.
     connecting: Vec<Reservation>,
     /// The primer's connect in flight.
@@ -82,6 +84,7 @@ impl Harness {
             now: Tick::from_nanos(1_000_000_000),
             next_id: 0,
             held: Vec::new(),
+            resetting: Vec::new(),
             connecting: Vec::new(),
             priming: None,
             checking: Vec::new(),
@@ -121,7 +124,28 @@ impl Harness {
             Acquire::Take(taken) => self.take(taken),
             Acquire::Connect(reservation) => self.connecting.push(reservation),
             Acquire::Closed => assert!(self.shut, "Closed from an open pool"),
+            Acquire::WaitForReset { prime } => {
+                assert!(
+                    self.state.resetting() > 0,
+                    "told to wait for a reset with none in flight"
+                );
+                if prime {
+                    assert!(
+                        self.priming.is_none(),
+                        "a prime was asked while one is pending"
+                    );
+                }
+                let waiter = Arc::new(Waiter::new(self.now));
+                self.state.enqueue(Arc::clone(&waiter));
+                self.waiting.push(waiter);
+            }
             Acquire::Wait => {
+                assert!(
+                    self.state.total() >= self.state.settings.max_open,
+                    "told to wait with room: total {} < max_open {}",
+                    self.state.total(),
+                    self.state.settings.max_open
+                );
                 if self.state.would_deadlock(held_by_caller) {
                     self.assert_true_deadlock(held_by_caller);
                 } else if let Some(waiting) = self.state.queue_full() {
@@ -151,6 +175,7 @@ impl Harness {
             .count();
         assert!(
             parked == 0
+                && self.resetting.is_empty()
                 && self.connecting.is_empty()
                 && self.priming.is_none()
                 && self.checking.is_empty()
@@ -175,7 +200,7 @@ impl Harness {
     }
 
     fn step(&mut self, rng: &mut Rng) {
-        match rng.below(17) {
+        match rng.below(20) {
             // A newcomer opens (holding nothing, or everything held: the re-entrant case).
             0 | 1 => {
                 let held = if rng.chance(30) { self.held.len() } else { 0 };
@@ -202,13 +227,44 @@ impl Harness {
                     }
                 }
             }
-            // A holder releases a healthy connection.
+            // A holder releases a healthy connection: parked at once (nothing to reset), or
+            // handed to the resetter.
             3 | 4 => {
                 if let Some((id, lease)) = pop_random(&mut self.held, rng) {
-                    if let Released::Close(id) = self.state.release(id, lease, self.now) {
+                    if rng.chance(50) {
+                        self.state.begin_reset();
+                        self.resetting.push((id, lease));
+                    } else if let Released::Close(id) = self.state.release(id, lease, self.now) {
                         assert!(self.shut, "release closed a connection of an open pool");
                         self.close_for_good(id);
                     }
+                }
+            }
+            // A reset finishes: parked, or (failed) closed.
+            17 | 18 => {
+                if let Some((id, lease)) = pop_random(&mut self.resetting, rng) {
+                    if rng.chance(80) {
+                        if let Released::Close(id) = self.state.reset_done(id, lease, self.now) {
+                            assert!(self.shut, "a reset connection closed by an open pool");
+                            self.close_for_good(id);
+                        }
+                    } else {
+                        self.close_for_good(id);
+                        self.state
+                            .reset_failed(lease, rng.chance(50).then_some(self.now));
+                    }
+                }
+            }
+            // A waiter's patience with the resets runs out.
+            19 => {
+                if self.waiting.is_empty() {
+                    return;
+                }
+                let index = rng.below(self.waiting.len());
+                let waiter = Arc::clone(&self.waiting[index]);
+                if let Retried::Decided(decided) = self.state.impatient(&waiter, self.now) {
+                    self.waiting.swap_remove(index);
+                    self.decided(decided);
                 }
             }
             // A holder's connection broke: closed on the spot, or handed to the closer thread
@@ -399,6 +455,7 @@ impl Harness {
             "opening"
         );
         assert_eq!(state.checking(), self.checking.len(), "checking");
+        assert_eq!(state.resetting(), self.resetting.len(), "resetting");
         assert_eq!(state.closing(), self.closing.len(), "closing");
         let mut seen = BTreeSet::new();
         let parked: Vec<Id> = state.parked().copied().collect();
@@ -416,6 +473,7 @@ impl Harness {
             .iter()
             .chain(&in_slots)
             .chain(self.held.iter().map(|(id, _)| id))
+            .chain(self.resetting.iter().map(|(id, _)| id))
             .chain(self.checking.iter().map(|c| &c.idle.item))
             .chain(&self.closing)
             .chain(&self.closed);
@@ -423,7 +481,11 @@ impl Harness {
             assert!(seen.insert(*id), "connection {id} is in two places");
         }
         assert_eq!(seen.len(), self.next_id as usize, "a connection was lost");
-        let open = parked.len() + in_slots.len() + self.held.len() + self.checking.len();
+        let open = parked.len()
+            + in_slots.len()
+            + self.held.len()
+            + self.resetting.len()
+            + self.checking.len();
         assert_eq!(state.live_leases(), open, "lease table");
 
         // 2. No lost wake-up: someone waits only while nothing can be handed to them.
@@ -440,9 +502,10 @@ impl Harness {
             if let Some(front) = queued.first() {
                 if parked.is_empty() {
                     assert!(
-                        total >= max_open,
-                        "room under the limit while {} wait",
-                        queued.len()
+                        total >= max_open || queued.len() <= state.resetting(),
+                        "room under the limit while {} wait and {} resets are in flight",
+                        queued.len(),
+                        state.resetting()
                     );
                 } else {
                     assert!(
@@ -617,4 +680,133 @@ fn a_pool_that_cannot_park_never_primes() {
     assert!(!state.settle().could_prime);
     assert!(!state.want_prime_below_floor());
     assert!(matches!(state.prime_begin(), PrimeStart::NotNeeded));
+}
+
+/// Background reset: a caller that finds only a connection being reset waits for it (even
+/// with room to connect) and gets it once the reset is done, never before.
+#[test]
+fn an_open_during_a_reset_waits_for_it_instead_of_connecting() {
+    let (mut state, now, held) = two_in_use();
+    state.reconfigure(Settings {
+        max_open: 3,
+        ..state.settings.clone()
+    });
+    let (id, lease) = held[0];
+    state.begin_reset();
+    state.settle();
+    let Acquire::WaitForReset { .. } = state.acquire(now) else {
+        panic!("an open with room connected while a reset was in flight");
+    };
+    let waiter = Arc::new(Waiter::new(now));
+    state.enqueue(Arc::clone(&waiter));
+    state.settle();
+    assert!(
+        waiter.peek(|g| g.is_none()),
+        "the waiter was served while the only spare connection was still being reset"
+    );
+    let _ = state.reset_done(id, lease, now);
+    state.settle();
+    assert!(waiter.peek(|g| matches!(g, Some(Grant::Retry))));
+    let _ = waiter.take();
+    let Retried::Decided(Decided::Take(taken)) = state.retry(&waiter, now) else {
+        panic!("the woken waiter did not get the reset connection");
+    };
+    assert_eq!(taken.item, id);
+}
+
+/// A reset that hangs: after its patience the waiter connects with the free room.
+#[test]
+fn an_impatient_waiter_connects_when_a_reset_hangs() {
+    let (mut state, now, _held) = two_in_use();
+    state.reconfigure(Settings {
+        max_open: 3,
+        ..state.settings.clone()
+    });
+    state.begin_reset();
+    state.settle();
+    assert!(matches!(state.acquire(now), Acquire::WaitForReset { .. }));
+    let waiter = Arc::new(Waiter::new(now));
+    state.enqueue(Arc::clone(&waiter));
+    state.settle();
+    let Retried::Decided(Decided::Connect(reservation)) = state.impatient(&waiter, now) else {
+        panic!("an impatient waiter with room did not get to connect");
+    };
+    assert!(state.connected(reservation, Arc::default()).is_some());
+    state.settle();
+    assert_eq!(state.waiters().count(), 0);
+}
+
+/// More waiters than resets in flight: the extra ones get permits at once.
+#[test]
+fn waiters_beyond_the_resets_in_flight_get_room() {
+    let (mut state, now, _held) = two_in_use();
+    state.reconfigure(Settings {
+        max_open: 4,
+        ..state.settings.clone()
+    });
+    state.begin_reset();
+    let (w1, w2) = (Arc::new(Waiter::new(now)), Arc::new(Waiter::new(now)));
+    state.enqueue(Arc::clone(&w1));
+    state.enqueue(Arc::clone(&w2));
+    state.settle();
+    let permits = [&w1, &w2]
+        .iter()
+        .filter(|w| w.peek(|g| matches!(g, Some(Grant::Permit(_)))))
+        .count();
+    assert_eq!(
+        permits, 1,
+        "one waiter is served by the reset, the other by room"
+    );
+}
+
+/// `Acquire::Wait` means "at the limit" (the caller queues without patience). With a reset in
+/// flight, one caller already waiting for it, and room for two more connections, a newcomer
+/// is told `Wait`: it queues with no `RESET_PATIENCE`, its arrival hands the room to the front
+/// waiter (waiters > resetting), and it is left counting on the reset until `acquire_timeout`.
+#[test]
+fn a_newcomer_with_room_is_never_told_to_wait_without_patience() {
+    let (mut state, now, _held) = two_in_use();
+    state.reconfigure(Settings {
+        max_open: 4,
+        ..state.settings.clone()
+    });
+    state.begin_reset();
+    state.settle();
+    assert!(matches!(state.acquire(now), Acquire::WaitForReset { .. }));
+    let a = Arc::new(Waiter::new(now));
+    state.enqueue(Arc::clone(&a));
+    state.settle();
+    let plain_wait = matches!(state.acquire(now), Acquire::Wait);
+    assert!(
+        !(plain_wait && state.total() < state.settings.max_open),
+        "told to wait as if at the limit with total {} < max_open {}",
+        state.total(),
+        state.settings.max_open
+    );
+}
+
+/// `max_waiting: Some(1)`: one caller waiting for a reset, room for two more connections; the
+/// next caller is told `Wait` and the queue is full, so `KeyCore::wait` sheds it with
+/// `TooManyWaiting` although the pool is far from its limit.
+#[test]
+fn a_reset_in_flight_never_sheds_a_newcomer_while_there_is_room() {
+    let (mut state, now, _held) = two_in_use();
+    state.reconfigure(Settings {
+        max_open: 4,
+        max_waiting: Some(1),
+        ..state.settings.clone()
+    });
+    state.begin_reset();
+    state.settle();
+    assert!(matches!(state.acquire(now), Acquire::WaitForReset { .. }));
+    let a = Arc::new(Waiter::new(now));
+    state.enqueue(Arc::clone(&a));
+    state.settle();
+    let shed = matches!(state.acquire(now), Acquire::Wait) && state.queue_full().is_some();
+    assert!(
+        !shed,
+        "shed with total {} < max_open {}",
+        state.total(),
+        state.settings.max_open
+    );
 }

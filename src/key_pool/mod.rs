@@ -25,6 +25,7 @@ use crate::error::Error;
 use crate::guard::guarded;
 use crate::primer::{Primed, Primer};
 use crate::reaper::{Reaped, ReaperWake};
+use crate::resetter::Resetter;
 use crate::settings::Settings;
 use crate::stats::Stats;
 use crate::sync::{lock, AtomicBool, Mutex, Ordering};
@@ -50,6 +51,8 @@ pub(crate) struct KeyPool<D: Driver> {
     primer: Primer,
     /// Closes dead connections off the caller's (and the reaper's) thread.
     closer: Closer,
+    /// Resets released connections off the caller's thread.
+    resetter: Resetter<Item<D>>,
     reaper: ReaperWake,
 }
 
@@ -76,6 +79,7 @@ impl<D: Driver> KeyPool<D> {
             sweep_requested: AtomicBool::new(false),
             primer: Primer::default(),
             closer: Closer::default(),
+            resetter: Resetter::default(),
             reaper,
         }))
     }
@@ -194,6 +198,7 @@ impl<D: Driver> AnyPool for KeyPool<D> {
             pool: self.args.redacted(),
             idle: counts.idle,
             in_use: counts.in_use,
+            resetting: counts.resetting,
             opening: counts.opening,
             waiting: counts.waiting,
             max_open: counts.max_open,
@@ -215,6 +220,7 @@ impl<D: Driver> AnyPool for KeyPool<D> {
     fn shutdown(&self) {
         let closed = self.core.shutdown();
         self.primer.stop();
+        self.resetter.stop();
         self.closer.stop();
         tracing::info!(pool = %self.label(), closed, "pool shut down");
     }
@@ -251,6 +257,9 @@ mod tests {
         }
         fn native_type_name(&self) -> &'static str {
             "Number"
+        }
+        fn needs_reset(&self) -> bool {
+            false
         }
     }
 

@@ -20,7 +20,8 @@ impl<D: Driver> KeyPool<D> {
     /// `pool::open` for this key.
     pub(crate) fn open_conn(&'static self, at: &'static Location<'static>) -> Result<Conn, Error> {
         let held = || held::count(self.id());
-        let mut attempt = Attempt::new(&held);
+        let prime = || self.wake_primer();
+        let mut attempt = Attempt::new(&held, &prime);
         let mut got = self.core.open(&mut attempt, Tick::now())?;
         loop {
             match got {

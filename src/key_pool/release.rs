@@ -1,5 +1,5 @@
-//! `release` for one key: reset outside every lock, then hand the connection to the core to
-//! park, or close it.
+//! `release` for one key: hand the connection to the resetter (or reset it here), then to the
+//! core to park, or close it; never under a lock.
 
 use std::mem;
 
@@ -9,6 +9,8 @@ use crate::clock::Tick;
 use crate::error::Error;
 use crate::guard::{self, guarded};
 use crate::held;
+use crate::lease::LeaseId;
+use crate::resetter::{Resets, Resetter};
 use crate::stats::Counters;
 use pool_driver::{Connection, Driver, DriverErrorKind};
 
@@ -50,15 +52,82 @@ impl<D: Driver> KeyPool<D> {
             }
             return Ok(());
         }
+        let needs_reset = guarded("needs_reset", || Ok(conn.needs_reset())).unwrap_or(true);
+        entry.slot = Slot::Attached(conn);
+        if !needs_reset {
+            // Nothing to reset: detaching is free, and the fast slot takes it.
+            return match self.detach(&mut entry) {
+                Ok(()) => {
+                    self.core.park(entry);
+                    Ok(())
+                }
+                Err(failure) => {
+                    self.core.discard(lease, failure.dead, failure.suspect);
+                    failure.result
+                }
+            };
+        }
+        self.core.begin_reset();
+        if !self.core.background_reset() {
+            return self.reset_and_park(entry);
+        }
+        match self.resetter.submit(self, entry) {
+            Ok(()) => Ok(()),
+            // Backlog (or no thread): this caller resets it, as without a resetter.
+            Err(entry) => self.reset_and_park(entry),
+        }
+    }
+
+    /// Resets a released entry counted as resetting (`KeyCore::begin_reset`), then parks it,
+    /// or closes it if the reset failed. Runs on the resetter thread or, as a fallback, on the
+    /// releasing thread (whose `release` returns the error).
+    ///
+    /// `counted` gives the room back if anything unwinds before the count is settled; it is
+    /// disarmed right before (so a panic after cannot give it back twice).
+    pub(super) fn reset_and_park(&self, mut entry: Item<D>) -> Result<(), Error> {
+        let mut counted = Uncounted::new(self, entry.lease);
+        let lease = entry.lease;
+        if self.core.is_closed() {
+            // Shut meanwhile: no point resetting what is closed next.
+            guard::close(entry);
+            counted.disarm();
+            self.core.reset_failed(lease, false, None);
+            return Ok(());
+        }
+        match self.detach(&mut entry) {
+            Ok(()) => {
+                counted.disarm();
+                self.core.reset_done(entry);
+                tracing::trace!(pool = %self.label(), "reset and parked a connection");
+                Ok(())
+            }
+            Err(failure) => {
+                counted.disarm();
+                self.core.reset_failed(lease, failure.dead, failure.suspect);
+                failure.result
+            }
+        }
+    }
+
+    /// Detaches the attached connection in `entry` with the pool's reset mode, leaving the
+    /// parked handle in it. On failure the connection is gone and the failure says how to
+    /// count it (and is already logged and counted).
+    fn detach(&self, entry: &mut Item<D>) -> Result<(), DetachFailure> {
+        let Slot::Attached(conn) = mem::replace(&mut entry.slot, Slot::Empty) else {
+            return Err(DetachFailure {
+                dead: false,
+                suspect: None,
+                result: Ok(()),
+            });
+        };
+        // Read before the reset: the reset's own time counts as parked, which can only make
+        // validation and idle expiry come a little sooner.
+        let now = Tick::now();
         let mode = self.core.reset_mode();
         match guarded("detach", || self.driver.detach(conn, mode)) {
             Ok(handle) => {
                 entry.slot = Slot::Parked(handle);
-                // Read before the reset: the reset's own time counts as parked, which can only
-                // make validation and idle expiry come a little sooner.
                 entry.parked_at = now;
-                self.core.park(entry);
-                tracing::trace!(pool = %self.label(), "parked a connection");
                 Ok(())
             }
             Err(error) if error.kind() == DriverErrorKind::NotReusable => {
@@ -66,19 +135,80 @@ impl<D: Driver> KeyPool<D> {
                 // caller's failure (their work is done; the next user gets a fresh session).
                 Counters::bump(&self.core.counters.not_reusable);
                 tracing::info!(pool = %self.label(), reason = %self.scrub(error), "closed a connection whose session cannot be reset");
-                self.core.discard(lease, false, None);
-                Ok(())
+                Err(DetachFailure {
+                    dead: false,
+                    suspect: None,
+                    result: Ok(()),
+                })
             }
             Err(error) => {
                 let source = self.scrub(error);
+                Counters::bump(&self.core.counters.reset_failures);
                 tracing::warn!(pool = %self.label(), error = %source, "reset failed on release; closed the connection");
-                self.core
-                    .discard(lease, true, source.is_fatal().then(Tick::now));
-                Err(Error::Reset {
-                    pool: self.label().to_owned(),
-                    source,
+                Err(DetachFailure {
+                    dead: true,
+                    suspect: source.is_fatal().then(Tick::now),
+                    result: Err(Error::Reset {
+                        pool: self.label().to_owned(),
+                        source,
+                    }),
                 })
             }
         }
+    }
+}
+
+/// Gives a connection's `resetting` room back if the reset path unwinds before it settled the
+/// count (a panic outside the guarded driver calls, say in a logging subscriber): the entry is
+/// dropped (closed) by the unwinding, and without this the room would stay counted for good.
+struct Uncounted<'a, D: Driver> {
+    pool: &'a KeyPool<D>,
+    lease: LeaseId,
+    armed: bool,
+}
+
+impl<'a, D: Driver> Uncounted<'a, D> {
+    fn new(pool: &'a KeyPool<D>, lease: LeaseId) -> Self {
+        Self {
+            pool,
+            lease,
+            armed: true,
+        }
+    }
+
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl<D: Driver> Drop for Uncounted<'_, D> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.pool.core.reset_failed(self.lease, false, None);
+        }
+    }
+}
+
+/// A detach that failed: the connection is closed; how to count it, and what `release`
+/// returns for it (when it ran on the caller's thread).
+struct DetachFailure {
+    /// Count it as dropped dead.
+    dead: bool,
+    /// Mark the parked connections suspect as of this moment (the error was fatal).
+    suspect: Option<Tick>,
+    result: Result<(), Error>,
+}
+
+impl<D: Driver> Resets for KeyPool<D> {
+    type Item = Item<D>;
+
+    fn reset_released(&self, item: Item<D>) {
+        // The caller's `release` returned long ago: a failure is logged and counted in
+        // `detach`, which is all that can be done with it here.
+        let _ = self.reset_and_park(item);
+    }
+
+    fn resetter(&self) -> &Resetter<Item<D>> {
+        &self.resetter
     }
 }

@@ -70,6 +70,10 @@ pub struct FakeDb {
     /// Closing a connection blocks here (it still counts as live until it passes).
     pub close_gate: Gate,
     pub connect_gate: Gate,
+    /// Connects on the pool's primer thread block here too (before `connect_gate`).
+    pub primer_gate: Gate,
+    /// Connect attempts made on a caller's thread (not the primer's).
+    pub caller_connects: AtomicUsize,
     pub check_gate: Gate,
     pub detach_gate: Gate,
 }
@@ -155,6 +159,8 @@ pub struct FakeConn {
     pub in_tx: bool,
     pub var: Option<String>,
     broken: bool,
+    /// A statement ran or the native connection was borrowed mutably since the last reset.
+    touched: bool,
 }
 
 impl Drop for FakeConn {
@@ -197,6 +203,11 @@ impl Driver for FakeDriver {
             })?;
         db.connect_attempts.fetch_add(1, SeqCst);
         db.enter();
+        if std::thread::current().name() == Some("pool-primer") {
+            db.primer_gate.pass();
+        } else {
+            db.caller_connects.fetch_add(1, SeqCst);
+        }
         db.connect_gate.pass();
         if db.panic_connect.load(SeqCst) {
             db.live.fetch_sub(1, SeqCst);
@@ -221,6 +232,7 @@ impl Driver for FakeDriver {
             in_tx: false,
             var: None,
             broken: false,
+            touched: false,
         })
     }
 
@@ -234,6 +246,7 @@ impl Driver for FakeDriver {
             return Err(conn.dead_error());
         }
         conn.in_tx = false;
+        conn.touched = false;
         if reset == ResetMode::Full {
             conn.var = None;
         }
@@ -263,6 +276,7 @@ impl Driver for FakeDriver {
 impl Connection for FakeConn {
     /// `BEGIN`, `SET <value>`, `BREAK`; anything else is a no-op.
     fn execute(&mut self, sql: &str, _params: &[Value]) -> Result<u64, DriverError> {
+        self.touched = true;
         if !self.alive() {
             return Err(self.dead_error());
         }
@@ -277,6 +291,7 @@ impl Connection for FakeConn {
 
     /// One row: id, epoch, in_tx, var.
     fn query(&mut self, _sql: &str, _params: &[Value]) -> Result<Rows, DriverError> {
+        self.touched = true;
         if !self.alive() {
             return Err(self.dead_error());
         }
@@ -303,10 +318,15 @@ impl Connection for FakeConn {
     }
 
     fn native_mut(&mut self) -> &mut dyn Any {
+        self.touched = true;
         self
     }
 
     fn native_type_name(&self) -> &'static str {
         std::any::type_name::<FakeConn>()
+    }
+
+    fn needs_reset(&self) -> bool {
+        self.touched
     }
 }

@@ -21,3 +21,12 @@ pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
 
 /// Generous bound for background work that normally takes milliseconds.
 pub const SOON: Duration = Duration::from_secs(10);
+
+/// The pool's stats once no released connection is still being reset (resets run on the
+/// pool's resetter thread after `release` returned), so the counts a test reads are settled.
+pub fn after_resets(mut stats: impl FnMut() -> pool::Stats) -> pool::Stats {
+    wait_until("the resets in flight are done", SOON, || {
+        stats().resetting == 0
+    });
+    stats()
+}

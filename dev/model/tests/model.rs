@@ -11,7 +11,9 @@
 //!   connections at once, and after shutdown the driver has no live connection left;
 //! * **shutdown always completes**: it joins the primer and reaper (a thread left running is
 //!   reported as a deadlock), after which no connection is left open;
-//! * **the registry never hands out a shut pool** and runs a reaper while it holds pools.
+//! * **the registry never hands out a shut pool** and runs a reaper while it holds pools;
+//! * **reset before reuse**: a connection released dirty is reset on the pool's resetter thread
+//!   (racing the callers), and `open` never hands out a session whose reset has not finished.
 //!
 //! `POOL_MODEL_ITERATIONS` (default 1000) sets the schedules per test and scheduler; a failure
 //! prints a schedule that `shuttle::replay` reproduces. See ARCHITECTURE.md, "Proving it".
@@ -42,6 +44,8 @@ struct ModelDriver(Arc<Server>);
 struct ModelConn {
     server: Arc<Server>,
     broken: bool,
+    /// A statement changed its session and no reset ran since: it must never be handed out.
+    dirty: bool,
     /// Its connect finished after a `shutdown` of its pool had returned.
     opened_after_shutdown: bool,
 }
@@ -71,11 +75,13 @@ impl Driver for ModelDriver {
         Ok(ModelConn {
             server: Arc::clone(server),
             broken: false,
+            dirty: false,
             opened_after_shutdown: server.shut.load(SeqCst),
         })
     }
 
-    fn detach(&self, conn: ModelConn, _: ResetMode) -> Result<ModelConn, DriverError> {
+    fn detach(&self, mut conn: ModelConn, _: ResetMode) -> Result<ModelConn, DriverError> {
+        conn.dirty = false;
         Ok(conn)
     }
 
@@ -93,7 +99,9 @@ impl Connection for ModelConn {
         self.broken = true;
         Ok(0)
     }
+    /// Changes the session: the release resets it (on the resetter thread).
     fn query(&mut self, _: &str, _: &[Value]) -> Result<Rows, DriverError> {
+        self.dirty = true;
         Ok(Rows::default())
     }
     fn is_broken(&self) -> bool {
@@ -107,6 +115,9 @@ impl Connection for ModelConn {
     }
     fn native_type_name(&self) -> &'static str {
         "ModelConn"
+    }
+    fn needs_reset(&self) -> bool {
+        self.dirty
     }
 }
 
@@ -184,8 +195,19 @@ fn worker(rounds: usize, break_it: bool, allow_timeout: bool) {
     for round in 0..rounds {
         match pool_model::open("model", ARGS) {
             Ok(mut conn) => {
+                let dirty = conn
+                    .native::<ModelConn>()
+                    .expect("a model connection")
+                    .dirty;
+                assert!(
+                    !dirty,
+                    "open handed out a session whose reset had not finished"
+                );
                 if break_it && round == 0 {
                     conn.execute("BREAK", &[]).expect("execute");
+                } else if round % 2 == 0 {
+                    // Released dirty: reset on the resetter thread, racing the other callers.
+                    conn.query("SET x", &[]).expect("query");
                 }
                 model::advance(Duration::from_micros(700));
                 let _ = conn.release();

@@ -90,4 +90,13 @@ pub trait Connection: 'static {
 
     /// The type name of the native client, used in the error for a mismatched downcast.
     fn native_type_name(&self) -> &'static str;
+
+    /// Whether anything could have changed the session since it was opened or last reset (a
+    /// statement ran, the native client was borrowed mutably). `false` promises that
+    /// [`Driver::detach`] needs no I/O for it, so the pool detaches it on the releasing thread;
+    /// otherwise the reset runs on the pool's resetter thread and `release` returns at once.
+    /// Defaults to `true` (always reset in the background).
+    fn needs_reset(&self) -> bool {
+        true
+    }
 }

@@ -195,6 +195,11 @@ impl Connection for MyConn {
     fn native_type_name(&self) -> &'static str {
         std::any::type_name::<mysql::Conn>()
     }
+
+    /// The same rule `detach` applies: an untouched session is parked with no round trip.
+    fn needs_reset(&self) -> bool {
+        self.touched || self.sticky_state
+    }
 }
 
 /// Whether `sql` may change what `COM_RESET_CONNECTION` keeps: the current database (`USE db`)

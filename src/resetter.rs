@@ -1,0 +1,181 @@
+//! The resetter: one background thread per pool that resets released connections, so
+//! `release` costs the caller a hand-off instead of a round trip to the server.
+//!
+//! # Why it is safe
+//!
+//! A connection handed here is counted as `resetting` by the pool's core (not in use, not
+//! parked): `open` cannot take it, so no request ever runs on a session whose reset has not
+//! finished. When the reset succeeds the pool parks it; when it fails the pool closes it. An
+//! `open` that finds nothing parked while resets are in flight waits for one (bounded by
+//! `core::RESET_PATIENCE`) instead of connecting cold.
+//!
+//! # Bounds
+//!
+//! * At most [`MAX_QUEUED`] connections wait behind the one being reset; a release that finds
+//!   the queue full resets on its own thread, as if there were no resetter (backpressure: under
+//!   a burst the releasing threads share the work, and no connection sits unusable behind a
+//!   long queue).
+//! * Each pool has its own thread, so a reset that hangs (a silent network) delays only its
+//!   own key: its queue fills, and that key's releases reset inline.
+//! * An idle thread ends after [`IDLE_EXIT`]; the next release starts a new one.
+//! * `stop` (pool shutdown) lets the thread finish what is queued (the pool is shut by then,
+//!   so each queued connection is closed, not reset) and waits for that at most [`STOP_WAIT`].
+//!
+//! The queue, whether a thread runs and whether it sleeps live under one small lock of their
+//! own, never held while resetting and never taken under the pool's state lock.
+//!
+//! The resetter sees its pool only through the [`Resets`] trait, so this module does not
+//! depend on the pool's type.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crate::clock::{Deadline, Instant};
+use crate::sync::{lock, spawn, wait_timeout, Condvar, Mutex};
+
+/// Most released connections queued behind the one being reset.
+pub(crate) const MAX_QUEUED: usize = 2;
+
+/// An idle resetter thread ends after this long.
+const IDLE_EXIT: Duration = Duration::from_secs(10);
+
+/// Whether an idle resetter thread should end now. Under the model checker (a virtual clock,
+/// waits that never time out) the checker chooses, so the race of a thread ending with a
+/// release starting a new one is explored on every schedule.
+fn idle_over(idle_since: Instant) -> bool {
+    #[cfg(pool_model)]
+    {
+        let _ = idle_since;
+        crate::sync::choice()
+    }
+    #[cfg(not(pool_model))]
+    {
+        idle_since.elapsed() >= IDLE_EXIT
+    }
+}
+
+/// Longest `stop` waits for the thread to finish what it holds.
+const STOP_WAIT: Duration = Duration::from_secs(1);
+
+/// What the resetter needs from its pool.
+pub(crate) trait Resets: Send + Sync {
+    /// A released connection, counted as resetting.
+    type Item: Send + 'static;
+    /// Resets `item` and parks it, or closes it if the reset failed or the pool shut. Driver
+    /// calls are guarded; if anything else panics, the implementation must still give the
+    /// item's room back (the thread catches the panic and goes on).
+    fn reset_released(&self, item: Self::Item);
+    /// The pool's resetter.
+    fn resetter(&self) -> &Resetter<Self::Item>;
+}
+
+struct Queue<I> {
+    items: VecDeque<I>,
+    /// A thread is running (it may be sleeping).
+    running: bool,
+    /// The thread waits on `wake` (a submit must notify it).
+    sleeping: bool,
+    stopped: bool,
+}
+
+/// The handle a pool keeps on its resetter thread.
+pub(crate) struct Resetter<I> {
+    queue: Mutex<Queue<I>>,
+    /// Wakes the thread (work or stop), and `stop` (the thread ended).
+    wake: Condvar,
+    ended: Condvar,
+}
+
+impl<I> Default for Resetter<I> {
+    fn default() -> Self {
+        Self {
+            queue: Mutex::new(Queue {
+                items: VecDeque::new(),
+                running: false,
+                sleeping: false,
+                stopped: false,
+            }),
+            wake: Condvar::new(),
+            ended: Condvar::new(),
+        }
+    }
+}
+
+impl<I: Send + 'static> Resetter<I> {
+    /// Hands `item` to the pool's resetter thread, starting it if needed. `Err(item)`: the
+    /// queue is full, the pool is stopping, or no thread could be started; the caller then
+    /// resets it itself.
+    pub(crate) fn submit(&self, pool: &'static dyn Resets<Item = I>, item: I) -> Result<(), I> {
+        let mut queue = lock(&self.queue);
+        if queue.stopped || queue.items.len() >= MAX_QUEUED {
+            return Err(item);
+        }
+        if !queue.running {
+            match spawn("pool-reset", move || run(pool)) {
+                Ok(_detached) => queue.running = true,
+                Err(error) => {
+                    drop(queue);
+                    tracing::warn!(%error, "could not start a resetter thread; resetting on the caller's thread");
+                    return Err(item);
+                }
+            }
+        }
+        queue.items.push_back(item);
+        let sleeping = queue.sleeping;
+        drop(queue);
+        if sleeping {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Stops taking work; waits (at most `STOP_WAIT`) for the thread to finish what it holds.
+    pub(crate) fn stop(&self) {
+        let mut queue = lock(&self.queue);
+        queue.stopped = true;
+        self.wake.notify_one();
+        let deadline = Deadline::after(STOP_WAIT);
+        while queue.running {
+            let left = deadline.left().unwrap_or(STOP_WAIT);
+            if left.is_zero() {
+                let queued = queue.items.len();
+                drop(queue);
+                tracing::warn!(
+                    queued,
+                    "a reset is still running after shutdown waited {STOP_WAIT:?}; it finishes on its own"
+                );
+                return;
+            }
+            queue = wait_timeout(&self.ended, queue, left);
+        }
+    }
+}
+
+/// The resetter thread's body: resets queued connections until it has been idle for
+/// `IDLE_EXIT` or the pool stopped with nothing left.
+fn run<I: Send + 'static>(pool: &'static dyn Resets<Item = I>) {
+    let this = pool.resetter();
+    let mut queue = lock(&this.queue);
+    let mut idle_since = Instant::now();
+    loop {
+        if let Some(item) = queue.items.pop_front() {
+            drop(queue);
+            let reset = std::panic::AssertUnwindSafe(|| pool.reset_released(item));
+            if std::panic::catch_unwind(reset).is_err() {
+                tracing::error!("a connection's reset panicked on the resetter thread");
+            }
+            queue = lock(&this.queue);
+            idle_since = Instant::now();
+            continue;
+        }
+        if queue.stopped || idle_over(idle_since) {
+            queue.running = false;
+            drop(queue);
+            this.ended.notify_all();
+            return;
+        }
+        queue.sleeping = true;
+        queue = wait_timeout(&this.wake, queue, IDLE_EXIT);
+        queue.sleeping = false;
+    }
+}
