@@ -1,5 +1,7 @@
-//! Real servers: the pool's steady-state `open`, `open` + `release`, a cold connect with the
-//! native crate, and r2d2 (default settings) `get` + drop, in one group per driver.
+//! Real servers: the pool's steady-state `open`, `open` + `release`, `open` + `SELECT 1` +
+//! `release` (the whole request: statement and reset), a cold connect with the native crate,
+//! and r2d2 (default settings) `get` + drop and `get` + `SELECT 1` + drop, in one group per
+//! driver.
 //!
 //! ```text
 //! cargo bench --bench real
@@ -44,6 +46,17 @@ fn open_release(group: &mut BenchmarkGroup<WallTime>, driver: &'static str, args
     });
 }
 
+/// The whole request: `open`, `SELECT 1`, `release` (whose reset runs on the resetter thread).
+fn open_select_release(group: &mut BenchmarkGroup<WallTime>, driver: &'static str, args: &str) {
+    group.bench_function("pool_open_select1_release", |b| {
+        b.iter(|| {
+            let mut conn = pool::open(driver, args).expect("pool::open");
+            black_box(conn.query("SELECT 1", &[]).expect("SELECT 1"));
+            conn.release().expect("release")
+        })
+    });
+}
+
 fn configure(group: &mut BenchmarkGroup<WallTime>) {
     // A cold PostgreSQL connect takes milliseconds: keep the sample count modest.
     group
@@ -67,8 +80,15 @@ fn bench_postgres(c: &mut Criterion) {
     configure(&mut group);
     open_only(&mut group, "postgres", &url);
     open_release(&mut group, "postgres", &url);
+    open_select_release(&mut group, "postgres", &url);
     group.bench_function("r2d2_get_drop", |b| {
         b.iter(|| drop(black_box(r2d2.get().expect("r2d2 get"))))
+    });
+    group.bench_function("r2d2_get_select1_drop", |b| {
+        b.iter(|| {
+            let mut client = r2d2.get().expect("r2d2 get");
+            black_box(client.query("SELECT 1", &[]).expect("SELECT 1"));
+        })
     });
     group.bench_function("cold_connect_close", |b| {
         b.iter(|| drop(black_box(config.connect(NoTls).expect("connect"))))
@@ -92,8 +112,17 @@ fn bench_mysql(c: &mut Criterion) {
     configure(&mut group);
     open_only(&mut group, "mysql", &url);
     open_release(&mut group, "mysql", &url);
+    open_select_release(&mut group, "mysql", &url);
     group.bench_function("r2d2_get_drop", |b| {
         b.iter(|| drop(black_box(r2d2.get().expect("r2d2 get"))))
+    });
+    group.bench_function("r2d2_get_select1_drop", |b| {
+        b.iter(|| {
+            use mysql::prelude::Queryable;
+            let mut conn = r2d2.get().expect("r2d2 get");
+            let rows: Vec<i64> = conn.query("SELECT 1").expect("SELECT 1");
+            black_box(rows);
+        })
     });
     group.bench_function("cold_connect_close", |b| {
         b.iter(|| drop(black_box(mysql::Conn::new(opts.clone()).expect("connect"))))

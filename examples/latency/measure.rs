@@ -21,6 +21,9 @@ pub enum Method {
     PartRelease,
     R2d2Get,
     R2d2Select,
+    /// Open, one row of a small table by primary key (a parameter), release.
+    OpenRowRelease,
+    R2d2Row,
 }
 
 impl Method {
@@ -35,6 +38,8 @@ impl Method {
             Method::R2d2Select => "r2d2_get_select1_drop",
             Method::PartSelect => "part_select1",
             Method::PartRelease => "part_release_after_select1",
+            Method::OpenRowRelease => "pool_open_select_row_release",
+            Method::R2d2Row => "r2d2_get_select_row_drop",
         }
     }
 
@@ -54,6 +59,8 @@ impl Method {
             Method::R2d2Select => "r2d2 get + SELECT 1 + drop",
             Method::PartSelect => "  of which SELECT 1",
             Method::PartRelease => "  of which release (reset)",
+            Method::OpenRowRelease => "pool::open + row by id ($1) + release",
+            Method::R2d2Row => "r2d2 get + row by id ($1) + drop",
         }
     }
 }

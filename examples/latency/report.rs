@@ -32,10 +32,15 @@ pub struct DriverReport {
 pub const FOOTNOTE: &str = "\
 Notes: times are per call, in µs, from one interleaved run (every round runs each method once).
   pool::open (steady state) times only `open`; its `release` runs untimed right after.
-  The \"of which\" rows split the open + SELECT 1 + release call. The pool driver's SELECT 1 is
-  prepare + execute on PostgreSQL (two round trips, as r2d2's `query`), one text query on MariaDB.
-  Release resets the session: both drivers send nothing for an untouched session and one round
-  trip after a statement (PostgreSQL: rollback + reset batch; MariaDB: COM_RESET_CONNECTION).
+  The \"of which\" rows split the open + SELECT 1 + release call. The pool driver's statements
+  are one round trip (PostgreSQL: an unnamed statement with server-inferred parameter types;
+  MariaDB: a text query, or a prepared statement when there are parameters). r2d2's `query` is
+  prepare + execute on PostgreSQL (two round trips), as most code written against it does.
+  Release resets the session with the full reset (PostgreSQL: BEGIN; ROLLBACK + reset batch;
+  MariaDB: COM_RESET_CONNECTION), nothing for an untouched session, and after a statement on
+  the pool's resetter thread: the caller's release is a hand-off, and the connection is parked
+  once its reset is done (an open meanwhile takes another or waits for it).
+  The row rows read one row of a 100-row table by primary key, a different id each call.
   r2d2 does NO reset when a connection is returned. With its default settings it tests every
   checkout (postgres: an empty query, one round trip; mysql: COM_PING), and r2d2_mysql pings
   again on return (has_broken). So r2d2 get+drop is 1 (postgres) or 2 (mysql) round trips,
@@ -105,6 +110,12 @@ pub fn summarize(samples: &Samples) -> DriverReport {
             "r2d2 get+SELECT 1+drop ÷ pool open+SELECT 1+release",
             Method::R2d2Select,
             Method::OpenSelectRelease,
+        ),
+        ratio(
+            "r2d2_row_over_pool_row",
+            "r2d2 get+row+drop ÷ pool open+row+release",
+            Method::R2d2Row,
+            Method::OpenRowRelease,
         ),
         ratio(
             "release_after_select_over_select",

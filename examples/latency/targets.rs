@@ -19,9 +19,18 @@ pub fn postgres(url: &str) -> Result<Target, BoxError> {
     // What the pool's driver does: NoTls, and no SSLRequest round trip.
     config.ssl_mode(SslMode::Disable);
     check_pool("postgres", url)?;
+    make_table(
+        "postgres",
+        url,
+        "CREATE TABLE IF NOT EXISTS pool_latency_items (id int PRIMARY KEY, name text NOT NULL)",
+        "INSERT INTO pool_latency_items SELECT i, 'item ' || i FROM generate_series(1, 100) i \
+         ON CONFLICT DO NOTHING",
+    )?;
     let r2d2 = r2d2::Pool::new(PostgresConnectionManager::new(config.clone(), NoTls))
         .map_err(|e| format!("r2d2_postgres pool: {e}"))?;
     let r2d2_select = r2d2.clone();
+    let r2d2_row = r2d2.clone();
+    let mut next = Ids::default();
     let cold: Step = Box::new(move || {
         let started = Instant::now();
         let client = config.connect(NoTls)?;
@@ -41,7 +50,46 @@ pub fn postgres(url: &str) -> Result<Target, BoxError> {
         drop(client);
         Ok(started.elapsed().into())
     });
-    Ok(target("postgres", url, cold, get, get_select))
+    let get_row: Step = Box::new(move || {
+        let id = next.next() as i32;
+        let started = Instant::now();
+        let mut client = r2d2_row.get()?;
+        let row = client.query_one(PG_ROW, &[&id])?;
+        let _: String = row.get(0);
+        drop(client);
+        Ok(started.elapsed().into())
+    });
+    Ok(target(
+        "postgres",
+        url,
+        cold,
+        [get, get_select, get_row],
+        PG_ROW,
+    ))
+}
+
+/// One row by primary key, in each server's parameter syntax.
+const PG_ROW: &str = "SELECT name FROM pool_latency_items WHERE id = $1";
+const MYSQL_ROW: &str = "SELECT name FROM pool_latency_items WHERE id = ?";
+
+/// Ids 1..=100 in turn, so each call reads another row.
+#[derive(Default)]
+struct Ids(u64);
+
+impl Ids {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0 % 100 + 1;
+        self.0
+    }
+}
+
+/// Creates and fills the small table the row methods read, through the pool.
+fn make_table(driver: &str, args: &str, create: &str, fill: &str) -> Result<(), BoxError> {
+    let mut conn = pool::open(driver, args)?;
+    conn.execute(create, &[])?;
+    conn.execute(fill, &[])?;
+    conn.release()?;
+    Ok(())
 }
 
 /// A MySQL/MariaDB target over TCP, with `prefer_socket(false)` as in the pool's driver.
@@ -55,9 +103,19 @@ pub fn mysql(url: &str) -> Result<Target, BoxError> {
         .map_err(|_| "cannot parse the mysql URL (expected mysql://user:pass@host:port/db)")?;
     let builder = mysql::OptsBuilder::from_opts(opts).prefer_socket(false);
     check_pool("mysql", url)?;
+    make_table(
+        "mysql",
+        url,
+        "CREATE TABLE IF NOT EXISTS pool_latency_items \
+         (id INT PRIMARY KEY, name VARCHAR(64) NOT NULL)",
+        "INSERT IGNORE INTO pool_latency_items \
+         SELECT seq, CONCAT('item ', seq) FROM seq_1_to_100",
+    )?;
     let r2d2 = r2d2::Pool::new(MySqlConnectionManager::new(builder.clone()))
         .map_err(|e| format!("r2d2_mysql pool: {e}"))?;
     let r2d2_select = r2d2.clone();
+    let r2d2_row = r2d2.clone();
+    let mut next = Ids::default();
     let opts = mysql::Opts::from(builder);
     let cold: Step = Box::new(move || {
         let started = Instant::now();
@@ -78,10 +136,34 @@ pub fn mysql(url: &str) -> Result<Target, BoxError> {
         drop(conn);
         Ok(started.elapsed().into())
     });
-    Ok(target("mysql", url, cold, get, get_select))
+    let get_row: Step = Box::new(move || {
+        let id = next.next();
+        let started = Instant::now();
+        let mut conn = r2d2_row.get()?;
+        // A prepared statement (the crate caches it per connection; r2d2 never resets).
+        let name: Option<String> = conn.exec_first(MYSQL_ROW, (id,))?;
+        name.ok_or("row missing")?;
+        drop(conn);
+        Ok(started.elapsed().into())
+    });
+    Ok(target(
+        "mysql",
+        url,
+        cold,
+        [get, get_select, get_row],
+        MYSQL_ROW,
+    ))
 }
 
-fn target(driver: &'static str, url: &str, cold: Step, get: Step, get_select: Step) -> Target {
+/// The pool's steps next to r2d2's `[get, get + SELECT 1, get + row]`.
+fn target(
+    driver: &'static str,
+    url: &str,
+    cold: Step,
+    r2d2: [Step; 3],
+    row_sql: &'static str,
+) -> Target {
+    let [get, get_select, get_row] = r2d2;
     let shown = pool::ConnArgs::parse(url)
         .map(|a| a.to_string())
         .unwrap_or_else(|_| "(unparsable arguments)".into());
@@ -96,6 +178,11 @@ fn target(driver: &'static str, url: &str, cold: Step, get: Step, get_select: St
             (Method::OpenSelectRelease, pooled(Method::OpenSelectRelease)),
             (Method::R2d2Get, get),
             (Method::R2d2Select, get_select),
+            (
+                Method::OpenRowRelease,
+                row_step(driver, url.to_owned(), row_sql),
+            ),
+            (Method::R2d2Row, get_row),
         ],
     }
 }
@@ -106,6 +193,20 @@ fn check_pool(driver: &str, args: &str) -> Result<(), BoxError> {
     conn.query("SELECT 1", &[])?;
     conn.release()?;
     Ok(())
+}
+
+/// `pool::open` + one row by id + `release`.
+fn row_step(driver: &'static str, args: String, sql: &'static str) -> Step {
+    let mut next = Ids::default();
+    Box::new(move || {
+        let id = pool::Value::Int(next.next() as i64);
+        let started = Instant::now();
+        let mut conn = pool::open(driver, &args)?;
+        let rows = conn.query(sql, std::slice::from_ref(&id))?;
+        rows.scalar().ok_or("row missing")?;
+        conn.release()?;
+        Ok(started.elapsed().into())
+    })
 }
 
 fn pool_step(driver: &'static str, args: String, method: Method) -> Step {
