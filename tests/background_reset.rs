@@ -280,7 +280,8 @@ fn a_short_acquire_timeout_behind_a_hung_reset_still_gets_room(db: Arc<FakeDb>) 
     db.primer_gate.close();
     db.detach_gate.close();
     conn.release().unwrap();
-    let got = pool::open("fake", &args(&db)).map(|c| id(&c));
+    // Kept until the gates open: releasing it would reach the closed detach gate.
+    let got = pool::open("fake", &args(&db));
     db.detach_gate.open();
     db.primer_gate.open();
     assert!(got.is_ok(), "timed out with free room: {:?}", got.err());
