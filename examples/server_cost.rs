@@ -13,8 +13,8 @@
 //!    difference per iteration is the reset's server CPU.
 //! 2. **Saturated throughput.** `--threads` client threads each run `pool::open` +
 //!    `SELECT 1` + `release` for `--seconds`, once per reset mode (`Full`, `RollbackOnly`),
-//!    and r2d2 (`get` + the same `SELECT 1` through the same one-round-trip statement path:
-//!    `simple_query`, no reset, checkout test off) as the no-reset baseline. Requests per
+//!    and r2d2 (`get` + the same `SELECT 1` through the same one-round-trip statement path
+//!    the pool's driver uses, `query_typed`; no reset, checkout test off) as the no-reset baseline. Requests per
 //!    second are what the server (and this 2-core machine) sustained.
 //!
 //! The client runs on the same machine as the server, so both compete for its cores: the
@@ -191,7 +191,7 @@ fn throughput(url: &str, duration: Duration, threads: usize) -> Result<(), BoxEr
         .build(r2d2_postgres::PostgresConnectionManager::new(config, NoTls))?;
     let rate = saturate(threads, duration, move || {
         let mut client = r2d2.get()?;
-        client.simple_query("SELECT 1")?;
+        client.query_typed("SELECT 1", &[])?;
         Ok(())
     })?;
     rows.push(("r2d2, no reset, no checkout test", rate));
