@@ -1,0 +1,106 @@
+//! `scheme://user:password@host:port/dbname?key=value` connection URLs, parsed by the `url`
+//! crate (RFC 3986 / WHATWG), then mapped to the same keys as the `key=value` spelling:
+//! `user`, `password`, `host`, `port`, `dbname`, and one key per query parameter.
+//!
+//! What the `url` crate leaves to us: a database scheme (`postgres`, `mysql`, `redis`) is not a
+//! "special" scheme to it, so user, password, host and path come back percent-encoded, and the
+//! query is decoded here too. The query is percent-decoded only (`+` stays a plus, as libpq
+//! reads it), not form-decoded: a password `a+b` in `?password=a+b` must not become `a b`.
+//! A host in brackets is an IPv6 address; a percent-encoded host such as `%2Frun%2Fpg` is a
+//! socket directory, as in libpq.
+//!
+//! Errors say which part is wrong, never what it held.
+
+use percent_encoding::percent_decode_str;
+use url::{Host, Url};
+
+use super::{invalid, ConnArgs};
+use crate::DriverError;
+
+/// Parses a whole connection URL (the caller has seen `scheme://`).
+pub(super) fn parse(text: &str) -> Result<ConnArgs, DriverError> {
+    let url = Url::parse(text).map_err(|error| {
+        // `url`'s messages name the rule broken ("invalid port number"), never the input.
+        invalid(format!(
+            "the connection URL is malformed ({error}); expected \
+             scheme://user:password@host:port/dbname?key=value, with reserved characters in \
+             the user name or password percent-encoded"
+        ))
+    })?;
+    let mut args = ConnArgs::default();
+    if !url.username().is_empty() {
+        args.set("user", decode(url.username(), "user name")?);
+    }
+    match url.password() {
+        Some(password) => args.set("password", decode(password, "password")?),
+        // `user:@host`: the `url` crate drops an empty password; libpq keeps it (as `''`).
+        None if has_empty_password(text) => args.set("password", ""),
+        None => {}
+    }
+    match url.host() {
+        Some(Host::Ipv6(address)) => args.set("host", address.to_string()),
+        Some(Host::Ipv4(address)) => args.set("host", address.to_string()),
+        Some(Host::Domain(host)) if !host.is_empty() => args.set("host", decode(host, "host")?),
+        _ => {}
+    }
+    if let Some(port) = url.port() {
+        args.set("port", port.to_string());
+    }
+    let path = url.path().strip_prefix('/').unwrap_or(url.path());
+    if !path.is_empty() {
+        args.set("dbname", decode(path, "database name")?);
+    }
+    for pair in url.query().into_iter().flat_map(|q| q.split('&')) {
+        if pair.is_empty() {
+            continue;
+        }
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = decode(key, "query parameter name")?;
+        if key.is_empty() {
+            return Err(invalid(
+                "the connection URL has a query parameter without a name",
+            ));
+        }
+        args.set(&key, decode(value, "query parameter value")?);
+    }
+    Ok(args)
+}
+
+/// Percent-decodes one part of the URL; `what` names the part in the error.
+/// Whether the URL's user info ends in `:` (an empty password), which `Url` cannot tell.
+fn has_empty_password(text: &str) -> bool {
+    let after_scheme = text.split_once("://").map_or(text, |(_, rest)| rest);
+    let authority = after_scheme
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or_default();
+    authority
+        .rsplit_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.ends_with(':'))
+}
+
+/// A `%` not followed by two hex digits is an error, as in libpq (the `percent-encoding`
+/// crate would keep it literally, silently changing a password).
+fn decode(text: &str, what: &str) -> Result<String, DriverError> {
+    let bytes = text.as_bytes();
+    let well_formed = bytes.iter().enumerate().all(|(i, &b)| {
+        b != b'%'
+            || bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return Err(invalid(format!(
+            "the {what} in the connection URL has a `%` not followed by two hex digits; \
+             write a literal `%` as %25"
+        )));
+    }
+    percent_decode_str(text)
+        .decode_utf8()
+        .map(|decoded| decoded.into_owned())
+        .map_err(|_| {
+            invalid(format!(
+                "the {what} in the connection URL is not UTF-8 once decoded"
+            ))
+        })
+}

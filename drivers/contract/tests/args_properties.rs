@@ -1,0 +1,210 @@
+//! Property tests of connection-argument parsing: every accepted spelling of the same
+//! arguments gives the same registry key, and no malformed input is ever echoed in an error.
+//!
+//! The pool's registry key is `ConnArgs::canonical()`: two spellings that parsed differently
+//! would open two pools against one server (doubling its connections), and an error that
+//! quoted the input could put a password in a log.
+
+use std::net::Ipv6Addr;
+
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use pool_driver::ConnArgs;
+use proptest::prelude::*;
+
+/// The keys a URL spells in its own parts; every other key goes into the query.
+const URL_PARTS: [&str; 5] = ["user", "password", "host", "port", "dbname"];
+
+/// A value as users write them: spaces, quotes, backslashes, URL delimiters, non-ASCII.
+fn value() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        prop_oneof![
+            prop::char::range('a', 'z'),
+            prop::char::range('0', '9'),
+            prop::sample::select(vec![
+                ' ', '\'', '\\', '=', '@', ':', '/', '?', '#', '%', '&', '+', '[', ']', '"', 'é',
+                '日', '\t',
+            ]),
+        ],
+        0..12,
+    )
+    .prop_map(|chars| chars.into_iter().collect())
+}
+
+fn host() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z][a-z0-9.-]{0,15}",
+        // A socket directory, as libpq takes it in `host`.
+        "/[a-z0-9 _.-]{1,12}(/[a-z0-9 _.-]{1,8})?",
+        any::<[u16; 8]>().prop_map(|parts| Ipv6Addr::from(parts).to_string()),
+    ]
+}
+
+/// Arguments with user, password, host, an optional port and database, and extra options.
+fn args() -> impl Strategy<Value = Vec<(String, String)>> {
+    (
+        "[a-z_][a-z0-9_.@-]{0,10}",
+        value(),
+        host(),
+        prop::option::of(1u16..),
+        prop::option::of(value().prop_filter("a database has a name", |v| !v.is_empty())),
+        prop::collection::btree_map("[a-z][a-z0-9_]{0,8}", value(), 0..4),
+    )
+        .prop_map(|(user, password, host, port, dbname, extra)| {
+            let mut pairs = vec![
+                ("user".to_owned(), user),
+                ("password".to_owned(), password),
+                ("host".to_owned(), host),
+            ];
+            if let Some(port) = port {
+                pairs.push(("port".to_owned(), port.to_string()));
+            }
+            if let Some(dbname) = dbname {
+                pairs.push(("dbname".to_owned(), dbname));
+            }
+            pairs.extend(
+                extra
+                    .into_iter()
+                    .filter(|(k, _)| !URL_PARTS.contains(&k.as_str())),
+            );
+            pairs
+        })
+}
+
+fn encode(text: &str) -> String {
+    utf8_percent_encode(text, NON_ALPHANUMERIC).to_string()
+}
+
+/// The URL spelling: `postgres://user:password@host:port/dbname?key=value&…`.
+fn as_url(pairs: &[(String, String)]) -> String {
+    let get = |key: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let host = get("host").unwrap_or_default();
+    let host = if host.parse::<Ipv6Addr>().is_ok() {
+        format!("[{host}]")
+    } else {
+        encode(host)
+    };
+    let mut url = format!(
+        "postgres://{}:{}@{host}",
+        encode(get("user").unwrap_or_default()),
+        encode(get("password").unwrap_or_default())
+    );
+    if let Some(port) = get("port") {
+        url.push_str(&format!(":{port}"));
+    }
+    url.push('/');
+    url.push_str(&encode(get("dbname").unwrap_or_default()));
+    let query: Vec<String> = pairs
+        .iter()
+        .filter(|(k, _)| !URL_PARTS.contains(&k.as_str()))
+        .map(|(k, v)| format!("{k}={}", encode(v)))
+        .collect();
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(&query.join("&"));
+    }
+    url
+}
+
+/// One pair in libpq syntax: quoted (backslash before `'` and `\`) or unquoted (backslash
+/// before every space, quote and backslash; an empty value must be quoted).
+fn as_pair(key: &str, value: &str, quoted: bool, spaced: bool) -> String {
+    let eq = if spaced { " = " } else { "=" };
+    if quoted || value.is_empty() {
+        let escaped: String = value
+            .chars()
+            .flat_map(|c| match c {
+                '\'' | '\\' => vec!['\\', c],
+                _ => vec![c],
+            })
+            .collect();
+        format!("{key}{eq}'{escaped}'")
+    } else {
+        let escaped: String = value
+            .chars()
+            .flat_map(|c| {
+                if c.is_whitespace() || c == '\'' || c == '\\' {
+                    vec!['\\', c]
+                } else {
+                    vec![c]
+                }
+            })
+            .collect();
+        format!("{key}{eq}{escaped}")
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 512,
+        // Failures print their minimal input; nothing is written into the source tree.
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn every_spelling_gives_the_same_key(
+        (pairs, shuffled) in args().prop_flat_map(|pairs| {
+            let shuffled = Just(pairs.clone()).prop_shuffle();
+            (Just(pairs), shuffled)
+        }),
+        quoting in prop::collection::vec(any::<(bool, bool)>(), 16),
+        gaps in prop::collection::vec("[ \t\n]{1,3}", 16),
+    ) {
+        let expected = ConnArgs::from_pairs(pairs.clone());
+
+        let canonical = ConnArgs::parse(&expected.canonical());
+        prop_assert_eq!(canonical.as_ref().ok(), Some(&expected), "canonical text");
+
+        let mut text = String::new();
+        for (i, (k, v)) in shuffled.iter().enumerate() {
+            let (quoted, spaced) = quoting[i % quoting.len()];
+            text.push_str(&gaps[i % gaps.len()]);
+            text.push_str(&as_pair(k, v, quoted, spaced));
+        }
+        let key_values = ConnArgs::parse(&text);
+        prop_assert_eq!(key_values.as_ref().ok(), Some(&expected), "key=value: {:?}", text);
+
+        let url = as_url(&pairs);
+        let from_url = ConnArgs::parse(&url);
+        prop_assert_eq!(from_url.as_ref().ok(), Some(&expected), "URL: {:?}", url);
+        prop_assert_eq!(
+            from_url.map(|a| a.canonical()).ok(),
+            Some(expected.canonical()),
+            "the registry key"
+        );
+    }
+
+    #[test]
+    fn a_malformed_input_never_echoes_a_value(
+        secret in "[A-Z][a-z]{3}[0-9]{3}[a-z]{3}",
+        tail in "[A-Z][a-z]{3}[0-9]{3}[a-z]{3}",
+        template in 0usize..9,
+    ) {
+        let text = match template {
+            0 => format!("host=db password={secret} {tail} user=app"),
+            1 => format!("host=db password='{secret} {tail}"),
+            2 => secret.clone(),
+            3 => format!("host=db {secret}"),
+            4 => format!("postgres://app:{secret}@db:{tail}/shop"),
+            5 => format!("postgres://app:{secret}%G{tail}@db/shop"),
+            6 => format!("postgres://app:{secret}@[{tail}]/shop"),
+            7 => format!("postgres://db/shop?={secret}"),
+            _ => format!("mysql://app:{secret}@db/shop?password=%{tail}"),
+        };
+        let error = ConnArgs::parse(&text);
+        prop_assert!(error.is_err(), "accepted: {}", text);
+        let message = error.err().map(|e| e.message().to_owned()).unwrap_or_default();
+        prop_assert!(!message.contains(&secret), "{}", message);
+        prop_assert!(!message.contains(&tail), "{}", message);
+    }
+
+    #[test]
+    fn any_input_is_parsed_or_refused_without_panicking(text in "\\PC{0,60}") {
+        let _ = ConnArgs::parse(&text);
+    }
+}
