@@ -420,31 +420,6 @@ fn wrong_password_is_a_connect_error_without_the_password() {
     }
 }
 
-#[test]
-fn unused_port_fails_fast() {
-    let port = {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.local_addr().expect("addr").port()
-    };
-    let driver = MysqlDriver;
-    let args =
-        ConnArgs::parse(&format!("host=127.0.0.1 port={port} user=x password=pw")).expect("parses");
-    let started = Instant::now();
-    let err = driver
-        .connect(&args, Duration::from_secs(2))
-        .expect_err("refused");
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
-    assert_eq!(err.kind(), DriverErrorKind::Connect, "{err}");
-    assert!(
-        err.message().contains(&format!("127.0.0.1:{port}")),
-        "{err}"
-    );
-}
-
 /// A listener that accepts TCP (the kernel does) but never sends a handshake: the bound on the
 /// handshake read must end the connect.
 #[test]
@@ -462,38 +437,6 @@ fn silent_server_times_out_within_the_bound() {
     assert_eq!(err.kind(), DriverErrorKind::Timeout, "{err}");
     assert!(took < Duration::from_secs(3), "bounded, took {took:?}");
     drop(listener);
-}
-
-#[test]
-fn killed_connection_is_broken() {
-    let driver = MysqlDriver;
-    let mut victim = connect();
-    let id = victim.connection_id();
-    server()
-        .sql(&format!("KILL CONNECTION {id}"))
-        .expect("kill");
-    let err = victim.query("SELECT 1", &[]).expect_err("killed");
-    println!("query on a killed connection: {err:?}");
-    assert_eq!(err.kind(), DriverErrorKind::Broken, "{err:?}");
-    assert!(victim.is_broken());
-    // Fails fast from now on, and the pool would refuse to park it.
-    assert_eq!(
-        victim
-            .query("SELECT 1", &[])
-            .expect_err("still broken")
-            .kind(),
-        DriverErrorKind::Broken
-    );
-    assert!(driver.detach(victim, ResetMode::Full).is_err());
-
-    let parked = connect();
-    let id = parked.connection_id();
-    let mut handle = driver.detach(parked, ResetMode::Full).expect("detach");
-    server()
-        .sql(&format!("KILL CONNECTION {id}"))
-        .expect("kill");
-    assert!(!driver.connected(&mut handle, TIMEOUT));
-    assert!(handle.is_broken());
 }
 
 #[test]

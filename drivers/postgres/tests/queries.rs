@@ -3,9 +3,8 @@
 
 mod common;
 
-use common::{connect, int, scalar, text, trust};
+use common::{connect, int, text, trust};
 use pool_driver::{Connection, DriverErrorKind, Value};
-use pool_postgres::PgDriver;
 
 #[test]
 fn key_value_args_urls_and_unix_sockets_all_connect() {
@@ -245,22 +244,4 @@ fn execute_counts_rows_with_and_without_parameters() {
     );
     assert_eq!(conn.execute("BEGIN", &[]).unwrap(), 0);
     assert_eq!(conn.execute("COMMIT", &[]).unwrap(), 0);
-}
-
-#[test]
-fn native_client_downcasts() {
-    let mut conn = trust();
-    assert_eq!(
-        conn.native_type_name(),
-        std::any::type_name::<postgres::Client>()
-    );
-    let client = conn
-        .native_mut()
-        .downcast_mut::<postgres::Client>()
-        .expect("a postgres::Client");
-    let row = client.query_one("SELECT $1::int4 + 1", &[&41i32]).unwrap();
-    assert_eq!(row.get::<_, i32>(0), 42);
-    assert!(conn.native().downcast_ref::<postgres::Client>().is_some());
-    assert_eq!(scalar(&mut conn, "SELECT 1::int2"), Value::Int(1));
-    assert_eq!(pool_driver::Driver::name(&PgDriver), "postgres");
 }

@@ -1,0 +1,79 @@
+//! The conformance suite: what every `pool` driver must do, checked against a real server.
+//!
+//! A driver crate runs it with a few lines: implement [`Subject`] for a type that owns a
+//! private server (from `pool-testservers`) and knows the driver's own probes, then
+//!
+//! ```ignore
+//! pool_conformance::conformance_tests!(MySubject, MySubject::start());
+//! ```
+//!
+//! in one of its integration tests. That generates one `#[test]` per check; the checks share
+//! one server, except [`restart_recovery`], which starts its own (it restarts the server).
+//!
+//! The checks are driver-level (they call `connect`/`detach`/`attach`/`connected` directly),
+//! so a failure names the driver, not the pool. What they pin down:
+//!
+//! * **reuse** ([`reuse`]): a detached session attaches on another thread as the same session;
+//!   an untouched session detaches with no I/O at all (proven through a proxy that swallows
+//!   everything); the native client is reachable by its type.
+//! * **state** ([`state`]): every piece of session state the driver's probes can set is gone
+//!   after a full reset, and a rollback-only reset ends a transaction but keeps the session.
+//! * **faults** ([`faults`]): a session killed by the server is broken and refused by `detach`;
+//!   `connected` is bounded on a silent peer; after a server restart old handles are dead and a
+//!   fresh connect works.
+//! * **errors** ([`errors`]): wrong credentials and an unreachable server are clear errors of
+//!   the right kind, within the connect timeout, and no password appears in any error or in
+//!   `Debug` output.
+
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
+
+pub mod errors;
+pub mod faults;
+pub mod reuse;
+pub mod state;
+mod subject;
+
+pub use errors::*;
+pub use faults::*;
+pub use reuse::*;
+pub use state::*;
+pub use subject::{StateProbe, Statement, Subject};
+
+/// Generates one `#[test]` per conformance check for `$subject` (a type implementing
+/// [`Subject`]), built by `$start` (an expression, evaluated once for the shared server and
+/// once more for the restart check's own server).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($subject:ty, $start:expr) => {
+        fn conformance_subject() -> &'static $subject {
+            static SUBJECT: ::std::sync::OnceLock<$subject> = ::std::sync::OnceLock::new();
+            SUBJECT.get_or_init(|| $start)
+        }
+        $crate::conformance_tests!(@checks $subject;
+            detached_session_moves_between_threads,
+            untouched_session_detaches_without_io,
+            native_client_is_reachable_by_its_type,
+            no_session_state_reaches_the_next_user,
+            rollback_only_ends_the_transaction_and_keeps_the_session,
+            killed_session_is_broken_and_not_parked,
+            connected_is_bounded_on_a_silent_peer,
+            wrong_password_is_a_clear_error_without_the_password,
+            unreachable_server_is_a_clear_error_within_the_timeout,
+            passwords_never_appear_in_debug_output,
+        );
+        #[test]
+        fn restart_recovery() {
+            let own: $subject = $start;
+            $crate::restart_recovery(&own);
+        }
+    };
+    (@checks $subject:ty; $($check:ident,)*) => {
+        $(
+            #[test]
+            fn $check() {
+                $crate::$check(conformance_subject());
+            }
+        )*
+    };
+}
