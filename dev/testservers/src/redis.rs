@@ -95,7 +95,14 @@ impl RedisServer {
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .arg("--unixsocket")
             .arg(&self.socket_path)
-            .args(["--unixsocketperm", "700", "--save", "", "--appendonly", "no"])
+            .args([
+                "--unixsocketperm",
+                "700",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(&self.dir)
             .args(["--daemonize", "no", "--protected-mode", "no"])
@@ -120,8 +127,7 @@ impl RedisServer {
             if let Some(what) = self.sup.exited() {
                 return Err(self.start_failed(what));
             }
-            if self.socket_path.exists() && TcpStream::connect(("127.0.0.1", self.port)).is_ok()
-            {
+            if self.socket_path.exists() && TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -174,7 +180,10 @@ impl RedisServer {
 
     /// `key=value` args for the `default` user (password only, no user name) over TCP.
     pub fn default_user_args(&self) -> String {
-        format!("host=127.0.0.1 port={} password={DEFAULT_PASSWORD}", self.port)
+        format!(
+            "host=127.0.0.1 port={} password={DEFAULT_PASSWORD}",
+            self.port
+        )
     }
 
     /// `redis://pool_user:redis-secret-pw@127.0.0.1:<port>/0`
