@@ -22,7 +22,7 @@ const DEFAULT_PASSWORD: &str = "redis-default-pw";
 /// `DEBUG`, `KEYS`, most of `CLIENT` and `ACL`), plus the few connection commands a pooled
 /// session uses: naming itself, turning replies off, tracking, and asking who it is. A test can
 /// so tell `pool_user` from `default`, which may run anything.
-const ACL_RULES: [&str; 14] = [
+const ACL_RULES: [&str; 15] = [
     "on",
     "resetchannels",
     "&*",
@@ -35,6 +35,7 @@ const ACL_RULES: [&str; 14] = [
     "+client|tracking",
     "+client|id",
     "+client|info",
+    "+client|trackinginfo",
     "+acl|whoami",
     "+select",
 ];
@@ -199,6 +200,11 @@ impl RedisServer {
     /// The password of `pool_user`.
     pub fn password(&self) -> &str {
         PASSWORD
+    }
+
+    /// The `default` user's password (`requirepass`).
+    pub fn default_password(&self) -> &str {
+        DEFAULT_PASSWORD
     }
 
     /// Clean shutdown (SIGTERM). No-op if not running.

@@ -21,10 +21,12 @@ pub struct RedisConn {
     broken: bool,
     /// Anything ran (or the native client was borrowed mutably) since open or the last reset.
     touched: bool,
-    /// The session may have set its own client name (`CLIENT`/`HELLO` ran, or native access):
+    /// The session may have set its own client name (`CLIENT SETNAME`/`HELLO` ran, or native
+    /// access):
     /// the reset then names it again, or clears the name.
     renamed: bool,
-    /// The session may be subscribed or on RESP3 (`SUBSCRIBE`-family, `HELLO`, `MONITOR` ran):
+    /// The session may be subscribed, on RESP3 or otherwise changed in a way only `RESET` undoes
+    /// (`SUBSCRIBE`-family, `HELLO`, `MONITOR`, `CLIENT TRACKING`/`REPLY` ran):
     /// the rollback-only cleanup cannot undo that, so it closes the connection instead.
     sticky: bool,
     session: SessionTimeouts,
@@ -131,7 +133,7 @@ impl RedisConn {
         }
         let cmd = convert::command(sql, params)?;
         self.touched = true;
-        self.note(sql);
+        self.note(sql, params);
         match self.conn.req_command(&cmd) {
             Ok(Reply::ServerError(e)) => Err(error::server(&e.into(), &self.args, "")),
             Ok(reply) => Ok(reply),
@@ -145,11 +147,18 @@ impl RedisConn {
         }
     }
 
-    /// Remembers what the command may leave behind that a reset must look after.
-    fn note(&mut self, sql: &str) {
-        let word = sql.split_whitespace().next().unwrap_or("");
-        let is = |name: &str| word.eq_ignore_ascii_case(name);
-        if is("CLIENT") || is("HELLO") {
+    /// Remembers what the command may leave behind that a reset must look after. The
+    /// subcommand may be the second word of `sql` or the first parameter.
+    fn note(&mut self, sql: &str, params: &[Value]) {
+        let mut words = sql.split_whitespace();
+        let command = words.next().unwrap_or("");
+        let sub = words
+            .next()
+            .or_else(|| params.first().and_then(Value::as_str))
+            .unwrap_or("");
+        let is = |name: &str| command.eq_ignore_ascii_case(name);
+        let client = |name: &str| is("CLIENT") && sub.eq_ignore_ascii_case(name);
+        if is("HELLO") || client("SETNAME") {
             self.renamed = true;
         }
         if is("HELLO")
@@ -157,7 +166,8 @@ impl RedisConn {
             || is("SUBSCRIBE")
             || is("PSUBSCRIBE")
             || is("SSUBSCRIBE")
-            || is("CLIENT")
+            || client("TRACKING")
+            || client("REPLY")
         {
             self.sticky = true;
         }

@@ -109,7 +109,8 @@ impl Driver for RedisDriver {
         }
         let outcome = match reset {
             ResetMode::Full if !conn.server_lacks_reset() => full(&mut conn),
-            _ => rollback_only(&mut conn),
+            ResetMode::Full => rollback_only(&mut conn, true),
+            ResetMode::RollbackOnly => rollback_only(&mut conn, false),
         };
         match outcome.and_then(|()| conn.reset_done()) {
             Ok(()) => Ok(conn),
@@ -158,20 +159,23 @@ fn full(conn: &mut RedisConn) -> Result<(), DriverError> {
             "redis: the server has no RESET (Redis < 6.2); releases there only roll back"
         );
         conn.remember_no_reset();
-        return rollback_only(conn);
+        return rollback_only(conn, true);
     }
     Ok(())
 }
 
-fn rollback_only(conn: &mut RedisConn) -> Result<(), DriverError> {
-    conn.with_raw(|raw, _, _, sticky, bound, args| {
+/// The rollback-only cleanup; with `replay` (a full reset on a server without `RESET`) also the
+/// handshake again, so the user, db and name are the configured ones.
+fn rollback_only(conn: &mut RedisConn, replay: bool) -> Result<(), DriverError> {
+    conn.with_raw(|raw, handshake, renamed, sticky, bound, args| {
         if sticky {
             return Err(DriverError::new(
                 DriverErrorKind::NotReusable,
-                "the session may be subscribed or on RESP3 (SUBSCRIBE, HELLO, MONITOR or \
-                 CLIENT ran) and only a rollback was possible; the connection is not reused",
+                "the session may be subscribed or on RESP3 (SUBSCRIBE, HELLO, MONITOR, CLIENT \
+                 TRACKING or CLIENT REPLY ran) and only a rollback was possible; the \
+                 connection is not reused",
             ));
         }
-        reset::rollback(raw, bound, args)
+        reset::rollback(raw, replay.then_some((handshake, renamed)), bound, args)
     })
 }

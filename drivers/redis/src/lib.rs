@@ -47,9 +47,12 @@
 //! session may have named itself: an ACL user needs `+client|setname` for its connections to
 //! be reused after `CLIENT`/`HELLO` or native access) — and `PING <nonce>`. Replies are read up
 //! to the nonce, skipping stale pub/sub and push messages (bounded in count and time); every
-//! handshake reply must be `OK`, or the connection is closed. On a server without `RESET`
-//! (Redis < 6.2, remembered per server) and for `RollbackOnly`: `DISCARD`, `UNWATCH`,
-//! `PING <nonce>`; a session that may be subscribed or on RESP3 is closed instead.
+//! handshake reply must be `OK`, or the connection is closed. `RollbackOnly`: `DISCARD`,
+//! `UNWATCH`, `PING <nonce>`; a session that may be subscribed or on RESP3 is closed instead.
+//! On a server without `RESET` (Redis < 6.2; found out by the first release there, remembered
+//! per server) `Full` is the rollback-only cleanup plus the handshake again (`AUTH`,
+//! `SELECT`, `CLIENT SETNAME`): user, db and name are restored, but not what only `RESET`
+//! undoes (`CLIENT REPLY`, tracking, RESP3 through the native client).
 //!
 //! **Liveness** is `PING <nonce>` with the socket timeouts set to the check's bound.
 

@@ -35,6 +35,8 @@ pub(crate) enum Reset {
 enum Expect {
     /// `+OK` from a handshake command, named for the error message.
     Ok(&'static str),
+    /// `+OK`, or `NOPERM`: a `SELECT` the user may not run (so cannot have run either).
+    OkUnlessDenied(&'static str),
     /// The nonce back from `PING`.
     Nonce,
 }
@@ -57,24 +59,7 @@ pub(crate) fn full(
     let nonce = nonce();
     let mut pipe = redis::pipe();
     pipe.cmd("RESET");
-    let mut expect = Vec::new();
-    if let Some(password) = &handshake.password {
-        let auth = pipe.cmd("AUTH");
-        if let Some(user) = &handshake.user {
-            auth.arg(user);
-        }
-        auth.arg(password);
-        expect.push(Expect::Ok("AUTH"));
-    }
-    if handshake.db != 0 {
-        pipe.cmd("SELECT").arg(handshake.db);
-        expect.push(Expect::Ok("SELECT"));
-    }
-    if handshake.name.is_some() || rename {
-        let name = handshake.name.as_deref().unwrap_or("");
-        pipe.cmd("CLIENT").arg("SETNAME").arg(name);
-        expect.push(Expect::Ok("CLIENT SETNAME"));
-    }
+    let mut expect = replay(&mut pipe, handshake, rename, false);
     pipe.cmd("PING").arg(&nonce);
     expect.push(Expect::Nonce);
 
@@ -101,17 +86,57 @@ pub(crate) fn full(
     Ok(outcome)
 }
 
-/// `DISCARD` (ends a `MULTI`; its "without MULTI" error is fine), `UNWATCH`, `PING <nonce>`.
-/// A subscribed RESP2 session refuses `DISCARD` and `UNWATCH`, which fails the exchange: a
-/// subscribed connection is closed, never parked.
+/// The handshake commands after `RESET` (or, with `select_always`, after the rollback on a
+/// server without `RESET`, where the db was not reset to 0): what each must answer.
+fn replay(
+    pipe: &mut redis::Pipeline,
+    handshake: &Handshake,
+    rename: bool,
+    select_always: bool,
+) -> Vec<Expect> {
+    let mut expect = Vec::new();
+    if let Some(password) = &handshake.password {
+        let auth = pipe.cmd("AUTH");
+        if let Some(user) = &handshake.user {
+            auth.arg(user);
+        }
+        auth.arg(password);
+        expect.push(Expect::Ok("AUTH"));
+    }
+    if handshake.db != 0 {
+        pipe.cmd("SELECT").arg(handshake.db);
+        expect.push(Expect::Ok("SELECT"));
+    } else if select_always {
+        pipe.cmd("SELECT").arg(0);
+        expect.push(Expect::OkUnlessDenied("SELECT"));
+    }
+    if handshake.name.is_some() || rename {
+        let name = handshake.name.as_deref().unwrap_or("");
+        pipe.cmd("CLIENT").arg("SETNAME").arg(name);
+        expect.push(Expect::Ok("CLIENT SETNAME"));
+    }
+    expect
+}
+
+/// `DISCARD` (ends a `MULTI`; its "without MULTI" error is fine), `UNWATCH`, then — when
+/// `replay` is given (a full reset on a server without `RESET`) — the handshake again, and
+/// `PING <nonce>`. A subscribed RESP2 session refuses `DISCARD` and `UNWATCH`, which fails the
+/// exchange: a subscribed connection is closed, never parked.
 pub(crate) fn rollback(
     conn: &mut Connection,
+    replay_handshake: Option<(&Handshake, bool)>,
     bound: Duration,
     args: &ConnArgs,
 ) -> Result<(), DriverError> {
     let nonce = nonce();
     let mut pipe = redis::pipe();
-    pipe.cmd("DISCARD").cmd("UNWATCH").cmd("PING").arg(&nonce);
+    pipe.cmd("DISCARD").cmd("UNWATCH");
+    let mut expect = vec![Expect::Ok("UNWATCH")];
+    if let Some((handshake, rename)) = replay_handshake {
+        expect.extend(replay(&mut pipe, handshake, rename, true));
+    }
+    pipe.cmd("PING").arg(&nonce);
+    expect.push(Expect::Nonce);
     let deadline = Instant::now() + bound;
     let what = "rolling back";
     send(conn, &pipe.get_packed_pipeline(), bound, args, what)?;
@@ -121,8 +146,10 @@ pub(crate) fn rollback(
             if error::server_text(&e.clone().into()).contains("without MULTI") => {}
         other => return Err(unexpected("DISCARD", &other)),
     }
-    check(conn, &Expect::Ok("UNWATCH"), &nonce, deadline, args, what)?;
-    check(conn, &Expect::Nonce, &nonce, deadline, args, what)
+    for step in &expect {
+        check(conn, step, &nonce, deadline, args, what)?;
+    }
+    Ok(())
 }
 
 /// `PING <nonce>` under `timeout` for the write and every read; only the nonce means alive.
@@ -149,14 +176,17 @@ fn check(
 ) -> Result<(), DriverError> {
     let reply = read_reply(conn, deadline, args, what)?;
     match (step, reply) {
-        (Expect::Ok(_), Reply::Okay) => Ok(()),
+        (Expect::Ok(_) | Expect::OkUnlessDenied(_), Reply::Okay) => Ok(()),
+        (Expect::OkUnlessDenied(_), Reply::ServerError(e)) if e.code() == "NOPERM" => Ok(()),
         (Expect::Nonce, Reply::BulkString(b)) if b == nonce.as_bytes() => Ok(()),
         (Expect::Nonce, Reply::SimpleString(s)) if s == nonce => Ok(()),
-        (Expect::Ok(name), Reply::ServerError(e)) => Err(error::broken(args.scrub(&format!(
-            "{what}: {name} failed: {}",
-            error::server_text(&e.into())
-        )))),
-        (Expect::Ok(name), other) => Err(unexpected(name, &other)),
+        (Expect::Ok(name) | Expect::OkUnlessDenied(name), Reply::ServerError(e)) => {
+            Err(error::broken(args.scrub(&format!(
+                "{what}: {name} failed: {}",
+                error::server_text(&e.into())
+            ))))
+        }
+        (Expect::Ok(name) | Expect::OkUnlessDenied(name), other) => Err(unexpected(name, &other)),
         (Expect::Nonce, other) => Err(unexpected("PING <nonce>", &other)),
     }
 }
