@@ -40,6 +40,19 @@ pub struct RedisConn {
     args: Arc<ConnArgs>,
 }
 
+/// A [`RedisConn`] taken apart for one of the driver's exchanges (see `reset`).
+pub(crate) struct Parts<'a> {
+    pub(crate) raw: &'a mut redis::Connection,
+    pub(crate) handshake: &'a Handshake,
+    /// The session may have set its own name.
+    pub(crate) renamed: bool,
+    /// The session may hold state only `RESET` undoes.
+    pub(crate) sticky: bool,
+    /// The bound on the exchange.
+    pub(crate) bound: Duration,
+    pub(crate) args: &'a ConnArgs,
+}
+
 impl RedisConn {
     pub(crate) fn new(
         conn: redis::Connection,
@@ -84,19 +97,16 @@ impl RedisConn {
         self.no_reset.store(true, Ordering::Relaxed);
     }
 
-    /// Runs `op` on the raw connection with the data it needs to reset.
-    pub(crate) fn with_raw<T>(
-        &mut self,
-        op: impl FnOnce(&mut redis::Connection, &Handshake, bool, bool, Duration, &ConnArgs) -> T,
-    ) -> T {
-        op(
-            &mut self.conn,
-            &self.handshake,
-            self.renamed,
-            self.sticky,
-            self.op_bound,
-            &self.args,
-        )
+    /// The raw connection and what the driver's own exchanges need, borrowed at once.
+    pub(crate) fn parts(&mut self) -> Parts<'_> {
+        Parts {
+            raw: &mut self.conn,
+            handshake: &self.handshake,
+            renamed: self.renamed,
+            sticky: self.sticky,
+            bound: self.op_bound,
+            args: &self.args,
+        }
     }
 
     /// After a successful reset: as fresh as a new session, under the session's own timeouts

@@ -137,7 +137,8 @@ impl Driver for RedisDriver {
         if handle.is_broken() {
             return false;
         }
-        let pinged = handle.with_raw(|raw, _, _, _, _, args| reset::ping(raw, timeout, args));
+        let parts = handle.parts();
+        let pinged = reset::ping(parts.raw, timeout, parts.args);
         match pinged.and_then(|()| handle.restore_timeouts()) {
             Ok(()) => true,
             Err(e) => {
@@ -150,9 +151,14 @@ impl Driver for RedisDriver {
 }
 
 fn full(conn: &mut RedisConn) -> Result<(), DriverError> {
-    let outcome = conn.with_raw(|raw, handshake, renamed, _, bound, args| {
-        reset::full(raw, handshake, renamed, bound, args)
-    })?;
+    let parts = conn.parts();
+    let outcome = reset::full(
+        parts.raw,
+        parts.handshake,
+        parts.renamed,
+        parts.bound,
+        parts.args,
+    )?;
     if outcome == Reset::Unsupported {
         tracing::info!(
             args = %conn.args(),
@@ -167,15 +173,15 @@ fn full(conn: &mut RedisConn) -> Result<(), DriverError> {
 /// The rollback-only cleanup; with `replay` (a full reset on a server without `RESET`) also the
 /// handshake again, so the user, db and name are the configured ones.
 fn rollback_only(conn: &mut RedisConn, replay: bool) -> Result<(), DriverError> {
-    conn.with_raw(|raw, handshake, renamed, sticky, bound, args| {
-        if sticky {
-            return Err(DriverError::new(
-                DriverErrorKind::NotReusable,
-                "the session may be subscribed or on RESP3 (SUBSCRIBE, HELLO, MONITOR, CLIENT \
+    let parts = conn.parts();
+    if parts.sticky {
+        return Err(DriverError::new(
+            DriverErrorKind::NotReusable,
+            "the session may be subscribed or on RESP3 (SUBSCRIBE, HELLO, MONITOR, CLIENT \
                  TRACKING or CLIENT REPLY ran) and only a rollback was possible; the \
                  connection is not reused",
-            ));
-        }
-        reset::rollback(raw, replay.then_some((handshake, renamed)), bound, args)
-    })
+        ));
+    }
+    let replay = replay.then_some((parts.handshake, parts.renamed));
+    reset::rollback(parts.raw, replay, parts.bound, parts.args)
 }

@@ -196,6 +196,34 @@ fn subscription_ends_and_pending_messages_never_reach_the_next_user() {
 }
 
 #[test]
+fn monitor_mode_ends() {
+    let driver = RedisDriver::new();
+    let mut conn = connect_with(&driver, &server().default_user_args());
+    q(&mut conn, "MONITOR", &[]);
+    let mut other = connect_with(&driver, &server().args());
+    for i in 0..20 {
+        q(&mut other, "ECHO", &[&format!("seen-by-monitor-{i}")]);
+    }
+    let mut conn = cycle(&driver, conn);
+    assert_eq!(text(&mut conn, "ECHO", &["mine"]), "mine");
+    assert!(
+        !client_field(&mut conn, "flags").contains('O'),
+        "no longer a monitor"
+    );
+}
+
+#[test]
+fn secrets_never_show() {
+    let driver = RedisDriver::new();
+    let s = server();
+    let conn = connect_with(&driver, &s.args());
+    let args = driver.parse_args(&s.url()).expect("url");
+    let shown = format!("{conn:?} {args} {args:?} {driver:?}");
+    assert!(!shown.contains(s.password()), "{shown}");
+    assert!(shown.contains("pool_user"), "{shown}");
+}
+
+#[test]
 fn client_name_is_cleared_or_restored() {
     let driver = RedisDriver::new();
     let mut conn = connect_with(&driver, &server().args());

@@ -118,6 +118,9 @@ fn server_without_reset_falls_back_to_rollback() {
     let server = start(&["--rename-command", "RESET", ""]);
     let driver = RedisDriver::new();
     let k = key("no-reset");
+    let mut probe = connect_with(&driver, &server.default_user_args());
+    let err = probe.query("RESET", &[]).expect_err("no RESET here");
+    assert!(err.message().contains("unknown command"), "{err}");
     let mut conn = connect_with(&driver, &server.args());
     q(&mut conn, "SELECT", &["2"]);
     q(&mut conn, "AUTH", &["default", server.default_password()]);
