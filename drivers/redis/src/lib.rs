@@ -35,8 +35,15 @@
 //! User commands run under the session's read timeout (`read_timeout=`, 30 s by default). A
 //! blocking command (`BLPOP k 60`, `XREAD BLOCK 60000 …`) must be given more: set it on the
 //! native client first — `native.set_read_timeout(Some(Duration::from_secs(65)))` — and run the
-//! command there. The driver puts its own timeouts back when the connection is released. A
-//! read that times out leaves the reply in flight, so the connection is then closed on release.
+//! command there. The driver puts its own timeouts back when the connection is released.
+//! A read through the uniform surface that times out leaves the reply in flight: the
+//! connection is marked broken and closed on release. Through the native client the `redis`
+//! crate skips the late reply itself; the release's reset then waits for it (the server answers
+//! in order) within its bound, and closes the connection if it does not come.
+//!
+//! `CLIENT REPLY OFF`/`SKIP` make the server send no reply, so only send them through the
+//! native client (`send_packed_command`): through `query`/`execute` the read waits for a reply
+//! that never comes and times out. The release turns replies back on.
 //!
 //! # Release
 //!
