@@ -43,8 +43,11 @@ impl Driver for RedisDriver {
     }
 
     /// Accepts `key=value` text and `redis://user:password@host:port/db` URLs, folds aliases
-    /// so every spelling of the same target shares one pool, and rejects unknown keys.
+    /// so every spelling of the same target shares one pool, and rejects unknown keys and
+    /// `rediss://` (TLS is not built in: connecting in plain text instead would be worse than
+    /// failing).
     fn parse_args(&self, args: &str) -> Result<ConnArgs, DriverError> {
+        opts::check_scheme(args)?;
         let mut parsed = ConnArgs::parse(args)?;
         opts::normalise(&mut parsed)?;
         Ok(parsed)

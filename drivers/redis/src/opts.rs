@@ -59,6 +59,27 @@ pub(crate) fn normalise(args: &mut ConnArgs) -> Result<(), DriverError> {
     Ok(())
 }
 
+/// Accepts only the `redis://` URL scheme (or none: `key=value` text). The contract's parser
+/// drops the scheme, so a `rediss://` (TLS) URL would otherwise connect in plain text.
+pub(crate) fn check_scheme(text: &str) -> Result<(), DriverError> {
+    let text = text.trim();
+    let Some((scheme, _)) = text.split_once("://") else {
+        return Ok(());
+    };
+    if scheme.contains(|c: char| c.is_whitespace() || c == '=') {
+        return Ok(()); // `key=value` text that merely contains `://` in a value
+    }
+    match scheme.to_ascii_lowercase().as_str() {
+        "redis" => Ok(()),
+        "rediss" => Err(invalid(
+            "rediss:// (TLS) is not supported by this build of the redis driver".into(),
+        )),
+        other => Err(invalid(format!(
+            "unsupported URL scheme `{other}://` for the redis driver (use redis://)"
+        ))),
+    }
+}
+
 /// What `connect` needs, derived from normalised arguments.
 pub(crate) struct Plan {
     /// Where and as whom to connect (the `redis` crate's form; holds the password).
@@ -218,6 +239,14 @@ mod tests {
         assert!(parse("read_timeout=soon").is_err());
         let e = parse("password=hunter2 colour=blue").expect_err("unknown key");
         assert!(e.message().contains("colour") && !e.message().contains("hunter2"));
+    }
+
+    #[test]
+    fn only_the_redis_scheme() {
+        assert!(check_scheme("redis://h:1/0").is_ok());
+        assert!(check_scheme("host=h password=a://b").is_ok());
+        assert!(check_scheme("rediss://h:1/0").is_err());
+        assert!(check_scheme("postgres://h/db").is_err());
     }
 
     #[test]
