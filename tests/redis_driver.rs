@@ -2,9 +2,11 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::after_resets;
-use pool::Value;
-use pool_testservers::shared_redis;
+use pool::{Settings, Value};
+use pool_testservers::{shared_redis, RedisServer};
 
 fn cell(conn: &mut pool::Conn, command: &str, args: &[&str]) -> Value {
     let params: Vec<Value> = args.iter().map(|a| Value::from(*a)).collect();
@@ -66,5 +68,40 @@ fn open_release_and_the_next_user_gets_a_clean_session() {
         .expect("native redis::Connection");
     let deleted: i64 = redis::cmd("DEL").arg(&key).query(native).expect("DEL");
     assert_eq!(deleted, 1);
+    conn.release().expect("release");
+}
+
+/// After the server died and came back, the dead parked session is found by the check on open
+/// and the caller gets a fresh one.
+#[test]
+fn a_restarted_server_is_reached_again_through_the_pool() {
+    let mut server = RedisServer::start().expect("private redis");
+    let args = server.args();
+    pool::configure(
+        "redis",
+        &args,
+        Settings {
+            validate_after: Duration::ZERO,
+            check_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(2),
+            ..Settings::default()
+        },
+    )
+    .expect("configure");
+    let mut conn = pool::open("redis", &args).expect("open");
+    cell(&mut conn, "SET", &["k", "before"]);
+    conn.release().expect("release");
+    after_resets(|| pool::stats("redis", &args).expect("stats"));
+
+    server.kill().expect("kill");
+    server.restart().expect("restart");
+    let mut conn = pool::open("redis", &args).expect("open after restart");
+    assert_eq!(cell(&mut conn, "PING", &[]), Value::from("PONG"));
+    assert_eq!(cell(&mut conn, "ACL WHOAMI", &[]), Value::from("pool_user"));
+    assert_eq!(
+        cell(&mut conn, "GET", &["k"]),
+        Value::Null,
+        "a new server, nothing kept"
+    );
     conn.release().expect("release");
 }
