@@ -51,6 +51,8 @@ pub(crate) struct Parts<'a> {
     /// The bound on the exchange.
     pub(crate) bound: Duration,
     pub(crate) args: &'a ConnArgs,
+    /// Set when the server turns out to lack `RESET` (shared per server).
+    pub(crate) no_reset: &'a AtomicBool,
 }
 
 impl RedisConn {
@@ -93,10 +95,6 @@ impl RedisConn {
         self.no_reset.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn remember_no_reset(&self) {
-        self.no_reset.store(true, Ordering::Relaxed);
-    }
-
     /// The raw connection and what the driver's own exchanges need, borrowed at once.
     pub(crate) fn parts(&mut self) -> Parts<'_> {
         Parts {
@@ -106,6 +104,7 @@ impl RedisConn {
             sticky: self.sticky,
             bound: self.op_bound,
             args: &self.args,
+            no_reset: &self.no_reset,
         }
     }
 

@@ -161,13 +161,9 @@ fn full(conn: &mut RedisConn) -> Result<(), DriverError> {
         parts.renamed,
         parts.bound,
         parts.args,
+        parts.no_reset,
     )?;
     if outcome == Reset::Unsupported {
-        tracing::info!(
-            args = %conn.args(),
-            "redis: the server has no RESET (Redis < 6.2); releases there only roll back"
-        );
-        conn.remember_no_reset();
         return rollback_only(conn, true);
     }
     Ok(())

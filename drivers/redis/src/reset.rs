@@ -8,7 +8,7 @@
 //! `PING` can return it; everything before the first expected reply is skipped (bounded in
 //! count and time), and a missing or wrong reply fails the exchange, which closes the connection.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pool_driver::{ConnArgs, DriverError};
@@ -26,8 +26,8 @@ const MAX_SKIPPED: usize = 10_000;
 pub(crate) enum Reset {
     /// `RESET` ran and the handshake was replayed: the session is as new.
     Done,
-    /// The server does not know `RESET` (Redis < 6.2); the rest of the pipeline (handshake,
-    /// nonce) succeeded, so the caller finishes with the rollback-only cleanup.
+    /// The server does not know `RESET` (Redis < 6.2; now recorded); the rest of the pipeline
+    /// (handshake, nonce) succeeded, so the caller finishes with the rollback-only cleanup.
     Unsupported,
 }
 
@@ -49,12 +49,17 @@ enum Expect {
 /// (essential: otherwise the next user would be `default`, or unauthenticated), `SELECT` when
 /// the db is not 0, and `CLIENT SETNAME` with the configured name — or `""` to clear a name the
 /// session may have set (`rename`), which the ACL user must be allowed to run.
+///
+/// A server without `RESET` is recorded in `no_reset` the moment it says so, before the rest of
+/// the replies are checked: even when this connection must be closed (a `MULTI` left open
+/// queues the handshake instead of running it), later releases skip straight to the fallback.
 pub(crate) fn full(
     conn: &mut Connection,
     handshake: &Handshake,
     rename: bool,
     bound: Duration,
     args: &ConnArgs,
+    no_reset: &AtomicBool,
 ) -> Result<Reset, DriverError> {
     let nonce = nonce();
     let mut pipe = redis::pipe();
@@ -73,6 +78,12 @@ pub(crate) fn full(
             Reply::ServerError(e) if mentions(&e.clone().into(), "reset") => {
                 let text = error::server_text(&e.into());
                 if text.to_ascii_lowercase().contains("unknown command") {
+                    no_reset.store(true, Ordering::Relaxed);
+                    tracing::info!(
+                        args = %args,
+                        "redis: the server has no RESET (Redis < 6.2); releases there roll \
+                         back and replay the handshake instead"
+                    );
                     break Reset::Unsupported;
                 }
                 return Err(error::broken(args.scrub(&format!("RESET failed: {text}"))));

@@ -146,3 +146,26 @@ fn server_without_reset_falls_back_to_rollback() {
         .expect_err("subscribed");
     assert_eq!(err.kind(), DriverErrorKind::NotReusable, "{err}");
 }
+
+/// The first release on a server without `RESET` has a `MULTI` open: the handshake behind the
+/// failed `RESET` is queued instead of run, so that connection is closed — but the server's
+/// lack of `RESET` is remembered, and the next such release rolls back and is reused.
+#[test]
+fn server_without_reset_is_remembered_even_when_the_first_release_fails() {
+    let server = start(&["--rename-command", "RESET", ""]);
+    let driver = RedisDriver::new();
+    let mut conn = connect_with(&driver, &server.args());
+    q(&mut conn, "MULTI", &[]);
+    let err = driver
+        .detach(conn, ResetMode::Full)
+        .expect_err("handshake was queued");
+    assert_eq!(err.kind(), DriverErrorKind::Broken, "{err}");
+
+    let mut conn = connect_with(&driver, &server.args());
+    q(&mut conn, "MULTI", &[]);
+    q(&mut conn, "SET", &["k", "queued"]);
+    let mut conn = cycle(&driver, conn);
+    assert_eq!(client_field(&mut conn, "multi"), "-1");
+    assert_eq!(q(&mut conn, "GET", &["k"]).scalar(), Some(&Value::Null));
+    assert_eq!(text(&mut conn, "ACL WHOAMI", &[]), "pool_user");
+}
