@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pool_driver::{ConnArgs, Connection, Driver, DriverError, DriverErrorKind, ResetMode};
 use redis::{ConnectionLike, Value as Reply};
@@ -64,12 +64,15 @@ impl Driver for RedisDriver {
         let target = opts::target(&args);
         let context = format!("connecting to redis at {target}");
         let fail = |e: &redis::RedisError| error::map(e, Phase::Connect, &args, &context);
+        let started = Instant::now();
         let client = redis::Client::open(plan.info).map_err(|e| fail(&e))?;
         let mut conn = client
             .get_connection_with_timeout(plan.connect_timeout)
             .map_err(|e| fail(&e))?;
         if let Some(name) = &plan.handshake.name {
-            let bound = Some(plan.connect_timeout);
+            // What is left of the connect bound: connect + name stay within one timeout.
+            let left = plan.connect_timeout.saturating_sub(started.elapsed());
+            let bound = Some(left.max(Duration::from_millis(1)));
             conn.set_read_timeout(bound)
                 .and_then(|()| conn.set_write_timeout(bound))
                 .map_err(|e| fail(&e))?;
