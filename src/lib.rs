@@ -79,6 +79,10 @@ pub use pool_postgres as postgres_driver;
 #[cfg(feature = "mysql")]
 pub use pool_mysql as mysql_driver;
 
+/// The built-in Redis driver (`"redis"`).
+#[cfg(feature = "redis")]
+pub use pool_redis as redis_driver;
+
 use registry::registry;
 
 /// A connection for `driver` with `args`, from any thread.

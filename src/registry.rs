@@ -102,6 +102,8 @@ impl Registry {
         registry.insert_driver(Arc::new(pool_postgres::PgDriver));
         #[cfg(feature = "mysql")]
         registry.insert_driver(Arc::new(pool_mysql::MysqlDriver));
+        #[cfg(feature = "redis")]
+        registry.insert_driver(Arc::new(pool_redis::RedisDriver::new()));
         registry
     }
 

@@ -1,4 +1,4 @@
-//! Throwaway private PostgreSQL and MariaDB servers for tests, benches and examples.
+//! Throwaway private PostgreSQL, MariaDB and Redis servers for tests, benches and examples.
 //!
 //! Each server lives in its own temporary directory (data, unix socket, logs) and listens only on
 //! `127.0.0.1` at a port picked free at start. The machine's own database services (and their
@@ -46,6 +46,7 @@ mod maria;
 mod pg;
 mod process;
 mod proxy;
+mod redis;
 mod supervisor;
 mod workdir;
 
@@ -55,9 +56,11 @@ pub use error::ServerError;
 pub use maria::MariaServer;
 pub use pg::PgServer;
 pub use proxy::{Proxy, ProxyMode};
+pub use redis::RedisServer;
 
 static SHARED_PG: OnceLock<PgServer> = OnceLock::new();
 static SHARED_MARIA: OnceLock<MariaServer> = OnceLock::new();
+static SHARED_REDIS: OnceLock<RedisServer> = OnceLock::new();
 
 /// One PostgreSQL server shared by all tests of this test binary, started on first use and
 /// stopped when the process exits.
@@ -89,6 +92,21 @@ pub fn shared_maria() -> &'static MariaServer {
     })
 }
 
+/// One Redis server shared by all tests of this test binary, started on first use and stopped
+/// when the process exits.
+///
+/// Tests sharing it must not stop or kill it; start an own [`RedisServer`] for fault tests.
+///
+/// # Panics
+///
+/// If the server cannot be started (the message says why, e.g. which package to install).
+pub fn shared_redis() -> &'static RedisServer {
+    register_exit_handler();
+    SHARED_REDIS.get_or_init(|| {
+        RedisServer::start().unwrap_or_else(|e| panic!("starting the shared Redis server: {e}"))
+    })
+}
+
 fn register_exit_handler() {
     static REGISTER: Once = Once::new();
     REGISTER.call_once(|| {
@@ -108,6 +126,9 @@ extern "C" fn stop_shared_servers() {
         }
         if let Some(maria) = SHARED_MARIA.get() {
             maria.dispose_at_exit();
+        }
+        if let Some(redis) = SHARED_REDIS.get() {
+            redis.dispose_at_exit();
         }
     });
 }

@@ -1,0 +1,189 @@
+//! [`RedisDriver`]: connect, detach (reset), attach, and the bounded liveness check.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pool_driver::{ConnArgs, Connection, Driver, DriverError, DriverErrorKind, ResetMode};
+use redis::{ConnectionLike, Value as Reply};
+
+use crate::conn::RedisConn;
+use crate::error::{self, Phase};
+use crate::opts;
+use crate::reset::{self, Reset};
+
+/// The `redis` driver, on the `redis` crate's synchronous connection.
+///
+/// It remembers, per server (host and port, or socket), whether that server lacks `RESET`
+/// (Redis < 6.2), so only the first release there pays for finding out.
+#[derive(Debug, Default)]
+pub struct RedisDriver {
+    no_reset: Mutex<HashMap<String, Arc<AtomicBool>>>,
+}
+
+impl RedisDriver {
+    /// A new driver (what `pool` registers as `"redis"`).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn no_reset_flag(&self, target: String) -> Arc<AtomicBool> {
+        let mut map = self.no_reset.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(map.entry(target).or_default())
+    }
+}
+
+impl Driver for RedisDriver {
+    type Conn = RedisConn;
+    type Handle = RedisConn;
+
+    fn name(&self) -> &str {
+        "redis"
+    }
+
+    /// Accepts `key=value` text and `redis://user:password@host:port/db` URLs, folds aliases
+    /// so every spelling of the same target shares one pool, and rejects unknown keys and
+    /// `rediss://` (TLS is not built in: connecting in plain text instead would be worse than
+    /// failing).
+    fn parse_args(&self, args: &str) -> Result<ConnArgs, DriverError> {
+        opts::check_scheme(args)?;
+        let mut parsed = ConnArgs::parse(args)?;
+        opts::normalise(&mut parsed)?;
+        Ok(parsed)
+    }
+
+    /// Connects (TCP connect and handshake bounded by `timeout`, or a smaller
+    /// `connect_timeout=`), authenticates (`AUTH user password`, or `AUTH password` for
+    /// `default`), selects the db, sets the client name if one is given, then puts the session's
+    /// read/write timeouts on the socket.
+    fn connect(&self, args: &ConnArgs, timeout: Duration) -> Result<RedisConn, DriverError> {
+        let mut args = args.clone();
+        opts::normalise(&mut args)?;
+        let plan = opts::plan(&args, timeout)?;
+        let target = opts::target(&args);
+        let context = format!("connecting to redis at {target}");
+        let fail = |e: &redis::RedisError| error::map(e, Phase::Connect, &args, &context);
+        let started = Instant::now();
+        let client = redis::Client::open(plan.info).map_err(|e| fail(&e))?;
+        let mut conn = client
+            .get_connection_with_timeout(plan.connect_timeout)
+            .map_err(|e| fail(&e))?;
+        if let Some(name) = &plan.handshake.name {
+            // What is left of the connect bound: connect + name stay within one timeout.
+            let left = plan.connect_timeout.saturating_sub(started.elapsed());
+            let bound = Some(left.max(Duration::from_millis(1)));
+            conn.set_read_timeout(bound)
+                .and_then(|()| conn.set_write_timeout(bound))
+                .map_err(|e| fail(&e))?;
+            let reply = conn
+                .req_command(redis::cmd("CLIENT").arg("SETNAME").arg(name))
+                .map_err(|e| fail(&e))?;
+            if let Reply::ServerError(e) = reply {
+                let text = error::server_text(&e.into());
+                return Err(DriverError::new(
+                    DriverErrorKind::Connect,
+                    args.scrub(&format!("{context}: CLIENT SETNAME failed: {text}")),
+                ));
+            }
+        }
+        let no_reset = self.no_reset_flag(target);
+        let mut conn = RedisConn::new(
+            conn,
+            plan.session,
+            plan.connect_timeout,
+            Arc::new(plan.handshake),
+            no_reset,
+            Arc::new(args),
+        );
+        conn.restore_timeouts()
+            .map_err(|e| DriverError::new(DriverErrorKind::Connect, e.message()))?;
+        Ok(conn)
+    }
+
+    /// Nothing for an untouched session (no I/O). Otherwise, `Full`: one round trip of
+    /// `RESET`, the handshake again and `PING <nonce>` (see `reset::full`); on a server without
+    /// `RESET` the rollback-only cleanup after it. `RollbackOnly`: `DISCARD`, `UNWATCH`,
+    /// `PING <nonce>`, and a session that may be subscribed or on RESP3 is closed instead.
+    /// Every exchange is bounded by the connect timeout; any failure closes the connection.
+    fn detach(&self, mut conn: RedisConn, reset: ResetMode) -> Result<RedisConn, DriverError> {
+        if conn.is_broken() {
+            return Err(error::already_broken());
+        }
+        if !conn.is_touched() {
+            return Ok(conn);
+        }
+        let outcome = match reset {
+            ResetMode::Full if !conn.server_lacks_reset() => full(&mut conn),
+            ResetMode::Full => rollback_only(&mut conn, true),
+            ResetMode::RollbackOnly => rollback_only(&mut conn, false),
+        };
+        match outcome.and_then(|()| conn.reset_done()) {
+            Ok(()) => Ok(conn),
+            Err(e) => {
+                tracing::debug!(
+                    args = %conn.args(),
+                    ?reset,
+                    error = %e,
+                    "redis: reset on release failed; the connection will be closed"
+                );
+                conn.mark_broken();
+                Err(e)
+            }
+        }
+    }
+
+    /// No I/O: the handle is the connection.
+    fn attach(&self, handle: RedisConn) -> Result<RedisConn, DriverError> {
+        Ok(handle)
+    }
+
+    /// `PING <nonce>` with the socket's timeouts set to `timeout`; only the nonce counts.
+    fn connected(&self, handle: &mut RedisConn, timeout: Duration) -> bool {
+        if handle.is_broken() {
+            return false;
+        }
+        let parts = handle.parts();
+        let pinged = reset::ping(parts.raw, timeout, parts.args);
+        match pinged.and_then(|()| handle.restore_timeouts()) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(args = %handle.args(), error = %e, "redis: ping failed");
+                handle.mark_broken();
+                false
+            }
+        }
+    }
+}
+
+fn full(conn: &mut RedisConn) -> Result<(), DriverError> {
+    let parts = conn.parts();
+    let outcome = reset::full(
+        parts.raw,
+        parts.handshake,
+        parts.renamed,
+        parts.bound,
+        parts.args,
+        parts.no_reset,
+    )?;
+    if outcome == Reset::Unsupported {
+        return rollback_only(conn, true);
+    }
+    Ok(())
+}
+
+/// The rollback-only cleanup; with `replay` (a full reset on a server without `RESET`) also the
+/// handshake again, so the user, db and name are the configured ones.
+fn rollback_only(conn: &mut RedisConn, replay: bool) -> Result<(), DriverError> {
+    let parts = conn.parts();
+    if parts.sticky {
+        return Err(DriverError::new(
+            DriverErrorKind::NotReusable,
+            "the session may be subscribed or on RESP3 (SUBSCRIBE, HELLO, MONITOR, CLIENT \
+                 TRACKING or CLIENT REPLY ran) and only a rollback was possible; the \
+                 connection is not reused",
+        ));
+    }
+    let replay = replay.then_some((parts.handshake, parts.renamed));
+    reset::rollback(parts.raw, replay, parts.bound, parts.args)
+}

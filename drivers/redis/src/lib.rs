@@ -1,0 +1,78 @@
+//! The `redis` driver of `pool`: Redis (≥ 6.2 for the full reset) through the [`redis`]
+//! crate's synchronous `redis::Connection`.
+//!
+//! [`RedisDriver`] implements [`pool_driver::Driver`]; its connection and parked handle are both
+//! [`RedisConn`], because a `redis::Connection` may move between threads as it is.
+//!
+//! # Arguments
+//!
+//! `redis://user:password@host:port/db` (`?name=…` and the keys below as query parameters), or
+//! `host=127.0.0.1 port=6379 user=app password=… db=0 name=web`; `socket=/run/redis.sock` (or
+//! `host=/path`) for the unix socket; `connect_timeout`, `read_timeout`, `write_timeout` in
+//! seconds (fractions allowed, `0` = none; user commands default to 30 s). Without `user` the
+//! password is the `default` user's (`AUTH password`). Unknown keys are rejected. No TLS.
+//! Passwords never appear in errors, `Debug` output or logs.
+//!
+//! # Commands through the uniform surface
+//!
+//! `sql` names the command; its whitespace-separated words come first, then every parameter
+//! as one argument: `conn.query("GET", &[Value::from("k")])`, `conn.execute("SET", &["k".into(),
+//! "v".into()])`, `conn.query("CLIENT GETNAME", &[])`. Parameters: `Text`/`Bytes` as they are,
+//! `Int`/`Float` as their decimal text, `Bool` as `1`/`0`; `Null` is refused.
+//!
+//! * `query` returns one column `value`: one row per element of an array, set or push reply
+//!   (a map's keys and values alternate), one row for anything else; nil is `Null`, bulk strings
+//!   `Text` (or `Bytes` when not UTF-8), integers `Int`, nested aggregates their text (`[a, b]`).
+//! * `execute` returns an integer reply as is (negative as 0), 1 for `OK` and other status
+//!   replies, 0 for nil, an aggregate's length.
+//! * A server error reply (`ERR`, `WRONGTYPE`, `NOPERM`…) is a `Query` error with the code
+//!   (`ERR`, `WRONGTYPE`) and leaves the connection usable; an I/O error or timeout is `Broken`.
+//!
+//! Everything else goes through the native client: `conn.native_mut::<redis::Connection>()`.
+//!
+//! # Blocking commands
+//!
+//! User commands run under the session's read timeout (`read_timeout=`, 30 s by default). A
+//! blocking command (`BLPOP k 60`, `XREAD BLOCK 60000 …`) must be given more: set it on the
+//! native client first — `native.set_read_timeout(Some(Duration::from_secs(65)))` — and run the
+//! command there. The driver puts its own timeouts back when the connection is released.
+//! A read through the uniform surface that times out leaves the reply in flight: the
+//! connection is marked broken and closed on release. Through the native client the `redis`
+//! crate skips the late reply itself; the release's reset then waits for it (the server answers
+//! in order) within its bound, and closes the connection if it does not come.
+//!
+//! `CLIENT REPLY OFF`/`SKIP` make the server send no reply, so only send them through the
+//! native client (`send_packed_command`): through `query`/`execute` the read waits for a reply
+//! that never comes and times out. The release turns replies back on.
+//!
+//! # Release
+//!
+//! A session nothing ran on is parked with no I/O. Otherwise [`pool_driver::ResetMode::Full`]
+//! is one round trip: `RESET` (discards `MULTI`, unwatches, leaves pub/sub, `MONITOR` and
+//! tracking, `CLIENT REPLY ON`, back to RESP2 and db 0, logged out to `default`), then the
+//! handshake again — `AUTH`, `SELECT`, `CLIENT SETNAME` (the configured name, or `""` when the
+//! session may have named itself: an ACL user needs `+client|setname` for its connections to
+//! be reused after `CLIENT`/`HELLO` or native access) — and `PING <nonce>`. Replies are read up
+//! to the nonce, skipping stale pub/sub and push messages (bounded in count and time); every
+//! handshake reply must be `OK`, or the connection is closed. `RollbackOnly`: `DISCARD`,
+//! `UNWATCH`, `PING <nonce>`; a session that may be subscribed or on RESP3 is closed instead.
+//! On a server without `RESET` (Redis < 6.2; found out by the first release there, remembered
+//! per server) `Full` is the rollback-only cleanup plus the handshake again (`AUTH`,
+//! `SELECT`, `CLIENT SETNAME`): user, db and name are restored, but not what only `RESET`
+//! undoes (`CLIENT REPLY`, tracking, RESP3 through the native client).
+//!
+//! **Liveness** is `PING <nonce>` with the socket timeouts set to the check's bound.
+
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
+#![deny(unsafe_code)]
+
+mod conn;
+mod convert;
+mod driver;
+mod error;
+mod opts;
+mod reset;
+
+pub use conn::RedisConn;
+pub use driver::RedisDriver;
