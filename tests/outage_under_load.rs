@@ -1,4 +1,4 @@
-//! Outage under load, on real servers: 16 threads loop open → query → release while the
+//! Outage under load, on real servers (PostgreSQL, MariaDB, Redis): 16 threads loop open → query → release while the
 //! server is killed (SIGKILL) for about 3 s and started again on the same port. No call hangs
 //! past its bound, nothing panics, every failure is an error a handler maps to 503
 //! (`Error::is_transient`), the server never sees more than `max_open` sessions of the pool's
@@ -12,8 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::real::{fresh_user, Backend, OwnServer, TestUser};
-use pool::{Error, Settings};
+use common::real::{fresh_user, Backend, OwnServer};
+use pool::{Error, Settings, Value};
+use pool_testservers::RedisServer;
 use rstest::rstest;
 
 const THREADS: usize = 16;
@@ -46,33 +47,133 @@ struct Outcome {
     error: Option<String>,
 }
 
-fn request(driver: &str, args: &str) -> Result<(), Error> {
+fn request(driver: &str, args: &str, statement: &str, expect: &Value) -> Result<(), Error> {
     let mut conn = pool::open(driver, args)?;
-    let rows = conn.query("SELECT 1", &[])?;
-    assert_eq!(rows.scalar().and_then(pool::Value::as_i64), Some(1));
+    let rows = conn.query(statement, &[])?;
+    assert_eq!(rows.scalar(), Some(expect));
     conn.release()
+}
+
+/// A server the test can take down under load: how to reach it, what to ask it, how to kill
+/// and start it, and how many sessions the pool's user has on it.
+trait Target {
+    fn driver(&self) -> &'static str;
+    fn args(&self) -> String;
+    /// A statement answering one known value.
+    fn statement(&self) -> (&'static str, Value);
+    fn kill(&mut self);
+    fn start_again(&mut self);
+    fn sessions(&self) -> i64;
+    /// Stats of the pool under test.
+    fn stats(&self) -> pool::Stats {
+        pool::stats(self.driver(), &self.args()).expect("stats")
+    }
+}
+
+/// PostgreSQL or MariaDB, with a user of the test's own.
+struct Sql {
+    server: OwnServer,
+    backend: Backend,
+    name: String,
+    args: String,
+}
+
+impl Target for Sql {
+    fn driver(&self) -> &'static str {
+        self.backend.driver()
+    }
+    fn args(&self) -> String {
+        self.args.clone()
+    }
+    fn statement(&self) -> (&'static str, Value) {
+        ("SELECT 1", Value::Int(1))
+    }
+    fn kill(&mut self) {
+        self.server.kill();
+    }
+    fn start_again(&mut self) {
+        self.server.start_again();
+    }
+    fn sessions(&self) -> i64 {
+        self.server.server().admin().sessions(&self.name)
+    }
+}
+
+/// Redis, with its ACL user; sessions counted by the default user (`CLIENT LIST`).
+struct Redis {
+    server: RedisServer,
+}
+
+impl Target for Redis {
+    fn driver(&self) -> &'static str {
+        "redis"
+    }
+    fn args(&self) -> String {
+        self.server.args()
+    }
+    fn statement(&self) -> (&'static str, Value) {
+        ("PING", Value::from("PONG"))
+    }
+    fn kill(&mut self) {
+        self.server.kill().expect("kill redis-server");
+    }
+    fn start_again(&mut self) {
+        self.server.restart().expect("start redis-server again");
+    }
+    fn sessions(&self) -> i64 {
+        let user = format!("user={} ", self.server.user());
+        let Ok(mut admin) = pool::open("redis", &self.server.default_user_args()) else {
+            return 0;
+        };
+        let list = admin.query("CLIENT LIST", &[]).ok();
+        let _ = admin.release();
+        let text = list
+            .as_ref()
+            .and_then(|rows| rows.scalar())
+            .and_then(Value::as_str);
+        text.map_or(0, |text| {
+            text.lines().filter(|l| l.contains(&user)).count() as i64
+        })
+    }
 }
 
 #[rstest]
 #[case::postgres(Backend::Postgres)]
 #[case::mariadb(Backend::Maria)]
 fn an_outage_under_load_ends_in_bounded_errors_and_full_recovery(#[case] backend: Backend) {
-    let mut server = OwnServer::start(backend);
+    let server = OwnServer::start(backend);
     let (name, args) = {
         let user = fresh_user(server.server(), "outage");
-        user.configure(settings());
         (user.name.clone(), user.args.clone())
     };
-    let driver = backend.driver();
+    outage_under_load(Sql {
+        server,
+        backend,
+        name,
+        args,
+    });
+}
+
+#[test]
+fn a_redis_outage_under_load_ends_in_bounded_errors_and_full_recovery() {
+    let server = RedisServer::start().expect("a private redis-server");
+    outage_under_load(Redis { server });
+}
+
+fn outage_under_load(mut server: impl Target) {
+    let (driver, args) = (server.driver(), server.args());
+    pool::configure(driver, &args, settings()).expect("configure");
+    let (statement, expect) = server.statement();
     let stop = Arc::new(AtomicBool::new(false));
     let outcomes = Arc::new(Mutex::new(Vec::new()));
     let workers: Vec<_> = (0..THREADS)
         .map(|_| {
             let (stop, outcomes, args) = (Arc::clone(&stop), Arc::clone(&outcomes), args.clone());
+            let expect = expect.clone();
             thread::spawn(move || {
                 while !stop.load(SeqCst) {
                     let started = Instant::now();
-                    let result = request(driver, &args);
+                    let result = request(driver, &args, statement, &expect);
                     let error = match result {
                         Ok(()) => None,
                         Err(error) => {
@@ -91,10 +192,9 @@ fn an_outage_under_load_ends_in_bounded_errors_and_full_recovery(#[case] backend
         .collect();
 
     let mut peak_sessions = 0;
-    let mut sample = |server: &OwnServer| {
-        let mut admin = server.server().admin();
+    let mut sample = |server: &dyn Target| {
         for _ in 0..5 {
-            peak_sessions = peak_sessions.max(admin.sessions(&name));
+            peak_sessions = peak_sessions.max(server.sessions());
             thread::sleep(Duration::from_millis(50));
         }
     };
@@ -133,7 +233,7 @@ fn an_outage_under_load_ends_in_bounded_errors_and_full_recovery(#[case] backend
         .map(|o| o.finished.duration_since(back))
         .min();
     eprintln!(
-        "{backend:?}: {} requests, {} failed; killed for {DOWN_FOR:?}; first error {:?} after the \
+        "{driver}: {} requests, {} failed; killed for {DOWN_FOR:?}; first error {:?} after the \
          kill; error window {:?}; server back → first success {:?}, → last error {:?}; slowest \
          request {slowest:?}; peak server sessions {peak_sessions} (max_open {MAX_OPEN})",
         outcomes.len(),
@@ -160,12 +260,6 @@ fn an_outage_under_load_ends_in_bounded_errors_and_full_recovery(#[case] backend
         peak_sessions <= MAX_OPEN as i64,
         "the server saw {peak_sessions} sessions of the pool's user (max_open {MAX_OPEN})"
     );
-    let user = TestUser {
-        backend,
-        name,
-        args,
-        server: server.server(),
-    };
-    let stats = user.stats();
+    let stats = server.stats();
     assert!(stats.in_use == 0 && stats.waiting == 0, "{stats:?}");
 }

@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::real::{fresh_user, Backend, Server, TestUser};
-use common::{after_resets, wait_until, SOON};
+use common::{after_resets, wait_until};
 use pool::{DriverErrorKind, Error, Settings, Value};
 use rstest::{fixture, rstest};
 
@@ -47,10 +47,9 @@ fn release_then_open_reuses_the_session(servers: SharedServers, #[case] backend:
     let user = servers.user(backend, "reuse");
     let mut conn = user.open();
     let first = backend.session_id(&mut conn);
-    conn.release().expect("release");
     // Parked once its reset (on the resetter thread) is done; an open during the reset waits
     // for it or takes a primed connection (tests/background_reset.rs).
-    after_resets(|| user.stats());
+    user.release_on_top(conn);
 
     let mut conn = user.open();
     assert_eq!(backend.session_id(&mut conn), first, "same server session");
@@ -119,7 +118,7 @@ fn release_rolls_back_an_open_transaction(servers: SharedServers, #[case] backen
         backend.in_transaction(&mut conn),
         "the probe sees the open tx"
     );
-    conn.release().expect("release rolls back");
+    user.release_on_top(conn);
 
     let mut conn = user.open();
     assert_eq!(backend.session_id(&mut conn), id, "same session reused");
@@ -351,18 +350,10 @@ fn session_state_never_reaches_the_next_user(
     }
     let dirty = probe(&mut conn);
     assert_ne!(dirty, baseline, "{state:?}: the probe must see the state");
-    // A spare the primer opens when the first open emptied the stack is parked before this
-    // session comes back, so it cannot end up above it.
-    wait_until("no connect in flight", SOON, || user.stats().opening == 0);
     let not_reusable_before = user.stats().not_reusable;
     // Always Ok: MariaDB keeps a role across COM_RESET_CONNECTION, so the driver refuses to
     // park such a session and the pool closes it, but that is not the request's failure.
-    if let Err(e) = conn.release() {
-        panic!("{state:?}: release failed: {e}");
-    }
-    // The reset runs on the resetter: once it is done the session is parked on top of any
-    // spare the primer opened meanwhile (LIFO), so the next open gets the same session back.
-    let settled = after_resets(|| user.stats());
+    let settled = user.release_on_top(conn);
     if !case.same_session {
         assert_eq!(
             settled.not_reusable,

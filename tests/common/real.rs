@@ -347,6 +347,19 @@ impl TestUser<'_> {
             .unwrap_or_else(|e| panic!("open as {} failed: {e}", self.name))
     }
 
+    /// Releases `conn` so that the next `open` gets this same session back: first lets any
+    /// spare the primer is opening be parked (else it could land on top of this one), then
+    /// releases, then waits until the background reset parked it (LIFO: it is on top).
+    #[track_caller]
+    pub fn release_on_top(&self, conn: Conn) -> Stats {
+        super::wait_until("no connect in flight", super::SOON, || {
+            self.stats().opening == 0
+        });
+        conn.release()
+            .unwrap_or_else(|e| panic!("release as {} failed: {e}", self.name));
+        super::after_resets(|| self.stats())
+    }
+
     /// `pool::configure` for this user's key.
     pub fn configure(&self, settings: Settings) {
         pool::configure(self.driver(), &self.args, settings).expect("configure");
