@@ -6,11 +6,12 @@ pub const USAGE: &str = "\
 usage: cargo run --release --example latency -- [options]
 
 Measures how long getting a database connection takes: a cold connect, the pool's `open`,
-and r2d2's `get`, interleaved in one run. Without --url it starts private PostgreSQL and
-MariaDB servers and stops them afterwards.
+and r2d2's `get`, interleaved in one run. Without --url it starts private PostgreSQL,
+MariaDB and Redis servers and stops them afterwards.
 
 options:
-  --url URL          measure an existing server (postgres://… or mysql://…); repeatable
+  --url URL          measure an existing server (postgres://…, mysql://… or redis://…);
+                     repeatable
   --iterations N     measured iterations per method (default 2000)
   --warmup N         warm-up iterations per method, not recorded (default N/10, at least 50)
   --json             print the results as one JSON object instead of the table

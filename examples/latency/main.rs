@@ -1,7 +1,7 @@
 //! The latency tool: how long does getting a database connection take?
 //!
 //! ```text
-//! cargo run --release --example latency                       # private PostgreSQL + MariaDB
+//! cargo run --release --example latency                       # private PostgreSQL, MariaDB, Redis
 //! cargo run --release --example latency -- --json             # one JSON object on stdout
 //! cargo run --release --example latency -- --plot docs/latency.svg
 //! cargo run --release --example latency -- --url postgres://app@db:5432/shop --url mysql://…
@@ -9,11 +9,13 @@
 //!
 //! For each driver it compares, interleaved in one run: a cold connect + close with the native
 //! crate, `pool::open` in steady state, `open` + `release`, `open` + `SELECT 1` + `release`,
-//! and r2d2 (default settings) `get` + drop, with and without the same `SELECT 1`.
+//! and r2d2 (default settings) `get` + drop, with and without the same `SELECT 1`. For Redis
+//! the statement is a `GET` of one key, and r2d2 is measured with it only.
 
 mod args;
 mod measure;
 mod plot;
+mod redis_target;
 mod report;
 mod targets;
 
@@ -47,23 +49,30 @@ fn run(args: &args::Args) -> Result<(), BoxError> {
     let mut servers: (
         Option<pool_testservers::PgServer>,
         Option<pool_testservers::MariaServer>,
-    ) = (None, None);
-    let urls = if args.urls.is_empty() {
-        eprintln!("starting private PostgreSQL and MariaDB servers…");
+        Option<pool_testservers::RedisServer>,
+    ) = (None, None, None);
+    let mut targets = if args.urls.is_empty() {
+        eprintln!("starting private PostgreSQL, MariaDB and Redis servers…");
         let pg =
             pool_testservers::PgServer::start().map_err(|e| format!("starting PostgreSQL: {e}"))?;
         let maria =
             pool_testservers::MariaServer::start().map_err(|e| format!("starting MariaDB: {e}"))?;
-        let urls = vec![pg.url(), maria.url()];
-        servers = (Some(pg), Some(maria));
-        urls
+        let redis =
+            pool_testservers::RedisServer::start().map_err(|e| format!("starting Redis: {e}"))?;
+        let list = vec![
+            targets::postgres(&pg.url())?,
+            targets::mysql(&maria.url())?,
+            // `key=value` args for its ACL user; the machine's own Redis (6379) is never used.
+            redis_target::redis(&redis.args())?,
+        ];
+        servers = (Some(pg), Some(maria), Some(redis));
+        list
     } else {
-        args.urls.clone()
+        args.urls
+            .iter()
+            .map(|url| target(url))
+            .collect::<Result<Vec<Target>, BoxError>>()?
     };
-    let mut targets = urls
-        .iter()
-        .map(|url| target(url))
-        .collect::<Result<Vec<Target>, BoxError>>()?;
     let samples = measure::run(&mut targets, args.warmup, args.iterations)?;
     drop(targets); // close r2d2's connections before the servers stop
     pool::shutdown();
@@ -88,9 +97,10 @@ fn target(url: &str) -> Result<Target, BoxError> {
     match scheme {
         "postgres" | "postgresql" => targets::postgres(url),
         "mysql" | "mariadb" => targets::mysql(url),
+        "redis" => redis_target::redis(url),
         _ => Err(format!(
-            "--url must start with postgres://, postgresql://, mysql:// or mariadb:// \
-             (got `{scheme}://…`)"
+            "--url must start with postgres://, postgresql://, mysql://, mariadb:// or \
+             redis:// (got `{scheme}://…`)"
         )
         .into()),
     }

@@ -19,8 +19,16 @@ pub enum Method {
     PartSelect,
     /// The `release` inside `OpenSelectRelease`: the reset after a statement.
     PartRelease,
+    /// Redis: open, `GET` of a key set before the run, release.
+    OpenGetRelease,
+    /// The `GET` inside `OpenGetRelease`.
+    PartGet,
+    /// The `release` inside `OpenGetRelease`: the reset after a command.
+    PartReleaseAfterGet,
     R2d2Get,
     R2d2Select,
+    /// Redis: r2d2 `get`, the same `GET`, drop.
+    R2d2GetCommand,
     /// Open, one row of a small table by primary key (a parameter), release.
     OpenRowRelease,
     R2d2Row,
@@ -38,17 +46,27 @@ impl Method {
             Method::R2d2Select => "r2d2_get_select1_drop",
             Method::PartSelect => "part_select1",
             Method::PartRelease => "part_release_after_select1",
+            Method::OpenGetRelease => "pool_open_get_release",
+            Method::PartGet => "part_get",
+            Method::PartReleaseAfterGet => "part_release_after_get",
+            Method::R2d2GetCommand => "r2d2_get_get_drop",
             Method::OpenRowRelease => "pool_open_select_row_release",
             Method::R2d2Row => "r2d2_get_select_row_drop",
         }
     }
 
-    /// What a person reads in the table and the chart.
     /// Whether this is a part of another method's call rather than a call of its own.
     pub fn is_part(self) -> bool {
-        matches!(self, Method::PartSelect | Method::PartRelease)
+        matches!(
+            self,
+            Method::PartSelect
+                | Method::PartRelease
+                | Method::PartGet
+                | Method::PartReleaseAfterGet
+        )
     }
 
+    /// What a person reads in the table and the chart.
     pub fn label(self) -> &'static str {
         match self {
             Method::Cold => "cold connect + close",
@@ -59,23 +77,30 @@ impl Method {
             Method::R2d2Select => "r2d2 get + SELECT 1 + drop",
             Method::PartSelect => "  of which SELECT 1",
             Method::PartRelease => "  of which release (reset)",
+            Method::OpenGetRelease => "pool::open + GET + release",
+            Method::PartGet => "  of which GET",
+            Method::PartReleaseAfterGet => "  of which release (reset)",
+            Method::R2d2GetCommand => "r2d2 get + GET + drop",
             Method::OpenRowRelease => "pool::open + row by id ($1) + release",
             Method::R2d2Row => "r2d2 get + row by id ($1) + drop",
         }
     }
 }
 
-/// What one run of a step measured: the time of its timed part, and optionally of two parts
-/// of it (the statement and the release), recorded as [`Method::PartSelect`] and
-/// [`Method::PartRelease`].
+/// What one run of a step measured: the time of its timed part, and optionally of parts of it
+/// (the statement and the release), each recorded under its own part method
+/// ([`Method::PartSelect`], [`Method::PartRelease`], …).
 pub struct Timing {
     pub total: Duration,
-    pub parts: Option<(Duration, Duration)>,
+    pub parts: Vec<(Method, Duration)>,
 }
 
 impl From<Duration> for Timing {
     fn from(total: Duration) -> Self {
-        Timing { total, parts: None }
+        Timing {
+            total,
+            parts: Vec::new(),
+        }
     }
 }
 
@@ -84,7 +109,7 @@ pub type Step = Box<dyn FnMut() -> Result<Timing, BoxError>>;
 
 /// Everything measured for one driver (one server).
 pub struct Target {
-    /// The pool's driver name: `postgres` or `mysql`.
+    /// The pool's driver name: `postgres`, `mysql` or `redis`.
     pub driver: &'static str,
     /// Where, with secrets redacted.
     pub shown: String,
@@ -136,9 +161,8 @@ pub fn run(
             if round >= warmup {
                 let record = &mut samples[t];
                 record.push(method, timing.total);
-                if let Some((select, release)) = timing.parts {
-                    record.push(Method::PartSelect, select);
-                    record.push(Method::PartRelease, release);
+                for (part, took) in timing.parts {
+                    record.push(part, took);
                 }
             }
         }

@@ -46,6 +46,27 @@ Notes: times are per call, in µs, from one interleaved run (every round runs ea
   again on return (has_broken). So r2d2 get+drop is 1 (postgres) or 2 (mysql) round trips,
   pool::open+release 0.";
 
+/// Added to the notes when a Redis target was measured.
+pub const REDIS_FOOTNOTE: &str = "\
+Redis: the pool's GET is one round trip through the uniform API (`conn.query(\"GET\", …)`);
+  release after it is the full reset, one pipelined round trip (RESET, AUTH, PING <nonce>;
+  SELECT and CLIENT SETNAME too when configured), on the resetter thread as above.
+  Cold connect is redis::Client::get_connection (what the driver does): TCP connect + one
+  pipelined round trip (AUTH, CLIENT SETINFO ×2); close drops the socket (no QUIT).
+  r2d2 is the redis crate's `r2d2` feature with default settings: test_on_check_out makes
+  every get send PING (is_valid), has_broken is a local check, and there is NO reset on
+  return. So r2d2 get+GET+drop is 2 round trips, pool open+GET+release 1 for the caller.";
+
+/// The notes for these reports.
+pub fn footnote(reports: &[DriverReport]) -> String {
+    let mut notes = FOOTNOTE.to_owned();
+    if reports.iter().any(|r| r.driver == "redis") {
+        notes += "\n";
+        notes += REDIS_FOOTNOTE;
+    }
+    notes
+}
+
 /// Nearest-rank percentile of sorted nanoseconds, in µs.
 fn percentile(sorted: &[u64], p: f64) -> f64 {
     let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
@@ -112,6 +133,12 @@ pub fn summarize(samples: &Samples) -> DriverReport {
             Method::OpenSelectRelease,
         ),
         ratio(
+            "r2d2_get_over_pool_get",
+            "r2d2 get+GET+drop ÷ pool open+GET+release",
+            Method::R2d2GetCommand,
+            Method::OpenGetRelease,
+        ),
+        ratio(
             "r2d2_row_over_pool_row",
             "r2d2 get+row+drop ÷ pool open+row+release",
             Method::R2d2Row,
@@ -122,6 +149,12 @@ pub fn summarize(samples: &Samples) -> DriverReport {
             "release after SELECT 1 ÷ the SELECT 1",
             Method::PartRelease,
             Method::PartSelect,
+        ),
+        ratio(
+            "release_after_get_over_get",
+            "release after GET ÷ the GET",
+            Method::PartReleaseAfterGet,
+            Method::PartGet,
         ),
     ]
     .into_iter()
@@ -181,7 +214,7 @@ pub fn table(reports: &[DriverReport], iterations: usize, warmup: usize) -> Stri
             );
         }
     }
-    out + "\n" + FOOTNOTE + "\n"
+    out + "\n" + &footnote(reports) + "\n"
 }
 
 pub fn to_json(reports: &[DriverReport], iterations: usize, warmup: usize) -> Value {
@@ -222,6 +255,6 @@ pub fn to_json(reports: &[DriverReport], iterations: usize, warmup: usize) -> Va
         "warmup": warmup,
         "interleaved": true,
         "drivers": drivers,
-        "notes": FOOTNOTE,
+        "notes": footnote(reports),
     })
 }

@@ -209,7 +209,9 @@ fn row_step(driver: &'static str, args: String, sql: &'static str) -> Step {
     })
 }
 
-fn pool_step(driver: &'static str, args: String, method: Method) -> Step {
+/// `pool::open` alone (its `release` untimed), `open` + `release`, or `open` + `SELECT 1` +
+/// `release` with its two parts.
+pub fn pool_step(driver: &'static str, args: String, method: Method) -> Step {
     Box::new(move || {
         let started = Instant::now();
         let mut conn = pool::open(driver, &args)?;
@@ -231,7 +233,10 @@ fn pool_step(driver: &'static str, args: String, method: Method) -> Step {
                 let released = Instant::now();
                 Timing {
                     total: released - started,
-                    parts: Some((queried - opened, released - queried)),
+                    parts: vec![
+                        (Method::PartSelect, queried - opened),
+                        (Method::PartRelease, released - queried),
+                    ],
                 }
             }
         };
