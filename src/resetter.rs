@@ -155,15 +155,22 @@ impl<I: Send + 'static> Resetter<I> {
 /// `IDLE_EXIT` or the pool stopped with nothing left.
 fn run<I: Send + 'static>(pool: &'static dyn Resets<Item = I>) {
     let this = pool.resetter();
+    // Whatever ends this thread, the next `submit` must see it gone and start another, or
+    // the items it queues are never reset and their `resetting` room never comes back.
+    let _running = Running(this);
     let mut queue = lock(&this.queue);
     let mut idle_since = Instant::now();
     loop {
         if let Some(item) = queue.items.pop_front() {
             drop(queue);
-            let reset = std::panic::AssertUnwindSafe(|| pool.reset_released(item));
-            if std::panic::catch_unwind(reset).is_err() {
-                tracing::error!("a connection's reset panicked on the resetter thread");
-            }
+            // The reset is guarded (a panicking driver); so is the report of it, because a
+            // logging layer may panic too, and this thread must outlive both.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let reset = std::panic::AssertUnwindSafe(|| pool.reset_released(item));
+                if std::panic::catch_unwind(reset).is_err() {
+                    tracing::error!("a connection's reset panicked on the resetter thread");
+                }
+            }));
             queue = lock(&this.queue);
             idle_since = Instant::now();
             continue;
@@ -177,5 +184,18 @@ fn run<I: Send + 'static>(pool: &'static dyn Resets<Item = I>) {
         queue.sleeping = true;
         queue = wait_timeout(&this.wake, queue, IDLE_EXIT);
         queue.sleeping = false;
+    }
+}
+
+/// Marks the resetter thread gone when it ends by unwinding (its normal exit does so under
+/// the queue lock itself), so the next `submit` starts a new one for what is still queued.
+struct Running<'a, I>(&'a Resetter<I>);
+
+impl<I> Drop for Running<'_, I> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            lock(&self.0.queue).running = false;
+            self.0.ended.notify_all();
+        }
     }
 }
