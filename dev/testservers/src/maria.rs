@@ -7,8 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::ServerError;
 use crate::process::{self, conn_value, ServiceUser};
@@ -141,23 +140,14 @@ impl MariaServer {
     }
 
     fn wait_ready(&self) -> Result<(), ServerError> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Some(what) = self.sup.exited() {
-                return Err(self.start_failed(what));
-            }
+        self.sup.wait_ready(
+            self.port,
+            READY_TIMEOUT,
+            Duration::from_millis(20),
             // The socket appears only once the server is ready; skip the client until then.
-            if self.socket_path.exists() && self.sql("SELECT 1").is_ok() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(self.start_failed(format!(
-                    "not ready after {READY_TIMEOUT:?} on port {}",
-                    self.port
-                )));
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
+            || Ok(self.socket_path.exists() && self.sql("SELECT 1").is_ok()),
+            |what| self.start_failed(what),
+        )
     }
 
     fn start_failed(&self, what: String) -> ServerError {

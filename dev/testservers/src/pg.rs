@@ -9,8 +9,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::ServerError;
 use crate::process::{self, conn_value, ServiceUser};
@@ -147,38 +146,31 @@ impl PgServer {
     }
 
     fn wait_ready(&self) -> Result<(), ServerError> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Some(what) = self.sup.exited() {
-                return Err(self.start_failed(what));
-            }
-            let ready = Command::new(&self.bins.pg_isready)
-                .arg("-q")
-                .arg("-h")
-                .arg(&self.socket_dir)
-                .args([
-                    "-p",
-                    &self.port.to_string(),
-                    "-U",
-                    TRUST_USER,
-                    "-d",
-                    "postgres",
-                ])
-                .args(["-t", "1"])
-                .stdin(Stdio::null())
-                .status()
-                .map_err(|e| ServerError::io("running pg_isready", e))?;
-            if ready.success() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(self.start_failed(format!(
-                    "not ready after {READY_TIMEOUT:?} on port {}",
-                    self.port
-                )));
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
+        self.sup.wait_ready(
+            self.port,
+            READY_TIMEOUT,
+            Duration::from_millis(20),
+            || {
+                let ready = Command::new(&self.bins.pg_isready)
+                    .arg("-q")
+                    .arg("-h")
+                    .arg(&self.socket_dir)
+                    .args([
+                        "-p",
+                        &self.port.to_string(),
+                        "-U",
+                        TRUST_USER,
+                        "-d",
+                        "postgres",
+                    ])
+                    .args(["-t", "1"])
+                    .stdin(Stdio::null())
+                    .status()
+                    .map_err(|e| ServerError::io("running pg_isready", e))?;
+                Ok(ready.success())
+            },
+            |what| self.start_failed(what),
+        )
     }
 
     fn start_failed(&self, what: String) -> ServerError {

@@ -64,6 +64,34 @@ impl Supervisor {
         Some(outcome)
     }
 
+    /// Polls `ready` every `interval` until it answers yes (`Ok`), the server process exits,
+    /// or `timeout` passes; the last two become `start_failed(what happened)`, which adds the
+    /// server's log. An error from `ready` itself (a probe that could not run) is returned as is.
+    pub(crate) fn wait_ready(
+        &self,
+        port: u16,
+        timeout: Duration,
+        interval: Duration,
+        mut ready: impl FnMut() -> Result<bool, ServerError>,
+        start_failed: impl Fn(String) -> ServerError,
+    ) -> Result<(), ServerError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(what) = self.exited() {
+                return Err(start_failed(what));
+            }
+            if ready()? {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(start_failed(format!(
+                    "not ready after {timeout:?} on port {port}"
+                )));
+            }
+            thread::sleep(interval);
+        }
+    }
+
     pub(crate) fn is_running(&self) -> bool {
         let mut st = self.lock();
         match st.child.as_mut().map(|c| c.try_wait()) {
