@@ -37,6 +37,7 @@ mod guard;
 mod held;
 mod key_pool;
 mod lease;
+mod metrics;
 mod primer;
 mod reaper;
 mod registry;
@@ -126,6 +127,19 @@ pub fn all_stats() -> Vec<Stats> {
     let mut all: Vec<Stats> = registry().all_pools().iter().map(|p| p.stats()).collect();
     all.sort_by(|a, b| (&a.driver, &a.pool).cmp(&(&b.driver, &b.pool)));
     all
+}
+
+/// Copies every pool's gauges and counters into the `metrics` facade (feature `metrics`).
+///
+/// Call it right before an exporter renders (a Prometheus scrape handler, say) so the scrape
+/// is exact; the reaper also publishes each pool it sweeps. The acquire and reset histograms
+/// are recorded as events happen and need no call. Labels: `driver` and `pool` (the redacted
+/// connection arguments). See `README.md`, "Metrics", for the names.
+#[cfg(feature = "metrics")]
+pub fn publish_metrics() {
+    for pool in registry().all_pools() {
+        crate::metrics::publish(&pool.stats());
+    }
 }
 
 /// Closes every parked connection, fails every waiting `open` with `Error::ShutDown`, and

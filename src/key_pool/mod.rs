@@ -23,6 +23,7 @@ use crate::core::{Dropped, KeyCore};
 use crate::erased::{AnyDriver, AnyPool};
 use crate::error::Error;
 use crate::guard::guarded;
+use crate::metrics::PoolMetrics;
 use crate::primer::{Primed, Primer};
 use crate::reaper::{Reaped, ReaperWake};
 use crate::resetter::Resetter;
@@ -54,6 +55,8 @@ pub(crate) struct KeyPool<D: Driver> {
     /// Resets released connections off the caller's thread.
     resetter: Resetter<Item<D>>,
     reaper: ReaperWake,
+    /// The acquire and reset histograms (feature `metrics`; nothing without it).
+    metrics: PoolMetrics,
 }
 
 impl<D: Driver> KeyPool<D> {
@@ -66,6 +69,7 @@ impl<D: Driver> KeyPool<D> {
         reaper: ReaperWake,
     ) -> &'static Self {
         let label = format!("{} {}", driver.name(), args.redacted());
+        let metrics = PoolMetrics::new(driver.name(), &args.redacted());
         // Pools live as long as the process (see ARCHITECTURE.md, "Lifetimes"): leasing a
         // connection then needs no reference count, which keeps two atomic operations off
         // every open/release.
@@ -81,6 +85,7 @@ impl<D: Driver> KeyPool<D> {
             closer: Closer::default(),
             resetter: Resetter::default(),
             reaper,
+            metrics,
         }))
     }
 
@@ -169,6 +174,7 @@ impl<D: Driver> Reaped for KeyPool<D> {
         *next = now + interval;
         drop(next);
         self.sweep();
+        self.metrics.publish(|| AnyPool::stats(self));
         interval
     }
 }

@@ -22,6 +22,7 @@ impl<D: Driver> KeyPool<D> {
         let held = || held::count(self.id());
         let prime = || self.wake_primer();
         let mut attempt = Attempt::new(&held, &prime);
+        let started = self.metrics.start();
         let mut got = self.core.open(&mut attempt, Tick::now())?;
         loop {
             match got {
@@ -40,7 +41,10 @@ impl<D: Driver> KeyPool<D> {
                         continue;
                     }
                     match self.revive(taken.item, taken.validate) {
-                        Ok(entry) => return Ok(self.lease_out(entry, lease, now, at)),
+                        Ok(entry) => {
+                            self.metrics.acquired(started);
+                            return Ok(self.lease_out(entry, lease, now, at));
+                        }
                         Err((why, dead)) => {
                             // Counted as closing first, then handed to the closer, which
                             // uncounts it when it is gone.
@@ -57,7 +61,13 @@ impl<D: Driver> KeyPool<D> {
                         }
                     }
                 }
-                Got::Connect(reservation) => return self.connect_reserved(reservation, at),
+                Got::Connect(reservation) => {
+                    let conn = self.connect_reserved(reservation, at);
+                    if conn.is_ok() {
+                        self.metrics.acquired(started);
+                    }
+                    return conn;
+                }
             }
         }
     }

@@ -85,6 +85,7 @@ impl<D: Driver> KeyPool<D> {
     /// `counted` gives the room back if anything unwinds before the count is settled; it is
     /// disarmed right before (so a panic after cannot give it back twice).
     pub(super) fn reset_and_park(&self, mut entry: Item<D>) -> Result<(), Error> {
+        let started = self.metrics.start();
         let mut counted = Uncounted::new(self, entry.lease);
         let lease = entry.lease;
         if self.core.is_closed() {
@@ -94,7 +95,9 @@ impl<D: Driver> KeyPool<D> {
             self.core.reset_failed(lease, false, None);
             return Ok(());
         }
-        match self.detach(&mut entry) {
+        let detached = self.detach(&mut entry);
+        self.metrics.reset_finished(started);
+        match detached {
             Ok(()) => {
                 counted.disarm();
                 self.core.reset_done(entry);

@@ -1,0 +1,158 @@
+//! Each pool's numbers through the `metrics` facade crate (cargo feature `metrics`).
+//!
+//! Two kinds of numbers, recorded two ways, so that the hot path pays nothing it need not:
+//!
+//! * **Histograms** (`pool_acquire_seconds`, `pool_reset_seconds`) are observations of single
+//!   events, so they are recorded where the event happens: every `open` that hands out a
+//!   connection records the time since it was called (parked hand-outs, connects and waits at
+//!   the limit alike), every reset on release records how long the driver's reset took (whether it parked the
+//!   connection or failed). The
+//!   handles are resolved once, when the pool is created: install the recorder (for example
+//!   `metrics-exporter-prometheus`) before the first `pool::open`, or these stay unrecorded.
+//! * **Gauges and counters** (idle, in use, opening, resetting, waiting, max_open; opened,
+//!   closed, reaped, dead, rotated, timeouts, connect failures, …) already live in the pool as
+//!   counts and relaxed atomics (`Stats`). Mirroring every change into the facade would put a
+//!   registry call on every `open` and `release`; instead [`publish`] copies a snapshot, with
+//!   counters set to their absolute values. `pool::publish_metrics()` does it for every pool
+//!   (an exporter's scrape handler calls it right before rendering, so a scrape is exact), and
+//!   the reaper does it for each pool it sweeps (so push-based exporters see fresh numbers at
+//!   least every `reap_interval`).
+//!
+//! Every metric carries the labels `driver` and `pool` (the redacted connection arguments:
+//! no password ever reaches a label).
+//!
+//! Without the feature, [`PoolMetrics`] is an empty struct whose methods are empty and
+//! inlined, and [`Started`] is `()`: the hot path is the same machine code as before.
+
+#[cfg(feature = "metrics")]
+pub(crate) use enabled::*;
+
+#[cfg(not(feature = "metrics"))]
+pub(crate) use disabled::*;
+
+/// Converts a duration to the facade's unit for `_seconds` histograms.
+#[cfg(feature = "metrics")]
+fn seconds(d: std::time::Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+#[cfg(feature = "metrics")]
+mod enabled {
+    use super::seconds;
+    use crate::stats::Stats;
+    use ::metrics::{counter, gauge, histogram, Histogram, Label};
+
+    /// When an `open` began, for the acquire histogram (a precise clock: the coarse one the
+    /// engine uses would round every parked hand-out to zero).
+    pub(crate) type Started = std::time::Instant;
+
+    /// The histogram handles of one pool, resolved when the pool is created.
+    pub(crate) struct PoolMetrics {
+        acquire: Histogram,
+        reset: Histogram,
+    }
+
+    impl PoolMetrics {
+        pub(crate) fn new(driver: &str, pool: &str) -> Self {
+            let labels = labels(driver, pool);
+            Self {
+                acquire: histogram!("pool_acquire_seconds", labels.iter()),
+                reset: histogram!("pool_reset_seconds", labels.iter()),
+            }
+        }
+
+        /// The start of an `open`.
+        #[inline]
+        pub(crate) fn start(&self) -> Started {
+            std::time::Instant::now()
+        }
+
+        /// An `open` that began at `started` handed out a connection.
+        #[inline]
+        pub(crate) fn acquired(&self, started: Started) {
+            self.acquire.record(seconds(started.elapsed()));
+        }
+
+        /// A reset on release that began at `started` is done (parked or failed).
+        #[inline]
+        pub(crate) fn reset_finished(&self, started: Started) {
+            self.reset.record(seconds(started.elapsed()));
+        }
+
+        /// Copies this pool's snapshot (taken by `stats`) into the gauges and counters.
+        pub(crate) fn publish(&self, stats: impl FnOnce() -> Stats) {
+            publish(&stats());
+        }
+    }
+
+    fn labels(driver: &str, pool: &str) -> [Label; 2] {
+        [
+            Label::new("driver", driver.to_owned()),
+            Label::new("pool", pool.to_owned()),
+        ]
+    }
+
+    /// Copies one pool's snapshot into the facade: gauges set, counters set to their absolute
+    /// values (they only grow, so this is what a scrape of an ever-incremented counter shows).
+    pub(crate) fn publish(stats: &Stats) {
+        let labels = labels(&stats.driver, &stats.pool);
+        let gauges = [
+            ("pool_idle_connections", stats.idle),
+            ("pool_in_use_connections", stats.in_use),
+            ("pool_opening_connections", stats.opening),
+            ("pool_resetting_connections", stats.resetting),
+            ("pool_waiting_callers", stats.waiting),
+            ("pool_max_open_connections", stats.max_open),
+        ];
+        for (name, value) in gauges {
+            gauge!(name, labels.iter()).set(value as f64);
+        }
+        let counters = [
+            ("pool_connections_opened_total", stats.opened),
+            ("pool_connections_closed_total", stats.closed),
+            ("pool_connections_reaped_total", stats.reaped_idle),
+            ("pool_connections_dead_total", stats.dropped_dead),
+            ("pool_connections_rotated_total", stats.rotated),
+            ("pool_connections_not_reusable_total", stats.not_reusable),
+            ("pool_reset_failures_total", stats.reset_failures),
+            ("pool_connect_failures_total", stats.connect_failures),
+            ("pool_acquire_waits_total", stats.waits),
+            ("pool_acquire_timeouts_total", stats.timeouts),
+            ("pool_acquire_shed_total", stats.shed),
+        ];
+        for (name, value) in counters {
+            counter!(name, labels.iter()).absolute(value);
+        }
+    }
+}
+
+#[cfg(not(feature = "metrics"))]
+mod disabled {
+    use crate::stats::Stats;
+
+    /// Nothing: without the feature no clock is read for metrics.
+    pub(crate) type Started = ();
+
+    /// Without the feature: nothing, and every method inlines to nothing.
+    pub(crate) struct PoolMetrics;
+
+    impl PoolMetrics {
+        #[inline(always)]
+        pub(crate) fn new(_driver: &str, _pool: &str) -> Self {
+            PoolMetrics
+        }
+
+        #[inline(always)]
+        pub(crate) fn start(&self) -> Started {}
+
+        #[inline(always)]
+        pub(crate) fn acquired(&self, _started: Started) {}
+
+        #[inline(always)]
+        pub(crate) fn reset_finished(&self, _started: Started) {}
+
+        /// Does not even take the snapshot.
+        #[inline(always)]
+        pub(crate) fn publish(&self, _stats: impl FnOnce() -> Stats) {}
+    }
+}
