@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use app::{App, PoolDb, REQUEST_BOUND};
 use pool_testservers::PgServer;
-use prometheus_parse::{Sample, Scrape, Value as Metric};
+use openmetrics_parser::prometheus::parse_prometheus;
+use openmetrics_parser::{MetricsExposition, PrometheusType, PrometheusValue};
 
 const CLIENTS: usize = 8;
 const ITEMS: i64 = 200;
@@ -213,43 +214,54 @@ fn health_is_503_while_the_database_is_down_and_200_within_2_s_of_it_being_back(
     );
 }
 
-fn scrape(agent: &ureq::Agent, base: &str) -> Scrape {
+type Exposition = MetricsExposition<PrometheusType, PrometheusValue>;
+
+/// `/metrics`, parsed by a strict parser of the Prometheus text format.
+fn scrape(agent: &ureq::Agent, base: &str) -> Exposition {
     let answer = get(agent, &format!("{base}/metrics"));
     assert_eq!(answer.status, Some(200), "{}", answer.body);
-    Scrape::parse(answer.body.lines().map(|l| Ok(l.to_owned()))).expect("Prometheus text")
+    parse_prometheus(&answer.body)
+        .unwrap_or_else(|e| panic!("not Prometheus text ({e:?}):\n{}", answer.body))
 }
 
-/// The sample of metric `name` for this test's pool (its label holds the server's port).
-fn sample<'a>(scrape: &'a Scrape, name: &str, port: u16) -> &'a Sample {
-    let port = format!(":{port}");
-    scrape
-        .samples
-        .iter()
+/// The value of metric `name` for this test's pool (its `pool` label holds the server's port).
+fn sample<'a>(scrape: &'a Exposition, name: &str, port: u16) -> &'a PrometheusValue {
+    let port = format!("port={port}");
+    let family = scrape
+        .families
+        .get(name)
+        .unwrap_or_else(|| panic!("no {name} in the scrape"));
+    family
+        .iter_samples()
         .find(|s| {
-            s.metric == name
-                && s.labels.get("driver") == Some("postgres")
-                && s.labels.get("pool").is_some_and(|p| p.contains(&port))
+            s.get_labelset().is_ok_and(|labels| {
+                labels.get_label_value("driver") == Some("postgres")
+                    && labels
+                        .get_label_value("pool")
+                        .is_some_and(|p| p.contains(&port))
+            })
         })
-        .unwrap_or_else(|| panic!("no {name} sample for this pool"))
+        .map(|s| &s.value)
+        .unwrap_or_else(|| panic!("no {name} sample for the pool on {port}"))
 }
 
-fn gauge(scrape: &Scrape, name: &str, port: u16) -> f64 {
-    match sample(scrape, name, port).value {
-        Metric::Gauge(v) => v,
-        ref other => panic!("{name} is not a gauge: {other:?}"),
+fn gauge(scrape: &Exposition, name: &str, port: u16) -> f64 {
+    match sample(scrape, name, port) {
+        PrometheusValue::Gauge(v) => v.as_f64(),
+        other => panic!("{name} is not a gauge: {other:?}"),
     }
 }
 
-fn counter(scrape: &Scrape, name: &str, port: u16) -> f64 {
-    match sample(scrape, name, port).value {
-        Metric::Counter(v) => v,
-        ref other => panic!("{name} is not a counter: {other:?}"),
+fn counter(scrape: &Exposition, name: &str, port: u16) -> f64 {
+    match sample(scrape, name, port) {
+        PrometheusValue::Counter(c) => c.value.as_f64(),
+        other => panic!("{name} is not a counter: {other:?}"),
     }
 }
 
-fn histogram_count(scrape: &Scrape, name: &str, port: u16) -> f64 {
-    match &sample(scrape, name, port).value {
-        Metric::Histogram(buckets) => buckets.last().map_or(0.0, |b| b.count),
+fn histogram_count(scrape: &Exposition, name: &str, port: u16) -> u64 {
+    match sample(scrape, name, port) {
+        PrometheusValue::Histogram(h) => h.count.unwrap_or(0),
         other => panic!("{name} is not a histogram: {other:?}"),
     }
 }
@@ -288,9 +300,9 @@ fn metrics_parse_as_prometheus_text_and_the_in_use_gauge_follows_the_pool() {
     // Every request opened once, plus the three held here and the table's preparation.
     let acquired = histogram_count(&quiet, "pool_acquire_seconds", port);
     assert!(
-        acquired >= (answers.len() + 3) as f64,
+        acquired >= answers.len() as u64 + 3,
         "{acquired} acquires recorded for {} requests",
         answers.len()
     );
-    assert!(histogram_count(&quiet, "pool_reset_seconds", port) >= 1.0);
+    assert!(histogram_count(&quiet, "pool_reset_seconds", port) >= 1);
 }
