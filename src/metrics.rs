@@ -22,7 +22,7 @@
 //! no password ever reaches a label).
 //!
 //! Without the feature, [`PoolMetrics`] is an empty struct whose methods are empty and
-//! inlined, and [`Started`] is `()`: the hot path is the same machine code as before.
+//! inlined, and [`Started`] is an empty struct: the hot path is the same machine code as before.
 
 #[cfg(feature = "metrics")]
 pub(crate) use enabled::*;
@@ -131,7 +131,8 @@ mod disabled {
     use crate::stats::Stats;
 
     /// Nothing: without the feature no clock is read for metrics.
-    pub(crate) type Started = ();
+    #[derive(Clone, Copy)]
+    pub(crate) struct Started;
 
     /// Without the feature: nothing, and every method inlines to nothing.
     pub(crate) struct PoolMetrics;
@@ -143,7 +144,9 @@ mod disabled {
         }
 
         #[inline(always)]
-        pub(crate) fn start(&self) -> Started {}
+        pub(crate) fn start(&self) -> Started {
+            Started
+        }
 
         #[inline(always)]
         pub(crate) fn acquired(&self, _started: Started) {}

@@ -11,9 +11,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use app::{App, PoolDb, REQUEST_BOUND};
-use pool_testservers::PgServer;
 use openmetrics_parser::prometheus::parse_prometheus;
 use openmetrics_parser::{MetricsExposition, PrometheusType, PrometheusValue};
+use pool_testservers::PgServer;
 
 const CLIENTS: usize = 8;
 const ITEMS: i64 = 200;
@@ -117,10 +117,18 @@ fn load(base: &str, stop: &Arc<AtomicBool>) -> thread::JoinHandle<Vec<Answer>> {
 
 /// `/health` while the database is down must say so with 503 and a JSON reason.
 fn assert_unavailable(answer: &Answer) {
-    assert_eq!(answer.status, Some(503), "health while down: {}", answer.body);
+    assert_eq!(
+        answer.status,
+        Some(503),
+        "health while down: {}",
+        answer.body
+    );
     let body: serde_json::Value = serde_json::from_str(&answer.body).expect("JSON body");
     assert_eq!(body["status"], "unavailable", "{body}");
-    assert!(body["reason"].as_str().is_some_and(|r| !r.is_empty()), "{body}");
+    assert!(
+        body["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{body}"
+    );
 }
 
 #[test]
@@ -205,7 +213,10 @@ fn health_is_503_while_the_database_is_down_and_200_within_2_s_of_it_being_back(
         .filter(|a| a.started >= back + Duration::from_secs(1))
         .map(|a| format!("{:.3} s: {}", at(a.started), a.body))
         .collect();
-    assert!(late.is_empty(), "failures from 1 s after recovery: {late:?}");
+    assert!(
+        late.is_empty(),
+        "failures from 1 s after recovery: {late:?}"
+    );
     assert!(
         answers
             .iter()

@@ -183,7 +183,10 @@ impl PoolDb {
         let have = rows.scalar().and_then(Value::as_i64).unwrap_or(0);
         conn.execute("BEGIN", &[])?;
         for i in have..seed {
-            let params = [Value::Text(format!("item {}", i + 1)), Value::Int((i + 1) * 100)];
+            let params = [
+                Value::Text(format!("item {}", i + 1)),
+                Value::Int((i + 1) * 100),
+            ];
             conn.execute(self.sql.insert_item, &params)?;
         }
         conn.execute("COMMIT", &[])?;
@@ -295,7 +298,11 @@ async fn get_item(State(app): State<App>, Path(id): Path<i64>) -> Result<Respons
     let db = Arc::clone(&app.db);
     Ok(match blocking(move || db.get_item(id)).await? {
         Some(item) => Json(item).into_response(),
-        None => (StatusCode::NOT_FOUND, Json(json!({ "error": "no such item" }))).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "no such item" })),
+        )
+            .into_response(),
     })
 }
 

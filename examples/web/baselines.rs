@@ -33,7 +33,9 @@ fn item_of(row: Option<postgres::Row>) -> Option<Item> {
 
 fn get_item(client: &mut postgres::Client, id: i64) -> Result<Option<Item>, DbError> {
     Ok(item_of(
-        client.query_opt(POSTGRES.get_item, &[&id]).map_err(failed)?,
+        client
+            .query_opt(POSTGRES.get_item, &[&id])
+            .map_err(failed)?,
     ))
 }
 
