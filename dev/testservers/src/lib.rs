@@ -44,6 +44,7 @@
 mod error;
 mod maria;
 mod pg;
+mod pgbouncer;
 mod process;
 mod proxy;
 mod redis;
@@ -55,6 +56,7 @@ use std::sync::{Once, OnceLock};
 pub use error::ServerError;
 pub use maria::MariaServer;
 pub use pg::PgServer;
+pub use pgbouncer::{PgBouncer, PoolMode};
 pub use proxy::{Proxy, ProxyMode};
 pub use redis::RedisServer;
 
