@@ -6,7 +6,7 @@ use pool_driver::{ConnArgs, Connection, DriverError, Rows, Value};
 use postgres::{Client, SimpleQueryMessage};
 
 use crate::error::{self, Phase};
-use crate::{cells, params};
+use crate::{cells, describe, params};
 
 /// An open PostgreSQL connection, attached or parked (the driver's `Conn` and `Handle` alike:
 /// `postgres::Client` is `Send`, so detaching needs no conversion).
@@ -42,6 +42,27 @@ impl PgConn {
         }
         mapped
     }
+
+    /// [`PgConn::fail`] for a statement run with `params`: a type mismatch in a statement with
+    /// bytes gets [`params::BYTES_HINT`], since the server cannot know the bytes were not meant
+    /// as `bytea`.
+    fn fail_with(&mut self, err: &postgres::Error, params: &[Value]) -> DriverError {
+        let mapped = self.fail(err);
+        if !params::has_bytes(params) || !params::is_type_mismatch(mapped.code()) {
+            return mapped;
+        }
+        let message = format!("{}{}", mapped.message(), params::BYTES_HINT);
+        reword(&mapped, message)
+    }
+}
+
+/// `error` with another message, same kind and code.
+fn reword(error: &DriverError, message: String) -> DriverError {
+    let reworded = DriverError::new(error.kind(), message);
+    match error.code() {
+        Some(code) => reworded.with_code(code),
+        None => reworded,
+    }
 }
 
 impl std::fmt::Debug for PgConn {
@@ -57,9 +78,8 @@ impl std::fmt::Debug for PgConn {
 impl Connection for PgConn {
     /// One round trip. Without parameters the statement goes through the simple protocol
     /// (which also allows several statements; the count is the last one's, as in libpq's
-    /// `PQcmdTuples`); with them, through an unnamed statement whose parameter types the server
-    /// infers (see [`params::TextParam`]). A statement with bytes parameters is prepared first
-    /// (two round trips) so they are encoded for the column's type.
+    /// `PQcmdTuples`); with them, through the unnamed statement (`Client::execute_typed`, see
+    /// `params.rs`).
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DriverError> {
         self.touched = true;
         if params.is_empty() {
@@ -70,50 +90,45 @@ impl Connection for PgConn {
             });
             return Ok(count.unwrap_or(0));
         }
-        if params::all_text(params) {
-            let bound = params::bind_text(params);
-            let refs = params::typed_refs(&bound);
-            return self
-                .client
-                .execute_typed(sql, &refs)
-                .map_err(|e| self.fail(&e));
-        }
         let bound = params::bind(params);
-        let refs = params::refs(&bound);
-        self.client.execute(sql, &refs).map_err(|e| self.fail(&e))
+        let refs = params::typed_refs(&bound);
+        self.client
+            .execute_typed(sql, &refs)
+            .map_err(|e| self.fail_with(&e, params))
     }
 
-    /// One round trip when rows come back: parse, bind, describe and execute an unnamed
-    /// statement in one write (`Client::query_typed`; parameter types inferred by the server,
-    /// see [`params::TextParam`]). Nothing is cached on the connection, so this stays correct
-    /// after any reset and behind a transaction-mode PgBouncer. When no row comes back the
-    /// column names are not in the reply, so the statement is described once more (a second
-    /// round trip, only then). With bytes parameters it is prepared first, as before.
+    /// One round trip when rows come back: parse, bind, describe and execute the unnamed
+    /// statement in one write (`Client::query_typed`; parameter types declared or left to the
+    /// server, see `params.rs`). Only unnamed statements are used, so nothing is left on the
+    /// server session: this stays correct after any reset and behind a transaction-mode
+    /// PgBouncer, where each transaction may run on another server connection. When no row
+    /// comes back the column names are not available from the reply, so a plain query is asked
+    /// once more for them, without running it again (see `describe.rs`); other statements
+    /// that return no rows have no column names.
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, DriverError> {
         self.touched = true;
-        if !params::all_text(params) {
-            let statement = self.client.prepare(sql).map_err(|e| self.fail(&e))?;
-            let bound = params::bind(params);
-            let refs = params::refs(&bound);
-            let rows = self
-                .client
-                .query(&statement, &refs)
-                .map_err(|e| self.fail(&e))?;
-            return cells::rows(statement.columns(), &rows);
-        }
-        let bound = params::bind_text(params);
+        let bound = params::bind(params);
         let refs = params::typed_refs(&bound);
         let rows = self
             .client
             .query_typed(sql, &refs)
-            .map_err(|e| self.fail(&e))?;
-        match rows.first() {
-            Some(first) => cells::rows(first.columns(), &rows),
-            None => {
-                let statement = self.client.prepare(sql).map_err(|e| self.fail(&e))?;
-                cells::rows(statement.columns(), &rows)
-            }
+            .map_err(|e| self.fail_with(&e, params))?;
+        if let Some(first) = rows.first() {
+            return cells::rows(first.columns(), &rows);
         }
+        let Some(wrapped) = describe::one_null_row(sql) else {
+            return Ok(Rows::new(Vec::new(), Vec::new()));
+        };
+        let described = self.client.query_typed(&wrapped, &refs).map_err(|e| {
+            let mapped = self.fail(&e);
+            let message = format!(
+                "the query returned no rows, and asking for its column names failed: {}",
+                mapped.message()
+            );
+            reword(&mapped, message)
+        })?;
+        let columns = described.first().map_or(&[][..], |row| row.columns());
+        cells::rows(columns, &[])
     }
 
     fn is_broken(&self) -> bool {

@@ -16,6 +16,20 @@
 //! * **Attach** costs nothing: the parked handle is the connection.
 //! * **Errors** carry the server's message and SQLSTATE; anything that leaves the session
 //!   unusable is `Broken` and marks the connection so the pool closes it.
+//! * **Statements** run as the unnamed statement, parsed, bound and executed in one round trip
+//!   (with parameters: `query_typed`/`execute_typed`, bytes declared `bytea`, the other types
+//!   left to the server; without: the simple protocol for `execute`). Nothing is prepared as a
+//!   named statement, so nothing is left on the server session, which is what a
+//!   transaction-mode PgBouncer needs: there each transaction may run on another server
+//!   connection, and PgBouncer 1.18 does not carry named statements across. A query that
+//!   returns no rows costs one more round trip for its column names (see `describe.rs`).
+//!
+//! What still prepares named statements, and so fails behind a transaction-mode PgBouncer
+//! ("prepared statement \"s3\" does not exist", or "already exists"): the `postgres` crate
+//! itself, when a result column has a type it does not know (an enum, a domain, a composite,
+//! an extension type such as `citext`); it looks the type up with statements it prepares once
+//! per connection and keeps. Cast such columns (`mood::text`). And anything done through the
+//! native client with `prepare` or a `&str` statement (`Client::query(sql, …)` prepares one).
 //!
 //! [`PgConn`] offers the uniform `execute`/`query` surface with [`pool_driver::Value`]
 //! parameters, converted to whatever type the server inferred, and the native
@@ -27,6 +41,7 @@
 mod cells;
 mod config;
 mod conn;
+mod describe;
 mod driver;
 mod error;
 mod params;

@@ -1,17 +1,22 @@
-//! [`Value`] parameters → PostgreSQL's wire formats.
+//! [`Value`] parameters → PostgreSQL's wire formats, for unnamed statements only.
 //!
-//! The `postgres` crate checks parameter types strictly: an `i64` bound to an `int4` parameter
-//! is an error, and a string cannot be bound to a `date`. The uniform API has one integer type
-//! and one text type, so [`Param`] accepts every parameter type and picks the encoding from the
-//! type the server inferred:
+//! Every statement with parameters is parsed, bound, described and executed in one round trip
+//! as the *unnamed* statement (`Client::query_typed` / `execute_typed`), never prepared first
+//! as a named one: a named statement costs a round trip more, and it lives on one server
+//! session, so behind a transaction-mode PgBouncer the next transaction (on another server
+//! connection) cannot find it ("prepared statement \"s3\" does not exist"). The parameter
+//! types are therefore given with the statement instead of asked for:
 //!
-//! * exact binary encodings for the obvious pairs (integers into `int2`/`int4`/`int8`/`oid`
-//!   with a range check, numbers into `float4`/`float8`, booleans, text into text types, bytes
-//!   into `bytea`);
-//! * otherwise the value's text form, sent in text format, so the server parses it exactly as
-//!   it would parse a literal: `'2024-05-01'` into a `date`, `12.50` into a `numeric`, a UUID,
-//!   JSON, an enum label. A bad value fails with the server's own message
-//!   ("invalid input syntax for type date: …"), and the connection stays usable.
+//! * bytes are declared `bytea` and sent as they are (binary format). A bytes value can so go
+//!   only where the server accepts a `bytea` (a `bytea` column, `$1::bytea`, `length($1)`);
+//!   bound to a parameter of another type the server reports the type mismatch (see
+//!   [`BYTES_HINT`]).
+//! * every other value is sent in its text form with its type left to the server (type OID 0):
+//!   the server infers the parameter's type from the statement and parses the text exactly as
+//!   it would parse a literal: `42` into an `int4` or a `numeric`, `'2024-05-01'` into a
+//!   `date`, a UUID, JSON, an enum label. The uniform API has one integer and one text type, so
+//!   this is what lets them fill every column type; a bad value fails with the server's own
+//!   message ("invalid input syntax for type date: …"), and the connection stays usable.
 
 use std::error::Error;
 
@@ -21,18 +26,28 @@ use postgres::types::{Format, IsNull, Kind, ToSql, Type};
 
 type BoxError = Box<dyn Error + Sync + Send>;
 
-/// A [`Value`] sent in text format with its type left to the server (type OID 0): the server
-/// infers the parameter's type from the statement, exactly as for [`Param`], and parses the
-/// text as it would a literal. This lets a statement be parsed, bound and executed in one
-/// round trip (`Client::query_typed`), without first asking the server for the types.
-#[derive(Debug)]
-pub(crate) struct TextParam<'a>(&'a Value);
+/// Appended to the server's message when a statement with bytes parameters fails on a type
+/// mismatch (SQLSTATE 42804, 42846 or 42883): bytes go as `bytea`, which the message alone
+/// does not say.
+pub(crate) const BYTES_HINT: &str = "\n(bytes cannot be bound to a parameter of another type \
+     than bytea: they are sent as bytea; pass text instead, or convert in SQL, for example \
+     convert_from($1, 'UTF8'))";
 
-/// Whether every value can go as text with its type inferred (everything but bytes: their text
-/// form depends on the column type, so a statement with bytes is prepared first).
-pub(crate) fn all_text(values: &[Value]) -> bool {
-    !values.iter().any(|v| matches!(v, Value::Bytes(_)))
+/// The SQLSTATEs of a type mismatch that bytes sent as `bytea` can cause: `datatype_mismatch`,
+/// `cannot_coerce`, `undefined_function` (no operator or function for `bytea`).
+pub(crate) fn is_type_mismatch(code: Option<&str>) -> bool {
+    matches!(code, Some("42804" | "42846" | "42883"))
 }
+
+/// Whether `values` hold bytes (which is when [`BYTES_HINT`] applies).
+pub(crate) fn has_bytes(values: &[Value]) -> bool {
+    values.iter().any(|v| matches!(v, Value::Bytes(_)))
+}
+
+/// A [`Value`] bound to an unnamed statement: bytes as `bytea` in binary format, everything
+/// else in text format with its type inferred by the server.
+#[derive(Debug)]
+pub(crate) struct Param<'a>(&'a Value);
 
 /// The type OID 0: "unspecified, let the server infer it" in the protocol's Parse message.
 fn inferred() -> Type {
@@ -49,14 +64,25 @@ fn inferred() -> Type {
         .clone()
 }
 
-/// Binds `values` (see [`all_text`]) as text parameters of inferred type.
-pub(crate) fn bind_text(values: &[Value]) -> Vec<(TextParam<'_>, Type)> {
-    values.iter().map(|v| (TextParam(v), inferred())).collect()
+/// Binds `values` with the types declared in the Parse message: `bytea` for bytes, inferred
+/// for the rest. Both are built-in OIDs, so the `postgres` crate never looks a parameter type
+/// up (which would prepare a named statement of its own).
+pub(crate) fn bind(values: &[Value]) -> Vec<(Param<'_>, Type)> {
+    values
+        .iter()
+        .map(|v| {
+            let ty = match v {
+                Value::Bytes(_) => Type::BYTEA,
+                _ => inferred(),
+            };
+            (Param(v), ty)
+        })
+        .collect()
 }
 
-/// The references `query_typed` takes, borrowing from [`bind_text`]'s result.
+/// The references `query_typed` / `execute_typed` take, borrowing from [`bind`]'s result.
 pub(crate) fn typed_refs<'a>(
-    params: &'a [(TextParam<'a>, Type)],
+    params: &'a [(Param<'a>, Type)],
 ) -> Vec<(&'a (dyn ToSql + Sync), Type)> {
     params
         .iter()
@@ -64,65 +90,35 @@ pub(crate) fn typed_refs<'a>(
         .collect()
 }
 
-impl ToSql for TextParam<'_> {
+impl ToSql for Param<'_> {
     fn to_sql(&self, _: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
-        if let Value::Null = self.0 {
-            return Ok(IsNull::Yes);
+        match self.0 {
+            Value::Null => return Ok(IsNull::Yes),
+            Value::Bytes(b) => out.extend_from_slice(b),
+            other => {
+                let text = text_form(other).ok_or("this value has no text form")?;
+                out.extend_from_slice(text.as_bytes());
+            }
         }
-        let text = text_form(self.0).ok_or("bytes cannot be sent as inferred text")?;
-        out.extend_from_slice(text.as_bytes());
         Ok(IsNull::No)
     }
 
+    /// Every parameter type is accepted: the types are the ones [`bind`] declared.
     fn accepts(_: &Type) -> bool {
         true
     }
 
     fn encode_format(&self, _: &Type) -> Format {
-        Format::Text
+        match self.0 {
+            Value::Bytes(_) => Format::Binary,
+            _ => Format::Text,
+        }
     }
 
     postgres::types::to_sql_checked!();
 }
 
-/// A [`Value`] bound as a statement parameter.
-#[derive(Debug)]
-pub(crate) struct Param<'a>(pub(crate) &'a Value);
-
-/// Binds `values` for one statement.
-pub(crate) fn bind(values: &[Value]) -> Vec<Param<'_>> {
-    values.iter().map(Param).collect()
-}
-
-/// The references `postgres` takes, borrowing from [`bind`]'s result.
-pub(crate) fn refs<'a>(params: &'a [Param<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
-    params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()
-}
-
-/// A domain is sent in its base type's format.
-fn base(ty: &Type) -> &Type {
-    match ty.kind() {
-        Kind::Domain(inner) => base(inner),
-        _ => ty,
-    }
-}
-
-/// Whether `value` has an exact binary encoding for `ty`; if not, it goes as text.
-fn binary(value: &Value, ty: &Type) -> bool {
-    let ty = base(ty);
-    match value {
-        Value::Null | Value::Bytes(_) => true,
-        Value::Bool(_) => *ty == Type::BOOL,
-        Value::Int(_) => matches!(
-            *ty,
-            Type::INT2 | Type::INT4 | Type::INT8 | Type::OID | Type::FLOAT4 | Type::FLOAT8
-        ),
-        Value::Float(_) => matches!(*ty, Type::FLOAT4 | Type::FLOAT8),
-        Value::Text(_) => *ty == Type::BYTEA || <&str as ToSql>::accepts(ty),
-    }
-}
-
-/// The text form the server parses when there is no binary encoding.
+/// The text form the server parses as it would a literal.
 fn text_form(value: &Value) -> Option<String> {
     Some(match value {
         Value::Bool(b) => b.to_string(),
@@ -136,79 +132,4 @@ fn text_form(value: &Value) -> Option<String> {
         Value::Text(s) => s.clone(),
         Value::Null | Value::Bytes(_) => return None,
     })
-}
-
-fn out_of_range(value: i64, ty: &Type) -> BoxError {
-    format!(
-        "integer {value} is out of range for a parameter of type {}",
-        ty.name()
-    )
-    .into()
-}
-
-impl ToSql for Param<'_> {
-    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
-        if !binary(self.0, ty) {
-            let text = text_form(self.0).ok_or("this value has no text form")?;
-            out.extend_from_slice(text.as_bytes());
-            return Ok(IsNull::No);
-        }
-        let base = base(ty);
-        match (self.0, base) {
-            (Value::Null, _) => return Ok(IsNull::Yes),
-            (Value::Bool(b), _) => b.to_sql(base, out)?,
-            (Value::Int(i), &Type::INT2) => i16::try_from(*i)
-                .map_err(|_| out_of_range(*i, ty))?
-                .to_sql(base, out)?,
-            (Value::Int(i), &Type::INT4) => i32::try_from(*i)
-                .map_err(|_| out_of_range(*i, ty))?
-                .to_sql(base, out)?,
-            (Value::Int(i), &Type::OID) => u32::try_from(*i)
-                .map_err(|_| out_of_range(*i, ty))?
-                .to_sql(base, out)?,
-            (Value::Int(i), &Type::INT8) => i.to_sql(base, out)?,
-            // Integers beyond 2^53 round here, as they would in any float column.
-            (Value::Int(i), &Type::FLOAT4) => (*i as f32).to_sql(base, out)?,
-            (Value::Int(i), _) => (*i as f64).to_sql(base, out)?,
-            (Value::Float(f), &Type::FLOAT4) => (*f as f32).to_sql(base, out)?,
-            (Value::Float(f), _) => f.to_sql(base, out)?,
-            (Value::Text(s), &Type::BYTEA) => s.as_bytes().to_sql(base, out)?,
-            (Value::Text(s), _) => s.as_str().to_sql(base, out)?,
-            (Value::Bytes(b), &Type::BYTEA) => b.as_slice().to_sql(base, out)?,
-            (Value::Bytes(b), _) if <&str as ToSql>::accepts(base) => {
-                let text = std::str::from_utf8(b).map_err(|_| {
-                    format!(
-                        "bytes bound to a parameter of type {} are not UTF-8",
-                        ty.name()
-                    )
-                })?;
-                text.to_sql(base, out)?
-            }
-            (Value::Bytes(_), _) => {
-                return Err(format!(
-                    "bytes cannot be bound to a parameter of type {}; use bytea or cast the \
-                     parameter (for example $1::bytea)",
-                    ty.name()
-                )
-                .into())
-            }
-        };
-        Ok(IsNull::No)
-    }
-
-    /// Every parameter type is accepted; [`ToSql::to_sql`] picks the encoding or explains why
-    /// the pair cannot work.
-    fn accepts(_: &Type) -> bool {
-        true
-    }
-
-    fn encode_format(&self, ty: &Type) -> Format {
-        if binary(self.0, ty) {
-            Format::Binary
-        } else {
-            Format::Text
-        }
-    }
-
-    postgres::types::to_sql_checked!();
 }

@@ -1,0 +1,737 @@
+//! The pool behind PgBouncer (issue 10, "Scale-out behind PgBouncer"): a private PgBouncer 1.18
+//! in front of this binary's private PostgreSQL server, each test with its own PgBouncer.
+//!
+//! * Transaction pooling with `ResetMode::RollbackOnly`: statements with and without
+//!   parameters (bytes among them), zero-row results, transactions, an error inside a
+//!   transaction, and six pools standing in for six application servers sharing PgBouncer's
+//!   four server connections under load.
+//! * Session pooling with the full reset: nothing of one `open`'s session reaches the next.
+//!
+//! PgBouncer runs with `server_round_robin = 1` (see `PgBouncer::config`): once more than one
+//! server connection is open, consecutive transactions land on different ones, so a driver that
+//! relies on anything living on "its" server connection between two transactions (a
+//! protocol-level named prepared statement, say) fails deterministically, not only under an
+//! unlucky interleaving. Each test checks that its statements really did move between server
+//! connections, and ends by looking at every server connection for named statements left
+//! behind (a describe that prepared `s7` on one server connection and closed it on another).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use pool::{ResetMode, Settings, Value};
+use pool_testservers::{PgBouncer, PgServer, PoolMode};
+use postgres::{Client, NoTls, SimpleQueryMessage, SimpleQueryRow};
+
+/// The PostgreSQL server behind every PgBouncer of this binary.
+fn pg() -> &'static PgServer {
+    pool_testservers::shared_pg()
+}
+
+fn start(mode: PoolMode) -> PgBouncer {
+    PgBouncer::start(pg(), mode).unwrap_or_else(|e| panic!("starting PgBouncer: {e}"))
+}
+
+/// A name no other test (or run) uses.
+fn unique(prefix: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A pool key of its own behind `bouncer`: PgBouncer's args plus a harmless `application_name`
+/// (a different key, so a different pool; the same PgBouncer user and database, so the same
+/// PgBouncer server pool).
+fn pool_key(bouncer: &PgBouncer, name: &str) -> String {
+    format!("{} application_name={name}", bouncer.args())
+}
+
+fn configure(key: &str, settings: Settings) {
+    pool::configure("postgres", key, settings).expect("configure");
+}
+
+fn open(key: &str) -> pool::Conn {
+    pool::open("postgres", key).unwrap_or_else(|e| panic!("open: {e}"))
+}
+
+fn query(conn: &mut pool::Conn, sql: &str, params: &[Value]) -> pool::Rows {
+    conn.query(sql, params)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+fn execute(conn: &mut pool::Conn, sql: &str, params: &[Value]) -> u64 {
+    conn.execute(sql, params)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+fn int(conn: &mut pool::Conn, sql: &str, params: &[Value]) -> i64 {
+    query(conn, sql, params)
+        .scalar()
+        .and_then(Value::as_i64)
+        .unwrap_or_else(|| panic!("{sql}: not one integer"))
+}
+
+fn client(args: &str) -> Client {
+    Client::connect(args, NoTls).unwrap_or_else(|e| panic!("connecting to PgBouncer: {e}"))
+}
+
+fn rows(client: &mut Client, sql: &str) -> Vec<SimpleQueryRow> {
+    client
+        .simple_query(sql)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Opens PgBouncer's whole server pool (`default_pool_size` server connections) by holding as
+/// many transactions open at once, then ends them. Without this a lone client would keep
+/// getting the only server connection there is.
+fn warm_up(bouncer: &PgBouncer) {
+    let mut held: Vec<Client> = (0..bouncer.default_pool_size())
+        .map(|_| client(&bouncer.args()))
+        .collect();
+    for c in &mut held {
+        rows(c, "BEGIN; SELECT 1");
+    }
+    for c in &mut held {
+        rows(c, "COMMIT");
+    }
+}
+
+/// The protocol-level named prepared statements on every server connection of `bouncer`'s
+/// pool, by backend pid. Each probe holds a transaction open, which pins one server connection
+/// to it, so `default_pool_size` probes see every server connection the pool may have.
+fn named_statements(bouncer: &PgBouncer) -> BTreeMap<String, String> {
+    let mut probes: Vec<Client> = (0..bouncer.default_pool_size())
+        .map(|_| client(&bouncer.args()))
+        .collect();
+    let mut found = BTreeMap::new();
+    for probe in &mut probes {
+        let row = rows(
+            probe,
+            "BEGIN; SELECT pg_backend_pid()::text AS pid, \
+             coalesce(string_agg(name, ','), '') AS names \
+             FROM pg_prepared_statements WHERE NOT from_sql",
+        )
+        .pop()
+        .expect("one row");
+        let pid = row.get("pid").expect("pid").to_owned();
+        found.insert(pid, row.get("names").expect("names").to_owned());
+    }
+    for probe in &mut probes {
+        rows(probe, "COMMIT");
+    }
+    assert_eq!(
+        found.len(),
+        bouncer.default_pool_size(),
+        "each probe pinned a server connection of its own"
+    );
+    found
+}
+
+fn assert_no_named_statements(bouncer: &PgBouncer) {
+    let found = named_statements(bouncer);
+    assert!(
+        found.values().all(String::is_empty),
+        "protocol-level named statements left on PgBouncer's server connections (pid: names): \
+         {found:?}"
+    );
+}
+
+/// PgBouncer's view of its server connections to `pool_test`: their backend pids.
+fn server_pids(bouncer: &PgBouncer) -> BTreeSet<String> {
+    let mut admin = client(&bouncer.admin_args());
+    rows(&mut admin, "SHOW SERVERS")
+        .iter()
+        .filter(|r| r.get("database") == Some("pool_test"))
+        .map(|r| r.get("remote_pid").expect("remote_pid").to_owned())
+        .collect()
+}
+
+fn pid(conn: &mut pool::Conn) -> i64 {
+    int(conn, "SELECT pg_backend_pid()", &[])
+}
+
+/// Statements through a transaction-mode PgBouncer give the results they give without it.
+#[test]
+fn transaction_mode_statements_params_bytes_and_zero_rows() {
+    let bouncer = start(PoolMode::Transaction);
+    warm_up(&bouncer);
+    let key = pool_key(&bouncer, "pgb_statements");
+    configure(
+        &key,
+        Settings {
+            max_open: 2,
+            reset_mode: ResetMode::RollbackOnly,
+            ..Settings::default()
+        },
+    );
+    let table = unique("pgb_items");
+    let mut conn = open(&key);
+    execute(
+        &mut conn,
+        &format!("CREATE TABLE {table} (k int8 PRIMARY KEY, name text, payload bytea)"),
+        &[],
+    );
+
+    // Every transaction goes to the next server connection: what follows crosses them.
+    let (first, second) = (pid(&mut conn), pid(&mut conn));
+    assert_ne!(
+        first, second,
+        "consecutive statements share a server connection"
+    );
+
+    // No parameters (simple protocol for execute, an unnamed statement for query).
+    let rows = query(&mut conn, "SELECT 41 + 1 AS n, 'x'::text AS t", &[]);
+    assert_eq!(rows.columns(), ["n", "t"]);
+    assert_eq!(rows.rows(), [vec![Value::Int(42), Value::Text("x".into())]]);
+
+    // Parameters of every kind, their types inferred by the server.
+    let rows = query(
+        &mut conn,
+        "SELECT $1::int8 * 2 AS twice, $2 AS echo, $3::float8 AS f, $4::bool AS b, \
+         $5::int4 AS nothing",
+        &[
+            Value::Int(21),
+            Value::Text("hé".into()),
+            Value::Float(0.5),
+            Value::Bool(true),
+            Value::Null,
+        ],
+    );
+    assert_eq!(rows.columns(), ["twice", "echo", "f", "b", "nothing"]);
+    assert_eq!(
+        rows.rows(),
+        [vec![
+            Value::Int(42),
+            Value::Text("hé".into()),
+            Value::Float(0.5),
+            Value::Bool(true),
+            Value::Null,
+        ]]
+    );
+
+    // Bytes: a parameter, stored, read back, and compared against.
+    let raw = vec![0u8, 1, 0x80, 0xff];
+    let rows = query(
+        &mut conn,
+        "SELECT $1::bytea AS raw, length($1) AS len",
+        &[Value::Bytes(raw.clone())],
+    );
+    assert_eq!(
+        rows.rows(),
+        [vec![Value::Bytes(raw.clone()), Value::Int(4)]]
+    );
+    for k in 1..=3 {
+        let inserted = execute(
+            &mut conn,
+            &format!("INSERT INTO {table} (k, name, payload) VALUES ($1, $2, $3)"),
+            &[
+                Value::Int(k),
+                Value::Text(format!("item {k}")),
+                Value::Bytes(raw.clone()),
+            ],
+        );
+        assert_eq!(inserted, 1);
+    }
+    let rows = query(
+        &mut conn,
+        &format!("SELECT k, name FROM {table} WHERE payload = $1 AND k > $2 ORDER BY k"),
+        &[Value::Bytes(raw.clone()), Value::Int(1)],
+    );
+    assert_eq!(
+        rows.rows(),
+        [
+            vec![Value::Int(2), Value::Text("item 2".into())],
+            vec![Value::Int(3), Value::Text("item 3".into())],
+        ]
+    );
+
+    // Zero rows: the column names are still there, with and without (bytes) parameters.
+    let empty = query(
+        &mut conn,
+        &format!("SELECT k, payload FROM {table} WHERE k = $1"),
+        &[Value::Int(-1)],
+    );
+    assert_eq!(
+        (empty.columns(), empty.len()),
+        (&["k", "payload"].map(String::from)[..], 0)
+    );
+    let empty = query(
+        &mut conn,
+        &format!("SELECT name AS label FROM {table} WHERE payload = $1"),
+        &[Value::Bytes(b"nothing like it".to_vec())],
+    );
+    assert_eq!(
+        (empty.columns(), empty.len()),
+        (&["label".to_owned()][..], 0)
+    );
+    let empty = query(
+        &mut conn,
+        &format!("SELECT k FROM {table} WHERE false"),
+        &[],
+    );
+    assert_eq!((empty.columns(), empty.len()), (&["k".to_owned()][..], 0));
+    conn.release().expect("release");
+
+    // A committed transaction is visible afterwards, a rolled-back one is not, and one left
+    // open at release is rolled back by the reset.
+    let mut conn = open(&key);
+    execute(&mut conn, "BEGIN", &[]);
+    execute(
+        &mut conn,
+        &format!("INSERT INTO {table} (k) VALUES ($1)"),
+        &[Value::Int(10)],
+    );
+    execute(&mut conn, "COMMIT", &[]);
+    execute(&mut conn, "BEGIN", &[]);
+    execute(
+        &mut conn,
+        &format!("INSERT INTO {table} (k) VALUES ($1)"),
+        &[Value::Int(11)],
+    );
+    execute(&mut conn, "ROLLBACK", &[]);
+    execute(&mut conn, "BEGIN", &[]);
+    execute(
+        &mut conn,
+        &format!("INSERT INTO {table} (k) VALUES ($1)"),
+        &[Value::Int(12)],
+    );
+    conn.release().expect("release inside a transaction");
+    let mut conn = open(&key);
+    let count = |conn: &mut pool::Conn, k: i64| {
+        int(
+            conn,
+            &format!("SELECT count(*) FROM {table} WHERE k = $1"),
+            &[Value::Int(k)],
+        )
+    };
+    assert_eq!(count(&mut conn, 10), 1, "committed");
+    assert_eq!(count(&mut conn, 11), 0, "rolled back");
+    assert_eq!(count(&mut conn, 12), 0, "rolled back by the reset");
+    let direct = pg()
+        .psql(&format!(
+            "SELECT string_agg(k::text, ',' ORDER BY k) FROM {table}"
+        ))
+        .expect("psql");
+    assert_eq!(direct, "1,2,3,10", "as PostgreSQL itself sees it");
+    conn.release().expect("release");
+
+    // An error inside a transaction: the release rolls the aborted transaction back and the
+    // connection is parked, not closed; the next open gets it, usable.
+    let stats_before = pool::stats("postgres", &key).expect("stats");
+    let mut conn = open(&key);
+    execute(&mut conn, "BEGIN", &[]);
+    execute(
+        &mut conn,
+        &format!("INSERT INTO {table} (k) VALUES ($1)"),
+        &[Value::Int(20)],
+    );
+    let err = conn
+        .query("SELECT 1 / $1::int4 AS boom", &[Value::Int(0)])
+        .expect_err("division by zero");
+    assert!(err.to_string().contains("division by zero"), "{err}");
+    let err = conn
+        .query("SELECT 1", &[])
+        .expect_err("the transaction is aborted");
+    assert!(err.to_string().contains("aborted"), "{err}");
+    conn.release().expect("release after an error");
+    let mut conn = open(&key);
+    assert_eq!(int(&mut conn, "SELECT 1 + $1::int4", &[Value::Int(1)]), 2);
+    assert_eq!(count(&mut conn, 20), 0, "the failed transaction's insert");
+    execute(&mut conn, &format!("DROP TABLE {table}"), &[]);
+    conn.release().expect("release");
+    let stats = pool::stats("postgres", &key).expect("stats");
+    assert_eq!(
+        (stats.opened, stats.closed, stats.reset_failures),
+        (stats_before.opened, stats_before.closed, 0),
+        "no connection was closed or replaced: {stats:?}"
+    );
+
+    assert_no_named_statements(&bouncer);
+}
+
+/// One round of one worker of one application server (round `seq` picks what it does): the
+/// backend pid a statement reported (0 if none did), or what went wrong.
+fn work(key: &str, table: &str, app: usize, worker: usize, seq: i64) -> Result<i64, String> {
+    let id = ((app * 100 + worker) as i64) * 1_000_000 + seq;
+    let payload: Vec<u8> = id.to_be_bytes().iter().chain(&[0, 0xff]).copied().collect();
+    let fail = |what: &str, e: pool::Error| format!("app {app} worker {worker} {what}: {e}");
+    let mut conn = pool::open("postgres", key).map_err(|e| fail("open", e))?;
+    let backend = match seq % 5 {
+        0 => {
+            let rows = conn
+                .query(
+                    "SELECT $1::int8 + 1 AS next, $2 AS echo, pg_backend_pid() AS pid",
+                    &[Value::Int(id), Value::Text(format!("w{worker}"))],
+                )
+                .map_err(|e| fail("params", e))?;
+            let want = [Value::Int(id + 1), Value::Text(format!("w{worker}"))];
+            if rows.len() != 1 || rows.rows()[0][..2] != want {
+                return Err(format!("params: got {:?}", rows.rows()));
+            }
+            rows.rows()[0][2].as_i64().unwrap_or(0)
+        }
+        1 => {
+            conn.execute(
+                &format!("INSERT INTO {table} (id, app, payload) VALUES ($1, $2, $3)"),
+                &[
+                    Value::Int(id),
+                    Value::Int(app as i64),
+                    Value::Bytes(payload.clone()),
+                ],
+            )
+            .map_err(|e| fail("insert bytes", e))?;
+            let rows = conn
+                .query(
+                    &format!("SELECT payload, pg_backend_pid() FROM {table} WHERE id = $1"),
+                    &[Value::Int(id)],
+                )
+                .map_err(|e| fail("read bytes", e))?;
+            if rows.rows().first().map(|r| &r[0]) != Some(&Value::Bytes(payload)) {
+                return Err(format!("bytes: got {:?}", rows.rows()));
+            }
+            rows.rows()[0][1].as_i64().unwrap_or(0)
+        }
+        2 => {
+            let rows = conn
+                .query(
+                    &format!("SELECT id, app FROM {table} WHERE payload = $1 AND app = $2"),
+                    &[
+                        Value::Bytes(b"no such payload".to_vec()),
+                        Value::Int(app as i64),
+                    ],
+                )
+                .map_err(|e| fail("zero rows", e))?;
+            if rows.columns() != ["id", "app"] || !rows.is_empty() {
+                return Err(format!(
+                    "zero rows: got {:?} {:?}",
+                    rows.columns(),
+                    rows.rows()
+                ));
+            }
+            0
+        }
+        3 => {
+            conn.execute("BEGIN", &[]).map_err(|e| fail("begin", e))?;
+            let inside = conn
+                .query("SELECT pg_backend_pid()", &[])
+                .map_err(|e| fail("in transaction", e))?;
+            conn.execute(
+                &format!("INSERT INTO {table} (id, app) VALUES ($1, $2)"),
+                &[Value::Int(id), Value::Int(app as i64)],
+            )
+            .map_err(|e| fail("insert in transaction", e))?;
+            conn.execute("COMMIT", &[]).map_err(|e| fail("commit", e))?;
+            let seen = conn
+                .query(
+                    &format!("SELECT count(*) FROM {table} WHERE id = $1"),
+                    &[Value::Int(id)],
+                )
+                .map_err(|e| fail("after commit", e))?;
+            if seen.scalar() != Some(&Value::Int(1)) {
+                return Err(format!("committed row not visible: {:?}", seen.rows()));
+            }
+            inside.scalar().and_then(Value::as_i64).unwrap_or(0)
+        }
+        _ => {
+            conn.execute("BEGIN", &[]).map_err(|e| fail("begin", e))?;
+            match conn.query("SELECT 1 / $1::int4", &[Value::Int(0)]) {
+                Err(e) if e.to_string().contains("division by zero") => {}
+                other => return Err(format!("expected division by zero, got {other:?}")),
+            }
+            0
+        }
+    };
+    conn.release().map_err(|e| fail("release", e))?;
+    Ok(backend)
+}
+
+/// Six application servers (a pool each, `max_open` 3, four worker threads each) share
+/// PgBouncer's four server connections for a few seconds: no error, and PgBouncer really
+/// multiplexed them.
+#[test]
+fn transaction_mode_six_app_servers_share_four_server_connections() {
+    const APPS: usize = 6;
+    const WORKERS: usize = 4;
+    const MAX_OPEN: usize = 3;
+    const LOAD: Duration = Duration::from_secs(3);
+    let bouncer = start(PoolMode::Transaction);
+    let table = unique("pgb_load");
+    pg().psql(&format!(
+        "CREATE TABLE {table} (id int8 PRIMARY KEY, app int4, payload bytea); \
+         GRANT ALL ON {table} TO pool_scram"
+    ))
+    .expect("create table");
+    let keys: Vec<String> = (0..APPS)
+        .map(|app| pool_key(&bouncer, &format!("pgb_app{app}")))
+        .collect();
+    for key in &keys {
+        configure(
+            key,
+            Settings {
+                max_open: MAX_OPEN,
+                reset_mode: ResetMode::RollbackOnly,
+                // Each release resets on its own thread. With background resets a pool's resets
+                // run one after another on its resetter, and behind this PgBouncer that can
+                // deadlock: see `background_resets_can_deadlock_on_pgbouncers_server_pool`.
+                background_reset: false,
+                ..Settings::default()
+            },
+        );
+    }
+
+    let errors = Mutex::new(Vec::new());
+    let backends = Mutex::new(BTreeSet::new());
+    let statements = AtomicUsize::new(0);
+    let until = Instant::now() + LOAD;
+    thread::scope(|s| {
+        for (app, key) in keys.iter().enumerate() {
+            for worker in 0..WORKERS {
+                let (errors, backends, statements, table) =
+                    (&errors, &backends, &statements, &table);
+                s.spawn(move || {
+                    let mut seq = 0;
+                    while Instant::now() < until {
+                        match work(key, table, app, worker, seq) {
+                            Ok(0) => {}
+                            Ok(pid) => {
+                                backends.lock().unwrap().insert(pid.to_string());
+                            }
+                            Err(e) => errors.lock().unwrap().push(e),
+                        }
+                        statements.fetch_add(1, Ordering::Relaxed);
+                        seq += 1;
+                    }
+                });
+            }
+        }
+    });
+
+    let errors = errors.into_inner().unwrap();
+    assert!(
+        errors.is_empty(),
+        "{} of {} rounds failed; the first ones:\n{}",
+        errors.len(),
+        statements.load(Ordering::Relaxed),
+        errors[..errors.len().min(10)].join("\n")
+    );
+    let rounds = statements.load(Ordering::Relaxed);
+    assert!(rounds >= APPS * WORKERS * 5, "only {rounds} rounds ran");
+
+    // PgBouncer was in front: the pools held more connections than PgBouncer has server
+    // connections, and every statement ran on one of those at most four.
+    let opened: u64 = keys
+        .iter()
+        .map(|k| pool::stats("postgres", k).expect("stats").opened)
+        .sum();
+    assert!(
+        opened > bouncer.default_pool_size() as u64,
+        "the pools opened {opened} connections"
+    );
+    let backends = backends.into_inner().unwrap();
+    let servers = server_pids(&bouncer);
+    assert!(
+        (2..=bouncer.default_pool_size()).contains(&backends.len()),
+        "statements ran on the backends {backends:?}"
+    );
+    assert!(
+        backends.is_subset(&servers) && servers.len() <= bouncer.default_pool_size(),
+        "backends seen {backends:?}, PgBouncer's server connections {servers:?}"
+    );
+    let direct = pg()
+        .psql(&format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid IN ({})",
+            backends.iter().cloned().collect::<Vec<_>>().join(",")
+        ))
+        .expect("psql");
+    assert_eq!(
+        direct,
+        backends.len().to_string(),
+        "still PostgreSQL's backends"
+    );
+
+    assert_no_named_statements(&bouncer);
+    pg().psql(&format!("DROP TABLE {table}"))
+        .expect("drop table");
+}
+
+/// Clients waiting in PgBouncer's queue for a server connection, by `application_name`.
+fn waiting_clients(bouncer: &PgBouncer, application_name: &str) -> usize {
+    let mut admin = client(&bouncer.admin_args());
+    rows(&mut admin, "SHOW CLIENTS")
+        .iter()
+        .filter(|r| {
+            r.get("state") == Some("waiting") && r.get("application_name") == Some(application_name)
+        })
+        .count()
+}
+
+/// Polls `cond` until it holds or `limit` passes; whether it held.
+fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    true
+}
+
+/// Known deadlock (found by the load test above, left to the engine): behind a transaction-mode
+/// PgBouncer a connection released inside a transaction keeps its server connection until its
+/// reset has run, and a pool's background resets run one at a time. Here two pools each release
+/// first a connection that is idle but was used (its `BEGIN; ROLLBACK` needs a free server
+/// connection) and then two inside failed transactions (each holding one of PgBouncer's four).
+/// Each resetter waits for a server connection that only the resets queued behind it would
+/// free: nothing moves until PgBouncer's `query_wait_timeout` (120 s) drops the waiting reset.
+/// With `background_reset: false` each release resets on its own thread and this cannot
+/// happen. Run with `--ignored` to see it.
+#[test]
+#[ignore = "known deadlock of background resets behind a transaction-mode PgBouncer"]
+fn background_resets_can_deadlock_on_pgbouncers_server_pool() {
+    let bouncer = start(PoolMode::Transaction);
+    let names = ["pgb_deadlock_a", "pgb_deadlock_b"];
+    let keys: Vec<String> = names.iter().map(|n| pool_key(&bouncer, n)).collect();
+    for key in &keys {
+        configure(
+            key,
+            Settings {
+                max_open: 3,
+                reset_mode: ResetMode::RollbackOnly,
+                ..Settings::default()
+            },
+        );
+    }
+    let mut used: Vec<pool::Conn> = keys.iter().map(|k| open(k)).collect();
+    let mut aborted: Vec<Vec<pool::Conn>> = Vec::new();
+    for conn in &mut used {
+        execute(conn, "SELECT 1", &[]);
+    }
+    for key in &keys {
+        let mut two = Vec::new();
+        for _ in 0..2 {
+            let mut conn = open(key);
+            execute(&mut conn, "BEGIN", &[]);
+            conn.execute("SELECT 1 / 0", &[])
+                .expect_err("division by zero");
+            two.push(conn);
+        }
+        aborted.push(two);
+    }
+    // Four failed transactions now hold PgBouncer's four server connections.
+    for ((conn, two), name) in used.into_iter().zip(aborted).zip(names) {
+        conn.release().expect("release");
+        assert!(
+            eventually(Duration::from_secs(10), || waiting_clients(&bouncer, name)
+                == 1),
+            "the reset of {name}'s used connection waits for a server connection"
+        );
+        for conn in two {
+            conn.release().expect("release");
+        }
+    }
+    for (key, name) in keys.iter().zip(names) {
+        let stats = || pool::stats("postgres", key).expect("stats");
+        assert!(
+            eventually(Duration::from_secs(20), || stats().resetting == 0),
+            "{name}: {} resets still pending after 20 s, {} clients waiting in PgBouncer",
+            stats().resetting,
+            waiting_clients(&bouncer, name)
+        );
+    }
+}
+
+/// What a session can leave behind, as one line.
+const SESSION_STATE: &str = "SELECT concat_ws(' ', \
+    'app=' || current_setting('application_name'), \
+    'search_path=' || current_setting('search_path'), \
+    'work_mem=' || current_setting('work_mem'), \
+    'tenant=' || coalesce(current_setting('app.tenant', true), ''), \
+    'temp=' || (SELECT count(*) FROM pg_class WHERE relpersistence = 't'), \
+    'prepared=' || (SELECT count(*) FROM pg_prepared_statements), \
+    'xact=' || coalesce(pg_current_xact_id_if_assigned()::text, 'none'))";
+
+fn session_state(conn: &mut pool::Conn) -> String {
+    match query(conn, SESSION_STATE, &[]).scalar() {
+        Some(Value::Text(s)) => s.clone(),
+        other => panic!("session state: {other:?}"),
+    }
+}
+
+fn dirty(conn: &mut pool::Conn) {
+    for sql in [
+        "SET application_name = 'dirty'",
+        "SET search_path = pg_temp, public",
+        "SET work_mem = '1MB'",
+        "SELECT set_config('app.tenant', 'acme', false)",
+        "CREATE TEMP TABLE scratch (x int)",
+        "PREPARE mine AS SELECT 1",
+        "BEGIN",
+        "INSERT INTO scratch VALUES (1)",
+    ] {
+        execute(conn, sql, &[]);
+    }
+}
+
+/// Session pooling pins a server connection to each client connection, so the session a pool
+/// parks is the one it hands out next: the full reset must clean it, and does.
+#[test]
+fn session_mode_full_reset_leaves_nothing_for_the_next_open() {
+    let bouncer = start(PoolMode::Session);
+    let key = pool_key(&bouncer, "pgb_session");
+    configure(
+        &key,
+        Settings {
+            max_open: 1,
+            ..Settings::default()
+        },
+    );
+    let mut conn = open(&key);
+    let backend = pid(&mut conn);
+    let clean = session_state(&mut conn);
+    dirty(&mut conn);
+    conn.release().expect("release");
+
+    let mut conn = open(&key);
+    assert_eq!(pid(&mut conn), backend, "the same server session");
+    let after = session_state(&mut conn);
+    // RESET ALL returns application_name to the server session's default; behind PgBouncer
+    // that is not the name the client connected with (PgBouncer sets that with SET when it
+    // assigns the server connection) but empty. Nothing of the previous user's remains.
+    assert_eq!(
+        after,
+        clean.replace("app=pgb_session", "app="),
+        "state after the full reset (before: {clean})"
+    );
+    conn.release().expect("release");
+    assert_eq!(pool::stats("postgres", &key).expect("stats").opened, 1);
+
+    // Why the full reset is needed here: with RollbackOnly the same session keeps its state.
+    let leaky = pool_key(&bouncer, "pgb_session_rollback_only");
+    configure(
+        &leaky,
+        Settings {
+            max_open: 1,
+            reset_mode: ResetMode::RollbackOnly,
+            ..Settings::default()
+        },
+    );
+    let mut conn = open(&leaky);
+    execute(&mut conn, "SET search_path = pg_temp, public", &[]);
+    conn.release().expect("release");
+    let mut conn = open(&leaky);
+    let kept = session_state(&mut conn);
+    assert!(kept.contains("search_path=pg_temp, public"), "{kept}");
+    conn.release().expect("release");
+}
