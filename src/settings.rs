@@ -58,7 +58,8 @@ pub struct Settings {
     /// [`crate::Stats::reset_failures`]) without failing the caller. Default `true`; `false`
     /// resets on the releasing thread and returns [`crate::Error::Reset`] from `release` when
     /// the reset fails. (Under a burst the resetter's short queue fills and releases reset
-    /// inline either way.)
+    /// inline either way.) Applies to [`ResetMode::Full`] only: a `RollbackOnly` reset always
+    /// runs on the releasing thread (see `resets_in_background`).
     pub background_reset: bool,
     /// Longest pause between two failed primer attempts (the pause doubles from 50 ms up to
     /// this, with jitter). Default 10 s.
@@ -87,6 +88,22 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// Whether released connections are reset on the resetter thread: `background_reset`,
+    /// and only with the full reset.
+    ///
+    /// `RollbackOnly` is the mode for a transaction-pooling PgBouncer, where resets queued on
+    /// one thread deadlock: a connection released inside a transaction holds one of
+    /// PgBouncer's server connections until its rollback runs, and one that ran only
+    /// autocommit statements needs a free server connection for its rollback. At the head of a
+    /// resetter's queue the second waits for a server connection that only the first kind,
+    /// queued behind it (in this pool or another), would free, and PgBouncer's whole server
+    /// pool stays stuck until its `query_wait_timeout` (`tests/pgbouncer.rs`). Reset on the
+    /// releasing thread, each rollback waits only for its own server connection, and a
+    /// rollback is one round trip: there is little to hide from the caller anyway.
+    pub(crate) fn resets_in_background(&self) -> bool {
+        self.background_reset && self.reset_mode == ResetMode::Full
+    }
+
     /// How often the reaper sweeps this key: `reap_interval`, or more often if leak detection
     /// needs it (at least every `leak_threshold`).
     pub(crate) fn sweep_interval(&self) -> Duration {

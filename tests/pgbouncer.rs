@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{mpsc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -481,10 +481,6 @@ fn transaction_mode_six_app_servers_share_four_server_connections() {
             Settings {
                 max_open: MAX_OPEN,
                 reset_mode: ResetMode::RollbackOnly,
-                // Each release resets on its own thread. With background resets a pool's resets
-                // run one after another on its resetter, and behind this PgBouncer that can
-                // deadlock: see `background_resets_can_deadlock_on_pgbouncers_server_pool`.
-                background_reset: false,
                 ..Settings::default()
             },
         );
@@ -588,18 +584,24 @@ fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     true
 }
 
-/// Known deadlock (found by the load test above, left to the engine): behind a transaction-mode
-/// PgBouncer a connection released inside a transaction keeps its server connection until its
-/// reset has run, and a pool's background resets run one at a time. Here two pools each release
-/// first a connection that is idle but was used (its `BEGIN; ROLLBACK` needs a free server
-/// connection) and then two inside failed transactions (each holding one of PgBouncer's four).
-/// Each resetter waits for a server connection that only the resets queued behind it would
-/// free: nothing moves until PgBouncer's `query_wait_timeout` (120 s) drops the waiting reset.
-/// With `background_reset: false` each release resets on its own thread and this cannot
-/// happen. Run with `--ignored` to see it.
+/// Found by the load test above, when its pools ran with background resets: behind a
+/// transaction-mode PgBouncer a connection released inside a transaction keeps its server
+/// connection until its rollback has run, and a connection that only ran autocommit statements
+/// needs a free server connection for its rollback. On one resetter thread per pool, one at a
+/// time, the second kind at the head of the queue waited for a server connection that only the
+/// first kind, queued behind it (in this pool or another), would free: every resetter stuck
+/// until PgBouncer's `query_wait_timeout` (120 s), and with them PgBouncer's whole server pool,
+/// for every application server behind it. Seen failing so (all four backends "idle in
+/// transaction (aborted)", 4 resets pending after 20 s). Since then a `RollbackOnly` reset
+/// (one round trip) runs on the releasing thread whatever `background_reset` says, and each
+/// release waits only for its own server connection.
+///
+/// Here two pools with the default settings (but `RollbackOnly`), every connection held by a
+/// thread of its own as a request handler would: each pool's first release is a used, idle
+/// session whose rollback must wait for a server connection, released while four failed
+/// transactions (two per pool) hold all four; then those four are released.
 #[test]
-#[ignore = "known deadlock of background resets behind a transaction-mode PgBouncer"]
-fn background_resets_can_deadlock_on_pgbouncers_server_pool() {
+fn rollback_only_resets_never_wait_on_each_other_for_pgbouncers_server_connections() {
     let bouncer = start(PoolMode::Transaction);
     let names = ["pgb_deadlock_a", "pgb_deadlock_b"];
     let keys: Vec<String> = names.iter().map(|n| pool_key(&bouncer, n)).collect();
@@ -613,34 +615,44 @@ fn background_resets_can_deadlock_on_pgbouncers_server_pool() {
             },
         );
     }
-    let mut used: Vec<pool::Conn> = keys.iter().map(|k| open(k)).collect();
-    let mut aborted: Vec<Vec<pool::Conn>> = Vec::new();
-    for conn in &mut used {
-        execute(conn, "SELECT 1", &[]);
-    }
-    for key in &keys {
-        let mut two = Vec::new();
-        for _ in 0..2 {
-            let mut conn = open(key);
-            execute(&mut conn, "BEGIN", &[]);
-            conn.execute("SELECT 1 / 0", &[])
-                .expect_err("division by zero");
-            two.push(conn);
+    let released = AtomicUsize::new(0);
+    thread::scope(|s| {
+        let handler = |key, work| handler(s, key, &released, work);
+        // First, one session per pool that ran a statement outside a transaction (it holds no
+        // server connection now, and its rollback will need one).
+        let used: Vec<_> = keys
+            .iter()
+            .map(|key| {
+                handler(key, |conn| {
+                    execute(conn, "SELECT 1", &[]);
+                })
+            })
+            .collect();
+        // Then four failed transactions, two per pool, holding all four server connections.
+        let aborted: Vec<_> = keys
+            .iter()
+            .flat_map(|key| [key, key])
+            .map(|key| {
+                handler(key, |conn| {
+                    execute(conn, "BEGIN", &[]);
+                    conn.execute("SELECT 1 / 0", &[])
+                        .expect_err("division by zero");
+                })
+            })
+            .collect();
+        for (go, name) in used.into_iter().zip(names) {
+            go.send(()).expect("release the used session");
+            assert!(
+                eventually(Duration::from_secs(10), || waiting_clients(&bouncer, name)
+                    == 1),
+                "the rollback of {name}'s used session waits for a server connection"
+            );
         }
-        aborted.push(two);
-    }
-    // Four failed transactions now hold PgBouncer's four server connections.
-    for ((conn, two), name) in used.into_iter().zip(aborted).zip(names) {
-        conn.release().expect("release");
-        assert!(
-            eventually(Duration::from_secs(10), || waiting_clients(&bouncer, name)
-                == 1),
-            "the reset of {name}'s used connection waits for a server connection"
-        );
-        for conn in two {
-            conn.release().expect("release");
+        for go in aborted {
+            go.send(()).expect("release the failed transaction");
         }
-    }
+    });
+    assert_eq!(released.load(Ordering::SeqCst), 6);
     for (key, name) in keys.iter().zip(names) {
         let stats = || pool::stats("postgres", key).expect("stats");
         assert!(
@@ -649,7 +661,30 @@ fn background_resets_can_deadlock_on_pgbouncers_server_pool() {
             stats().resetting,
             waiting_clients(&bouncer, name)
         );
+        assert_eq!(stats().in_use, 0);
+        assert_eq!(stats().reset_failures, 0);
     }
+}
+
+/// A request handler on a thread of its own: opens a connection of `key`, does `work` on it and
+/// holds it until the returned sender says to release it.
+fn handler<'scope>(
+    s: &'scope thread::Scope<'scope, '_>,
+    key: &'scope str,
+    released: &'scope AtomicUsize,
+    work: fn(&mut pool::Conn),
+) -> mpsc::Sender<()> {
+    let (ready_tx, ready_rx) = mpsc::channel();
+    s.spawn(move || {
+        let mut conn = open(key);
+        work(&mut conn);
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        ready_tx.send(go_tx).expect("ready");
+        go_rx.recv().expect("go");
+        conn.release().expect("release");
+        released.fetch_add(1, Ordering::SeqCst);
+    });
+    ready_rx.recv().expect("handler ready")
 }
 
 /// What a session can leave behind, as one line.

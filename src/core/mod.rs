@@ -120,7 +120,7 @@ pub(crate) struct KeyCore<T> {
     max_lifetime: AtomicU64,
     /// Mirror of `settings.leak_threshold.is_some()`: capture backtraces at `open`.
     leak_detection: AtomicBool,
-    /// Mirror of `settings.background_reset`.
+    /// Mirror of `settings.resets_in_background()`.
     background_reset: AtomicBool,
     pub(crate) counters: Counters,
 }
@@ -189,7 +189,7 @@ impl<T: Parkable> KeyCore<T> {
             settings.max_lifetime.map_or(u64::MAX, saturating_nanos),
         );
         publish(&self.leak_detection, settings.leak_threshold.is_some());
-        publish(&self.background_reset, settings.background_reset);
+        publish(&self.background_reset, settings.resets_in_background());
         if !state.has_wakes() {
             return;
         }

@@ -22,8 +22,8 @@ impl<D: Driver> KeyPool<D> {
         let held = || held::count(self.id());
         let prime = || self.wake_primer();
         let mut attempt = Attempt::new(&held, &prime);
-        let started = self.metrics.start();
-        let mut got = self.core.open(&mut attempt, Tick::now())?;
+        let started = Tick::now();
+        let mut got = self.core.open(&mut attempt, started)?;
         loop {
             match got {
                 Got::Parked(taken) => {
@@ -40,9 +40,12 @@ impl<D: Driver> KeyPool<D> {
                         got = self.core.open_after_aged(lease, &mut attempt, now)?;
                         continue;
                     }
-                    match self.revive(taken.item, taken.validate) {
+                    let validated = taken.validate;
+                    match self.revive(taken.item, validated) {
                         Ok(entry) => {
-                            self.metrics.acquired(started);
+                            // A validation is a round trip: the hand-out is after it.
+                            let handed_out = || if validated { Tick::now() } else { now };
+                            self.metrics.acquired(started, handed_out);
                             return Ok(self.lease_out(entry, lease, now, at));
                         }
                         Err((why, dead)) => {
@@ -64,7 +67,7 @@ impl<D: Driver> KeyPool<D> {
                 Got::Connect(reservation) => {
                     let conn = self.connect_reserved(reservation, at);
                     if conn.is_ok() {
-                        self.metrics.acquired(started);
+                        self.metrics.acquired(started, Tick::now);
                     }
                     return conn;
                 }

@@ -85,7 +85,7 @@ impl<D: Driver> KeyPool<D> {
     /// `counted` gives the room back if anything unwinds before the count is settled; it is
     /// disarmed right before (so a panic after cannot give it back twice).
     pub(super) fn reset_and_park(&self, mut entry: Item<D>) -> Result<(), Error> {
-        let started = self.metrics.start();
+        let started = self.metrics.reset_started();
         let mut counted = Uncounted::new(self, entry.lease);
         let lease = entry.lease;
         if self.core.is_closed() {
