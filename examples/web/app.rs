@@ -162,8 +162,13 @@ impl PoolDb {
     /// Configures the pool for `url` with [`service_settings`], creates the table and fills it
     /// with `seed` items if it is empty.
     pub fn connect(url: &str, seed: i64) -> Result<PoolDb, String> {
+        Self::connect_with(url, service_settings(), seed)
+    }
+
+    /// As [`connect`](Self::connect), with other settings.
+    pub fn connect_with(url: &str, settings: Settings, seed: i64) -> Result<PoolDb, String> {
         let sql = Dialect::of_url(url)?;
-        pool::configure(sql.driver, url, service_settings()).map_err(|e| e.to_string())?;
+        pool::configure(sql.driver, url, settings).map_err(|e| e.to_string())?;
         let db = PoolDb {
             url: url.to_owned(),
             sql,

@@ -1,6 +1,7 @@
 //! The load generator: `GET /items/{id}` from N client threads over keep-alive HTTP, against
 //! the same handler served three ways in one process and one run: through `pool::open`,
-//! through r2d2, and with a cold connect per request.
+//! through r2d2, and with a cold connect per request; and through `pool::open` once more with
+//! `ResetMode::RollbackOnly`, since r2d2 resets no session state at all.
 //!
 //! ```text
 //! cargo run --release --features metrics --example web -- load [--threads 8] [--seconds 5] [--rounds 3]
@@ -15,6 +16,8 @@
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
+
+use pool::{ResetMode, Settings};
 
 use crate::app::{self, App, Db, PoolDb};
 use crate::baselines::{ColdDb, R2d2Db};
@@ -82,9 +85,19 @@ pub fn run(args: &[String]) -> Result<(), String> {
         return Err("the load comparison runs against PostgreSQL (r2d2_postgres)".into());
     }
     let pool_db = PoolDb::connect(&url, crate::SEED)?;
+    // The same pool with only a rollback on release (another key: the same server and user,
+    // another application_name): r2d2 resets nothing, so this shows what the full reset costs.
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let rollback_url = format!("{url}{separator}application_name=web_rollback_only");
+    let rollback_only = Settings {
+        reset_mode: ResetMode::RollbackOnly,
+        ..app::service_settings()
+    };
+    let rollback_db = PoolDb::connect_with(&rollback_url, rollback_only, crate::SEED)?;
     let max_open = app::service_settings().max_open;
     let ways: Vec<(&str, Arc<dyn Db>)> = vec![
         ("pool::open", Arc::new(pool_db)),
+        ("pool::open, RollbackOnly", Arc::new(rollback_db)),
         ("r2d2", Arc::new(R2d2Db::new(&url, max_open as u32)?)),
         ("cold connect", Arc::new(ColdDb::new(&url)?)),
     ];
@@ -103,7 +116,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
         bases.push(format!("http://{addr}"));
     }
     println!(
-        "GET /items/{{id}}: {} client threads, {} rounds of {:.1} s per way, {} server cores",
+        "GET /items/{{id}}: {} client threads, {} rounds of {:.1} s per way, on {} cores shared by \
+         clients, service and PostgreSQL",
         o.threads,
         o.rounds,
         o.seconds,
@@ -117,7 +131,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         for (i, base) in bases.iter().enumerate() {
             let mut t = drive(base, o.threads, Duration::from_secs_f64(o.seconds));
             eprintln!(
-                "round {}: {:>12}: {:>8.0} req/s",
+                "round {}: {:>24}: {:>8.0} req/s",
                 round + 1,
                 ways[i].0,
                 t.per_second()
@@ -141,19 +155,18 @@ pub fn run(args: &[String]) -> Result<(), String> {
         );
         summary.push((t.per_second(), p50, p99));
     }
-    let (pool, r2d2, cold) = (summary[0], summary[1], summary[2]);
-    println!(
-        "pool vs r2d2: {:.2}x requests/s, p50 {:.2}x, p99 {:.2}x lower",
-        pool.0 / r2d2.0,
-        micros(r2d2.1) / micros(pool.1),
-        micros(r2d2.2) / micros(pool.2)
-    );
-    println!(
-        "pool vs cold connect: {:.2}x requests/s, p50 {:.2}x, p99 {:.2}x lower",
-        pool.0 / cold.0,
-        micros(cold.1) / micros(pool.1),
-        micros(cold.2) / micros(pool.2)
-    );
+    let ratio = |name: &str, a: (f64, Duration, Duration), b: (f64, Duration, Duration)| {
+        println!(
+            "{name}: {:.2}x requests/s, p50 {:.2}x, p99 {:.2}x lower",
+            a.0 / b.0,
+            micros(b.1) / micros(a.1),
+            micros(b.2) / micros(a.2)
+        );
+    };
+    let (pool, rollback, r2d2, cold) = (summary[0], summary[1], summary[2], summary[3]);
+    ratio("pool vs r2d2", pool, r2d2);
+    ratio("pool (RollbackOnly) vs r2d2", rollback, r2d2);
+    ratio("pool vs cold connect", pool, cold);
     drop(runtime);
     pool::shutdown();
     Ok(())
