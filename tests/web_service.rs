@@ -317,3 +317,72 @@ fn metrics_parse_as_prometheus_text_and_the_in_use_gauge_follows_the_pool() {
     );
     assert!(histogram_count(&quiet, "pool_reset_seconds", port) >= 1);
 }
+
+/// Every route once, as a client would call them, on the server behind `url`.
+fn exercise_routes(url: &str, driver: &str) {
+    let service = Service::start(url);
+    let agent = agent();
+    let base = &service.base;
+
+    let first = get(&agent, &format!("{base}/items/1"));
+    assert_eq!(first.status, Some(200), "{}", first.body);
+    let item: app::Item = serde_json::from_str(&first.body).expect("an item");
+    assert_eq!(
+        (item.id, item.name.as_str(), item.price_cents),
+        (1, "item 1", 100)
+    );
+    assert_eq!(
+        get(&agent, &format!("{base}/items/999999")).status,
+        Some(404)
+    );
+
+    let post = |body: serde_json::Value| {
+        let mut response = agent
+            .post(format!("{base}/items"))
+            .send_json(&body)
+            .expect("POST /items");
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        (response.status().as_u16(), text)
+    };
+    let (status, body) = post(serde_json::json!({ "name": "tea", "price_cents": 350 }));
+    assert_eq!(status, 201, "{body}");
+    let created: app::Item = serde_json::from_str(&body).expect("the created item");
+    assert!(created.id > ITEMS, "a new id: {created:?}");
+    let again = get(&agent, &format!("{base}/items/{}", created.id));
+    assert_eq!(
+        serde_json::from_str::<app::Item>(&again.body).expect("the item"),
+        created,
+        "committed and readable by the next request"
+    );
+    let (status, body) = post(serde_json::json!({ "name": "", "price_cents": 1 }));
+    assert_eq!(status, 400, "{body}");
+
+    let health = get(&agent, &format!("{base}/health"));
+    assert_eq!(
+        (health.status, health.body.as_str()),
+        (Some(200), r#"{"status":"ok"}"#)
+    );
+    let stats: serde_json::Value =
+        serde_json::from_str(&get(&agent, &format!("{base}/stats")).body).expect("stats JSON");
+    let ours = stats["pools"]
+        .as_array()
+        .expect("pools")
+        .iter()
+        .find(|p| p["driver"] == driver && p["max_open"] == 16)
+        .unwrap_or_else(|| panic!("no {driver} pool in {stats}"));
+    assert_eq!(ours["in_use"], 0, "{ours}");
+    assert!(
+        !ours["pool"].as_str().unwrap_or("").contains("secret"),
+        "{ours}"
+    );
+}
+
+#[test]
+fn every_route_answers_on_postgresql() {
+    exercise_routes(&pool_testservers::shared_pg().url(), "postgres");
+}
+
+#[test]
+fn every_route_answers_on_mariadb() {
+    exercise_routes(&pool_testservers::shared_maria().url(), "mysql");
+}
