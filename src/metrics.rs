@@ -6,15 +6,16 @@
 //!   events, so they are recorded where the event happens: every `open` that hands out a
 //!   connection records the time since it was called (parked hand-outs, connects and waits at
 //!   the limit alike), every reset on release records how long the driver's reset took
-//!   (whether it parked the connection or failed). The acquire time is read off the coarse
+//!   (whether it parked the connection or failed). The handles are resolved on a pool's first
+//!   record, outside every lock: install the recorder (for example
+//!   `metrics-exporter-prometheus`) before the first `pool::open`, or a pool that recorded
+//!   before it keeps recording nowhere. The acquire time is read off the coarse
 //!   clock readings `open` takes anyway (`Tick`, resolution one scheduler tick, 1–4 ms): a
 //!   precise clock read at each end measured +150 ns per `open` + `release` on this machine's
 //!   engine bench, three times the rest of the feature. So a hand-out from the parked stack
 //!   records 0 (it takes well under a microsecond), and the histogram shows what it is for:
 //!   waits at the limit, connects, validations, to within a tick. Resets (tens of microseconds
-//!   of server work, off the caller's thread) are timed with the precise clock. The
-//!   handles are resolved once, when the pool is created: install the recorder (for example
-//!   `metrics-exporter-prometheus`) before the first `pool::open`, or these stay unrecorded.
+//!   of server work, off the caller's thread) are timed with the precise clock.
 //! * **Gauges and counters** (idle, in use, opening, resetting, waiting, max_open; opened,
 //!   closed, reaped, dead, rotated, timeouts, connect failures, …) already live in the pool as
 //!   counts and relaxed atomics (`Stats`). Mirroring every change into the facade would put a
@@ -23,6 +24,10 @@
 //!   (an exporter's scrape handler calls it right before rendering, so a scrape is exact), and
 //!   the reaper does it for each pool it sweeps (so push-based exporters see fresh numbers at
 //!   least every `reap_interval`).
+//!
+//! Every call into the facade runs the installed recorder, which is user code: it is caught if
+//! it panics (logged at ERROR, the number lost), so a faulty recorder cannot kill the reaper
+//! thread or unwind through `open` with a connection's room counted.
 //!
 //! Every metric carries the labels `driver` and `pool` (the redacted connection arguments:
 //! no password ever reaches a label).
@@ -44,6 +49,9 @@ fn seconds(d: std::time::Duration) -> f64 {
 
 #[cfg(feature = "metrics")]
 mod enabled {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::sync::OnceLock;
+
     use super::seconds;
     use crate::clock::Tick;
     use crate::stats::Stats;
@@ -52,25 +60,44 @@ mod enabled {
     /// When a reset began (precise clock).
     pub(crate) type ResetStarted = std::time::Instant;
 
-    /// The histogram handles of one pool, resolved when the pool is created.
+    /// Runs a call into the facade, which calls the installed recorder: user code. A recorder
+    /// that panics must not unwind into the pool (the reaper thread publishes, a caller
+    /// records), so the panic is caught and logged, and the number is lost.
+    fn guarded(what: &'static str, call: impl FnOnce()) {
+        if catch_unwind(AssertUnwindSafe(call)).is_err() {
+            tracing::error!(
+                what,
+                "the metrics recorder panicked; this number is not recorded"
+            );
+        }
+    }
+
+    /// The histogram handles of one pool, resolved on first use (never when the pool is
+    /// created: that runs under the registry's lock, and resolving calls the recorder).
     pub(crate) struct PoolMetrics {
-        acquire: Histogram,
-        reset: Histogram,
+        labels: [Label; 2],
+        acquire: OnceLock<Histogram>,
+        reset: OnceLock<Histogram>,
     }
 
     impl PoolMetrics {
         pub(crate) fn new(driver: &str, pool: &str) -> Self {
-            let labels = labels(driver, pool);
             Self {
-                acquire: histogram!("pool_acquire_seconds", labels.iter()),
-                reset: histogram!("pool_reset_seconds", labels.iter()),
+                labels: labels(driver, pool),
+                acquire: OnceLock::new(),
+                reset: OnceLock::new(),
             }
         }
 
         /// An `open` called at `started` hands out a connection at `now()`.
         #[inline]
         pub(crate) fn acquired(&self, started: Tick, now: impl FnOnce() -> Tick) {
-            self.acquire.record(seconds(now().since(started)));
+            let took = seconds(now().since(started));
+            guarded("pool_acquire_seconds", || {
+                self.acquire
+                    .get_or_init(|| histogram!("pool_acquire_seconds", self.labels.iter()))
+                    .record(took)
+            });
         }
 
         /// The start of a reset on release.
@@ -82,7 +109,12 @@ mod enabled {
         /// A reset that began at `started` is done (parked or failed).
         #[inline]
         pub(crate) fn reset_finished(&self, started: ResetStarted) {
-            self.reset.record(seconds(started.elapsed()));
+            let took = seconds(started.elapsed());
+            guarded("pool_reset_seconds", || {
+                self.reset
+                    .get_or_init(|| histogram!("pool_reset_seconds", self.labels.iter()))
+                    .record(took)
+            });
         }
 
         /// Copies this pool's snapshot (taken by `stats`) into the gauges and counters.
@@ -101,34 +133,36 @@ mod enabled {
     /// Copies one pool's snapshot into the facade: gauges set, counters set to their absolute
     /// values (they only grow, so this is what a scrape of an ever-incremented counter shows).
     pub(crate) fn publish(stats: &Stats) {
-        let labels = labels(&stats.driver, &stats.pool);
-        let gauges = [
-            ("pool_idle_connections", stats.idle),
-            ("pool_in_use_connections", stats.in_use),
-            ("pool_opening_connections", stats.opening),
-            ("pool_resetting_connections", stats.resetting),
-            ("pool_waiting_callers", stats.waiting),
-            ("pool_max_open_connections", stats.max_open),
-        ];
-        for (name, value) in gauges {
-            gauge!(name, labels.iter()).set(value as f64);
-        }
-        let counters = [
-            ("pool_connections_opened_total", stats.opened),
-            ("pool_connections_closed_total", stats.closed),
-            ("pool_connections_reaped_total", stats.reaped_idle),
-            ("pool_connections_dead_total", stats.dropped_dead),
-            ("pool_connections_rotated_total", stats.rotated),
-            ("pool_connections_not_reusable_total", stats.not_reusable),
-            ("pool_reset_failures_total", stats.reset_failures),
-            ("pool_connect_failures_total", stats.connect_failures),
-            ("pool_acquire_waits_total", stats.waits),
-            ("pool_acquire_timeouts_total", stats.timeouts),
-            ("pool_acquire_shed_total", stats.shed),
-        ];
-        for (name, value) in counters {
-            counter!(name, labels.iter()).absolute(value);
-        }
+        guarded("pool gauges and counters", || {
+            let labels = labels(&stats.driver, &stats.pool);
+            let gauges = [
+                ("pool_idle_connections", stats.idle),
+                ("pool_in_use_connections", stats.in_use),
+                ("pool_opening_connections", stats.opening),
+                ("pool_resetting_connections", stats.resetting),
+                ("pool_waiting_callers", stats.waiting),
+                ("pool_max_open_connections", stats.max_open),
+            ];
+            for (name, value) in gauges {
+                gauge!(name, labels.iter()).set(value as f64);
+            }
+            let counters = [
+                ("pool_connections_opened_total", stats.opened),
+                ("pool_connections_closed_total", stats.closed),
+                ("pool_connections_reaped_total", stats.reaped_idle),
+                ("pool_connections_dead_total", stats.dropped_dead),
+                ("pool_connections_rotated_total", stats.rotated),
+                ("pool_connections_not_reusable_total", stats.not_reusable),
+                ("pool_reset_failures_total", stats.reset_failures),
+                ("pool_connect_failures_total", stats.connect_failures),
+                ("pool_acquire_waits_total", stats.waits),
+                ("pool_acquire_timeouts_total", stats.timeouts),
+                ("pool_acquire_shed_total", stats.shed),
+            ];
+            for (name, value) in counters {
+                counter!(name, labels.iter()).absolute(value);
+            }
+        });
     }
 }
 

@@ -33,8 +33,11 @@ use pool::{Settings, Value};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-/// The longest a handler waits for its database work before answering 503. The pool's own
-/// bounds end the blocking work soon after (`acquire_timeout` + `connect_timeout`).
+/// The longest a handler waits for its database work before answering 503. The pool bounds
+/// its own waits (`acquire_timeout`, `connect_timeout`); a statement the server never answers
+/// is bounded only by the server (`statement_timeout`) and the network, so this bound is what
+/// keeps the client's request finite. The blocking work goes on after the 503 and releases
+/// its connection when it ends.
 pub const REQUEST_BOUND: Duration = Duration::from_secs(5);
 
 /// One row of `items`.
@@ -204,7 +207,7 @@ impl Db for PoolDb {
     fn get_item(&self, id: i64) -> Result<Option<Item>, DbError> {
         let mut conn = self.open()?;
         let rows = conn.query(self.sql.get_item, &[Value::Int(id)])?;
-        conn.release()?;
+        finish(conn);
         item_of(&rows)
     }
 
@@ -227,7 +230,9 @@ impl Db for PoolDb {
             .and_then(Value::as_i64)
             .ok_or_else(|| DbError::Failed("the insert returned no id".into()))?;
         conn.execute("COMMIT", &[])?;
-        conn.release()?;
+        // Committed: from here the request has succeeded, whatever the release says (a 503
+        // now would make a retrying client insert the item twice).
+        finish(conn);
         Ok(Item {
             id,
             name: new.name.clone(),
@@ -238,7 +243,16 @@ impl Db for PoolDb {
     fn ping(&self) -> Result<(), DbError> {
         let mut conn = self.open()?;
         conn.query("SELECT 1", &[])?;
-        Ok(conn.release()?)
+        finish(conn);
+        Ok(())
+    }
+}
+
+/// Releases a connection whose work is done. A failed release (its reset failed, so the pool
+/// closed it instead of parking it) is the pool's business, not the request's: logged only.
+fn finish(conn: pool::Conn) {
+    if let Err(error) = conn.release() {
+        tracing::warn!(%error, "release after a finished request failed; the pool closed that connection");
     }
 }
 

@@ -45,8 +45,11 @@ impl<D: Driver> KeyPool<D> {
                         Ok(entry) => {
                             // A validation is a round trip: the hand-out is after it.
                             let handed_out = || if validated { Tick::now() } else { now };
+                            let conn = self.lease_out(entry, lease, now, at);
+                            // After the lease: from here a panic drops a `Conn`, which
+                            // gives its room back (the record is guarded anyway).
                             self.metrics.acquired(started, handed_out);
-                            return Ok(self.lease_out(entry, lease, now, at));
+                            return Ok(conn);
                         }
                         Err((why, dead)) => {
                             // Counted as closing first, then handed to the closer, which

@@ -20,8 +20,8 @@
 //! Only plain queries can be a subquery, and a wrapper the server rejects would abort the
 //! caller's transaction, so the wrapper is used only when `sql` surely is one: it starts with
 //! `SELECT`, `VALUES`, `TABLE`, `WITH` or `(` (after comments), has no `;` but at its end, and
-//! does not contain the word `INTO` (`SELECT … INTO` creates a table) nor, after `WITH`, a
-//! data-modifying keyword (`INSERT`, `UPDATE`, `DELETE`, `MERGE`: such a `WITH` must stay at
+//! does not contain the word `INTO` (`SELECT … INTO` creates a table) nor, after `WITH` or `(`,
+//! a data-modifying keyword (`INSERT`, `UPDATE`, `DELETE`, `MERGE`: such a `WITH` must stay at
 //! the top level). The words are matched anywhere, strings and comments included: a false match
 //! only costs the column names. Any other statement that returns no rows (`INSERT … RETURNING`
 //! that matched nothing, `FETCH`, `EXECUTE`, …) comes back with no column names.
@@ -34,8 +34,9 @@ pub(crate) fn one_null_row(sql: &str) -> Option<String> {
         return None;
     }
     let plain = match first_token(body)?.as_str() {
-        "SELECT" | "VALUES" | "TABLE" | "(" => !has_word(body, &["INTO"]),
-        "WITH" => !has_word(body, &["INTO", "INSERT", "UPDATE", "DELETE", "MERGE"]),
+        "SELECT" | "VALUES" | "TABLE" => !has_word(body, &["INTO"]),
+        // A parenthesised statement may hide a `WITH` (it may even be one).
+        "WITH" | "(" => !has_word(body, &["INTO", "INSERT", "UPDATE", "DELETE", "MERGE"]),
         _ => false,
     };
     // The newline ends a trailing `--` comment before the closing parenthesis.
@@ -130,6 +131,7 @@ mod tests {
             "DELETE FROM t RETURNING k",
             "SELECT 1 INTO new_table",
             "WITH d AS (DELETE FROM t RETURNING k) SELECT * FROM d",
+            "(WITH d AS (DELETE FROM t WHERE k = $1 RETURNING k) SELECT * FROM d)",
             "SELECT 1; SELECT 2",
             "SELECT ';'",
             "FETCH ALL FROM c",
