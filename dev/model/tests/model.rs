@@ -380,3 +380,29 @@ fn concurrent_shutdowns_both_complete() {
         other.join().expect("other shutdown");
     });
 }
+
+/// A `RollbackOnly` reset runs on the releasing thread, a full one on the resetter: a
+/// configure switching the mode back and forth races releases that have already counted their
+/// reset, so some of them reset inline and some on the resetter. Nothing leaks, nothing dirty
+/// is handed out.
+#[test]
+fn resets_inline_and_in_background_while_the_reset_mode_switches() {
+    check(|| {
+        let server = start(2, Duration::from_secs(30));
+        let switch: fn() = || {
+            for reset_mode in [
+                ResetMode::RollbackOnly,
+                ResetMode::Full,
+                ResetMode::RollbackOnly,
+            ] {
+                let s = Settings {
+                    reset_mode,
+                    ..settings(2, Duration::from_secs(30))
+                };
+                pool_model::configure("model", ARGS, s).expect("configure");
+            }
+        };
+        let others: Vec<fn()> = vec![|| worker(2, false, false), switch];
+        run(&server, 2, others, || worker(3, false, false));
+    });
+}
