@@ -386,3 +386,28 @@ fn every_route_answers_on_postgresql() {
 fn every_route_answers_on_mariadb() {
     exercise_routes(&pool_testservers::shared_maria().url(), "mysql");
 }
+
+#[test]
+fn the_servers_passing_refusals_answer_503_and_the_rest_500() {
+    use pool::{DriverError, DriverErrorKind};
+    let answer = |code: &str| {
+        let error = DriverError::new(DriverErrorKind::Query, "refused").with_code(code);
+        match app::DbError::from(pool::Error::Query(error)) {
+            app::DbError::Unavailable(_) => 503,
+            app::DbError::Failed(_) => 500,
+            app::DbError::Invalid(_) => 400,
+        }
+    };
+    // Serialization failure, deadlock, too many connections, statement and lock timeouts, a
+    // read-only server after a failover; MySQL's lock wait timeout, deadlock, read-only.
+    for code in [
+        "40001", "40P01", "53300", "57014", "55P03", "25006", "1205", "1213", "1290",
+    ] {
+        assert_eq!(answer(code), 503, "{code}");
+    }
+    // A unique violation, a syntax error, an undefined table; MariaDB's CHECK violation and
+    // duplicate key.
+    for code in ["23505", "42601", "42P01", "4025", "1062"] {
+        assert_eq!(answer(code), 500, "{code}");
+    }
+}

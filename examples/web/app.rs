@@ -14,8 +14,10 @@
 //!
 //! # Status codes
 //! A database that is down or overloaded is a temporary condition: 503 with a JSON reason and
-//! `Retry-After`, never 500 (`pool::Error::is_transient` tells which is which). 500 is kept for
-//! what retrying cannot fix (a statement the server rejects) and for a handler that panicked.
+//! `Retry-After`, never 500 (`pool::Error::is_transient` tells which is which, and
+//! [`server_says_retry`] adds the server's own passing refusals: a deadlock, a statement
+//! timeout, a failover). 500 is kept for what retrying cannot fix (a statement the server
+//! rejects) and for a handler that panicked.
 
 // Each of the three targets that include this file uses a different part of it.
 #![allow(dead_code)]
@@ -68,12 +70,36 @@ pub enum DbError {
 
 impl From<pool::Error> for DbError {
     fn from(error: pool::Error) -> Self {
-        if error.is_transient() {
+        if error.is_transient() || server_says_retry(&error) {
             DbError::Unavailable(error.to_string())
         } else {
             DbError::Failed(error.to_string())
         }
     }
+}
+
+/// A statement the server refused for a passing reason, which a retry may get through: 503
+/// too. `Error::is_transient` covers what the pool knows (no connection, a broken one); these
+/// are this service's choice among the server's own codes. PostgreSQL SQLSTATEs: class 40
+/// (serialization failure, deadlock), class 53 (out of memory, disk, connections), `57014`
+/// (`statement_timeout`), `55P03` (`lock_timeout`), `25006` (read-only: a failover left this
+/// server a replica). MySQL/MariaDB error numbers: 1205 (lock wait timeout), 1213 (deadlock),
+/// 1290 (`--read-only`), 3024 (`max_execution_time`).
+fn server_says_retry(error: &pool::Error) -> bool {
+    let pool::Error::Query(e) = error else {
+        return false;
+    };
+    let Some(code) = e.code() else {
+        return false;
+    };
+    // SQLSTATEs have five characters; MySQL's numbers four (and 4025 is a CHECK violation).
+    let sqlstate_class = |class: &str| code.len() == 5 && code.starts_with(class);
+    sqlstate_class("40")
+        || sqlstate_class("53")
+        || matches!(
+            code,
+            "57014" | "55P03" | "25006" | "1205" | "1213" | "1290" | "3024"
+        )
 }
 
 impl IntoResponse for DbError {
