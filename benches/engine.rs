@@ -1,7 +1,8 @@
 //! Engine overhead on a no-op driver, side by side with r2d2 in the same run.
 //!
 //! * `uncontended`: one thread, `pool::open(name, args)` + `release` (registry lookup included)
-//!   vs r2d2 `get` + drop.
+//!   vs r2d2 `get` + drop; and open + a statement + release, whose reset goes to the resetter
+//!   thread.
 //! * `contended/T threads on C connections`: T threads hammer one key limited to C connections;
 //!   criterion reports time per operation (throughput = threads / time). After the groups, a
 //!   fixed run per configuration prints ops/s and the p99 wait of each pool.
@@ -51,6 +52,15 @@ fn uncontended(c: &mut Criterion) {
     group.bench_function("pool open+release", |b| {
         b.iter(|| {
             let conn = pool::open("noop", "bench=uncontended").expect("open");
+            conn.release().expect("release");
+        })
+    });
+    // A statement ran: the release hands the reset to the pool's resetter thread (a no-op
+    // reset here, so this is the cost of the hand-off and of waiting for it on the next open).
+    group.bench_function("pool open+execute+release (reset on the resetter)", |b| {
+        b.iter(|| {
+            let mut conn = pool::open("noop", "bench=uncontended-used").expect("open");
+            conn.execute("noop", &[]).expect("execute");
             conn.release().expect("release");
         })
     });
