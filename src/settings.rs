@@ -29,7 +29,8 @@ pub struct Settings {
     /// Bound on one `connected` check. Default 5 s.
     pub check_timeout: Duration,
     /// What `release` resets. Default [`ResetMode::Full`]; use `RollbackOnly` behind a
-    /// transaction-mode PgBouncer.
+    /// transaction-mode PgBouncer (README, "Scaling out"). A `RollbackOnly` reset runs on the
+    /// releasing thread (see `background_reset`).
     pub reset_mode: ResetMode,
     /// A connection older than this is closed instead of being parked again (on release, by
     /// the reaper while parked, or when `open` finds it parked), never while in use, and
