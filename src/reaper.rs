@@ -19,6 +19,10 @@ use crate::sync::{Receiver, RecvTimeoutError, SyncSender};
 /// Longest sleep when no pool exists yet.
 const IDLE_SLEEP: Duration = Duration::from_secs(60);
 
+/// When a pool's sweep panicked (a logging layer or other user code on this thread; driver
+/// calls are guarded on their own): how soon to look at it again.
+const AFTER_PANIC: Duration = Duration::from_secs(1);
+
 /// What the reaper needs from a pool.
 pub(crate) trait Reaped: Send + Sync {
     /// Sweeps if due (or asked to), and says how long until it is due again.
@@ -78,6 +82,19 @@ impl Reaper {
     }
 }
 
+/// One pool's `reap`, caught if it panics: this one thread serves every pool, and a sweep
+/// settles each count before it logs, so a panic (a logging layer's, say) loses a log line,
+/// never the thread or a connection's room. The report of the panic is caught too.
+fn reap_guarded(pool: &'static dyn Reaped) -> Duration {
+    let reap = std::panic::AssertUnwindSafe(|| pool.reap(Tick::now()));
+    std::panic::catch_unwind(reap).unwrap_or_else(|_| {
+        let _ = std::panic::catch_unwind(|| {
+            tracing::error!("a pool's sweep panicked on the reaper thread; it goes on");
+        });
+        AFTER_PANIC
+    })
+}
+
 fn run(pools: fn() -> Vec<&'static dyn Reaped>, wake: Receiver<()>, stop: Arc<AtomicBool>) {
     loop {
         if stop.load(Ordering::Acquire) {
@@ -88,7 +105,7 @@ fn run(pools: fn() -> Vec<&'static dyn Reaped>, wake: Receiver<()>, stop: Arc<At
             if stop.load(Ordering::Acquire) {
                 return;
             }
-            sleep = sleep.min(pool.reap(Tick::now()));
+            sleep = sleep.min(reap_guarded(pool));
         }
         match wake.recv_timeout(sleep) {
             Ok(()) | Err(RecvTimeoutError::Timeout) => {}

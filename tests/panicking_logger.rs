@@ -1,34 +1,43 @@
-//! A logging layer that panics on the resetter thread must not kill that thread and strand
-//! the connections queued for it (their `resetting` count would never come back, and with a
-//! small `max_open` the key would wedge). The subscriber is process-global, so this test has
-//! a binary of its own.
+//! A logging layer that panics on the pool's background threads must not kill them: not the
+//! resetter, stranding the connections queued for it (their `resetting` count would never come
+//! back, and with a small `max_open` the key would wedge), and not the reaper, the one thread
+//! for every pool, which would then never close an idle or dead connection again. The
+//! subscriber is process-global, so these tests have a binary of their own.
 
 mod common;
 
 use std::thread;
+use std::time::Duration;
 
-use common::after_resets;
 use common::engine::{configure, db, open};
 use common::fake::{quiet, stats};
+use common::{after_resets, wait_until, SOON};
 use pool::Settings;
 use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
-/// Panics on every event logged on a `pool-reset` thread.
-struct PanicsOnTheResetter;
+/// Panics on every event logged on a `pool-reset` or `pool-reaper` thread.
+struct PanicsOnBackgroundThreads;
 
-impl<S: Subscriber> Layer<S> for PanicsOnTheResetter {
+impl<S: Subscriber> Layer<S> for PanicsOnBackgroundThreads {
     fn on_event(&self, _event: &Event<'_>, _ctx: Context<'_, S>) {
-        if thread::current().name() == Some("pool-reset") {
-            panic!("a logging layer panicked on the resetter thread");
+        if let Some(name @ ("pool-reset" | "pool-reaper")) = thread::current().name() {
+            panic!("a logging layer panicked on the {name} thread");
         }
     }
 }
 
+fn install() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let subscriber = tracing_subscriber::registry().with(PanicsOnBackgroundThreads);
+        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+    });
+}
+
 #[test]
 fn a_panicking_logger_does_not_strand_queued_resets() {
-    let subscriber = tracing_subscriber::registry().with(PanicsOnTheResetter);
-    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+    install();
     let db = db();
     configure(
         &db,
@@ -47,4 +56,36 @@ fn a_panicking_logger_does_not_strand_queued_resets() {
     let s = stats(&db);
     // The reset connection is parked (the primer may have parked a spare beside it).
     assert!((1..=2).contains(&s.idle), "{s:?}");
+}
+
+#[test]
+fn a_panicking_logger_does_not_kill_the_reaper() {
+    install();
+    let db = db();
+    configure(
+        &db,
+        Settings {
+            idle_timeout: Duration::from_millis(100),
+            reap_interval: Duration::from_millis(20),
+            ..quiet()
+        },
+    );
+    // Each sweep that reaps logs it (and the logger panics): the reaper must go on sweeping,
+    // and the connections it took to close must not stay counted.
+    for round in 0..3 {
+        let held: Vec<_> = (0..3).map(|_| open(&db)).collect();
+        drop(held);
+        wait_until(
+            "the reaper closes idle connections down to one",
+            SOON,
+            || {
+                let s = stats(&db);
+                s.idle == 1 && s.opening == 0 && s.reaped_idle >= 2 * (round + 1)
+            },
+        );
+    }
+    let s = stats(&db);
+    assert_eq!((s.in_use, s.resetting, s.opening), (0, 0, 0), "{s:?}");
+    let all: Vec<_> = (0..s.max_open).map(|_| open(&db)).collect();
+    assert_eq!(all.len(), s.max_open, "every room is free");
 }

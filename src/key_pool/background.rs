@@ -104,11 +104,13 @@ impl<D: Driver> KeyPool<D> {
                 Slot::Parked(handle) => self.check(handle, timeout),
                 _ => Some(Dropped::Dead),
             };
-            if let Some(why) = verdict {
-                tracing::warn!(pool = %self.label(), ?why, "reaper dropped a dead parked connection");
-            }
             if let Some(dead) = self.core.check_done(checked, verdict.is_none()) {
                 self.close_dead(dead);
+            }
+            // Logged once the counts are settled: a logger that panics here unwinds into the
+            // reaper's catch with nothing taken out of the pool.
+            if let Some(why) = verdict {
+                tracing::warn!(pool = %self.label(), ?why, "reaper dropped a dead parked connection");
             }
             if verdict == Some(Dropped::Silent) {
                 // Its network may have gone quiet: checking the rest one by one would hold
