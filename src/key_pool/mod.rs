@@ -68,8 +68,9 @@ impl<D: Driver> KeyPool<D> {
         explicit: bool,
         reaper: ReaperWake,
     ) -> &'static Self {
-        let label = format!("{} {}", driver.name(), args.redacted());
-        let metrics = PoolMetrics::new(driver.name(), &args.redacted());
+        let redacted = args.redacted();
+        let label = format!("{} {redacted}", driver.name());
+        let metrics = PoolMetrics::new(driver.name(), &redacted);
         // Pools live as long as the process (see ARCHITECTURE.md, "Lifetimes"): leasing a
         // connection then needs no reference count, which keeps two atomic operations off
         // every open/release.
