@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::time::Duration;
 
 use common::engine::{configure, open};
-use common::fake::{new_db, quiet, stats};
+use common::fake::{new_db, quiet, reaping_quickly, stats};
 use common::{wait_until, SOON};
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use pool::Settings;
@@ -57,14 +57,7 @@ fn install() {
 fn a_panicking_recorder_does_not_kill_the_reaper() {
     install();
     let db = new_db("reaper");
-    configure(
-        &db,
-        Settings {
-            idle_timeout: Duration::from_millis(100),
-            reap_interval: Duration::from_millis(20),
-            ..quiet()
-        },
-    );
+    configure(&db, reaping_quickly());
     // The reaper publishes (and the recorder panics) after every sweep of this pool.
     let held: Vec<_> = (0..3).map(|_| open(&db)).collect();
     drop(held);

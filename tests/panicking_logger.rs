@@ -7,10 +7,9 @@
 mod common;
 
 use std::thread;
-use std::time::Duration;
 
 use common::engine::{configure, db, open};
-use common::fake::{quiet, stats};
+use common::fake::{quiet, reaping_quickly, stats};
 use common::{after_resets, wait_until, SOON};
 use pool::Settings;
 use tracing::{Event, Subscriber};
@@ -62,14 +61,7 @@ fn a_panicking_logger_does_not_strand_queued_resets() {
 fn a_panicking_logger_does_not_kill_the_reaper() {
     install();
     let db = db();
-    configure(
-        &db,
-        Settings {
-            idle_timeout: Duration::from_millis(100),
-            reap_interval: Duration::from_millis(20),
-            ..quiet()
-        },
-    );
+    configure(&db, reaping_quickly());
     // Each sweep that reaps logs it (and the logger panics): the reaper must go on sweeping,
     // and the connections it took to close must not stay counted.
     for round in 0..3 {

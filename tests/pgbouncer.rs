@@ -15,12 +15,15 @@
 //! connections, and ends by looking at every server connection for named statements left
 //! behind (a describe that prepared `s7` on one server connection and closed it on another).
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::eventually;
 use pool::{ResetMode, Settings, Value};
 use pool_testservers::{PgBouncer, PgServer, PoolMode};
 use postgres::{Client, NoTls, SimpleQueryMessage, SimpleQueryRow};
@@ -570,18 +573,6 @@ fn waiting_clients(bouncer: &PgBouncer, application_name: &str) -> usize {
             r.get("state") == Some("waiting") && r.get("application_name") == Some(application_name)
         })
         .count()
-}
-
-/// Polls `cond` until it holds or `limit` passes; whether it held.
-fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
-    true
 }
 
 /// Found by the load test above, when its pools ran with background resets: behind a

@@ -9,17 +9,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::engine::{configure, db, id, open};
-use common::fake::{args, quiet, stats, FakeConn, FakeDb};
+use common::fake::{args, quiet, reaping_quickly, stats, FakeConn, FakeDb};
 use common::{wait_until, SOON};
 use pool::Settings;
 use rstest::rstest;
 
 fn reaping() -> Settings {
     Settings {
-        idle_timeout: Duration::from_millis(100),
-        reap_interval: Duration::from_millis(20),
         validate_after: Duration::from_millis(5),
-        ..quiet()
+        ..reaping_quickly()
     }
 }
 

@@ -35,15 +35,11 @@ impl Service {
         let metrics = app::install_metrics().expect("install the recorder");
         let db = PoolDb::connect(database_url, ITEMS).expect("prepare the database");
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("address"));
-        let router = app::router(App {
+        let app = App {
             db: Arc::new(db),
             metrics: Some(metrics),
-        });
-        runtime.spawn(async move { axum::serve(listener, router).await });
+        };
+        let base = app::serve_in_background(&runtime, app).expect("serve");
         Service {
             base,
             _runtime: runtime,

@@ -326,6 +326,16 @@ pub fn router(app: App) -> Router {
         .with_state(app)
 }
 
+/// Serves `app` in the background on `runtime`, on a free loopback port; its base URL.
+pub fn serve_in_background(runtime: &tokio::runtime::Runtime, app: App) -> Result<String, String> {
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .map_err(|e| format!("cannot listen on loopback: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    runtime.spawn(async move { axum::serve(listener, router(app)).await });
+    Ok(format!("http://{addr}"))
+}
+
 /// Runs blocking database work off the runtime's workers, bounded by [`REQUEST_BOUND`].
 pub async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, DbError> + Send + 'static,

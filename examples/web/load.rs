@@ -104,16 +104,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     let mut bases = Vec::new();
     for (_, db) in &ways {
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .map_err(|e| e.to_string())?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let router = app::router(App {
+        let app = App {
             db: Arc::clone(db),
             metrics: None,
-        });
-        runtime.spawn(async move { axum::serve(listener, router).await });
-        bases.push(format!("http://{addr}"));
+        };
+        bases.push(app::serve_in_background(&runtime, app)?);
     }
     println!(
         "GET /items/{{id}}: {} client threads, {} rounds of {:.1} s per way, on {} cores shared by \

@@ -118,6 +118,15 @@ pub fn quiet() -> pool::Settings {
     }
 }
 
+/// `quiet()` with a reaper that sweeps every 20 ms and closes connections idle for 100 ms.
+pub fn reaping_quickly() -> pool::Settings {
+    pool::Settings {
+        idle_timeout: Duration::from_millis(100),
+        reap_interval: Duration::from_millis(20),
+        ..quiet()
+    }
+}
+
 /// A fresh fake database (and the fake drivers registered, once per test binary).
 pub fn new_db(tag: &str) -> Arc<FakeDb> {
     register_fakes();

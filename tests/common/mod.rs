@@ -11,12 +11,21 @@ use std::time::{Duration, Instant};
 
 /// Polls `cond` every few milliseconds until it holds; panics with `what` after `limit`.
 /// Tests wait for an observable state, never for a fixed time.
-pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+pub fn wait_until(what: &str, limit: Duration, cond: impl FnMut() -> bool) {
+    assert!(eventually(limit, cond), "timed out waiting until {what}");
+}
+
+/// Polls `cond` every few milliseconds until it holds or `limit` passes; whether it held (for
+/// an assertion whose message reads the state at the end).
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        if Instant::now() >= deadline {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(2));
     }
+    true
 }
 
 /// Generous bound for background work that normally takes milliseconds.
