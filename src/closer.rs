@@ -108,10 +108,11 @@ impl Closer {
         });
         if let Err(error) = helper {
             self.in_flight.finish();
-            tracing::error!(%error, "could not start a thread to close a dead connection; closing in place");
             let dead = lock(&slot).take();
             guard::close(dead);
             freed.fire();
+            // Logged once the room is free, so a panicking logger cannot keep it counted.
+            tracing::error!(%error, "could not start a thread to close a dead connection; closed it in place");
             return;
         }
         if !self.watch((deadline, Arc::clone(&freed))) {

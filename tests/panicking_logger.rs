@@ -81,3 +81,53 @@ fn a_panicking_logger_does_not_kill_the_reaper() {
     let all: Vec<_> = (0..s.max_open).map(|_| open(&db)).collect();
     assert_eq!(all.len(), s.max_open, "every room is free");
 }
+
+#[test]
+fn a_panicking_logger_on_the_reaper_loses_no_room_when_a_driver_panics_closing() {
+    install();
+    let db = db();
+    db.panic_on_close
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    configure(&db, reaping_quickly());
+    // The reaper closes two idle connections; the driver panics in each close, the guard
+    // logs it, and the logger panics on the reaper thread: the rooms must still come back.
+    let held: Vec<_> = (0..3).map(|_| open(&db)).collect();
+    drop(held);
+    wait_until(
+        "the idle connections are closed and uncounted",
+        SOON,
+        || {
+            let s = stats(&db);
+            s.idle == 1 && s.opening == 0 && s.reaped_idle >= 2
+        },
+    );
+    db.panic_on_close
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let s = stats(&db);
+    let all: Vec<_> = (0..s.max_open).map(|_| open(&db)).collect();
+    assert_eq!(all.len(), s.max_open, "every room is free");
+}
+
+#[test]
+fn a_panicking_logger_on_the_reaper_does_not_stop_the_primer_after_a_rotation() {
+    install();
+    let db = db();
+    configure(
+        &db,
+        Settings {
+            max_lifetime: Some(std::time::Duration::from_millis(60)),
+            ..reaping_quickly()
+        },
+    );
+    open(&db).release().expect("release");
+    // The reaper rotates the parked connection out (and logs it: the logger panics); the
+    // primer must still be asked for a fresh one, again and again.
+    wait_until(
+        "rotated several times, a fresh one primed each time",
+        SOON,
+        || {
+            let s = stats(&db);
+            s.rotated >= 3 && s.idle == 1
+        },
+    );
+}

@@ -91,11 +91,13 @@ impl<D: Driver> KeyPool<D> {
         let (rotated, prime) = self
             .core
             .rotate_parked(|entry| entry.past_lifetime(max_lifetime, now));
-        if rotated > 0 {
-            tracing::info!(pool = %self.label(), rotated, "closed parked connections past max_lifetime");
-        }
+        // The primer first: the core counted the prime as pending, and only the primer clears
+        // that, so a log line that panics must not come between.
         if prime {
             self.wake_primer();
+        }
+        if rotated > 0 {
+            tracing::info!(pool = %self.label(), rotated, "closed parked connections past max_lifetime");
         }
         let sweep_start = Tick::now();
         let timeout = self.core.setting(|s| s.check_timeout);
