@@ -138,6 +138,71 @@ fn as_pair(key: &str, value: &str, quoted: bool, spaced: bool) -> String {
     }
 }
 
+/// One word of a password. Every three characters in a row hold an upper-case letter, a digit
+/// and a lower-case letter, a mix no fixed text of a message has, so finding such a run in a
+/// message means a piece of the password was echoed. Single letters make the short keys a
+/// space turns them into (`password=a b=c`), and names some driver takes (which a message may
+/// list) stand for the pieces that happen to be one; both are checked in backticks only.
+fn secret_word() -> impl Strategy<Value = String> {
+    prop_oneof![
+        6 => "[A-Z][0-9][a-z]([A-Z][0-9][a-z]){0,2}",
+        2 => "[a-z]",
+        1 => prop::sample::select(vec!["sslmode", "socket", "name", "db", "options"])
+            .prop_map(String::from),
+    ]
+}
+
+/// The keys of the made-up driver the key check runs for.
+const TAKES: &[&str] = &["host", "user", "password", "dbname", "port", "sslmode"];
+
+/// A password as users paste it unquoted: words run together with spaces, `=` and quotes. In
+/// `key=value` text every space splits it into pieces the parser reads as more pairs.
+fn unquoted_password() -> impl Strategy<Value = String> {
+    (
+        secret_word(),
+        prop::collection::vec(
+            (
+                prop::sample::select(vec![" ", "=", "  ", " =", "= ", "='", "\t", " '"]),
+                secret_word(),
+            ),
+            1..5,
+        ),
+    )
+        .prop_map(|(first, rest)| {
+            let mut password = first;
+            for (separator, word) in rest {
+                password.push_str(separator);
+                password.push_str(&word);
+            }
+            password
+        })
+}
+
+/// The pieces of `password` that must never reach a message: every word between its spaces,
+/// `=` and quotes (the parser makes keys and values of them).
+fn pieces(password: &str) -> Vec<String> {
+    password
+        .split(|c: char| c.is_whitespace() || c == '=' || c == '\'' || c == '&')
+        .filter(|piece| !piece.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect()
+}
+
+/// Whether `shown` (a message or a `Debug`, lower-cased) gives away any piece of `password`: a
+/// piece in backticks (how keys are named), or any run of three characters of a piece that is
+/// not an argument name (those appear in lists of what a driver takes).
+fn leaks(shown: &str, password: &str) -> Option<String> {
+    let shown = shown.to_ascii_lowercase();
+    pieces(password).into_iter().find(|piece| {
+        let chars: Vec<char> = piece.chars().collect();
+        shown.contains(&format!("`{piece}`"))
+            || (!ConnArgs::ANY_DRIVER_KEYS.contains(&piece.as_str())
+                && chars
+                    .windows(3)
+                    .any(|run| shown.contains(&run.iter().collect::<String>())))
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: 512,
@@ -201,6 +266,47 @@ proptest! {
         let message = error.err().map(|e| e.message().to_owned()).unwrap_or_default();
         prop_assert!(!message.contains(&secret), "{}", message);
         prop_assert!(!message.contains(&tail), "{}", message);
+    }
+
+    /// Issue 16: an unquoted password with spaces and `=` in it (`password=correct
+    /// horse=battery`) splits into pieces the parser reads as more pairs; no piece may reach
+    /// an error, in `key=value` text or in a URL (an unencoded `&` in a query password, or a
+    /// `/` and `?` in the user info that moves the rest of the password into the query):
+    /// neither the parser's, nor the key check's (`check_known_keys`, which every driver
+    /// runs), nor a bad value's (`value_for_message`).
+    #[test]
+    fn no_piece_of_an_unquoted_password_reaches_an_error(
+        password in unquoted_password(),
+        template in 0usize..6,
+    ) {
+        let in_query = password.replace([' ', '\t'], "&");
+        // No other value may equal a piece (`db`, a name some driver takes, is one).
+        let text = match template {
+            0 => format!("host=localhost password={password} user=app"),
+            1 => format!("password={password}"),
+            2 => format!("user=app pass={password} dbname=shop port=5432"),
+            3 => format!("host=localhost password='{password}"),
+            4 => format!("postgres://app@localhost/shop?password={in_query}&sslmode=disable"),
+            _ => format!("postgres://app:5432/x?{in_query}@localhost/shop"),
+        };
+        let shown = match ConnArgs::parse(&text) {
+            Err(error) => vec![error.message().to_owned(), format!("{error:?}")],
+            Ok(args) => {
+                let mut shown: Vec<String> = args
+                    .iter()
+                    .map(|(key, _)| args.value_for_message(key))
+                    .collect();
+                if let Err(error) = args.check_known_keys("toy", TAKES) {
+                    shown.push(error.message().to_owned());
+                    shown.push(format!("{error:?}"));
+                }
+                shown
+            }
+        };
+        for shown in shown {
+            let leaked = leaks(&shown, &password);
+            prop_assert!(leaked.is_none(), "{:?} leaked in {:?} for {:?}", leaked, shown, text);
+        }
     }
 
     #[test]

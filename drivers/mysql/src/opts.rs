@@ -7,13 +7,18 @@
 //!
 //! [`plan`] builds the `mysql::Opts` field by field through `OptsBuilder`. It never formats a URL:
 //! a URL would carry the password through a string that some error path could echo back.
+//!
+//! Messages never show a key or value that may be a piece of a password: one with an unquoted
+//! space (`password=correct horse=battery`) reads as more pairs. Unknown keys are named only as
+//! [`ConnArgs::check_known_keys`] allows, values only through [`ConnArgs::value_for_message`].
 
 use std::time::Duration;
 
 use mysql::{Opts, OptsBuilder};
 use pool_driver::{ConnArgs, DriverError, DriverErrorKind};
 
-/// Every key the driver understands, after [`normalise`].
+/// Every key the driver understands, after [`normalise`]. These and the aliases must all be in
+/// [`ConnArgs::ANY_DRIVER_KEYS`] (a test checks), or another driver's error could not name them.
 pub(crate) const KNOWN_KEYS: &[&str] = &[
     "host",
     "port",
@@ -73,16 +78,7 @@ pub(crate) fn normalise(args: &mut ConnArgs) -> Result<(), DriverError> {
     if args.get("host").is_some_and(|h| h.starts_with('/')) {
         args.rename("host", "socket");
     }
-    if let Some(unknown) = args
-        .iter()
-        .map(|(k, _)| k)
-        .find(|k| !KNOWN_KEYS.contains(k))
-    {
-        return Err(invalid(format!(
-            "unknown mysql connection argument `{unknown}`; supported: {}",
-            KNOWN_KEYS.join(", ")
-        )));
-    }
+    args.check_known_keys("mysql", KNOWN_KEYS)?;
     // Validate every value now, so a bad port fails at `open`, not at the first connect.
     plan(args, Duration::from_secs(1)).map(drop)
 }
@@ -114,18 +110,23 @@ pub(crate) fn plan(args: &ConnArgs, timeout: Duration) -> Result<ConnectPlan, Dr
     };
     match args.get("sslmode") {
         None | Some("disable" | "disabled" | "DISABLED") => {}
-        Some(other) => {
+        Some(_) => {
             return Err(invalid(format!(
-                "sslmode={other} is not supported: pool-mysql is built without TLS \
-                 (use sslmode=disabled, a unix socket, or the native client)"
+                "mysql connection argument `sslmode` has the value {}, which needs TLS: \
+                 pool-mysql is built without TLS (use sslmode=disabled, a unix socket, or the \
+                 native client)",
+                args.value_for_message("sslmode")
             )))
         }
     }
     let stmt_cache_size = match args.get("stmt_cache_size") {
-        Some(v) => Some(
-            v.parse::<usize>()
-                .map_err(|_| invalid(format!("stmt_cache_size `{v}` is not a number")))?,
-        ),
+        Some(v) => Some(v.parse::<usize>().map_err(|_| {
+            bad_value(
+                args,
+                "stmt_cache_size",
+                "how many prepared statements to keep per connection (a whole number)",
+            )
+        })?),
         None => None,
     };
 
@@ -154,7 +155,7 @@ pub(crate) fn plan(args: &ConnArgs, timeout: Duration) -> Result<ConnectPlan, Dr
         let port = match args.get("port") {
             Some(p) => p
                 .parse::<u16>()
-                .map_err(|_| invalid(format!("port `{p}` is not a TCP port number")))?,
+                .map_err(|_| bad_value(args, "port", "a TCP port number (0 to 65535)"))?,
             None => DEFAULT_PORT,
         };
         builder = builder.ip_or_hostname(Some(host)).tcp_port(port);
@@ -185,10 +186,22 @@ fn seconds(args: &ConnArgs, key: &str) -> Result<Option<Duration>, DriverError> 
     match text.trim().parse::<f64>() {
         Ok(0.0) => Ok(None),
         Ok(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Some(Duration::from_secs_f64(s))),
-        _ => Err(invalid(format!(
-            "{key} `{text}` is not a number of seconds"
-        ))),
+        _ => Err(bad_value(
+            args,
+            key,
+            "a number of seconds (fractions allowed, 0 for none)",
+        )),
     }
+}
+
+/// An error for a malformed value of `key`, saying what was `expected`. The value is shown
+/// when that helps and is safe: not when it was written after the password, where it may be a
+/// piece of it (see [`ConnArgs::value_for_message`]).
+fn bad_value(args: &ConnArgs, key: &str, expected: &str) -> DriverError {
+    invalid(format!(
+        "mysql connection argument `{key}` has an invalid value {}; expected {expected}",
+        args.value_for_message(key)
+    ))
 }
 
 fn invalid(message: String) -> DriverError {
@@ -317,9 +330,191 @@ mod tests {
             .unwrap_or(false));
     }
 
+    /// Another driver's error names a mysql key only if the contract's list of every driver's
+    /// names has it.
+    #[test]
+    fn every_name_this_driver_takes_is_in_the_contracts_list() {
+        let aliases = ALIASES
+            .iter()
+            .flat_map(|(alias, canonical)| [alias, canonical]);
+        for key in KNOWN_KEYS.iter().chain(aliases) {
+            assert!(ConnArgs::ANY_DRIVER_KEYS.contains(key), "{key}");
+        }
+    }
+
     #[test]
     fn target_never_shows_credentials() {
         assert_eq!(target(&parsed("mysql://app:pw@h:3307/db")), "h:3307");
         assert_eq!(target(&parsed("socket=/s user=u password=pw")), "/s");
+    }
+
+    /// Whether `shown` gives `piece` of a password away: the piece in backticks or after `=`
+    /// (how messages quote keys and values), or, for a piece that is no argument name, the
+    /// piece itself, or any run of three of its characters that holds a digit (no fixed text of
+    /// a message has a run like `k3y`; runs of letters do: `ect` is in "connection").
+    fn gives_away(shown: &str, piece: &str) -> bool {
+        let (shown, piece) = (shown.to_ascii_lowercase(), piece.to_ascii_lowercase());
+        if shown.contains(&format!("`{piece}`")) || shown.contains(&format!("={piece}")) {
+            return true;
+        }
+        if ConnArgs::ANY_DRIVER_KEYS.contains(&piece.as_str()) || piece.len() < 3 {
+            return false;
+        }
+        let chars: Vec<char> = piece.chars().collect();
+        shown.contains(&piece)
+            || chars
+                .windows(3)
+                .filter(|run| run.iter().any(char::is_ascii_digit))
+                .any(|run| shown.contains(&run.iter().collect::<String>()))
+    }
+
+    /// Words of generated passwords: each run of three characters of the mixed ones holds a
+    /// digit; `sslmode`, `db` and `name` are argument names of some driver, `x` a one-letter key.
+    const WORDS: &[&str] = &[
+        "K3y", "V4l7e", "Pa55", "W0rd9", "x", "sslmode", "db", "name",
+    ];
+    const SEPARATORS: &[&str] = &[" ", "=", " = ", "='", "\t"];
+
+    /// Every password of two or three [`WORDS`] joined by [`SEPARATORS`].
+    fn passwords() -> Vec<String> {
+        let mut out = Vec::new();
+        for a in WORDS {
+            for b in WORDS {
+                for s in SEPARATORS {
+                    out.push(format!("{a}{s}{b}"));
+                    for c in WORDS {
+                        for t in SEPARATORS {
+                            out.push(format!("{a}{s}{b}{t}{c}"));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// This driver's own names (keys and aliases): a piece of a password that is one of them
+    /// is an argument the driver takes, which its messages may name.
+    fn own_names() -> Vec<&'static str> {
+        let aliases = ALIASES
+            .iter()
+            .flat_map(|(alias, canonical)| [*alias, *canonical]);
+        KNOWN_KEYS.iter().copied().chain(aliases).collect()
+    }
+
+    /// Runs `parse` on every generated password in each of `templates` (`{}` stands for the
+    /// password; in a URL template its spaces become `&`) and fails on the first error that
+    /// gives a piece of it away, in the message or the error's `Debug`. Pieces that are this
+    /// driver's own names are not checked: they are not unknown keys.
+    fn assert_no_piece_leaks(templates: &[&str], parse: impl Fn(&str) -> Result<(), DriverError>) {
+        let own = own_names();
+        for password in passwords() {
+            for template in templates {
+                let written = if template.contains("://") {
+                    password.replace([' ', '\t'], "&")
+                } else {
+                    password.clone()
+                };
+                let text = template.replace("{}", &written);
+                let Err(error) = parse(&text) else { continue };
+                let shown = format!("{error} {error:?}");
+                for piece in password
+                    .split(|c: char| c.is_whitespace() || c == '=' || c == '\'' || c == '&')
+                    .filter(|p| !p.is_empty() && !own.contains(p))
+                {
+                    assert!(
+                        !gives_away(&shown, piece),
+                        "`{piece}` of {text:?} leaked: {shown}"
+                    );
+                }
+            }
+        }
+    }
+
+    fn normalised(text: &str) -> Result<(), DriverError> {
+        normalise(&mut ConnArgs::parse(text)?)
+    }
+
+    /// Issue 16: an unquoted password with a space (`password=correct horse=battery`) reads as
+    /// more pairs; the error must name none of its pieces, whatever they turn into (an unknown
+    /// key, a known key of another driver, the value of a key this driver knows).
+    #[test]
+    fn an_unquoted_password_never_reaches_the_error() {
+        for (text, pieces) in [
+            (
+                "host=h password=correct horse=battery",
+                &["correct", "horse", "battery"][..],
+            ),
+            ("host=h password=a b c=d", &["b", "c", "d"]),
+            (
+                "user=app pass=correct horse=battery",
+                &["correct", "horse", "battery"],
+            ),
+            (
+                "host=h password=correct port=battery",
+                &["correct", "battery"],
+            ),
+            (
+                "host=h password=correct sslmode=battery",
+                &["correct", "battery"],
+            ),
+            (
+                "host=h password=correct read_timeout=battery",
+                &["correct", "battery"],
+            ),
+            (
+                "host=h password=correct stmt_cache_size=battery",
+                &["correct", "battery"],
+            ),
+            (
+                "host=h password=correct options=battery",
+                &["correct", "options", "battery"],
+            ),
+            (
+                "mysql://app@h/db?password=correct&horse=battery",
+                &["correct", "horse"],
+            ),
+            (
+                "mysql://app:3306/x?horse=battery@h/db",
+                &["horse", "battery"],
+            ),
+        ] {
+            let error = normalised(text).expect_err(text);
+            assert_eq!(error.kind(), DriverErrorKind::InvalidArgs, "{text}");
+            let shown = format!("{error} {error:?}");
+            for piece in pieces {
+                assert!(!gives_away(&shown, piece), "{piece} of {text}: {shown}");
+            }
+        }
+    }
+
+    /// The key is named only when some driver knows it (a hint that helps); otherwise the
+    /// message gives its position and says how to quote a value.
+    #[test]
+    fn an_unknown_key_is_named_only_when_some_driver_knows_it() {
+        let error = normalised("host=h colour=blue").expect_err("unknown key");
+        let message = error.message();
+        assert!(!message.contains("colour"), "{message}");
+        assert!(message.contains("argument 2"), "{message}");
+        assert!(message.contains("password='"), "{message}");
+        let error = normalised("host=h hostaddr=10.0.0.1").expect_err("a postgres key");
+        assert!(
+            error.message().contains("`hostaddr`"),
+            "{}",
+            error.message()
+        );
+    }
+
+    #[test]
+    fn no_piece_of_a_generated_password_reaches_an_error() {
+        assert_no_piece_leaks(
+            &[
+                "host=h password={} user=app",
+                "user=app pass={}",
+                "mysql://app@h/db?password={}&sslmode=disabled",
+                "mysql://app:3306/x?{}@h/db",
+            ],
+            normalised,
+        );
     }
 }

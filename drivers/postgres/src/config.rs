@@ -7,7 +7,10 @@
 //! The config is built from the parsed pairs instead of handing a rebuilt connection string to
 //! `postgres`: a string holding the password would have to be formatted, and a formatted secret is
 //! one careless `{}` away from a log line. No message built here ever contains a value of a
-//! secret key.
+//! secret key, nor a key or value that may be a piece of one: a password with an unquoted space
+//! (`password=correct horse=battery`) reads as more pairs, so unknown keys are named only as
+//! [`ConnArgs::check_known_keys`] allows, and bad values are shown through
+//! [`ConnArgs::value_for_message`].
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -24,7 +27,9 @@ const ALIASES: &[(&str, &str)] = &[
     ("fallback_application_name", "application_name"),
 ];
 
-/// Every key this driver understands (after alias normalisation).
+/// Every key this driver understands (after alias normalisation). These and the aliases must
+/// all be in [`ConnArgs::ANY_DRIVER_KEYS`] (a test checks), or another driver's error could not
+/// name them.
 pub(crate) const SUPPORTED_KEYS: &[&str] = &[
     "host",
     "hostaddr",
@@ -65,6 +70,7 @@ pub(crate) fn build(
     args: &ConnArgs,
     timeout: Option<Duration>,
 ) -> Result<postgres::Config, DriverError> {
+    args.check_known_keys("postgres", SUPPORTED_KEYS)?;
     let mut config = postgres::Config::new();
     // NoTls cannot do TLS anyway; `disable` also skips the SSLRequest round trip.
     config.ssl_mode(SslMode::Disable);
@@ -94,13 +100,20 @@ pub(crate) fn build(
             }
             "hostaddr" => {
                 for addr in value.split(',') {
-                    let addr: IpAddr = addr.trim().parse().map_err(|_| bad_value(key, value))?;
+                    let addr: IpAddr = addr
+                        .trim()
+                        .parse()
+                        .map_err(|_| bad_value(args, key, "IP addresses, comma-separated"))?;
                     config.hostaddr(addr);
                 }
             }
             "port" => {
                 for port in value.split(',') {
-                    config.port(port.trim().parse().map_err(|_| bad_value(key, value))?);
+                    let port = port
+                        .trim()
+                        .parse()
+                        .map_err(|_| bad_value(args, key, "port numbers, comma-separated"))?;
+                    config.port(port);
                 }
             }
             "user" => {
@@ -119,37 +132,37 @@ pub(crate) fn build(
                 config.application_name(value);
             }
             "connect_timeout" => {
-                if let Some(secs) = seconds(key, value)? {
+                if let Some(secs) = seconds(args, key)? {
                     connect_timeout = Some(connect_timeout.map_or(secs, |t| t.min(secs)));
                 }
             }
             "tcp_user_timeout" => {
-                if let Some(secs) = seconds(key, value)? {
+                if let Some(secs) = seconds(args, key)? {
                     config.tcp_user_timeout(secs);
                 }
             }
             "keepalives" => {
-                config.keepalives(number::<u64>(key, value)? != 0);
+                config.keepalives(number::<u64>(args, key, "0 or 1")? != 0);
             }
             "keepalives_idle" => {
-                if let Some(secs) = seconds(key, value)? {
+                if let Some(secs) = seconds(args, key)? {
                     config.keepalives_idle(secs);
                 }
             }
             "keepalives_interval" => {
-                if let Some(secs) = seconds(key, value)? {
+                if let Some(secs) = seconds(args, key)? {
                     config.keepalives_interval(secs);
                 }
             }
             "keepalives_retries" => {
-                config.keepalives_retries(number(key, value)?);
+                config.keepalives_retries(number(args, key, "a whole number")?);
             }
             "target_session_attrs" => {
                 config.target_session_attrs(match value {
                     "any" => TargetSessionAttrs::Any,
                     "read-write" => TargetSessionAttrs::ReadWrite,
                     "read-only" => TargetSessionAttrs::ReadOnly,
-                    _ => return Err(bad_value(key, value)),
+                    _ => return Err(bad_value(args, key, "any, read-write or read-only")),
                 });
             }
             "channel_binding" => {
@@ -157,29 +170,33 @@ pub(crate) fn build(
                     "disable" => ChannelBinding::Disable,
                     "prefer" => ChannelBinding::Prefer,
                     "require" => ChannelBinding::Require,
-                    _ => return Err(bad_value(key, value)),
+                    _ => return Err(bad_value(args, key, "disable, prefer or require")),
                 });
             }
             "load_balance_hosts" => {
                 config.load_balance_hosts(match value {
                     "disable" => LoadBalanceHosts::Disable,
                     "random" => LoadBalanceHosts::Random,
-                    _ => return Err(bad_value(key, value)),
+                    _ => return Err(bad_value(args, key, "disable or random")),
                 });
             }
             "sslmode" => match value {
                 "disable" | "allow" | "prefer" => {}
                 _ => {
                     return Err(invalid(format!(
-                        "sslmode={value} needs TLS, which the built-in postgres driver does not \
-                         do; use sslmode=disable (or prefer), or register a driver with TLS"
+                        "postgres connection argument `sslmode` has the value {}, which needs \
+                         TLS: the built-in postgres driver does not do TLS (use sslmode=disable \
+                         or prefer, or register a driver with TLS)",
+                        args.value_for_message(key)
                     )))
                 }
             },
+            // `check_known_keys` let it through, so it is in SUPPORTED_KEYS (safe to name)
+            // but has no arm above.
             _ => {
                 return Err(invalid(format!(
-                    "unknown postgres connection argument `{key}`; supported: {}",
-                    SUPPORTED_KEYS.join(", ")
+                    "postgres connection argument `{key}` is listed as supported but not \
+                     handled; this is a bug in pool-postgres, please report it"
                 )))
             }
         }
@@ -200,20 +217,32 @@ fn invalid(message: impl Into<String>) -> DriverError {
     DriverError::new(DriverErrorKind::InvalidArgs, message)
 }
 
-/// An error for a malformed value. Only called for non-secret keys, so showing the value helps.
-fn bad_value(key: &str, value: &str) -> DriverError {
+/// An error for a malformed value of `key`, saying what was `expected`. The value is shown
+/// when that helps and is safe: not when it was written after the password, where it may be a
+/// piece of it (see [`ConnArgs::value_for_message`]).
+fn bad_value(args: &ConnArgs, key: &str, expected: &str) -> DriverError {
     invalid(format!(
-        "invalid value `{value}` for postgres connection argument `{key}`"
+        "postgres connection argument `{key}` has an invalid value {}; expected {expected}",
+        args.value_for_message(key)
     ))
 }
 
-fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, DriverError> {
-    value.trim().parse().map_err(|_| bad_value(key, value))
+/// The value of `key` as a number; `expected` describes it for the error.
+fn number<T: std::str::FromStr>(
+    args: &ConnArgs,
+    key: &str,
+    expected: &str,
+) -> Result<T, DriverError> {
+    let value = args.get(key).unwrap_or_default();
+    value
+        .trim()
+        .parse()
+        .map_err(|_| bad_value(args, key, expected))
 }
 
 /// libpq's whole-second durations, where zero or less means "not set".
-fn seconds(key: &str, value: &str) -> Result<Option<Duration>, DriverError> {
-    let secs: i64 = number(key, value)?;
+fn seconds(args: &ConnArgs, key: &str) -> Result<Option<Duration>, DriverError> {
+    let secs: i64 = number(args, key, "a whole number of seconds")?;
     Ok(u64::try_from(secs)
         .ok()
         .filter(|s| *s > 0)
@@ -309,10 +338,176 @@ mod tests {
         }
     }
 
+    /// Another driver's error names a postgres key only if the contract's list of every
+    /// driver's names has it.
+    #[test]
+    fn every_name_this_driver_takes_is_in_the_contracts_list() {
+        let aliases = ALIASES
+            .iter()
+            .flat_map(|(alias, canonical)| [alias, canonical]);
+        for key in SUPPORTED_KEYS.iter().chain(aliases) {
+            assert!(ConnArgs::ANY_DRIVER_KEYS.contains(key), "{key}");
+        }
+    }
+
     #[test]
     fn explicit_keys_win_over_aliases() {
         let args = norm("host=h database=a dbname=b").unwrap();
         assert_eq!(args.get("dbname"), Some("b"));
         assert_eq!(args.get("database"), None);
+    }
+
+    /// Whether `shown` gives `piece` of a password away: the piece in backticks or after `=`
+    /// (how messages quote keys and values), or, for a piece that is no argument name, the
+    /// piece itself, or any run of three of its characters that holds a digit (no fixed text of
+    /// a message has a run like `k3y`; runs of letters do: `ect` is in "connection").
+    fn gives_away(shown: &str, piece: &str) -> bool {
+        let (shown, piece) = (shown.to_ascii_lowercase(), piece.to_ascii_lowercase());
+        if shown.contains(&format!("`{piece}`")) || shown.contains(&format!("={piece}")) {
+            return true;
+        }
+        if ConnArgs::ANY_DRIVER_KEYS.contains(&piece.as_str()) || piece.len() < 3 {
+            return false;
+        }
+        let chars: Vec<char> = piece.chars().collect();
+        shown.contains(&piece)
+            || chars
+                .windows(3)
+                .filter(|run| run.iter().any(char::is_ascii_digit))
+                .any(|run| shown.contains(&run.iter().collect::<String>()))
+    }
+
+    /// Words of generated passwords: each run of three characters of the mixed ones holds a
+    /// digit; `sslmode`, `db` and `name` are argument names of some driver, `x` a one-letter key.
+    const WORDS: &[&str] = &[
+        "K3y", "V4l7e", "Pa55", "W0rd9", "x", "sslmode", "db", "name",
+    ];
+    const SEPARATORS: &[&str] = &[" ", "=", " = ", "='", "\t"];
+
+    /// Every password of two or three [`WORDS`] joined by [`SEPARATORS`].
+    fn passwords() -> Vec<String> {
+        let mut out = Vec::new();
+        for a in WORDS {
+            for b in WORDS {
+                for s in SEPARATORS {
+                    out.push(format!("{a}{s}{b}"));
+                    for c in WORDS {
+                        for t in SEPARATORS {
+                            out.push(format!("{a}{s}{b}{t}{c}"));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// This driver's own names (keys and aliases): a piece of a password that is one of them
+    /// is an argument the driver takes, which its messages may name.
+    fn own_names() -> Vec<&'static str> {
+        let aliases = ALIASES
+            .iter()
+            .flat_map(|(alias, canonical)| [*alias, *canonical]);
+        SUPPORTED_KEYS.iter().copied().chain(aliases).collect()
+    }
+
+    /// Runs `parse` on every generated password in each of `templates` (`{}` stands for the
+    /// password; in a URL template its spaces become `&`) and fails on the first error that
+    /// gives a piece of it away, in the message or the error's `Debug`. Pieces that are this
+    /// driver's own names are not checked: they are not unknown keys.
+    fn assert_no_piece_leaks(templates: &[&str], parse: impl Fn(&str) -> Result<(), DriverError>) {
+        let own = own_names();
+        for password in passwords() {
+            for template in templates {
+                let written = if template.contains("://") {
+                    password.replace([' ', '\t'], "&")
+                } else {
+                    password.clone()
+                };
+                let text = template.replace("{}", &written);
+                let Err(error) = parse(&text) else { continue };
+                let shown = format!("{error} {error:?}");
+                for piece in password
+                    .split(|c: char| c.is_whitespace() || c == '=' || c == '\'' || c == '&')
+                    .filter(|p| !p.is_empty() && !own.contains(p))
+                {
+                    assert!(
+                        !gives_away(&shown, piece),
+                        "`{piece}` of {text:?} leaked: {shown}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Issue 16: an unquoted password with a space (`password=correct horse=battery`) reads as
+    /// more pairs; the error must name none of its pieces, whatever they turn into (an unknown
+    /// key, a known key of another driver, the value of a key this driver knows).
+    #[test]
+    fn an_unquoted_password_never_reaches_the_error() {
+        for (text, pieces) in [
+            (
+                "host=h password=correct horse=battery",
+                &["correct", "horse", "battery"][..],
+            ),
+            ("host=h password=a b c=d", &["b", "c", "d"]),
+            (
+                "host=h pass=correct horse=battery",
+                &["correct", "horse", "battery"],
+            ),
+            (
+                "host=h password=correct port=battery",
+                &["correct", "battery"],
+            ),
+            (
+                "host=h password=correct sslmode=battery",
+                &["correct", "battery"],
+            ),
+            (
+                "host=h password=correct socket=battery",
+                &["correct", "socket", "battery"],
+            ),
+            (
+                "postgresql://app@h/db?password=correct&horse=battery",
+                &["correct", "horse"],
+            ),
+            (
+                "postgresql://app:5432/x?horse=battery@h/db",
+                &["horse", "battery"],
+            ),
+        ] {
+            let error = norm(text).expect_err(text);
+            assert_eq!(error.kind(), DriverErrorKind::InvalidArgs, "{text}");
+            let shown = format!("{error} {error:?}");
+            for piece in pieces {
+                assert!(!gives_away(&shown, piece), "{piece} of {text}: {shown}");
+            }
+        }
+    }
+
+    /// The key is named only when some driver knows it (a hint that helps); otherwise the
+    /// message gives its position and says how to quote a value.
+    #[test]
+    fn an_unknown_key_is_named_only_when_some_driver_knows_it() {
+        let error = norm("host=h frobnicate=1").expect_err("unknown key");
+        let message = error.message();
+        assert!(!message.contains("frobnicate"), "{message}");
+        assert!(message.contains("argument 2"), "{message}");
+        assert!(message.contains("password='"), "{message}");
+        let error = norm("host=h socket=/run/my.sock").expect_err("a mysql key");
+        assert!(error.message().contains("`socket`"), "{}", error.message());
+    }
+
+    #[test]
+    fn no_piece_of_a_generated_password_reaches_an_error() {
+        assert_no_piece_leaks(
+            &[
+                "host=h password={} user=app",
+                "host=h pass={}",
+                "postgres://app@h/db?password={}&sslmode=disable",
+                "postgres://app:5432/x?{}@h/db",
+            ],
+            |text| norm(text).map(drop),
+        );
     }
 }

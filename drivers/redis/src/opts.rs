@@ -4,6 +4,10 @@
 //! each (`username` → `user`, `pass` → `password`, `dbname`/`database` → `db`, `unix_socket`/
 //! `path`/`host=/path` → `socket`, `client_name`/`clientname` → `name`). Unknown keys are
 //! rejected at parse time: a typo must not silently connect with defaults.
+//!
+//! The rejection never shows a key that may be a piece of a password: one with an unquoted
+//! space (`password=correct horse=battery`) reads as more pairs, so unknown keys are named only
+//! as [`ConnArgs::check_known_keys`] allows. No message here shows a value at all.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,7 +15,9 @@ use std::time::Duration;
 use pool_driver::{ConnArgs, DriverError, DriverErrorKind};
 use redis::{ConnectionAddr, ConnectionInfo, ProtocolVersion, RedisConnectionInfo};
 
-/// The keys this driver understands (after aliases are folded).
+/// The keys this driver understands (after aliases are folded). These and the aliases must all
+/// be in [`ConnArgs::ANY_DRIVER_KEYS`] (a test checks), or another driver's error could not
+/// name them.
 const KNOWN: &[&str] = &[
     "host",
     "port",
@@ -30,27 +36,29 @@ const KNOWN: &[&str] = &[
 /// does not hang a request forever. `0` means none.
 pub(crate) const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Aliases users write, and the key each one means (folded in this order).
+const ALIASES: &[(&str, &str)] = &[
+    ("username", "user"),
+    ("pass", "password"),
+    ("dbname", "db"),
+    ("database", "db"),
+    ("unix_socket", "socket"),
+    ("path", "socket"),
+    ("client_name", "name"),
+    ("clientname", "name"),
+];
+
 /// Folds aliases and checks every value, in place.
 pub(crate) fn normalise(args: &mut ConnArgs) -> Result<(), DriverError> {
-    args.rename("username", "user");
-    args.rename("pass", "password");
-    args.rename("dbname", "db");
-    args.rename("database", "db");
-    args.rename("unix_socket", "socket");
-    args.rename("path", "socket");
-    args.rename("client_name", "name");
-    args.rename("clientname", "name");
+    for (alias, canonical) in ALIASES {
+        args.rename(alias, canonical);
+    }
     if args.get("host").is_some_and(|h| h.starts_with('/')) {
         if let Some(host) = args.remove("host") {
             args.set("socket", host);
         }
     }
-    if let Some(key) = args.iter().map(|(k, _)| k).find(|k| !KNOWN.contains(k)) {
-        return Err(invalid(format!(
-            "unknown redis connection argument `{key}` (known: {})",
-            KNOWN.join(", ")
-        )));
-    }
+    args.check_known_keys("redis", KNOWN)?;
     db(args)?;
     port(args)?;
     for key in ["connect_timeout", "read_timeout", "write_timeout"] {
@@ -238,7 +246,22 @@ mod tests {
         assert!(parse("port=0").is_err());
         assert!(parse("read_timeout=soon").is_err());
         let e = parse("password=hunter2 colour=blue").expect_err("unknown key");
-        assert!(e.message().contains("colour") && !e.message().contains("hunter2"));
+        // `colour` is no driver's argument: it may be a piece of a value, so only its position
+        // is given (issue 16).
+        assert!(!e.message().contains("colour") && !e.message().contains("hunter2"));
+        assert!(e.message().contains("argument 2"), "{}", e.message());
+    }
+
+    /// Another driver's error names a redis key only if the contract's list of every driver's
+    /// names has it.
+    #[test]
+    fn every_name_this_driver_takes_is_in_the_contracts_list() {
+        let aliases = ALIASES
+            .iter()
+            .flat_map(|(alias, canonical)| [alias, canonical]);
+        for key in KNOWN.iter().chain(aliases) {
+            assert!(ConnArgs::ANY_DRIVER_KEYS.contains(key), "{key}");
+        }
     }
 
     #[test]
@@ -262,5 +285,160 @@ mod tests {
 
     fn plan_of(text: &str) -> Plan {
         plan(&parse(text).expect("args"), Duration::from_secs(5)).expect("plan")
+    }
+
+    /// Whether `shown` gives `piece` of a password away: the piece in backticks or after `=`
+    /// (how messages quote keys and values), or, for a piece that is no argument name, the
+    /// piece itself, or any run of three of its characters that holds a digit (no fixed text of
+    /// a message has a run like `k3y`; runs of letters do: `ect` is in "connection").
+    fn gives_away(shown: &str, piece: &str) -> bool {
+        let (shown, piece) = (shown.to_ascii_lowercase(), piece.to_ascii_lowercase());
+        if shown.contains(&format!("`{piece}`")) || shown.contains(&format!("={piece}")) {
+            return true;
+        }
+        if ConnArgs::ANY_DRIVER_KEYS.contains(&piece.as_str()) || piece.len() < 3 {
+            return false;
+        }
+        let chars: Vec<char> = piece.chars().collect();
+        shown.contains(&piece)
+            || chars
+                .windows(3)
+                .filter(|run| run.iter().any(char::is_ascii_digit))
+                .any(|run| shown.contains(&run.iter().collect::<String>()))
+    }
+
+    /// Words of generated passwords: each run of three characters of the mixed ones holds a
+    /// digit; `sslmode`, `db` and `name` are argument names of some driver, `x` a one-letter key.
+    const WORDS: &[&str] = &[
+        "K3y", "V4l7e", "Pa55", "W0rd9", "x", "sslmode", "db", "name",
+    ];
+    const SEPARATORS: &[&str] = &[" ", "=", " = ", "='", "\t"];
+
+    /// Every password of two or three [`WORDS`] joined by [`SEPARATORS`].
+    fn passwords() -> Vec<String> {
+        let mut out = Vec::new();
+        for a in WORDS {
+            for b in WORDS {
+                for s in SEPARATORS {
+                    out.push(format!("{a}{s}{b}"));
+                    for c in WORDS {
+                        for t in SEPARATORS {
+                            out.push(format!("{a}{s}{b}{t}{c}"));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// This driver's own names (keys and aliases): a piece of a password that is one of them
+    /// is an argument the driver takes, which its messages may name.
+    fn own_names() -> Vec<&'static str> {
+        let aliases = ALIASES
+            .iter()
+            .flat_map(|(alias, canonical)| [*alias, *canonical]);
+        KNOWN.iter().copied().chain(aliases).collect()
+    }
+
+    /// Runs `parse` on every generated password in each of `templates` (`{}` stands for the
+    /// password; in a URL template its spaces become `&`) and fails on the first error that
+    /// gives a piece of it away, in the message or the error's `Debug`. Pieces that are this
+    /// driver's own names are not checked: they are not unknown keys.
+    fn assert_no_piece_leaks(templates: &[&str], parse: impl Fn(&str) -> Result<(), DriverError>) {
+        let own = own_names();
+        for password in passwords() {
+            for template in templates {
+                let written = if template.contains("://") {
+                    password.replace([' ', '\t'], "&")
+                } else {
+                    password.clone()
+                };
+                let text = template.replace("{}", &written);
+                let Err(error) = parse(&text) else { continue };
+                let shown = format!("{error} {error:?}");
+                for piece in password
+                    .split(|c: char| c.is_whitespace() || c == '=' || c == '\'' || c == '&')
+                    .filter(|p| !p.is_empty() && !own.contains(p))
+                {
+                    assert!(
+                        !gives_away(&shown, piece),
+                        "`{piece}` of {text:?} leaked: {shown}"
+                    );
+                }
+            }
+        }
+    }
+
+    fn parse_args(text: &str) -> Result<(), DriverError> {
+        check_scheme(text)?;
+        parse(text).map(drop)
+    }
+
+    /// Issue 16: an unquoted password with a space (`password=correct horse=battery`) reads as
+    /// more pairs; the error must name none of its pieces, whatever they turn into (an unknown
+    /// key, a known key of another driver, the value of a key this driver knows).
+    #[test]
+    fn an_unquoted_password_never_reaches_the_error() {
+        for (text, pieces) in [
+            (
+                "host=h password=correct horse=battery",
+                &["correct", "horse", "battery"][..],
+            ),
+            ("host=h password=a b c=d", &["b", "c", "d"]),
+            (
+                "host=h pass=correct horse=battery",
+                &["correct", "horse", "battery"],
+            ),
+            (
+                "host=h password=correct port=battery",
+                &["correct", "battery"],
+            ),
+            (
+                "host=h password=correct sslmode=battery",
+                &["correct", "sslmode", "battery"],
+            ),
+            (
+                "redis://h/0?password=correct&horse=battery",
+                &["correct", "horse"],
+            ),
+            (
+                "redis://app:6379/0?horse=battery@h/0",
+                &["horse", "battery"],
+            ),
+        ] {
+            let error = parse_args(text).expect_err(text);
+            assert_eq!(error.kind(), DriverErrorKind::InvalidArgs, "{text}");
+            let shown = format!("{error} {error:?}");
+            for piece in pieces {
+                assert!(!gives_away(&shown, piece), "{piece} of {text}: {shown}");
+            }
+        }
+    }
+
+    /// The key is named only when some driver knows it (a hint that helps); otherwise the
+    /// message gives its position and says how to quote a value.
+    #[test]
+    fn an_unknown_key_is_named_only_when_some_driver_knows_it() {
+        let error = parse_args("host=h frobnicate=1").expect_err("unknown key");
+        let message = error.message();
+        assert!(!message.contains("frobnicate"), "{message}");
+        assert!(message.contains("argument 2"), "{message}");
+        assert!(message.contains("password='"), "{message}");
+        let error = parse_args("host=h sslmode=disable").expect_err("a postgres key");
+        assert!(error.message().contains("`sslmode`"), "{}", error.message());
+    }
+
+    #[test]
+    fn no_piece_of_a_generated_password_reaches_an_error() {
+        assert_no_piece_leaks(
+            &[
+                "host=h password={} name=web",
+                "pass={}",
+                "redis://h/0?password={}&name=web",
+                "redis://app:6379/0?{}@h/0",
+            ],
+            parse_args,
+        );
     }
 }

@@ -4,9 +4,11 @@
 //! non-space characters or a single-quoted string; in both, a backslash takes the next character
 //! literally (so `\'` and `\\` inside quotes, `\ ` outside). An empty value is written `''`.
 //! Errors name an argument by its position and the key before it, never by its text: a word
-//! that is not a pair may be the tail of a password with an unquoted space.
+//! that is not a pair may be the tail of a password with an unquoted space. For the same reason
+//! a key written after a secret key (`password=correct horse=battery`) is never named, here or
+//! later by a driver: each key remembers its position and whether a secret key came before it.
 
-use super::{invalid, ConnArgs};
+use super::{invalid, is_secret_key, ConnArgs, Origin, Place};
 use crate::DriverError;
 
 /// Parses `key = value key2='it\'s'` (libpq's connection-string syntax).
@@ -16,6 +18,9 @@ pub(super) fn parse(text: &str) -> Result<ConnArgs, DriverError> {
     // The last key that was followed by `=`: a malformed word is named by its position after
     // it, never by its text, which may be a fragment of a value (a password with a space).
     let mut previous: Option<String> = None;
+    // The first secret key: every key after it may be a piece of its value, so it is never
+    // named (a message says "after the value of `password`" instead).
+    let mut secret: Option<String> = None;
     let mut position = 0;
     loop {
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
@@ -23,15 +28,19 @@ pub(super) fn parse(text: &str) -> Result<ConnArgs, DriverError> {
             return Ok(args);
         }
         position += 1;
+        let after_secret = secret.is_some();
         let mut key = String::new();
         while let Some(c) = chars.next_if(|c| !c.is_whitespace() && *c != '=') {
             key.push(c);
         }
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
         if chars.next() != Some('=') {
-            let after = match &previous {
-                Some(previous) => format!(", right after the value of `{previous}`"),
-                None => String::new(),
+            let after = match (&previous, &secret) {
+                (Some(previous), Some(secret)) if previous != secret => {
+                    format!(", after the value of `{secret}`,")
+                }
+                (Some(previous), _) => format!(", right after the value of `{previous}`,"),
+                (None, _) => String::new(),
             };
             return Err(invalid(format!(
                 "connection argument {position}{after} is not a `key=value` pair; a value \
@@ -45,11 +54,11 @@ pub(super) fn parse(text: &str) -> Result<ConnArgs, DriverError> {
                 match chars.next() {
                     Some('\\') => match chars.next() {
                         Some(c) => value.push(c),
-                        None => return Err(unterminated(&key)),
+                        None => return Err(unterminated(&key, position, after_secret)),
                     },
                     Some('\'') => break,
                     Some(c) => value.push(c),
-                    None => return Err(unterminated(&key)),
+                    None => return Err(unterminated(&key, position, after_secret)),
                 }
             }
         } else {
@@ -64,13 +73,33 @@ pub(super) fn parse(text: &str) -> Result<ConnArgs, DriverError> {
             }
         }
         if key.is_empty() {
-            return Err(invalid("a connection argument has an empty key"));
+            return Err(invalid(format!(
+                "connection argument {position} has no key before its `=`; expected \
+                 `key=value` pairs"
+            )));
         }
-        args.set(&key, value);
+        let origin = Origin {
+            place: Place::Argument(position),
+            after_secret,
+        };
+        args.set_parsed(&key, value, origin);
+        if secret.is_none() && is_secret_key(&key) {
+            secret = Some(key.clone());
+        }
         previous = Some(key);
     }
 }
 
-fn unterminated(key: &str) -> DriverError {
-    invalid(format!("the quoted value of `{key}` has no closing quote"))
+/// The error for a quote that is never closed: names the key, unless it was written after a
+/// secret key (it may be a piece of the secret, as in `password=a b='c`).
+fn unterminated(key: &str, position: usize, after_secret: bool) -> DriverError {
+    let which = if after_secret {
+        format!("connection argument {position}")
+    } else {
+        format!("`{key}`")
+    };
+    invalid(format!(
+        "the quoted value of {which} has no closing quote; end it with ' (write a quote \
+         inside it as \\')"
+    ))
 }

@@ -4,21 +4,55 @@
 //! never share one. So arguments are parsed into a sorted map of lower-case keys, credentials
 //! included, and that map's canonical text is the key. The redacted text replaces every secret
 //! value with `***`; it is the only form that may appear in errors, `Debug` output and logs.
+//!
+//! Each parsed key also remembers where it was written ([`Origin`]), so that an error about it
+//! can say "argument 3" instead of quoting text that may be a piece of a password: see
+//! `naming.rs`.
 
 mod key_value_syntax;
+mod naming;
 mod url_syntax;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 
 use crate::{DriverError, DriverErrorKind};
 
 /// Parsed connection arguments, as a sorted map of lower-case keys to values.
 ///
 /// `Debug` and `Display` print the redacted form; [`ConnArgs::canonical`] is the secret one.
-#[derive(Clone, PartialEq, Eq, Hash, Default)]
+///
+/// Equality and hashing look at the pairs only: two spellings of the same arguments are the
+/// same registry key, wherever each key was written.
+#[derive(Clone, Default)]
 pub struct ConnArgs {
     pairs: BTreeMap<String, String>,
+    /// Where each parsed key was written; keys set in code have no entry. Only errors use it.
+    origins: BTreeMap<String, Origin>,
+}
+
+/// Where a parsed key was written, so an error can point at it without quoting it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Origin {
+    place: Place,
+    /// Written after a secret key (`password=`) in the same text. An unquoted password with a
+    /// space reads as more pairs (`password=correct horse=battery` gives a key `horse`), and
+    /// nothing tells such a piece from a real argument; so neither the key nor its value may
+    /// be shown. In a URL: after a secret query parameter (an unencoded `&` in it starts a new
+    /// parameter), or anywhere in a query that the user info seems to have spilled into.
+    after_secret: bool,
+}
+
+/// The place of a key in the text it was parsed from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Place {
+    /// The n-th pair (from 1) of libpq-style `key=value` text.
+    Argument(usize),
+    /// The user name, password, host, port or database of a URL.
+    UrlPart,
+    /// The n-th parameter (from 1) of a URL's query.
+    QueryParameter(usize),
 }
 
 /// Keys whose values are secrets. A key is secret if it contains any of these.
@@ -64,21 +98,39 @@ impl ConnArgs {
         self.pairs.get(key).map(String::as_str)
     }
 
-    /// Sets `key` (lower-cased) to `value`, replacing any earlier value.
+    /// Sets `key` (lower-cased) to `value`, replacing any earlier value. The key counts as set
+    /// in code: it has no place in a text, so errors cannot point at one.
     pub fn set(&mut self, key: &str, value: impl Into<String>) {
-        self.pairs.insert(key.to_ascii_lowercase(), value.into());
+        let key = key.to_ascii_lowercase();
+        self.origins.remove(&key);
+        self.pairs.insert(key, value.into());
+    }
+
+    /// Sets `key` as the parsers do: lower-cased, remembering where it was written.
+    fn set_parsed(&mut self, key: &str, value: impl Into<String>, origin: Origin) {
+        let key = key.to_ascii_lowercase();
+        self.origins.insert(key.clone(), origin);
+        self.pairs.insert(key, value.into());
     }
 
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<String> {
+        self.origins.remove(key);
         self.pairs.remove(key)
     }
 
     /// Renames an alias to its canonical key (for example `database` to `dbname`) so both
-    /// spellings share one pool. An explicit canonical key wins over the alias.
+    /// spellings share one pool. An explicit canonical key wins over the alias. The renamed
+    /// key keeps the place where the alias was written.
     pub fn rename(&mut self, alias: &str, canonical: &str) {
+        let origin = self.origins.remove(alias);
         if let Some(value) = self.pairs.remove(alias) {
-            self.pairs.entry(canonical.to_owned()).or_insert(value);
+            if !self.pairs.contains_key(canonical) {
+                self.pairs.insert(canonical.to_owned(), value);
+                if let Some(origin) = origin {
+                    self.origins.insert(canonical.to_owned(), origin);
+                }
+            }
         }
     }
 
@@ -132,6 +184,20 @@ impl ConnArgs {
             }
         }
         out
+    }
+}
+
+impl PartialEq for ConnArgs {
+    fn eq(&self, other: &Self) -> bool {
+        self.pairs == other.pairs
+    }
+}
+
+impl Eq for ConnArgs {}
+
+impl Hash for ConnArgs {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.pairs.hash(state);
     }
 }
 

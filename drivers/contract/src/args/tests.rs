@@ -117,3 +117,164 @@ fn a_malformed_url_never_echoes_its_parts() {
         assert!(!error.message().contains("Sekr1t"), "{}", error.message());
     }
 }
+
+/// Issue 16: `password=correct horse=battery staple`, unquoted, must not put `horse` (a piece
+/// of the password that the parser took for a key) into the parser's own errors.
+#[test]
+fn a_word_after_an_unquoted_password_is_never_named_by_the_parser() {
+    for text in [
+        "password=correct horse=battery staple",
+        "host=db password=correct horse='battery staple",
+        "password='correct' horse=battery staple",
+    ] {
+        let message = ConnArgs::parse(text).expect_err(text).message().to_owned();
+        for piece in ["correct", "horse", "battery", "staple"] {
+            assert!(!message.contains(piece), "{text}: {message}");
+        }
+        assert!(message.contains("argument"), "{text}: {message}");
+    }
+}
+
+/// The known keys of a small made-up driver, for the checks below.
+const TAKES: &[&str] = &["host", "user", "password", "dbname", "port"];
+
+#[test]
+fn an_unknown_key_is_named_only_if_some_driver_takes_it_and_no_password_precedes_it() {
+    let args = ConnArgs::parse("host=db sslmode=disable frobnicate=1 user=app").unwrap();
+    let message = args
+        .check_known_keys("toy", TAKES)
+        .unwrap_err()
+        .message()
+        .to_owned();
+    assert!(message.contains("`sslmode` (argument 2)"), "{message}");
+    assert!(
+        message.contains("and argument 3 are not known toy"),
+        "{message}"
+    );
+    assert!(!message.contains("frobnicate"), "{message}");
+    assert!(message.contains("password='two words'"), "{message}");
+    assert!(message.contains("toy takes: host, user"), "{message}");
+
+    // After a password, even a name some driver takes may be a piece of it.
+    let args = ConnArgs::parse("password=correct sslmode=battery horse=staple").unwrap();
+    let message = args
+        .check_known_keys("toy", TAKES)
+        .unwrap_err()
+        .message()
+        .to_owned();
+    for piece in ["correct", "sslmode", "battery", "horse", "staple"] {
+        assert!(!message.contains(piece), "{message}");
+    }
+    assert!(message.contains("argument 2 and argument 3"), "{message}");
+    assert!(args
+        .check_known_keys("toy", &["password", "sslmode", "horse"])
+        .is_ok());
+}
+
+#[test]
+fn url_query_parameters_are_pointed_at_by_position() {
+    let args = ConnArgs::parse("postgres://db/shop?sslmode=x&password=a&horse=b").unwrap();
+    let message = args
+        .check_known_keys("toy", TAKES)
+        .unwrap_err()
+        .message()
+        .to_owned();
+    assert!(
+        message.contains("`sslmode` (query parameter 1 of the URL)"),
+        "{message}"
+    );
+    assert!(
+        message.contains("query parameter 3 of the URL are"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("horse") && message.contains("%26"),
+        "{message}"
+    );
+
+    // The user info spilled into the query (an unencoded `/` and `?` in the password).
+    let args = ConnArgs::parse("postgres://app:12/x?sslmode=battery@db/shop").unwrap();
+    let message = args
+        .check_known_keys("toy", TAKES)
+        .unwrap_err()
+        .message()
+        .to_owned();
+    assert!(!message.contains("sslmode"), "{message}");
+    assert!(!message.contains("battery"), "{message}");
+    assert!(
+        message.contains("query parameter 1 of the URL"),
+        "{message}"
+    );
+    assert!(args.value_for_message("port").starts_with("(not shown"));
+}
+
+#[test]
+fn keys_set_in_code_are_counted_not_named() {
+    let args = ConnArgs::from_pairs([("host", "db"), ("Hots", "x"), ("colour", "y")]);
+    let message = args
+        .check_known_keys("toy", TAKES)
+        .unwrap_err()
+        .message()
+        .to_owned();
+    assert!(
+        message.starts_with("2 arguments set in code are not known"),
+        "{message}"
+    );
+    let args = ConnArgs::from_pairs([("host", "db"), ("socket", "/s")]);
+    let message = args
+        .check_known_keys("toy", TAKES)
+        .unwrap_err()
+        .message()
+        .to_owned();
+    assert!(
+        message.starts_with("`socket` is not a known toy"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_value_after_a_password_is_not_shown() {
+    let args = ConnArgs::parse("port=five password=correct host=battery").unwrap();
+    assert_eq!(args.value_for_message("port"), "`five`");
+    assert!(args.value_for_message("host").starts_with("(not shown"));
+    assert!(args.value_for_message("password").starts_with("(not shown"));
+    let mut renamed = ConnArgs::parse("password=correct database=battery").unwrap();
+    renamed.rename("database", "dbname");
+    assert!(renamed
+        .value_for_message("dbname")
+        .starts_with("(not shown"));
+}
+
+#[test]
+fn where_a_key_was_written_is_not_part_of_the_key() {
+    use std::collections::hash_map::DefaultHasher;
+    use std::hash::{Hash, Hasher};
+    let a = ConnArgs::parse("password=pw host=db").unwrap();
+    let b = ConnArgs::parse("host=db password=pw").unwrap();
+    let c = ConnArgs::from_pairs([("host", "db"), ("password", "pw")]);
+    let hash = |args: &ConnArgs| {
+        let mut hasher = DefaultHasher::new();
+        args.hash(&mut hasher);
+        hasher.finish()
+    };
+    assert_eq!(a, b);
+    assert_eq!(a, c);
+    assert_eq!(hash(&a), hash(&b));
+    assert_eq!(hash(&a), hash(&c));
+}
+
+#[test]
+fn the_parsers_point_at_an_empty_key_by_position() {
+    let error = ConnArgs::parse("host=db =x").unwrap_err();
+    assert!(
+        error.message().contains("argument 2"),
+        "{}",
+        error.message()
+    );
+    let error = ConnArgs::parse("postgres://db/shop?a=1&=x").unwrap_err();
+    assert!(
+        error.message().contains("parameter 2"),
+        "{}",
+        error.message()
+    );
+}

@@ -9,12 +9,17 @@
 //! A host in brackets is an IPv6 address; a percent-encoded host such as `%2Frun%2Fpg` is a
 //! socket directory, as in libpq.
 //!
-//! Errors say which part is wrong, never what it held.
+//! Errors say which part is wrong, never what it held. Each query parameter remembers its
+//! position, and whether it may be a piece of a password (see [`Origin::after_secret`]): one
+//! written after a secret parameter (`?password=a&b=c`: an unencoded `&` in the password), or
+//! every part when the user info seems to have spilled over (`postgres://app:12/x?horse=b@db`:
+//! an unencoded `/` and `?` in the password make `app` and `12` the host and port, and the
+//! rest of the password the path and query).
 
 use percent_encoding::percent_decode_str;
 use url::{Host, Url};
 
-use super::{invalid, ConnArgs};
+use super::{invalid, is_secret_key, ConnArgs, Origin, Place};
 use crate::DriverError;
 
 /// Parses a whole connection URL (the caller has seen `scheme://`).
@@ -28,45 +33,71 @@ pub(super) fn parse(text: &str) -> Result<ConnArgs, DriverError> {
         ))
     })?;
     let mut args = ConnArgs::default();
+    let spilled = has_spilled_user_info(text);
+    let part = Origin {
+        place: Place::UrlPart,
+        after_secret: spilled,
+    };
     if !url.username().is_empty() {
-        args.set("user", decode(url.username(), "user name")?);
+        args.set_parsed("user", decode(url.username(), "user name")?, part);
     }
     match url.password() {
-        Some(password) => args.set("password", decode(password, "password")?),
+        Some(password) => args.set_parsed("password", decode(password, "password")?, part),
         // `user:@host`: the `url` crate drops an empty password; libpq keeps it (as `''`).
-        None if has_empty_password(text) => args.set("password", ""),
+        None if has_empty_password(text) => args.set_parsed("password", "", part),
         None => {}
     }
     match url.host() {
-        Some(Host::Ipv6(address)) => args.set("host", address.to_string()),
-        Some(Host::Ipv4(address)) => args.set("host", address.to_string()),
-        Some(Host::Domain(host)) if !host.is_empty() => args.set("host", decode(host, "host")?),
+        Some(Host::Ipv6(address)) => args.set_parsed("host", address.to_string(), part),
+        Some(Host::Ipv4(address)) => args.set_parsed("host", address.to_string(), part),
+        Some(Host::Domain(host)) if !host.is_empty() => {
+            args.set_parsed("host", decode(host, "host")?, part)
+        }
         _ => {}
     }
     if let Some(port) = url.port() {
-        args.set("port", port.to_string());
+        args.set_parsed("port", port.to_string(), part);
     }
     let path = url.path().strip_prefix('/').unwrap_or(url.path());
     if !path.is_empty() {
-        args.set("dbname", decode(path, "database name")?);
+        args.set_parsed("dbname", decode(path, "database name")?, part);
     }
-    for pair in url.query().into_iter().flat_map(|q| q.split('&')) {
-        if pair.is_empty() {
-            continue;
-        }
+    let mut after_secret = spilled;
+    let pairs = url.query().into_iter().flat_map(|q| q.split('&'));
+    for (index, pair) in pairs.filter(|pair| !pair.is_empty()).enumerate() {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let key = decode(key, "query parameter name")?;
         if key.is_empty() {
-            return Err(invalid(
-                "the connection URL has a query parameter without a name",
-            ));
+            return Err(invalid(format!(
+                "query parameter {} of the connection URL has no name; expected \
+                 ?key=value&key2=value2",
+                index + 1
+            )));
         }
-        args.set(&key, decode(value, "query parameter value")?);
+        let origin = Origin {
+            place: Place::QueryParameter(index + 1),
+            after_secret,
+        };
+        args.set_parsed(&key, decode(value, "query parameter value")?, origin);
+        after_secret |= is_secret_key(&key);
     }
     Ok(args)
 }
 
-/// Percent-decodes one part of the URL; `what` names the part in the error.
+/// Whether an `@` comes after the authority (`scheme://user:password@host:port`): the user info
+/// then ended early, at a `/`, `?` or `#` in an unencoded password (`app:12/x?a=b@db`): the
+/// user name and the start of the password became the host and port, and the rest of the
+/// password the path and query. An `@` in a query value is
+/// legal too, so this only makes every part count as a possible piece of a password: unknown
+/// names are pointed at by position and values are not shown. A false alarm costs a less
+/// helpful message, never a leak.
+fn has_spilled_user_info(text: &str) -> bool {
+    let after_scheme = text.split_once("://").map_or(text, |(_, rest)| rest);
+    after_scheme
+        .find(['/', '?', '#'])
+        .is_some_and(|end| after_scheme[end..].contains('@'))
+}
+
 /// Whether the URL's user info ends in `:` (an empty password), which `Url` cannot tell.
 fn has_empty_password(text: &str) -> bool {
     let after_scheme = text.split_once("://").map_or(text, |(_, rest)| rest);
@@ -79,6 +110,7 @@ fn has_empty_password(text: &str) -> bool {
         .is_some_and(|(userinfo, _)| userinfo.ends_with(':'))
 }
 
+/// Percent-decodes one part of the URL; `what` names the part in the error.
 /// A `%` not followed by two hex digits is an error, as in libpq (the `percent-encoding`
 /// crate would keep it literally, silently changing a password).
 fn decode(text: &str, what: &str) -> Result<String, DriverError> {
