@@ -44,7 +44,7 @@ impl Freed {
         let free = lock(&self.0).take();
         if let Some(free) = free {
             if catch_unwind(AssertUnwindSafe(free)).is_err() {
-                tracing::error!("freeing a dead connection's room panicked");
+                guard::log(|| tracing::error!("freeing a dead connection's room panicked"));
             }
         }
     }
@@ -115,30 +115,30 @@ impl Closer {
             tracing::error!(%error, "could not start a thread to close a dead connection; closed it in place");
             return;
         }
-        if !self.watch((deadline, Arc::clone(&freed))) {
-            // Shut (or no watchdog): nothing to hold the room for.
-            freed.fire();
+        match self.watch((deadline, Arc::clone(&freed))) {
+            Ok(true) => {}
+            // Shut: nothing to hold the room for.
+            Ok(false) => freed.fire(),
+            Err(error) => {
+                // No watchdog: the room is freed now, and only then logged.
+                freed.fire();
+                tracing::error!(%error, "could not start the closer watchdog");
+            }
         }
     }
 
-    /// Hands `pending` to the watchdog (starting it if needed); false if there is none.
-    fn watch(&self, pending: Pending) -> bool {
+    /// Hands `pending` to the watchdog (starting it if needed); false if there is none (the
+    /// pool is shut, or the watchdog just ended), `Err` if none could be started.
+    fn watch(&self, pending: Pending) -> std::io::Result<bool> {
         let mut watchdog = lock(&self.watchdog);
         if watchdog.stopped {
-            return false;
+            return Ok(false);
         }
         if watchdog.send.is_none() {
             let (send, receive) = channel::<Pending>();
-            match spawn("pool-closer", move || run(receive)) {
-                Ok(handle) => {
-                    watchdog.send = Some(send);
-                    watchdog.handle = Some(handle);
-                }
-                Err(error) => {
-                    tracing::error!(%error, "could not start the closer watchdog");
-                    return false;
-                }
-            }
+            let handle = spawn("pool-closer", move || run(receive))?;
+            watchdog.send = Some(send);
+            watchdog.handle = Some(handle);
         }
         let sent = watchdog
             .send
@@ -149,7 +149,7 @@ impl Closer {
             watchdog.send = None;
             watchdog.handle = None;
         }
-        sent
+        Ok(sent)
     }
 
     /// Stops the watchdog (rooms still held are freed: the pool is shut) and waits for the
@@ -186,16 +186,26 @@ fn run(incoming: Receiver<Pending>) {
     let mut pending: Vec<Pending> = Vec::new();
     loop {
         let now = Instant::now();
+        let mut overdue = 0usize;
         for (deadline, freed) in &pending {
             if *deadline <= now && !freed.fired() {
-                tracing::warn!(
-                    "closing a dead connection takes longer than {GRACE:?} (its network is \
-                     silent); freeing its room, the close goes on in the background"
-                );
                 freed.fire();
+                overdue += 1;
             }
         }
         pending.retain(|(_, freed)| !freed.fired());
+        // Logged only once every overdue room is free, and caught: a logging layer that
+        // panics must not kill the watchdog, or the closes still pending would keep their
+        // rooms until their network gives up instead of `GRACE`.
+        if overdue > 0 {
+            guard::log(|| {
+                tracing::warn!(
+                    overdue,
+                    "closing a dead connection takes longer than {GRACE:?} (its network is \
+                     silent); freed its room, the close goes on in the background"
+                );
+            });
+        }
         // Firing took time: measure what is left from now, not from the top of the pass.
         let now = Instant::now();
         let wait = pending

@@ -97,13 +97,15 @@ impl Conn {
 
     /// Rolls back, resets and parks the connection for the next `open` on any thread.
     ///
-    /// `Ok` also when the pool closes the connection for a reason that is not the caller's
-    /// failure: it broke, its holder panicked, the pool is shut down, or its session holds state
-    /// the driver cannot reset (`Stats::not_reusable`, for example a MariaDB role). Those are
-    /// reported through `tracing` and `Stats`. `Err(Error::Reset)` means the reset itself failed
-    /// (the server went away or timed out mid-reset): the connection was closed, nothing leaked,
-    /// and the work already committed stands, but the database may be unhealthy — a handler may
-    /// log it and still answer its request.
+    /// Returns `Ok` in every case today: once the request's work is done there is nothing
+    /// left for the caller to act on. Whatever happens to the connection after that is the
+    /// pool's business: it broke, its holder panicked, the pool is shut down, its reset failed
+    /// (the server went away or timed out mid-reset: [`crate::Stats::reset_failures`], logged
+    /// at WARN), or its session holds state the driver cannot reset ([`crate::Stats::not_reusable`],
+    /// for example a MariaDB role): the connection is closed instead of parked, its room comes
+    /// back, and the work already committed stands. A handler can write `db.release()?` without
+    /// turning a write that happened into an error response. The `Result` is kept so that a
+    /// future failure a caller could act on can be reported without breaking callers.
     pub fn release(mut self) -> Result<(), Error> {
         match self.lease.take() {
             Some(lease) => lease.release(),
@@ -116,7 +118,9 @@ impl Drop for Conn {
     fn drop(&mut self) {
         if let Some(lease) = self.lease.take() {
             if let Err(error) = lease.release() {
-                tracing::warn!(%error, "connection dropped without release could not be reset; closed it");
+                crate::guard::log(|| {
+                    tracing::warn!(%error, "connection dropped without release could not be reset; closed it");
+                });
             }
         }
     }

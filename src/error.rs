@@ -69,13 +69,6 @@ pub enum Error {
     },
     /// A statement failed; the connection may still be usable unless the driver marked it broken.
     Query(DriverError),
-    /// `release` could not reset the connection; it was closed instead of parked.
-    Reset {
-        /// Which pool, redacted.
-        pool: String,
-        /// The driver's error.
-        source: DriverError,
-    },
     /// `native::<T>()` asked for a type the driver does not have.
     NativeType {
         /// The type asked for.
@@ -123,8 +116,7 @@ impl Error {
             Error::Timeout(_)
             | Error::Connect { .. }
             | Error::TooManyWaiting { .. }
-            | Error::ShutDown
-            | Error::Reset { .. } => true,
+            | Error::ShutDown => true,
             Error::Query(e) => {
                 matches!(e.kind(), DriverErrorKind::Broken | DriverErrorKind::Timeout)
             }
@@ -209,11 +201,6 @@ impl fmt::Display for Error {
                  max_open or max_waiting"
             ),
             Error::Query(e) => write!(f, "query failed: {e}"),
-            Error::Reset { pool, source } => write!(
-                f,
-                "could not reset the connection on release ({pool}): {source}; it was closed \
-                 instead of parked, nothing leaked"
-            ),
             Error::NativeType { requested, actual } => write!(
                 f,
                 "this connection's native client is `{actual}`, not `{requested}`"
@@ -228,9 +215,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Connect { source, .. } | Error::Reset { source, .. } | Error::Query(source) => {
-                Some(source)
-            }
+            Error::Connect { source, .. } | Error::Query(source) => Some(source),
             _ => None,
         }
     }

@@ -33,9 +33,16 @@ pub(crate) fn guarded<T>(
 pub(crate) fn close<T>(connection: T) -> bool {
     let closed = catch_unwind(AssertUnwindSafe(move || drop(connection))).is_ok();
     if !closed {
-        let _ = catch_unwind(|| {
+        log(|| {
             tracing::error!("the driver panicked while closing a connection; it is gone anyway");
         });
     }
     closed
+}
+
+/// Emits a log event (`event` is a `tracing` macro call) on a path whose next step must not
+/// depend on the logging layer: a layer is user code and may panic, and the event is not worth
+/// a thread (the primer's, the closer's watchdog) or a changed outcome.
+pub(crate) fn log(event: impl FnOnce()) {
+    let _ = catch_unwind(AssertUnwindSafe(event));
 }

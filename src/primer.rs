@@ -12,9 +12,11 @@
 //! whether it was stopped live under one small lock, so a `wake` racing `stop` either starts a
 //! thread that `stop` then joins, or sees the primer stopped and starts nothing.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
 use crate::clock::Tick;
+use crate::guard;
 use crate::sync::{lock, spawn, sync_channel, thread::JoinHandle, Mutex, Receiver};
 use crate::sync::{RecvTimeoutError, SyncSender, TrySendError};
 
@@ -43,6 +45,10 @@ pub(crate) trait Primed: Send + Sync {
     fn prime_once(&self) -> PrimeOutcome;
     /// The longest pause between failed attempts (a setting, read on every failure).
     fn backoff_max(&self) -> Duration;
+    /// No primer thread can run (none could be started): the prime the pool counted as
+    /// pending will never come, so the pool must stop counting it, or it would never ask
+    /// again.
+    fn prime_abandoned(&self);
 }
 
 #[derive(Default)]
@@ -62,29 +68,48 @@ impl Primer {
     /// Asks the primer to fill the pool's empty stack, starting its thread on first use. Never
     /// blocks on the primer's work: the wake is a non-blocking send on a one-slot channel (a
     /// wake already pending is enough).
+    ///
+    /// Every wake reaches a running thread, or the pool hears that none can run: the pool
+    /// counts the prime as pending from the moment it asks, and only the primer (or
+    /// [`Primed::prime_abandoned`]) clears that, so a wake that went nowhere would stop the
+    /// pool from ever asking again. A thread that ended (it unwound: its receiver is gone) is
+    /// replaced by a new one.
     pub(crate) fn wake(&self, pool: &'static dyn Primed) {
         let mut thread = lock(&self.thread);
         if thread.stopped {
             return;
         }
-        if thread.wake.is_none() {
-            let (tx, rx) = sync_channel(1);
-            match spawn("pool-primer", move || run(pool, rx)) {
-                Ok(handle) => {
-                    thread.handle = Some(handle);
-                    thread.wake = Some(tx);
+        for _attempt in 0..2 {
+            if thread.wake.is_none() {
+                let (tx, rx) = sync_channel(1);
+                match spawn("pool-primer", move || run(pool, rx)) {
+                    Ok(handle) => {
+                        thread.handle = Some(handle);
+                        thread.wake = Some(tx);
+                    }
+                    Err(error) => {
+                        drop(thread);
+                        pool.prime_abandoned();
+                        tracing::error!(%error, "could not start the primer thread; pool will connect on demand");
+                        return;
+                    }
                 }
-                Err(error) => {
-                    tracing::error!(%error, "could not start the primer thread; pool will connect on demand");
-                    return;
+            }
+            let sent = thread.wake.as_ref().map(|wake| wake.try_send(()));
+            match sent {
+                Some(Ok(()) | Err(TrySendError::Full(()))) => return,
+                // The thread is gone (or going: it unwound). Its handle is dropped, not joined
+                // (never a join under this lock), and a new thread takes the wake.
+                Some(Err(TrySendError::Disconnected(()))) | None => {
+                    thread.wake = None;
+                    thread.handle = None;
                 }
             }
         }
-        if let Some(wake) = &thread.wake {
-            match wake.try_send(()) {
-                Ok(()) | Err(TrySendError::Full(())) | Err(TrySendError::Disconnected(())) => {}
-            }
-        }
+        // A fresh thread's receiver cannot be gone yet unless it died at once: give up here
+        // rather than spin, and let the next wake try again.
+        drop(thread);
+        pool.prime_abandoned();
     }
 
     /// Stops the primer for good and waits for it to finish (at most one connect attempt,
@@ -104,19 +129,25 @@ impl Primer {
     }
 }
 
-/// The primer thread's body.
+/// The primer thread's body. An attempt that panics (outside the guarded driver calls: a
+/// logging layer, say) counts as failed, and is retried after the pause: the attempt gave its
+/// reserved room back as it unwound, and the prime is still pending, so this thread must go on.
 fn run(pool: &'static dyn Primed, wake: Receiver<()>) {
     let mut jitter = Jitter::seeded();
     while wake.recv().is_ok() {
         let mut pause = BACKOFF_START;
         loop {
-            match pool.prime_once() {
+            let outcome = catch_unwind(AssertUnwindSafe(|| pool.prime_once()))
+                .unwrap_or(PrimeOutcome::Failed);
+            match outcome {
                 PrimeOutcome::Closed => return,
                 PrimeOutcome::Done { more: true } => pause = BACKOFF_START,
                 PrimeOutcome::Done { more: false } | PrimeOutcome::NotNeeded => break,
                 PrimeOutcome::Failed => {
                     let sleep = jitter.spread(pause);
-                    tracing::warn!(retry_in = ?sleep, "primer could not connect; backing off");
+                    guard::log(|| {
+                        tracing::warn!(retry_in = ?sleep, "primer could not connect; backing off");
+                    });
                     match wake.recv_timeout(sleep) {
                         Ok(()) | Err(RecvTimeoutError::Timeout) => {}
                         Err(RecvTimeoutError::Disconnected) => return,

@@ -88,7 +88,7 @@ impl Reaper {
 fn reap_guarded(pool: &'static dyn Reaped) -> Duration {
     let reap = std::panic::AssertUnwindSafe(|| pool.reap(Tick::now()));
     std::panic::catch_unwind(reap).unwrap_or_else(|_| {
-        let _ = std::panic::catch_unwind(|| {
+        crate::guard::log(|| {
             tracing::error!("a pool's sweep panicked on the reaper thread; it goes on");
         });
         AFTER_PANIC

@@ -284,9 +284,17 @@ impl Registry {
         settings
             .validate()
             .map_err(|message| Error::InvalidSettings { message })?;
-        *write(&self.defaults) = settings.clone();
-        for pool in self.all_pools() {
-            pool.configure(settings.clone(), false);
+        {
+            // Both held while the defaults reach every pool (lock order: pools, defaults,
+            // then each pool's state; each `configure` is a short critical section, no I/O):
+            // two racing `configure_defaults` leave the pools on the same defaults the
+            // registry keeps, and a pool created meanwhile gets them too.
+            let pools = read(&self.pools);
+            let mut defaults = write(&self.defaults);
+            *defaults = settings.clone();
+            for pool in pools.by_key.values().flat_map(|m| m.values()) {
+                pool.configure(settings.clone(), false);
+            }
         }
         self.wake_reaper();
         Ok(())

@@ -78,6 +78,13 @@ struct Queue<I> {
     stopped: bool,
 }
 
+/// An item `submit` did not queue, for the caller to reset itself.
+pub(crate) struct Rejected<I> {
+    pub(crate) item: I,
+    /// No resetter thread could be started: to be logged once the item is settled.
+    pub(crate) spawn_error: Option<std::io::Error>,
+}
+
 /// The handle a pool keeps on its resetter thread.
 pub(crate) struct Resetter<I> {
     queue: Mutex<Queue<I>>,
@@ -102,21 +109,30 @@ impl<I> Default for Resetter<I> {
 }
 
 impl<I: Send + 'static> Resetter<I> {
-    /// Hands `item` to the pool's resetter thread, starting it if needed. `Err(item)`: the
-    /// queue is full, the pool is stopping, or no thread could be started; the caller then
-    /// resets it itself.
-    pub(crate) fn submit(&self, pool: &'static dyn Resets<Item = I>, item: I) -> Result<(), I> {
+    /// Hands `item` to the pool's resetter thread, starting it if needed. `Err`: the queue is
+    /// full, the pool is stopping, or no thread could be started; the caller then resets the
+    /// item itself, and only then reports `Rejected::spawn_error` (the item's room is counted
+    /// until its reset is settled, so nothing is logged before).
+    pub(crate) fn submit(
+        &self,
+        pool: &'static dyn Resets<Item = I>,
+        item: I,
+    ) -> Result<(), Rejected<I>> {
         let mut queue = lock(&self.queue);
         if queue.stopped || queue.items.len() >= MAX_QUEUED {
-            return Err(item);
+            return Err(Rejected {
+                item,
+                spawn_error: None,
+            });
         }
         if !queue.running {
             match spawn("pool-reset", move || run(pool)) {
                 Ok(_detached) => queue.running = true,
                 Err(error) => {
-                    drop(queue);
-                    tracing::warn!(%error, "could not start a resetter thread; resetting on the caller's thread");
-                    return Err(item);
+                    return Err(Rejected {
+                        item,
+                        spawn_error: Some(error),
+                    })
                 }
             }
         }
@@ -165,12 +181,12 @@ fn run<I: Send + 'static>(pool: &'static dyn Resets<Item = I>) {
             drop(queue);
             // The reset is guarded (a panicking driver); so is the report of it, because a
             // logging layer may panic too, and this thread must outlive both.
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let reset = std::panic::AssertUnwindSafe(|| pool.reset_released(item));
-                if std::panic::catch_unwind(reset).is_err() {
+            let reset = std::panic::AssertUnwindSafe(|| pool.reset_released(item));
+            if std::panic::catch_unwind(reset).is_err() {
+                crate::guard::log(|| {
                     tracing::error!("a connection's reset panicked on the resetter thread");
-                }
-            }));
+                });
+            }
             queue = lock(&this.queue);
             idle_since = Instant::now();
             continue;

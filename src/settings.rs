@@ -57,8 +57,8 @@ pub struct Settings {
     /// returns at once; the connection counts against `max_open` and cannot be taken until its
     /// reset is done, and a failed reset closes it (logged at WARN, counted in
     /// [`crate::Stats::reset_failures`]) without failing the caller. Default `true`; `false`
-    /// resets on the releasing thread and returns [`crate::Error::Reset`] from `release` when
-    /// the reset fails. (Under a burst the resetter's short queue fills and releases reset
+    /// resets on the releasing thread, which then waits for the reset (a failed one is handled
+    /// the same way: closed, counted, logged; `release` still returns `Ok`). (Under a burst the resetter's short queue fills and releases reset
     /// inline either way.) Applies to [`ResetMode::Full`] only: a `RollbackOnly` reset always
     /// runs on the releasing thread (see `resets_in_background`).
     pub background_reset: bool,

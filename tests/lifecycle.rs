@@ -4,6 +4,7 @@
 mod common;
 
 use std::sync::atomic::Ordering::SeqCst;
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use pool::{Error, Settings};
 #[test]
 fn defaults_then_shutdown() {
     defaults_apply_to_pools_without_their_own_settings();
+    configure_wins_over_a_racing_configure_defaults();
     shutdown_closes_parked_fails_waiters_and_joins_threads();
     open_after_shutdown_starts_a_fresh_pool();
 }
@@ -49,6 +51,49 @@ fn defaults_apply_to_pools_without_their_own_settings() {
     });
     assert!(matches!(bad, Err(Error::InvalidSettings { .. })));
     pool::configure_defaults(Settings::default()).unwrap();
+}
+
+/// `configure` for one key racing `configure_defaults`: once `configure` has returned, its
+/// settings hold, whichever ran first. (The key's "configured on its own" mark used to be read,
+/// then the defaults applied, with nothing held in between: a `configure` that returned in
+/// that window was silently overwritten.)
+fn configure_wins_over_a_racing_configure_defaults() {
+    let defaults = Settings {
+        max_open: 32,
+        ..Settings::default()
+    };
+    let mut overwritten = 0;
+    for trial in 0..300 {
+        let db = new_db("configure-race");
+        let args = format!("db={}", db.name);
+        // The pool exists on the defaults, so `configure_defaults` reaches it.
+        pool::open("fake", &args).unwrap().release().unwrap();
+        let own_args = args.clone();
+        let start = Arc::new(Barrier::new(2));
+        let own_start = Arc::clone(&start);
+        let own = thread::spawn(move || {
+            let own = Settings {
+                max_open: 5,
+                ..Settings::default()
+            };
+            own_start.wait();
+            pool::configure("fake", &own_args, own).unwrap();
+        });
+        start.wait();
+        if trial % 2 == 0 {
+            thread::yield_now();
+        }
+        pool::configure_defaults(defaults.clone()).unwrap();
+        own.join().unwrap();
+        if pool::stats("fake", &args).unwrap().max_open != 5 {
+            overwritten += 1;
+        }
+    }
+    pool::configure_defaults(Settings::default()).unwrap();
+    assert_eq!(
+        overwritten, 0,
+        "explicit settings overwritten by the defaults"
+    );
 }
 
 /// Threads of this process whose name starts with `prefix`.

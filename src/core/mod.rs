@@ -50,11 +50,13 @@ use state::{Acquire, Decided, Released, Retried, State};
 pub(crate) use state::{Checking, Counts, Dropped, PrimeStart, Taken};
 use waiter::{Grant, Waiter};
 
-/// What the core needs to know about a connection it parks: its lease slot and when it was
-/// parked (for the fast slot's validation rule).
+/// What the core needs to know about a connection it parks: its lease slot, when it was
+/// parked (for the fast slot's validation rule) and its release order (from
+/// `KeyCore::release_order`, taken when its release began: where it belongs in the LIFO).
 pub(crate) trait Parkable: Send + 'static {
     fn lease(&self) -> LeaseId;
     fn parked_at(&self) -> Tick;
+    fn released(&self) -> u64;
 }
 
 /// What `open` gets from the core.
@@ -122,6 +124,12 @@ pub(crate) struct KeyCore<T> {
     leak_detection: AtomicBool,
     /// Mirror of `settings.resets_in_background()`.
     background_reset: AtomicBool,
+    /// The release counter: each release (and each primed connection) takes the next number,
+    /// its place in the LIFO order (`State`'s invariant 5).
+    releases: AtomicU64,
+    /// Mirror: the release order of the top of the locked stack (0: empty). Sequentially
+    /// consistent, paired with the fast slot (see `park` and `after_stack_push`).
+    top_released: AtomicU64,
     pub(crate) counters: Counters,
 }
 
@@ -142,6 +150,8 @@ impl<T: Parkable> KeyCore<T> {
             max_lifetime: AtomicU64::new(u64::MAX),
             leak_detection: AtomicBool::new(false),
             background_reset: AtomicBool::new(false),
+            releases: AtomicU64::new(1),
+            top_released: AtomicU64::new(0),
             state: Mutex::new(State::new(settings, parks)),
             counters: Counters::default(),
         };
@@ -175,6 +185,10 @@ impl<T: Parkable> KeyCore<T> {
         publish(&self.stack_empty, mirrors.stack_empty);
         publish(&self.prime_possible, mirrors.could_prime);
         publish_u64(&self.suspect_before, mirrors.suspect_before.as_nanos());
+        if self.top_released.load(Ordering::Relaxed) != mirrors.top_released {
+            self.top_released
+                .store(mirrors.top_released, Ordering::SeqCst);
+        }
         let settings = &state.settings;
         publish_u64(
             &self.validate_after,
@@ -449,28 +463,58 @@ impl<T: Parkable> KeyCore<T> {
 
     /// Parks a released, reset connection: into the fast slot when nobody waits (no lock),
     /// else through the lock. See the module doc for why the re-check is enough.
+    ///
+    /// LIFO by release order: the slot is the top only while its connection is newer than the
+    /// stack's top. A reset that finishes after a later release parked in the slot puts an
+    /// older connection on the stack; `after_stack_push` then moves the slot's one down to its
+    /// place. The other way round (the slot filled with an older connection right after a
+    /// newer one reached the stack) is caught here: both sides write, then read the other's
+    /// (sequentially consistent), so at least one of them sees the other.
     #[inline]
     pub(crate) fn park(&self, item: Box<T>) {
         if self.waiters_present.load(Ordering::SeqCst) {
             self.park_locked(item);
             return;
         }
+        let released = item.released();
         if let Some(older) = self.fast.put(item) {
             // The slot held an earlier release: it goes onto the stack, under the newer one.
             self.park_locked(older);
         }
-        if self.waiters_present.load(Ordering::SeqCst) || self.closed.load(Ordering::SeqCst) {
-            // A waiter queued (or shutdown began) meanwhile: serve it through the lock.
+        if self.waiters_present.load(Ordering::SeqCst)
+            || self.closed.load(Ordering::SeqCst)
+            || self.top_released.load(Ordering::SeqCst) > released
+        {
+            // A waiter queued (or shutdown began) meanwhile: serve it through the lock. Or a
+            // newer release is on the stack: the slot's one goes below it.
             self.flush_fast();
         }
     }
 
-    /// Parks through the lock: onto the stack, or to the front waiter; closed if shut.
+    /// Parks through the lock: onto the stack by its release order, or to the front waiter;
+    /// closed if shut.
     fn park_locked(&self, item: Box<T>) {
-        let (lease, parked_at) = (item.lease(), item.parked_at());
-        if let Released::Close(item) = self.locked(|s| s.release(item, lease, parked_at)) {
+        let (lease, parked_at, released) = (item.lease(), item.parked_at(), item.released());
+        if let Released::Close(item) = self.locked(|s| s.release(item, lease, parked_at, released))
+        {
             self.close(item, false);
         }
+    }
+
+    /// After something reached the stack by its release order (a finished reset, a primed or
+    /// checked connection): the fast slot's connection may be older than it, so it goes to
+    /// its place on the stack too, and `open` takes the newest first (the pairing in `park`).
+    fn after_stack_push(&self) {
+        if self.fast.is_occupied() {
+            self.flush_fast();
+        }
+    }
+
+    /// The next number of the release counter: a release's place in the LIFO order, taken
+    /// when the release begins (`KeyPool::release`), before its reset, however long that takes.
+    #[inline]
+    pub(crate) fn release_order(&self) -> u64 {
+        self.releases.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Moves the fast slot's connection onto the stack, so the reaper and shutdown see it.
@@ -493,11 +537,13 @@ impl<T: Parkable> KeyCore<T> {
         self.locked(|s| s.begin_reset());
     }
 
-    /// Its reset succeeded: parked through the lock (or handed to a waiter); closed if shut.
+    /// Its reset succeeded: parked through the lock by its release order (or handed to a
+    /// waiter); closed if shut.
     pub(crate) fn reset_done(&self, item: Box<T>) {
-        let (lease, parked_at) = (item.lease(), item.parked_at());
-        if let Released::Close(item) = self.locked(|s| s.reset_done(item, lease, parked_at)) {
-            self.close(item, false);
+        let (lease, parked_at, released) = (item.lease(), item.parked_at(), item.released());
+        match self.locked(|s| s.reset_done(item, lease, parked_at, released)) {
+            Released::Close(item) => self.close(item, false),
+            Released::Kept { .. } => self.after_stack_push(),
         }
     }
 
@@ -594,13 +640,22 @@ impl<T: Parkable> KeyCore<T> {
         item: Box<T>,
         record: Arc<LeaseRecord>,
     ) -> Option<bool> {
-        match self.locked(|s| s.prime_done(reservation, item, record, Tick::now())) {
-            Released::Kept { more } => Some(more),
+        let released = self.release_order();
+        match self.locked(|s| s.prime_done(reservation, item, record, Tick::now(), released)) {
+            Released::Kept { more } => {
+                self.after_stack_push();
+                Some(more)
+            }
             Released::Close(item) => {
                 self.close(item, false);
                 None
             }
         }
+    }
+
+    /// No primer thread can run: the pending prime will never come (see `State::prime_abandoned`).
+    pub(crate) fn prime_abandoned(&self) {
+        self.locked(|s| s.prime_abandoned());
     }
 
     /// The primer's connect or detach failed.
@@ -635,7 +690,10 @@ impl<T: Parkable> KeyCore<T> {
     /// block on a silent network), counted as closing until `closed_one`.
     #[must_use = "a dead connection must be closed, then `closed_one` called"]
     pub(crate) fn check_done(&self, checked: Checking<Box<T>>, alive: bool) -> Option<Box<T>> {
-        let dead = self.locked(|s| s.check_done(checked, alive, Tick::now()))?;
+        let Some(dead) = self.locked(|s| s.check_done(checked, alive, Tick::now())) else {
+            self.after_stack_push();
+            return None;
+        };
         self.count_closed(!alive);
         Some(dead)
     }
@@ -671,8 +729,10 @@ impl<T: Parkable> KeyCore<T> {
 
     // ---- settings and stats -------------------------------------------------------------
 
-    pub(crate) fn reconfigure(&self, settings: Settings) {
-        self.locked(|s| s.reconfigure(settings));
+    /// Applies `settings` (see `State::configure`); false if the defaults were refused
+    /// because the key has settings of its own.
+    pub(crate) fn configure(&self, settings: Settings, explicit: bool) -> bool {
+        self.locked(|s| s.configure(settings, explicit))
     }
 
     /// Reads a setting under the lock.

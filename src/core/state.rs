@@ -27,6 +27,20 @@
 //! 4. **Reset before reuse.** A released connection reaches the stack (or a waiter) only
 //!    through `reset_done`, after its reset finished: while `resetting` it is in no place
 //!    `open` can take from.
+//! 5. **LIFO by release order.** The stack is sorted by each connection's release order
+//!    (`released`, strictly increasing from bottom to top), so `open` takes the most recently
+//!    released connection, however long each one's reset took.
+//!
+//! # The stack's order
+//!
+//! Every release takes a number from the pool's release counter (`KeyCore::release_order`)
+//! when it starts, and so does the primer when it parks a fresh connection. Resets finish out
+//! of order (one on the resetter thread, a later one on the releasing thread when the
+//! resetter's queue is full), so a connection is inserted where its number belongs instead of
+//! pushed on top. Nearly always that is the top (one comparison); a reset that finishes late
+//! goes below the connections released after it. The fast slot, outside this state, holds a
+//! connection newer than the top of this stack whenever no release is in flight: see
+//! `KeyCore::park` and `KeyCore::after_stack_push`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -47,12 +61,13 @@ pub(crate) struct Idle<E> {
     alive_at: Tick,
     /// Its slot in the lease table, kept for the connection's whole life.
     lease: LeaseId,
+    /// Its place in the release order (see "The stack's order" in the module doc).
+    released: u64,
 }
 
-/// A parked connection the reaper has taken out to check (counted in `checking`).
+/// A parked connection the reaper has taken out to check (counted in `checking`); it goes back
+/// to its place by release order.
 pub(crate) struct Checking<E> {
-    /// Where it was in the stack, to put it back in LIFO order.
-    index: usize,
     pub(crate) idle: Idle<E>,
 }
 
@@ -149,6 +164,8 @@ pub(crate) struct Mirrors {
     pub(crate) could_prime: bool,
     pub(crate) suspect_before: Tick,
     pub(crate) closed: bool,
+    /// The release order of the top of the stack (0: empty).
+    pub(crate) top_released: u64,
 }
 
 /// The state of one pool, guarded by its lock.
@@ -165,6 +182,10 @@ pub(crate) struct State<E> {
     waiters: VecDeque<Arc<Waiter<E>>>,
     leases: Leases,
     pub(crate) settings: Settings,
+    /// Configured for this key on its own (`pool::configure`): `configure_defaults` leaves it
+    /// alone. Under the lock with `settings`, so "is it explicit?" and "apply the defaults"
+    /// are one decision: a `configure` that returned is never undone by the defaults.
+    explicit: bool,
     /// Whether connections can be parked at all (`Driver::can_detach`). If not, nothing is
     /// ever primed: a primed connection could only be closed again.
     parks: bool,
@@ -196,6 +217,7 @@ impl<E> State<E> {
             waiters: VecDeque::new(),
             leases: Leases::default(),
             settings,
+            explicit: false,
             parks,
             suspect_before: Tick::default(),
             prime_pending: false,
@@ -273,6 +295,7 @@ impl<E> State<E> {
             could_prime: self.could_prime(),
             suspect_before: self.suspect_before,
             closed: self.closed,
+            top_released: self.top_released(),
         }
     }
 
@@ -349,6 +372,18 @@ impl<E> State<E> {
     /// Applies new settings; `settle` gives waiters any room a larger limit made.
     pub(crate) fn reconfigure(&mut self, settings: Settings) {
         self.settings = settings;
+    }
+
+    /// Applies settings from `pool::configure` (`explicit`: this key's own, which win from then
+    /// on) or from `configure_defaults` (ignored once the key has its own). Returns whether
+    /// they were applied.
+    pub(crate) fn configure(&mut self, settings: Settings, explicit: bool) -> bool {
+        if !explicit && self.explicit {
+            return false;
+        }
+        self.explicit |= explicit;
+        self.reconfigure(settings);
+        true
     }
 
     /// Pops the top of the stack as a lease. Asks for a prime when it took the last one.
@@ -518,7 +553,7 @@ impl<E> State<E> {
 
     /// Hands `item` to the front waiter if it is starving; otherwise parks it on top of the
     /// stack (and `settle` wakes the front waiter to come and take it; see `super::waiter`).
-    fn park_or_hand(&mut self, item: E, lease: LeaseId, now: Tick) {
+    fn park_or_hand(&mut self, item: E, lease: LeaseId, now: Tick, released: u64) {
         if self.waiters.front().is_some_and(|w| w.is_starving(now)) {
             if let Some(waiter) = self.pop_front_waiter() {
                 self.in_use += 1;
@@ -527,21 +562,44 @@ impl<E> State<E> {
                 return;
             }
         }
-        self.idle.push(Idle {
+        self.push_in_order(Idle {
             item,
             parked_at: now,
             alive_at: now,
             lease,
+            released,
         });
     }
 
-    /// A user released a healthy, reset connection.
-    pub(crate) fn release(&mut self, item: E, lease: LeaseId, now: Tick) -> Released<E> {
+    /// Puts `idle` where its release order belongs (invariant 5): above every connection
+    /// released before it. Usually the top, found with one comparison.
+    fn push_in_order(&mut self, idle: Idle<E>) {
+        let at = self
+            .idle
+            .iter()
+            .rposition(|below| below.released <= idle.released)
+            .map_or(0, |below| below + 1);
+        self.idle.insert(at, idle);
+    }
+
+    /// The release order of the top of the stack (0 when empty), for `KeyCore`'s fast slot.
+    pub(crate) fn top_released(&self) -> u64 {
+        self.idle.last().map_or(0, |i| i.released)
+    }
+
+    /// A user released a healthy, reset connection (`released`: its release order).
+    pub(crate) fn release(
+        &mut self,
+        item: E,
+        lease: LeaseId,
+        now: Tick,
+        released: u64,
+    ) -> Released<E> {
         self.unlease(lease, self.closed);
         if self.closed {
             return Released::Close(item);
         }
-        self.park_or_hand(item, lease, now);
+        self.park_or_hand(item, lease, now, released);
         Released::Kept { more: false }
     }
 
@@ -552,14 +610,21 @@ impl<E> State<E> {
         self.resetting += 1;
     }
 
-    /// Its reset succeeded: park it (or hand it to a starving waiter); closed if shut.
-    pub(crate) fn reset_done(&mut self, item: E, lease: LeaseId, now: Tick) -> Released<E> {
+    /// Its reset succeeded: park it by its release order `released` (or hand it to a
+    /// starving waiter); closed if shut.
+    pub(crate) fn reset_done(
+        &mut self,
+        item: E,
+        lease: LeaseId,
+        now: Tick,
+        released: u64,
+    ) -> Released<E> {
         self.resetting -= 1;
         if self.closed {
             self.leases.free(lease);
             return Released::Close(item);
         }
-        self.park_or_hand(item, lease, now);
+        self.park_or_hand(item, lease, now, released);
         Released::Kept { more: false }
     }
 
@@ -665,13 +730,15 @@ impl<E> State<E> {
         PrimeStart::Go(self.reserve())
     }
 
-    /// The primer connected and detached a fresh connection.
+    /// The primer connected and detached a fresh connection; `released`: the release order it
+    /// is parked with (taken when it is parked: it counts as released then).
     pub(crate) fn prime_done(
         &mut self,
         reservation: Reservation,
         item: E,
         record: Arc<LeaseRecord>,
         now: Tick,
+        released: u64,
     ) -> Released<E> {
         reservation.redeem();
         self.opening -= 1;
@@ -680,11 +747,17 @@ impl<E> State<E> {
             return Released::Close(item);
         }
         let lease = self.leases.register(record);
-        self.park_or_hand(item, lease, now);
+        self.park_or_hand(item, lease, now, released);
         // Still below the warm floor: the primer goes on with the next one.
         Released::Kept {
             more: self.want_prime_below_floor(),
         }
+    }
+
+    /// The prime asked for will never come (no primer thread could run): not pending any more,
+    /// so the next emptied stack asks again.
+    pub(crate) fn prime_abandoned(&mut self) {
+        self.prime_pending = false;
     }
 
     /// The primer's connect (or detach) failed; it will try again after a pause.
@@ -772,17 +845,16 @@ impl<E> State<E> {
         })?;
         self.checking += 1;
         Some(Checking {
-            index,
             idle: self.idle.remove(index),
         })
     }
 
     /// The reaper's check of a connection taken by `take_for_check` finished. A live one goes
-    /// back where it was; a dead one (or any, once the pool is shut) is returned for closing,
+    /// back to its place by release order; a dead one (or any, once the pool is shut) is returned for closing,
     /// counted in `closing` until `closed`.
     pub(crate) fn check_done(&mut self, checked: Checking<E>, alive: bool, now: Tick) -> Option<E> {
         self.checking -= 1;
-        let Checking { index, mut idle } = checked;
+        let Checking { mut idle } = checked;
         if self.closed || !alive {
             self.leases.free(idle.lease);
             self.closing += 1;
@@ -792,8 +864,7 @@ impl<E> State<E> {
             return Some(idle.item);
         }
         idle.alive_at = now;
-        let at = index.min(self.idle.len());
-        self.idle.insert(at, idle);
+        self.push_in_order(idle);
         None
     }
 
@@ -822,6 +893,10 @@ impl<E> State<E> {
 impl<E> State<E> {
     pub(crate) fn parked(&self) -> impl Iterator<Item = &E> {
         self.idle.iter().map(|i| &i.item)
+    }
+    /// The stack's release orders, bottom to top.
+    pub(crate) fn parked_order(&self) -> impl Iterator<Item = u64> + '_ {
+        self.idle.iter().map(|i| i.released)
     }
     pub(crate) fn in_use(&self) -> usize {
         self.in_use

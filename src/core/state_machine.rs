@@ -51,8 +51,12 @@ struct Harness {
     next_id: Id,
     /// Connections in callers' hands, with their lease.
     held: Vec<(Id, LeaseId)>,
-    /// Released connections whose reset runs (on the resetter), with their lease.
-    resetting: Vec<(Id, LeaseId)>,
+    /// Released connections whose reset runs (on the resetter), with their lease and release
+    /// order.
+    resetting: Vec<(Id, LeaseId, u64)>,
+    /// The release counter (`KeyCore::release_order`): each release and each prime takes
+    /// the next number.
+    releases: u64,
     /// Caller connects in flight.
     connecting: Vec<Reservation>,
     /// The primer's connect in flight.
@@ -85,6 +89,7 @@ impl Harness {
             next_id: 0,
             held: Vec::new(),
             resetting: Vec::new(),
+            releases: 0,
             connecting: Vec::new(),
             priming: None,
             checking: Vec::new(),
@@ -100,6 +105,12 @@ impl Harness {
     fn new_connection(&mut self) -> (Id, Arc<LeaseRecord>) {
         self.next_id += 1;
         (self.next_id, Arc::default())
+    }
+
+    /// The next release order.
+    fn release_order(&mut self) -> u64 {
+        self.releases += 1;
+        self.releases
     }
 
     fn close_for_good(&mut self, id: Id) {
@@ -231,10 +242,13 @@ impl Harness {
             // handed to the resetter.
             3 | 4 => {
                 if let Some((id, lease)) = pop_random(&mut self.held, rng) {
+                    let order = self.release_order();
                     if rng.chance(50) {
                         self.state.begin_reset();
-                        self.resetting.push((id, lease));
-                    } else if let Released::Close(id) = self.state.release(id, lease, self.now) {
+                        self.resetting.push((id, lease, order));
+                    } else if let Released::Close(id) =
+                        self.state.release(id, lease, self.now, order)
+                    {
                         assert!(self.shut, "release closed a connection of an open pool");
                         self.close_for_good(id);
                     }
@@ -242,9 +256,11 @@ impl Harness {
             }
             // A reset finishes: parked, or (failed) closed.
             17 | 18 => {
-                if let Some((id, lease)) = pop_random(&mut self.resetting, rng) {
+                if let Some((id, lease, order)) = pop_random(&mut self.resetting, rng) {
                     if rng.chance(80) {
-                        if let Released::Close(id) = self.state.reset_done(id, lease, self.now) {
+                        if let Released::Close(id) =
+                            self.state.reset_done(id, lease, self.now, order)
+                        {
                             assert!(self.shut, "a reset connection closed by an open pool");
                             self.close_for_good(id);
                         }
@@ -380,8 +396,10 @@ impl Harness {
                 Some(reservation) => {
                     if rng.chance(80) {
                         let (id, record) = self.new_connection();
+                        let order = self.release_order();
                         if let Released::Close(id) =
-                            self.state.prime_done(reservation, id, record, self.now)
+                            self.state
+                                .prime_done(reservation, id, record, self.now, order)
                         {
                             assert!(self.shut);
                             self.closed.insert(id);
@@ -473,7 +491,7 @@ impl Harness {
             .iter()
             .chain(&in_slots)
             .chain(self.held.iter().map(|(id, _)| id))
-            .chain(self.resetting.iter().map(|(id, _)| id))
+            .chain(self.resetting.iter().map(|(id, _, _)| id))
             .chain(self.checking.iter().map(|c| &c.idle.item))
             .chain(&self.closing)
             .chain(&self.closed);
@@ -517,6 +535,15 @@ impl Harness {
                 }
             }
         }
+
+        // 5. LIFO by release order: the stack is sorted by it, newest on top, however the
+        // resets finished.
+        let order: Vec<u64> = state.parked_order().collect();
+        assert!(
+            order.windows(2).all(|pair| pair[0] < pair[1]),
+            "the stack is not in release order: {order:?}"
+        );
+        assert_eq!(mirrors.top_released, order.last().copied().unwrap_or(0));
 
         // The mirrors say what the state says.
         assert_eq!(mirrors.waiting, !queued.is_empty());
@@ -608,11 +635,11 @@ fn handing_to_a_starving_front_waiter_passes_the_wake_up_on() {
     state.enqueue(Arc::clone(&w1));
     state.enqueue(Arc::clone(&w2));
     state.settle();
-    let _ = state.release(held[0].0, held[0].1, now);
+    let _ = state.release(held[0].0, held[0].1, now, 1);
     state.settle();
     assert!(w1.peek(|g| matches!(g, Some(Grant::Retry))));
     let later = now + Duration::from_millis(2);
-    let _ = state.release(held[1].0, held[1].1, later);
+    let _ = state.release(held[1].0, held[1].1, later, 2);
     state.settle();
     assert!(w1.peek(|g| matches!(g, Some(Grant::Item(2, _)))));
     assert!(
@@ -629,7 +656,7 @@ fn a_parked_connection_means_waiting_cannot_deadlock() {
     let front = Arc::new(Waiter::new(now));
     state.enqueue(Arc::clone(&front));
     state.settle();
-    let _ = state.release(held[0].0, held[0].1, now);
+    let _ = state.release(held[0].0, held[0].1, now, 1);
     state.settle();
     let later = now + Duration::from_millis(2);
     assert!(matches!(state.acquire(later), Acquire::Wait));
@@ -651,7 +678,7 @@ fn every_slot_freed_by_expiry_reaches_a_waiter() {
     let now = Tick::from_nanos(1_000_000_000);
     let mut leases = connect(&mut state, 3, now);
     for (id, lease) in leases.drain(..2) {
-        let _ = state.release(id, lease, now);
+        let _ = state.release(id, lease, now, u64::from(id));
     }
     state.settle();
     // Two parked and idle, one in use; the holder keeps it and two callers wait (after the
@@ -704,7 +731,7 @@ fn an_open_during_a_reset_waits_for_it_instead_of_connecting() {
         waiter.peek(|g| g.is_none()),
         "the waiter was served while the only spare connection was still being reset"
     );
-    let _ = state.reset_done(id, lease, now);
+    let _ = state.reset_done(id, lease, now, 1);
     state.settle();
     assert!(waiter.peek(|g| matches!(g, Some(Grant::Retry))));
     let _ = waiter.take();

@@ -3,26 +3,33 @@
 use std::sync::Arc;
 
 use super::entry::{Entry, Slot};
+use super::open::UNWOUND;
+use super::unsettled::Unsettled;
 use super::KeyPool;
 use crate::clock::Tick;
 use crate::core::{Dropped, PrimeStart};
-use crate::guard::guarded;
+use crate::guard::{self, guarded};
 use crate::primer::PrimeOutcome;
 use crate::sync::Ordering;
 use pool_driver::Driver;
 
 impl<D: Driver> KeyPool<D> {
-    /// One primer attempt (called on the primer thread).
+    /// One primer attempt (called on the primer thread). Like `open`, it holds its reserved
+    /// room in an `Unsettled` and logs only once the room is settled.
     pub(crate) fn prime_once(&self) -> PrimeOutcome {
         let reservation = match self.core.prime_begin() {
             PrimeStart::Go(reservation) => reservation,
             PrimeStart::NotNeeded => return PrimeOutcome::NotNeeded,
             PrimeStart::Closed => return PrimeOutcome::Closed,
         };
+        let reserved = Unsettled::new(reservation, |reservation| {
+            self.core.prime_failed(reservation, UNWOUND.to_owned())
+        });
         let conn = match self.connect() {
             Ok(conn) => conn,
             Err(error) => {
-                self.core.prime_failed(reservation, error.to_string());
+                self.core.prime_failed(reserved.settle(), error.to_string());
+                self.report_connect(Some(&error));
                 return PrimeOutcome::Failed;
             }
         };
@@ -31,9 +38,15 @@ impl<D: Driver> KeyPool<D> {
             Ok(handle) => {
                 let item = Entry::parked(handle);
                 let record = Arc::clone(&item.record);
-                match self.core.prime_done(reservation, item, record) {
+                let parked = self.core.prime_done(reserved.settle(), item, record);
+                // A panicking logging layer must not turn this success into a failure (the
+                // primer would retry, and add a connection nobody asked for).
+                guard::log(|| self.report_connect(None));
+                match parked {
                     Some(more) => {
-                        tracing::debug!(pool = %self.label(), "primer parked a fresh connection");
+                        guard::log(|| {
+                            tracing::debug!(pool = %self.label(), "primer parked a fresh connection");
+                        });
                         PrimeOutcome::Done { more }
                     }
                     None => PrimeOutcome::Closed,
@@ -42,8 +55,8 @@ impl<D: Driver> KeyPool<D> {
             Err(error) => {
                 let error = self.scrub(error);
                 self.core.count_closed(true);
+                self.core.prime_failed(reserved.settle(), error.to_string());
                 tracing::warn!(pool = %self.label(), %error, "primer could not reset a fresh connection; closed it");
-                self.core.prime_failed(reservation, error.to_string());
                 PrimeOutcome::Failed
             }
         }

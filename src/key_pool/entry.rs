@@ -35,6 +35,8 @@ pub(crate) struct Entry<D: Driver> {
     pub(crate) record: Arc<LeaseRecord>,
     /// When it was last released: validation and idle expiry measure from here.
     pub(crate) parked_at: Tick,
+    /// Its last release's place in the LIFO order (`KeyCore::release_order`).
+    pub(crate) released: u64,
     /// When it was opened: `max_lifetime` measures from here.
     born: Tick,
     /// How much earlier than `max_lifetime` this connection retires, in thousandths of it
@@ -51,6 +53,7 @@ impl<D: Driver> Entry<D> {
             lease: 0,
             record: Arc::default(),
             parked_at: Tick::default(),
+            released: 0,
             born,
             lifetime_cut: 0,
         });
@@ -94,6 +97,11 @@ impl<D: Driver> Parkable for Entry<D> {
     #[inline]
     fn parked_at(&self) -> Tick {
         self.parked_at
+    }
+
+    #[inline]
+    fn released(&self) -> u64 {
+        self.released
     }
 }
 

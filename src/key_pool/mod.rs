@@ -11,6 +11,7 @@ mod background;
 mod entry;
 mod open;
 mod release;
+mod unsettled;
 
 use std::panic::Location;
 use std::sync::Arc;
@@ -43,8 +44,6 @@ pub(crate) struct KeyPool<D: Driver> {
     core: KeyCore<Entry<D>>,
     /// `Driver::can_detach`, asked once (guarded): false means nothing is ever parked.
     parks: bool,
-    /// Configured for this key on its own: `configure_defaults` leaves it alone.
-    explicit: AtomicBool,
     /// `open` found a dead connection: the reaper should check the rest now.
     sweep_requested: AtomicBool,
     /// When the reaper should next look at this pool. Touched only by the reaper thread.
@@ -74,13 +73,16 @@ impl<D: Driver> KeyPool<D> {
         // Pools live as long as the process (see ARCHITECTURE.md, "Lifetimes"): leasing a
         // connection then needs no reference count, which keeps two atomic operations off
         // every open/release.
+        let core = KeyCore::new(label, settings.clone(), parks);
+        if explicit {
+            core.configure(settings.clone(), true);
+        }
         Box::leak(Box::new(Self {
             next_reap: Mutex::new(Tick::now() + settings.sweep_interval()),
-            core: KeyCore::new(label, settings, parks),
+            core,
             parks,
             driver,
             args,
-            explicit: AtomicBool::new(explicit),
             sweep_requested: AtomicBool::new(false),
             primer: Primer::default(),
             closer: Closer::default(),
@@ -137,6 +139,10 @@ impl<D: Driver> Primed for KeyPool<D> {
     fn backoff_max(&self) -> Duration {
         self.core.setting(|s| s.primer_backoff_max)
     }
+
+    fn prime_abandoned(&self) {
+        self.core.prime_abandoned();
+    }
 }
 
 impl<D: Driver> AnyDriver for Arc<D> {
@@ -186,12 +192,9 @@ impl<D: Driver> AnyPool for KeyPool<D> {
     }
 
     fn configure(&self, settings: Settings, explicit: bool) {
-        if explicit {
-            self.explicit.store(true, Ordering::Relaxed);
-        } else if self.explicit.load(Ordering::Relaxed) {
+        if !self.core.configure(settings, explicit) {
             return;
         }
-        self.core.reconfigure(settings);
         // The reaper's schedule follows the new settings now, not after the old interval: the
         // registry wakes the reaper after every configure, and this makes it sweep this pool
         // (which sets the next sweep from the new `reap_interval`).

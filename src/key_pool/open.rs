@@ -1,10 +1,15 @@
 //! `open` for one key: ask the core, then check, attach or connect outside every lock.
+//!
+//! As in `release.rs`: every count the core hands out (a connection taken in use, room
+//! reserved for a connect) is held in an `Unsettled` until it is settled, and nothing is
+//! logged before that, so a panicking logging layer cannot keep a room counted.
 
 use std::mem;
 use std::panic::Location;
 use std::sync::Arc;
 
 use super::entry::{Entry, Slot};
+use super::unsettled::Unsettled;
 use super::{Item, KeyPool};
 use crate::clock::Tick;
 use crate::conn::Conn;
@@ -27,17 +32,21 @@ impl<D: Driver> KeyPool<D> {
         loop {
             match got {
                 Got::Parked(taken) => {
+                    // Counted in use: given back if anything unwinds before it is settled.
+                    let in_use =
+                        Unsettled::new(taken.lease, |lease| self.core.discard(lease, false, None));
                     if taken.prime {
                         self.wake_primer();
                     }
-                    let lease = taken.lease;
                     let now = Tick::now();
                     if taken
                         .item
                         .past_lifetime(self.core.max_lifetime_nanos(), now)
                     {
                         guard::close(taken.item);
-                        got = self.core.open_after_aged(lease, &mut attempt, now)?;
+                        got = self
+                            .core
+                            .open_after_aged(in_use.settle(), &mut attempt, now)?;
                         continue;
                     }
                     let validated = taken.validate;
@@ -45,17 +54,18 @@ impl<D: Driver> KeyPool<D> {
                         Ok(entry) => {
                             // A validation is a round trip: the hand-out is after it.
                             let handed_out = || if validated { Tick::now() } else { now };
-                            let conn = self.lease_out(entry, lease, now, at);
+                            let conn = self.lease_out(entry, in_use.settle(), now, at);
                             // After the lease: from here a panic drops a `Conn`, which
                             // gives its room back (the record is guarded anyway).
                             self.metrics.acquired(started, handed_out);
                             return Ok(conn);
                         }
-                        Err((why, dead)) => {
+                        Err(mut failed) => {
                             // Counted as closing first, then handed to the closer, which
-                            // uncounts it when it is gone.
-                            let evicted = self.core.drop_dead(lease, why);
-                            match dead {
+                            // uncounts it when it is gone; logged once that is settled.
+                            let why = failed.why;
+                            let evicted = self.core.drop_dead(in_use.settle(), why);
+                            match failed.handle.take() {
                                 Some(handle) => self.close_dead(handle),
                                 None => self.core.closed_one(),
                             }
@@ -63,6 +73,7 @@ impl<D: Driver> KeyPool<D> {
                                 self.close_dead(parked);
                             }
                             self.request_sweep();
+                            failed.report(self.label());
                             got = self.core.open_again(why, &mut attempt, now)?;
                         }
                     }
@@ -83,20 +94,23 @@ impl<D: Driver> KeyPool<D> {
     /// not attach. `Dropped::Silent`: the check used up most of `check_timeout` (the network
     /// may have gone quiet), so the caller should connect fresh rather than check the other
     /// parked connections one by one.
-    fn revive(
-        &self,
-        mut entry: Item<D>,
-        validate: bool,
-    ) -> Result<Item<D>, (Dropped, Option<D::Handle>)> {
+    fn revive(&self, mut entry: Item<D>, validate: bool) -> Result<Item<D>, NotRevived<D>> {
         let Slot::Parked(mut handle) = mem::replace(&mut entry.slot, Slot::Empty) else {
-            return Err((Dropped::Dead, None));
+            return Err(NotRevived {
+                why: Dropped::Dead,
+                handle: None,
+                attach_error: None,
+            });
         };
         if validate {
             let timeout = self.core.setting(|s| s.check_timeout);
             if let Some(why) = self.check(&mut handle, timeout) {
-                tracing::warn!(pool = %self.label(), ?why, "dropped a dead parked connection before hand-out");
                 // Its close may wait on the silent network: the caller hands it to the closer.
-                return Err((why, Some(handle)));
+                return Err(NotRevived {
+                    why,
+                    handle: Some(handle),
+                    attach_error: None,
+                });
             }
         }
         match guarded("attach", || self.driver.attach(handle)) {
@@ -104,10 +118,11 @@ impl<D: Driver> KeyPool<D> {
                 entry.slot = Slot::Attached(conn);
                 Ok(entry)
             }
-            Err(error) => {
-                tracing::warn!(pool = %self.label(), error = %self.scrub(error), "attach failed; closed the connection");
-                Err((Dropped::Dead, None))
-            }
+            Err(error) => Err(NotRevived {
+                why: Dropped::Dead,
+                handle: None,
+                attach_error: Some(self.scrub(error)),
+            }),
         }
     }
 
@@ -135,21 +150,30 @@ impl<D: Driver> KeyPool<D> {
         reservation: Reservation,
         at: &'static Location<'static>,
     ) -> Result<Conn, Error> {
-        match self.connect() {
+        let reserved = Unsettled::new(reservation, |reservation| {
+            self.core.connect_failed(reservation, UNWOUND.to_owned())
+        });
+        let connected = self.connect();
+        match connected {
             Ok(conn) => {
                 let entry = Entry::attached(conn);
                 let record = Arc::clone(&entry.record);
-                match self.core.connected(reservation, record) {
+                let lease = self.core.connected(reserved.settle(), record);
+                let conn = match lease {
                     Some(lease) => Ok(self.lease_out(entry, lease, Tick::now(), at)),
                     None => {
                         guard::close(entry);
                         self.core.count_closed(false);
                         Err(Error::ShutDown)
                     }
-                }
+                };
+                self.report_connect(None);
+                conn
             }
             Err(source) => {
-                self.core.connect_failed(reservation, source.to_string());
+                self.core
+                    .connect_failed(reserved.settle(), source.to_string());
+                self.report_connect(Some(&source));
                 Err(Error::Connect {
                     pool: self.label().to_owned(),
                     source,
@@ -158,20 +182,54 @@ impl<D: Driver> KeyPool<D> {
         }
     }
 
-    /// One connect attempt, logged; the error comes back scrubbed.
+    /// One connect attempt, counted; the error comes back scrubbed. Not logged here: the
+    /// caller holds reserved room, and logs with `report_connect` once that is settled.
     pub(super) fn connect(&self) -> Result<D::Conn, DriverError> {
         let timeout = self.core.setting(|s| s.connect_timeout);
         match guarded("connect", || self.driver.connect(&self.args, timeout)) {
             Ok(conn) => {
                 Counters::bump(&self.core.counters.opened);
-                tracing::debug!(pool = %self.label(), "opened a connection");
                 Ok(conn)
             }
             Err(error) => {
-                let error = self.scrub(error);
                 Counters::bump(&self.core.counters.connect_failures);
-                tracing::warn!(pool = %self.label(), %error, "connect failed");
-                Err(error)
+                Err(self.scrub(error))
+            }
+        }
+    }
+
+    /// Logs a connect attempt's outcome (`failed`: its scrubbed error), after its reserved
+    /// room was settled.
+    pub(super) fn report_connect(&self, failed: Option<&DriverError>) {
+        match failed {
+            None => tracing::debug!(pool = %self.label(), "opened a connection"),
+            Some(error) => tracing::warn!(pool = %self.label(), %error, "connect failed"),
+        }
+    }
+}
+
+/// What a reserved connect that unwound (a panic outside the guarded driver call) reports as
+/// its connect error.
+pub(super) const UNWOUND: &str = "the connect was interrupted by a panic";
+
+/// A parked connection `revive` could not hand out: why, the handle to close (unless the
+/// driver consumed it), and the attach error to report.
+struct NotRevived<D: Driver> {
+    why: Dropped,
+    handle: Option<D::Handle>,
+    attach_error: Option<DriverError>,
+}
+
+impl<D: Driver> NotRevived<D> {
+    /// Logs it; called only once its count is settled.
+    fn report(&self, pool: &str) {
+        match &self.attach_error {
+            Some(error) => {
+                tracing::warn!(pool = %pool, %error, "attach failed; closed the connection");
+            }
+            None => {
+                let why = self.why;
+                tracing::warn!(pool = %pool, ?why, "dropped a dead parked connection before hand-out");
             }
         }
     }

@@ -406,3 +406,26 @@ fn resets_inline_and_in_background_while_the_reset_mode_switches() {
         run(&server, 2, others, || worker(3, false, false));
     });
 }
+
+/// `configure` for a key racing `configure_defaults`: once `configure` has returned, its
+/// settings hold, whichever of the two ran first (the defaults never overwrite a key
+/// configured on its own).
+#[test]
+fn configure_wins_over_a_racing_configure_defaults() {
+    check(|| {
+        let server = Arc::new(Server::default());
+        pool_model::register(ModelDriver(Arc::clone(&server))).expect("register");
+        // The pool exists on the defaults, not configured on its own yet.
+        pool_model::stats("model", ARGS).expect("stats");
+        let defaults = thread::spawn(|| {
+            pool_model::configure_defaults(settings(1, Duration::from_secs(30)))
+                .expect("configure_defaults");
+        });
+        pool_model::configure("model", ARGS, settings(3, Duration::from_secs(30)))
+            .expect("configure");
+        defaults.join().expect("configure_defaults thread");
+        let max_open = pool_model::stats("model", ARGS).expect("stats").max_open;
+        assert_eq!(max_open, 3, "the defaults overwrote the key's own settings");
+        pool_model::shutdown();
+    });
+}
