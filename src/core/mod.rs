@@ -128,7 +128,7 @@ pub(crate) struct KeyCore<T> {
     /// its place in the LIFO order (`State`'s invariant 5).
     releases: AtomicU64,
     /// Mirror: the release order of the top of the locked stack (0: empty). Sequentially
-    /// consistent, paired with the fast slot (see `park` and `after_stack_push`).
+    /// consistent, paired with the fast slot (see `park` and `around_stack_push`).
     top_released: AtomicU64,
     pub(crate) counters: Counters,
 }
@@ -466,7 +466,7 @@ impl<T: Parkable> KeyCore<T> {
     ///
     /// LIFO by release order: the slot is the top only while its connection is newer than the
     /// stack's top. A reset that finishes after a later release parked in the slot puts an
-    /// older connection on the stack; `after_stack_push` then moves the slot's one down to its
+    /// older connection on the stack; `around_stack_push` then moves the slot's one down to its
     /// place. The other way round (the slot filled with an older connection right after a
     /// newer one reached the stack) is caught here: both sides write, then read the other's
     /// (sequentially consistent), so at least one of them sees the other.
@@ -501,10 +501,21 @@ impl<T: Parkable> KeyCore<T> {
         }
     }
 
-    /// After something reached the stack by its release order (a finished reset, a primed or
-    /// checked connection): the fast slot's connection may be older than it, so it goes to
-    /// its place on the stack too, and `open` takes the newest first (the pairing in `park`).
-    fn after_stack_push(&self) {
+    /// Around anything that reaches the stack by its release order (a finished reset, a
+    /// primed or checked connection): the fast slot's connection may be older than it, so it
+    /// goes to its place on the stack too, and `open` takes the newest first. Before the push,
+    /// so that when the push settles (a reset's `resetting` count drops) the order already
+    /// holds; after it, for a clean release that filled the slot meanwhile (the pairing in
+    /// `park`).
+    fn around_stack_push<R>(&self, push: impl FnOnce() -> R) -> R {
+        self.yield_fast_slot();
+        let pushed = push();
+        self.yield_fast_slot();
+        pushed
+    }
+
+    /// Moves the fast slot's connection, if any, onto the stack (its place by release order).
+    fn yield_fast_slot(&self) {
         if self.fast.is_occupied() {
             self.flush_fast();
         }
@@ -541,9 +552,10 @@ impl<T: Parkable> KeyCore<T> {
     /// waiter); closed if shut.
     pub(crate) fn reset_done(&self, item: Box<T>) {
         let (lease, parked_at, released) = (item.lease(), item.parked_at(), item.released());
-        match self.locked(|s| s.reset_done(item, lease, parked_at, released)) {
-            Released::Close(item) => self.close(item, false),
-            Released::Kept { .. } => self.after_stack_push(),
+        let done = self
+            .around_stack_push(|| self.locked(|s| s.reset_done(item, lease, parked_at, released)));
+        if let Released::Close(item) = done {
+            self.close(item, false);
         }
     }
 
@@ -641,11 +653,11 @@ impl<T: Parkable> KeyCore<T> {
         record: Arc<LeaseRecord>,
     ) -> Option<bool> {
         let released = self.release_order();
-        match self.locked(|s| s.prime_done(reservation, item, record, Tick::now(), released)) {
-            Released::Kept { more } => {
-                self.after_stack_push();
-                Some(more)
-            }
+        let done = self.around_stack_push(|| {
+            self.locked(|s| s.prime_done(reservation, item, record, Tick::now(), released))
+        });
+        match done {
+            Released::Kept { more } => Some(more),
             Released::Close(item) => {
                 self.close(item, false);
                 None
@@ -690,10 +702,8 @@ impl<T: Parkable> KeyCore<T> {
     /// block on a silent network), counted as closing until `closed_one`.
     #[must_use = "a dead connection must be closed, then `closed_one` called"]
     pub(crate) fn check_done(&self, checked: Checking<Box<T>>, alive: bool) -> Option<Box<T>> {
-        let Some(dead) = self.locked(|s| s.check_done(checked, alive, Tick::now())) else {
-            self.after_stack_push();
-            return None;
-        };
+        let dead =
+            self.around_stack_push(|| self.locked(|s| s.check_done(checked, alive, Tick::now())))?;
         self.count_closed(!alive);
         Some(dead)
     }

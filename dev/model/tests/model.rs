@@ -43,6 +43,8 @@ struct ModelDriver(Arc<Server>);
 
 struct ModelConn {
     server: Arc<Server>,
+    /// Which server connection it is.
+    id: usize,
     broken: bool,
     /// A statement changed its session and no reset ran since: it must never be handed out.
     dirty: bool,
@@ -67,13 +69,15 @@ impl Driver for ModelDriver {
     fn connect(&self, _: &ConnArgs, _: Duration) -> Result<ModelConn, DriverError> {
         let server = &self.0;
         // Every third connect fails: exercises freed reservations.
-        if server.next.fetch_add(1, SeqCst) % 3 == 2 {
+        let id = server.next.fetch_add(1, SeqCst);
+        if id % 3 == 2 {
             return Err(DriverError::new(DriverErrorKind::Connect, "refused"));
         }
         let live = server.live.fetch_add(1, SeqCst) + 1;
         server.peak.fetch_max(live, SeqCst);
         Ok(ModelConn {
             server: Arc::clone(server),
+            id,
             broken: false,
             dirty: false,
             opened_after_shutdown: server.shut.load(SeqCst),
@@ -427,5 +431,41 @@ fn configure_wins_over_a_racing_configure_defaults() {
         let max_open = pool_model::stats("model", ARGS).expect("stats").max_open;
         assert_eq!(max_open, 3, "the defaults overwrote the key's own settings");
         pool_model::shutdown();
+    });
+}
+
+/// LIFO by release order, whatever the resets do: three connections released in order a
+/// (dirty), b (clean: parked at once, in the fast slot), c (dirty), while the resetter thread
+/// races the releases (a reset may finish before or after the next release, and a release may
+/// find the resetter's queue full and reset inline). Once every reset is done, the next opens
+/// get c, b, a.
+#[test]
+fn hand_out_order_is_release_order_whatever_the_resets_do() {
+    check(|| {
+        let server = start(3, Duration::from_secs(30));
+        let mut held: Vec<_> = (0..3).map(|_| open_retrying()).collect();
+        let ids: Vec<usize> = held
+            .iter()
+            .map(|c| c.native::<ModelConn>().expect("a model connection").id)
+            .collect();
+        for (index, conn) in held.iter_mut().enumerate() {
+            if index != 1 {
+                conn.query("SET x", &[]).expect("query");
+            }
+        }
+        for conn in held {
+            conn.release().expect("release");
+        }
+        while pool_model::stats("model", ARGS).expect("stats").resetting > 0 {
+            thread::yield_now();
+        }
+        let again: Vec<_> = (0..3).map(|_| open_retrying()).collect();
+        let got: Vec<usize> = again
+            .iter()
+            .map(|c| c.native::<ModelConn>().expect("a model connection").id)
+            .collect();
+        assert_eq!(got, [ids[2], ids[1], ids[0]], "not the reverse of the release order");
+        drop(again);
+        finish(&server, 3);
     });
 }
