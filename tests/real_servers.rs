@@ -75,6 +75,10 @@ fn session_moves_between_threads(servers: SharedServers, #[case] backend: Backen
     })
     .join()
     .expect("thread A");
+    // A's session is parked once its reset (on the resetter thread) is done; an open before
+    // that waits for it or takes a spare the primer opened meanwhile. Wait for what "released"
+    // means here: no reset and no connect in flight.
+    user.settled();
     let on_b = thread::spawn(move || {
         let mut conn = pool::open(driver, &args).expect("open on thread B");
         let id = backend.session_id(&mut conn);
@@ -84,6 +88,40 @@ fn session_moves_between_threads(servers: SharedServers, #[case] backend: Backen
     .join()
     .expect("thread B");
     assert_eq!(on_a, on_b, "thread B got the session thread A released");
+}
+
+/// 2b. LIFO by release order with the resets in the background: three sessions used and
+/// released in order a, b, c come back c, b, a, however the resets finished (one on the
+/// resetter thread, a later one on the releasing thread when the resetter's queue was full).
+#[rstest]
+#[case::postgres(Backend::Postgres)]
+#[case::mariadb(Backend::Maria)]
+fn released_sessions_come_back_newest_first(servers: SharedServers, #[case] backend: Backend) {
+    let user = servers.user(backend, "lifo");
+    // Three at most, all held at once: the primer has no room to add a spare in between.
+    user.configure(Settings {
+        max_open: 3,
+        ..Settings::default()
+    });
+    for round in 0..3 {
+        let mut held: Vec<_> = (0..3).map(|_| user.open()).collect();
+        let ids: Vec<i64> = held.iter_mut().map(|c| backend.session_id(c)).collect();
+        for conn in held {
+            conn.release().expect("release");
+        }
+        user.settled();
+        let mut again: Vec<_> = (0..3).map(|_| user.open()).collect();
+        let got: Vec<i64> = again.iter_mut().map(|c| backend.session_id(c)).collect();
+        assert_eq!(
+            got,
+            [ids[2], ids[1], ids[0]],
+            "round {round}: not newest first"
+        );
+        for conn in again {
+            conn.release().expect("release");
+        }
+        user.settled();
+    }
 }
 
 /// 3. An uncommitted transaction at release is rolled back: its row is gone and the next user

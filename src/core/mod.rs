@@ -97,6 +97,10 @@ impl<'a> Attempt<'a> {
 /// its whole `acquire_timeout`.
 pub(crate) const RESET_PATIENCE: Duration = Duration::from_secs(1);
 
+/// The release order of a connection no user has released yet (a primed one): below every
+/// release. The release counter starts above it.
+pub(crate) const NEVER_RELEASED: u64 = 0;
+
 /// All shared state of one key's pool.
 pub(crate) struct KeyCore<T> {
     /// `driver redacted-args`: how errors and logs name this pool.
@@ -124,8 +128,8 @@ pub(crate) struct KeyCore<T> {
     leak_detection: AtomicBool,
     /// Mirror of `settings.resets_in_background()`.
     background_reset: AtomicBool,
-    /// The release counter: each release (and each primed connection) takes the next number,
-    /// its place in the LIFO order (`State`'s invariant 5).
+    /// The release counter: each release takes the next number, its place in the LIFO order
+    /// (`State`'s invariant 5).
     releases: AtomicU64,
     /// Mirror: the release order of the top of the locked stack (0: empty). Sequentially
     /// consistent, paired with the fast slot (see `park` and `around_stack_push`).
@@ -150,7 +154,7 @@ impl<T: Parkable> KeyCore<T> {
             max_lifetime: AtomicU64::new(u64::MAX),
             leak_detection: AtomicBool::new(false),
             background_reset: AtomicBool::new(false),
-            releases: AtomicU64::new(1),
+            releases: AtomicU64::new(NEVER_RELEASED + 1),
             top_released: AtomicU64::new(0),
             state: Mutex::new(State::new(settings, parks)),
             counters: Counters::default(),
@@ -652,9 +656,9 @@ impl<T: Parkable> KeyCore<T> {
         item: Box<T>,
         record: Arc<LeaseRecord>,
     ) -> Option<bool> {
-        let released = self.release_order();
+        // Never released: older than every release, so it sits below the released ones.
         let done = self.around_stack_push(|| {
-            self.locked(|s| s.prime_done(reservation, item, record, Tick::now(), released))
+            self.locked(|s| s.prime_done(reservation, item, record, Tick::now(), NEVER_RELEASED))
         });
         match done {
             Released::Kept { more } => Some(more),

@@ -28,13 +28,16 @@
 //!    through `reset_done`, after its reset finished: while `resetting` it is in no place
 //!    `open` can take from.
 //! 5. **LIFO by release order.** The stack is sorted by each connection's release order
-//!    (`released`, strictly increasing from bottom to top), so `open` takes the most recently
-//!    released connection, however long each one's reset took.
+//!    (`released`, increasing from bottom to top), so `open` takes the most recently released
+//!    connection, however long each one's reset took.
 //!
 //! # The stack's order
 //!
 //! Every release takes a number from the pool's release counter (`KeyCore::release_order`)
-//! when it starts, and so does the primer when it parks a fresh connection. Resets finish out
+//! when it starts. A primed connection was never released: it counts as older than every
+//! release (`NEVER_RELEASED`, 0) and sits below the released ones, so it is handed out only
+//! once no released one is parked, which is when the primer was asked for it, and a
+//! connection a user just released is always the next one handed out. Resets finish out
 //! of order (one on the resetter thread, a later one on the releasing thread when the
 //! resetter's queue is full), so a connection is inserted where its number belongs instead of
 //! pushed on top. Nearly always that is the top (one comparison); a reset that finishes late
@@ -731,7 +734,7 @@ impl<E> State<E> {
     }
 
     /// The primer connected and detached a fresh connection; `released`: the release order it
-    /// is parked with (taken when it is parked: it counts as released then).
+    /// is parked with (`NEVER_RELEASED`: below every released connection).
     pub(crate) fn prime_done(
         &mut self,
         reservation: Reservation,
@@ -793,18 +796,20 @@ impl<E> State<E> {
     pub(crate) fn expire_idle(&mut self, now: Tick) -> Vec<E> {
         let timeout = self.settings.idle_timeout;
         let mut expired = Vec::new();
-        // The stack is LIFO, so the oldest parked connections sit at the bottom.
+        // The stack is in release order, so the longest parked sit at the bottom; a primed
+        // connection (never released) sits below them however recently it was parked, so the
+        // scan goes on past one that is not idle long enough yet.
         let floor = self.settings.min_idle.max(1);
-        while self.total() - self.closing > floor
-            && self
-                .idle
-                .first()
-                .is_some_and(|i| now.since(i.parked_at) > timeout)
-        {
-            let idle = self.idle.remove(0);
-            self.leases.free(idle.lease);
-            self.closing += 1;
-            expired.push(idle.item);
+        let mut index = 0;
+        while index < self.idle.len() && self.total() - self.closing > floor {
+            if now.since(self.idle[index].parked_at) > timeout {
+                let idle = self.idle.remove(index);
+                self.leases.free(idle.lease);
+                self.closing += 1;
+                expired.push(idle.item);
+            } else {
+                index += 1;
+            }
         }
         expired
     }

@@ -347,17 +347,26 @@ impl TestUser<'_> {
             .unwrap_or_else(|e| panic!("open as {} failed: {e}", self.name))
     }
 
-    /// Releases `conn` so that the next `open` gets this same session back: first lets any
-    /// spare the primer is opening be parked (else it could land on top of this one), then
-    /// releases, then waits until the background reset parked it (LIFO: it is on top).
+    /// Releases `conn` and waits until its reset (on the resetter thread) is done, so that the
+    /// next `open` gets this same session back: it is then the newest parked connection (LIFO
+    /// by release order; a spare the primer parks meanwhile goes below it).
     #[track_caller]
     pub fn release_on_top(&self, conn: Conn) -> Stats {
-        super::wait_until("no connect in flight", super::SOON, || {
-            self.stats().opening == 0
-        });
         conn.release()
             .unwrap_or_else(|e| panic!("release as {} failed: {e}", self.name));
-        super::after_resets(|| self.stats())
+        self.settled()
+    }
+
+    /// Waits until no released connection of this user's key is still being reset and no
+    /// connect is in flight (the primer's spare included), and returns the stats then: every
+    /// released session is parked, in release order.
+    #[track_caller]
+    pub fn settled(&self) -> Stats {
+        super::wait_until("no reset or connect in flight", super::SOON, || {
+            let s = self.stats();
+            s.resetting == 0 && s.opening == 0
+        });
+        self.stats()
     }
 
     /// `pool::configure` for this user's key.
