@@ -9,7 +9,8 @@
 //! remember its answer. `shutdown` empties the maps and bumps `generation`, which invalidates
 //! every thread's cache.
 //!
-//! Lock order: `shutting` (held for a whole `shutdown`), then `drivers`, then `pools`, then
+//! Lock order: `shutting` (held for a whole `shutdown`) or `configuring` (held for a whole
+//! `configure_defaults`; the two are never nested), then `drivers`, then `pools`, then
 //! `defaults`, then `reaper`; a pool's own lock is
 //! never taken while any of these is held except through `AnyPool::configure`/`stats`, which
 //! take only that pool's state lock and call no driver.
@@ -52,6 +53,10 @@ pub(crate) struct Registry {
     /// Held for a whole `shutdown`, so a second concurrent call returns only once the first
     /// has closed everything (first in the lock order).
     shutting: Mutex<()>,
+    /// Held for a whole `configure_defaults`, so two concurrent calls apply one after the
+    /// other and every pool ends on the defaults the registry keeps (first in the lock order,
+    /// beside `shutting`; no engine thread takes it).
+    configuring: Mutex<()>,
     drivers: RwLock<FxHashMap<String, Arc<dyn AnyDriver>>>,
     pools: RwLock<Pools>,
     defaults: RwLock<Settings>,
@@ -92,6 +97,7 @@ impl Registry {
     fn with_builtin_drivers() -> Registry {
         let registry = Registry {
             shutting: Mutex::new(()),
+            configuring: Mutex::new(()),
             drivers: RwLock::new(FxHashMap::default()),
             pools: RwLock::new(Pools::default()),
             defaults: RwLock::new(Settings::default()),
@@ -284,17 +290,13 @@ impl Registry {
         settings
             .validate()
             .map_err(|message| Error::InvalidSettings { message })?;
-        {
-            // Both held while the defaults reach every pool (lock order: pools, defaults,
-            // then each pool's state; each `configure` is a short critical section, no I/O):
-            // two racing `configure_defaults` leave the pools on the same defaults the
-            // registry keeps, and a pool created meanwhile gets them too.
-            let pools = read(&self.pools);
-            let mut defaults = write(&self.defaults);
-            *defaults = settings.clone();
-            for pool in pools.by_key.values().flat_map(|m| m.values()) {
-                pool.configure(settings.clone(), false);
-            }
+        let _one_at_a_time = lock(&self.configuring);
+        // A pool created from here on reads the new defaults (under the `pools` lock); one
+        // created before is in the list below (one created in between gets them twice).
+        *write(&self.defaults) = settings.clone();
+        for pool in self.all_pools() {
+            // A key configured on its own keeps its settings: decided under its state lock.
+            pool.configure(settings.clone(), false);
         }
         self.wake_reaper();
         Ok(())
