@@ -1,6 +1,7 @@
 //! [`MyConn`]: an open `mysql::Conn`, the uniform SQL surface on it, and its broken flag.
 
 use std::any::Any;
+use std::cell::Cell;
 use std::fmt;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use pool_driver::{ConnArgs, Connection, DriverError, DriverErrorKind, Rows, Valu
 use crate::convert::{self, Outcome};
 use crate::error::{self, Phase};
 use crate::opts::SessionTimeouts;
+use crate::reset::Identity;
 use crate::socket;
 
 /// How long closing a connection may block on its goodbye (`COM_STMT_CLOSE`s and `COM_QUIT`,
@@ -35,13 +37,18 @@ pub struct MyConn {
     version: (u16, u16, u16),
     /// The arguments it was opened with, to scrub secrets from every message.
     args: ConnArgs,
-    /// Set when the session may hold state that `COM_RESET_CONNECTION` does not undo: another
-    /// current database (`USE`) or role (`SET ROLE`), or anything done through the native client.
-    sticky_state: bool,
-    /// Whether anything ran on the session (or the native client was borrowed mutably) since it
-    /// was opened or last reset. An untouched session has nothing to reset, so release skips
-    /// the round trip.
-    touched: bool,
+    /// What the server said the session's role, database and account were right after
+    /// connect: what every full reset must find again (see `reset.rs`).
+    identity: Identity,
+    /// Whether the server may keep statement profiles; cleared once it refuses `SHOW PROFILES`.
+    profiling: bool,
+    /// Whether anything may have changed the session since it was opened or last reset: a
+    /// statement ran, or the native client was reached (`native` or `native_mut`). An untouched
+    /// session has nothing to reset, so release parks it with no round trip. Which statement
+    /// ran does not matter: the reset asks the server what it kept. A `Cell`, because
+    /// `native(&self)` sets it: through `&mysql::Conn` nobody can run a statement, but the
+    /// socket is reachable (`AsRawFd`), and the driver cannot prove nothing changed.
+    touched: Cell<bool>,
 }
 
 impl MyConn {
@@ -50,6 +57,7 @@ impl MyConn {
         session: SessionTimeouts,
         op_bound: Duration,
         args: ConnArgs,
+        identity: Identity,
     ) -> Self {
         let version = conn.server_version();
         Self {
@@ -59,8 +67,9 @@ impl MyConn {
             op_bound,
             version,
             args,
-            sticky_state: false,
-            touched: false,
+            identity,
+            profiling: true,
+            touched: Cell::new(false),
         }
     }
 
@@ -73,24 +82,37 @@ impl MyConn {
         self.op_bound
     }
 
-    /// Whether the session may hold state a plain reset leaves behind (see [`Self::run`]).
-    pub(crate) fn has_sticky_state(&self) -> bool {
-        self.sticky_state
+    pub(crate) fn server_version(&self) -> (u16, u16, u16) {
+        self.version
+    }
+
+    /// What the session was when it was opened (see [`Identity`]).
+    pub(crate) fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    pub(crate) fn has_profiling(&self) -> bool {
+        self.profiling
+    }
+
+    /// The server refused `SHOW PROFILES`: it keeps none, later resets do not ask.
+    pub(crate) fn profiling_refused(&mut self) {
+        self.profiling = false;
+    }
+
+    /// `text` without the secret values of the connection's arguments.
+    pub(crate) fn scrub(&self, text: &str) -> String {
+        self.args.scrub(text)
     }
 
     /// Whether the session was used since it was opened or last reset.
     pub(crate) fn is_touched(&self) -> bool {
-        self.touched
+        self.touched.get()
     }
 
     /// After a successful reset: the session is as fresh as a new one.
     pub(crate) fn reset_done(&mut self) {
-        self.touched = false;
-    }
-
-    /// After a reset that also cleared the sticky state.
-    pub(crate) fn sticky_state_cleared(&mut self) {
-        self.sticky_state = false;
+        self.touched.set(false);
     }
 
     pub(crate) fn mark_broken(&mut self) {
@@ -149,10 +171,7 @@ impl MyConn {
         if self.broken {
             return Err(error::already_broken());
         }
-        self.touched = true;
-        if may_set_sticky_state(sql) {
-            self.sticky_state = true;
-        }
+        self.touched.set(true);
         let result = if params.is_empty() {
             self.conn
                 .query_iter(sql)
@@ -180,15 +199,18 @@ impl Connection for MyConn {
         self.broken
     }
 
+    /// Marks the session used, as `native_mut` does: through `&mysql::Conn` no statement can
+    /// run, but its socket can be reached (`AsRawFd`) and its options changed, so the next
+    /// release runs the full reset, which also puts the socket timeouts back.
     fn native(&self) -> &dyn Any {
+        self.touched.set(true);
         &self.conn
     }
 
-    /// Marks the session as possibly holding sticky state: the native client can `select_db`
-    /// or `SET ROLE`, so the next full reset is the thorough one.
+    /// Marks the session used: the native client can run anything (`select_db`, `SET ROLE`,
+    /// `change_user`…); the reset finds out what from the server.
     fn native_mut(&mut self) -> &mut dyn Any {
-        self.sticky_state = true;
-        self.touched = true;
+        self.touched.set(true);
         &mut self.conn
     }
 
@@ -198,42 +220,8 @@ impl Connection for MyConn {
 
     /// The same rule `detach` applies: an untouched session is parked with no round trip.
     fn needs_reset(&self) -> bool {
-        self.touched || self.sticky_state
+        self.touched.get()
     }
-}
-
-/// Whether `sql` may change what `COM_RESET_CONNECTION` keeps: the current database (`USE db`)
-/// or the current role (`SET ROLE r`). Looks at words, ignoring case: any word `use`, or `role`
-/// right after `set`. False positives (`WHERE note = 'use it'`) only make the next release use
-/// the slower thorough reset; there are no false negatives for SQL sent through this API.
-fn may_set_sticky_state(sql: &str) -> bool {
-    let bytes = sql.as_bytes();
-    let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80;
-    let mut previous: &[u8] = b"";
-    let mut at = 0;
-    while at < bytes.len() {
-        if !is_word(bytes[at]) {
-            at += 1;
-            continue;
-        }
-        let start = at;
-        while at < bytes.len() && is_word(bytes[at]) {
-            at += 1;
-        }
-        let word = &bytes[start..at];
-        if word.eq_ignore_ascii_case(b"use") {
-            return true;
-        }
-        if word.eq_ignore_ascii_case(b"role") && previous.eq_ignore_ascii_case(b"set") {
-            // `UPDATE t SET role = 'x'` assigns a column; `SET ROLE r` names a role.
-            let next = bytes[at..].iter().find(|b| !b.is_ascii_whitespace());
-            if !matches!(next, Some(b'=' | b':')) {
-                return true;
-            }
-        }
-        previous = word;
-    }
-    false
 }
 
 /// Shows the session id and state, never the options: `mysql::Conn`'s own `Debug` prints the
@@ -252,37 +240,5 @@ impl Drop for MyConn {
     fn drop(&mut self) {
         // `mysql::Conn`'s own drop runs next and writes its goodbye; bound those writes.
         let _ = socket::set_bound(&self.conn, CLOSE_BOUND);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::may_set_sticky_state;
-
-    #[test]
-    fn sticky_statements_are_noticed() {
-        for sql in [
-            "USE shop",
-            "use`shop`",
-            "SELECT 1; use other",
-            "USE/**/x",
-            "\tuse x",
-            "SET ROLE admin",
-            "set  role NONE",
-            "SET/**/ROLE r",
-        ] {
-            assert!(may_set_sticky_state(sql), "{sql}");
-        }
-        for sql in [
-            "SELECT user FROM users",
-            "SELECT reuse, used FROM t",
-            "SELECT role FROM members",
-            "UPDATE t SET role = 'x'",
-            "UPDATE t SET role:='x'",
-            "SELECT 1",
-            "house",
-        ] {
-            assert!(!may_set_sticky_state(sql), "{sql}");
-        }
     }
 }

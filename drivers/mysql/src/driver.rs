@@ -7,7 +7,7 @@ use pool_driver::{ConnArgs, Driver, DriverError, DriverErrorKind, ResetMode};
 
 use crate::conn::MyConn;
 use crate::error::{self, Phase};
-use crate::{opts, socket};
+use crate::{opts, reset, socket};
 
 /// The `mysql` driver: MySQL and MariaDB through the `mysql` crate.
 ///
@@ -38,15 +38,22 @@ impl Driver for MysqlDriver {
     /// with the TCP connect and every handshake read and write bounded by `timeout` (or a
     /// smaller `connect_timeout=`). A unix-socket `connect()` itself has no timeout in std; it
     /// fails or succeeds at once unless the server's listen backlog is full, and the handshake
-    /// after it is bounded like TCP's.
+    /// after it is bounded like TCP's. Then one query, under the same bound, reads the
+    /// session's role, database and account as the server reports them: what every full
+    /// reset must find again (see `reset.rs`).
     fn connect(&self, args: &ConnArgs, timeout: Duration) -> Result<MyConn, DriverError> {
         // Arguments that did not come through `parse_args` still get their aliases folded.
         let mut args = args.clone();
         opts::normalise(&mut args)?;
         let plan = opts::plan(&args, timeout)?;
         let context = format!("connecting to mysql at {}", opts::target(&args));
-        let conn = mysql::Conn::new(plan.opts)
+        let mut conn = mysql::Conn::new(plan.opts)
             .map_err(|e| error::map(&e, Phase::Connect, None, &args, &context))?;
+        // Still under the handshake's socket bound: what every full reset must restore.
+        let identity = reset::identity_at_connect(&mut conn).map_err(|e| {
+            let version = Some(conn.server_version());
+            error::map(&e, Phase::Connect, version, &args, &context)
+        })?;
         socket::set_timeouts(&conn, plan.session).map_err(|e| {
             DriverError::new(
                 DriverErrorKind::Connect,
@@ -54,28 +61,33 @@ impl Driver for MysqlDriver {
             )
         })?;
         let op_bound = timeout.max(Duration::from_millis(1));
-        Ok(MyConn::new(conn, plan.session, op_bound, args))
+        Ok(MyConn::new(conn, plan.session, op_bound, args, identity))
     }
 
-    /// `Full`: one `COM_RESET_CONNECTION` (the crate's `Conn::reset`, one round trip; it falls
-    /// back to `COM_CHANGE_USER` on servers older than MySQL 5.7.3 / MariaDB 10.2.7). It rolls
-    /// back, drops temporary tables, clears user variables, restores session variables to the
-    /// global defaults, releases `GET_LOCK` locks and table locks, and deallocates prepared
-    /// statements (the crate clears its statement cache to match). It keeps the current
-    /// database and role, so a session that may have run `USE` or `SET ROLE` gets the thorough
-    /// `COM_CHANGE_USER` and a role check instead. `RollbackOnly`: one
-    /// `ROLLBACK`. Either runs under the connect timeout as a bound, so a hung server cannot
-    /// hold a releasing thread; a reset that fails or times out returns a `Broken` error and the
-    /// pool closes the connection (the server then rolls back on its own). A session on which
-    /// nothing ran since it was opened or last reset is parked as it is, with no round trip.
+    /// `Full`: `COM_RESET_CONNECTION` (the crate's `Conn::reset`; it falls back to
+    /// `COM_CHANGE_USER` on servers older than MySQL 5.7.3 / MariaDB 10.2.7), then, in one
+    /// more round trip, the server is asked for the session's role, database and account and
+    /// its statement profiles, which the reset keeps. Whatever differs from what the session
+    /// was when opened is restored and checked again; a session that cannot be restored is
+    /// refused (`NotReusable`: the pool closes it). The decision rests only on what the server
+    /// reports, never on the text of the statements that ran: a procedure or dynamic SQL can
+    /// change the role without saying so (see `reset.rs` for what the reset keeps, how it is
+    /// restored, and the cost). `RollbackOnly`: one `ROLLBACK`.
+    ///
+    /// Either runs under the connect timeout as a bound, so a hung server cannot hold a
+    /// releasing thread; a reset that fails or times out returns a `Broken` error and the pool
+    /// closes the connection (the server then rolls back on its own). A session on which
+    /// nothing ran and whose native client nobody reached since it was opened or last reset
+    /// is parked as it is, with no round trip.
     fn detach(&self, mut conn: MyConn, reset: ResetMode) -> Result<MyConn, DriverError> {
-        if !conn.is_touched() && !conn.has_sticky_state() {
-            // Nothing ran since the connection was opened or last reset: nothing to undo.
+        if !conn.is_touched() {
+            // Nothing ran and nobody reached the native client since the connection was
+            // opened or last reset: nothing to undo.
             return Ok(conn);
         }
         let bound = conn.op_bound();
         let outcome = match reset {
-            ResetMode::Full => full_reset(&mut conn, bound),
+            ResetMode::Full => reset::full(&mut conn, bound),
             ResetMode::RollbackOnly => {
                 conn.bounded(bound, "rolling back", |c| c.query_drop("ROLLBACK"))
             }
@@ -128,38 +140,4 @@ impl Driver for MysqlDriver {
             }
         }
     }
-}
-
-/// `COM_RESET_CONNECTION`, or `COM_CHANGE_USER` plus a role check when the session may hold
-/// state the former keeps.
-///
-/// Measured on MariaDB 10.11: `COM_RESET_CONNECTION` keeps the current database (after `USE`)
-/// and the current role (after `SET ROLE`); `COM_CHANGE_USER` restores the database (or none)
-/// but also keeps the role. So when the session may have changed either (see
-/// [`MyConn::has_sticky_state`]: `USE`, `SET ROLE`, or any native access), the driver sends
-/// `COM_CHANGE_USER` with the connection's own credentials (it re-authenticates: a round trip
-/// or two and the server's auth work), then asks `SELECT CURRENT_ROLE()`. A role still active
-/// cannot be told apart from the account's default role without more privileges, so the
-/// connection is then refused for reuse (closed) rather than risk handing a role to the next
-/// user. The `mysql` crate clears its statement cache on both paths.
-fn full_reset(conn: &mut MyConn, bound: Duration) -> Result<(), DriverError> {
-    if !conn.has_sticky_state() {
-        return conn.bounded(bound, "resetting the session", |c| c.reset());
-    }
-    let role = conn.bounded(bound, "resetting the session (change user)", |c| {
-        c.change_user(mysql::ChangeUserOpts::DEFAULT)?;
-        c.query_first::<Option<String>, _>("SELECT CURRENT_ROLE()")
-    })?;
-    // MariaDB says NULL when no role is active, MySQL 8 says `NONE`.
-    if let Some(Some(role)) = role.filter(|r| r.as_deref() != Some("NONE")) {
-        return Err(DriverError::new(
-            DriverErrorKind::NotReusable,
-            format!(
-                "role `{role}` is still active after the session reset (MariaDB keeps SET ROLE \
-                 across COM_RESET_CONNECTION and COM_CHANGE_USER); the connection is not reused"
-            ),
-        ));
-    }
-    conn.sticky_state_cleared();
-    Ok(())
 }

@@ -8,10 +8,12 @@
 //!   `mysql://app:…@127.0.0.1:3306/shop` (also `mariadb://`); `socket=/run/mysqld/mysqld.sock`
 //!   for the unix socket; `connect_timeout`, `read_timeout`, `write_timeout` (seconds),
 //!   `stmt_cache_size`. Unknown keys are rejected. There is no TLS in this build.
-//! * **Release** ([`pool_driver::ResetMode::Full`]) is one `COM_RESET_CONNECTION` round trip;
-//!   `RollbackOnly` is one `ROLLBACK`. MariaDB's reset keeps the current database and role, so
-//!   after `USE`, `SET ROLE` or native access the driver sends `COM_CHANGE_USER` and checks
-//!   `CURRENT_ROLE()` instead, and closes a connection whose role it cannot clear.
+//! * **Release** ([`pool_driver::ResetMode::Full`]) of a used session is `COM_RESET_CONNECTION`
+//!   and one query asking the server for what that reset keeps on MariaDB (the current role
+//!   and database, statement profiles): two round trips. What differs from a new session is
+//!   restored (`SET ROLE`, `USE`) and checked again, or the connection is closed. Nothing is
+//!   decided by reading the SQL that ran. `RollbackOnly` is one `ROLLBACK`. A session nothing
+//!   ran on (and whose native client nobody reached) is parked with no round trip.
 //! * **Liveness** is a `COM_PING` with a socket timeout set around just that exchange.
 //! * **Queries** without parameters use the text protocol (one round trip); with parameters
 //!   the binary protocol, with prepared statements cached per connection; both map cells
@@ -33,6 +35,7 @@ mod convert;
 mod driver;
 mod error;
 mod opts;
+mod reset;
 mod socket;
 
 pub use conn::MyConn;

@@ -16,9 +16,25 @@ struct Maria {
     password: String,
 }
 
+/// What the indirect probes need, made by `root` before any session (as a migration would):
+/// a role granted to the test user, and procedures that change the role and the current
+/// database. `SQL SECURITY INVOKER`, so they act on the caller's session: a definer-rights
+/// procedure of `root` would switch roles in `root`'s borrowed security context, not the
+/// caller's. Made here, not in a probe's `prepare`, so that nothing the probed session sends
+/// names a role or says `USE`: the driver must find the state by asking the server.
+const SETUP: &str = "CREATE ROLE IF NOT EXISTS conformance_role; \
+     GRANT conformance_role TO pool_user; \
+     CREATE OR REPLACE PROCEDURE pool_test.conformance_set_role() SQL SECURITY INVOKER \
+         SET ROLE conformance_role; \
+     CREATE OR REPLACE PROCEDURE pool_test.conformance_switch_db() SQL SECURITY INVOKER \
+         EXECUTE IMMEDIATE 'USE information_schema'";
+
 impl Maria {
     fn start() -> Maria {
         let server = MariaServer::start().unwrap_or_else(|e| panic!("starting MariaDB: {e}"));
+        server
+            .sql(SETUP)
+            .unwrap_or_else(|e| panic!("setting up roles and procedures: {e}"));
         Maria {
             port: server.port(),
             args: server.args(),
@@ -85,6 +101,59 @@ impl Subject for Maria {
                 prepare: vec![],
                 set: vec![Statement::new("START TRANSACTION WITH CONSISTENT SNAPSHOT")],
                 observe: Statement::new("SELECT @@in_transaction"),
+            },
+            // MariaDB's COM_RESET_CONNECTION keeps the current role and database, however
+            // they were changed; none of these statements says so in its text.
+            StateProbe {
+                name: "a role set by a procedure",
+                prepare: vec![],
+                set: vec![Statement::new("CALL conformance_set_role()")],
+                observe: Statement::new("SELECT CURRENT_ROLE()"),
+            },
+            StateProbe {
+                name: "a role set by EXECUTE IMMEDIATE",
+                prepare: vec![],
+                set: vec![Statement::new(
+                    "EXECUTE IMMEDIATE CONCAT('SET RO', 'LE conformance_role')",
+                )],
+                observe: Statement::new("SELECT CURRENT_ROLE()"),
+            },
+            StateProbe {
+                name: "a role set by a prepared statement",
+                prepare: vec![],
+                set: vec![
+                    Statement::new(
+                        "SET @conformance_sql = CONCAT('SET RO', 'LE conformance_role')",
+                    ),
+                    Statement::new("PREPARE conformance_stmt FROM @conformance_sql"),
+                    Statement::new("EXECUTE conformance_stmt"),
+                ],
+                observe: Statement::new("SELECT CURRENT_ROLE()"),
+            },
+            StateProbe {
+                name: "a database switched by a procedure",
+                prepare: vec![],
+                set: vec![Statement::new("CALL conformance_switch_db()")],
+                observe: Statement::new("SELECT DATABASE()"),
+            },
+            StateProbe {
+                name: "a database switched by EXECUTE IMMEDIATE",
+                prepare: vec![],
+                set: vec![Statement::new(
+                    "EXECUTE IMMEDIATE CONCAT('US', 'E information_schema')",
+                )],
+                observe: Statement::new("SELECT DATABASE()"),
+            },
+            // MariaDB 10.11 keeps the profiling history (statement texts) through
+            // COM_RESET_CONNECTION, and goes on profiling although @@profiling then says 0.
+            StateProbe {
+                name: "statement profiles",
+                prepare: vec![],
+                set: vec![
+                    Statement::new("SET profiling = 1"),
+                    Statement::new("SELECT 'the previous user''s statement'"),
+                ],
+                observe: Statement::new("SELECT COUNT(*) FROM information_schema.PROFILING"),
             },
         ]
     }

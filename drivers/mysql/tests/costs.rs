@@ -50,7 +50,7 @@ fn costs() {
 
     for (name, mode) in [
         (
-            "detach Full after a SELECT (COM_RESET_CONNECTION)",
+            "detach Full after a SELECT (reset + check)",
             ResetMode::Full,
         ),
         (
@@ -71,16 +71,32 @@ fn costs() {
         });
     }
 
-    let mut slot = Some(connect(&server.args()));
-    measure("detach Full after USE (CHANGE_USER + role)", || {
-        let mut conn = slot.take().expect("conn");
-        conn.execute("USE pool_test", &[]).expect("use");
-        let started = Instant::now();
-        let handle = driver.detach(conn, ResetMode::Full).expect("detach");
-        let took = started.elapsed();
-        slot = Some(driver.attach(handle).expect("attach"));
-        took
-    });
+    // The restoring paths: the reset keeps the database and the role, the driver puts them
+    // back in one more round trip (USE / SET ROLE, and the check again).
+    server
+        .sql("CREATE ROLE IF NOT EXISTS pool_cost_role; GRANT pool_cost_role TO pool_user")
+        .expect("role");
+    for (name, statement) in [
+        (
+            "detach Full after USE (+ restore + check)",
+            "USE information_schema",
+        ),
+        (
+            "detach Full after SET ROLE (+ restore + check)",
+            "SET ROLE pool_cost_role",
+        ),
+    ] {
+        let mut slot = Some(connect(&server.args()));
+        measure(name, || {
+            let mut conn = slot.take().expect("conn");
+            conn.execute(statement, &[]).expect(statement);
+            let started = Instant::now();
+            let handle = driver.detach(conn, ResetMode::Full).expect("detach");
+            let took = started.elapsed();
+            slot = Some(driver.attach(handle).expect("attach"));
+            took
+        });
+    }
 
     let mut handle = driver
         .detach(connect(&server.args()), ResetMode::Full)

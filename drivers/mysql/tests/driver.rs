@@ -186,8 +186,9 @@ fn statement_errors_keep_the_connection() {
     assert_eq!(scalar(&mut conn, "SELECT 1"), Value::Int(1));
 }
 
-/// Everything one request can leave in its session, and whether a full reset clears it, on
-/// both reset paths: `COM_RESET_CONNECTION`, and `COM_CHANGE_USER` (taken after `USE`).
+/// Everything one request can leave in its session, and whether a full reset clears it, with
+/// the current database left as it was and switched away (which the driver restores after
+/// `COM_RESET_CONNECTION` with `USE`).
 #[test]
 fn full_detach_clears_session_state() {
     clears_session_state(false);
@@ -342,28 +343,179 @@ fn full_detach_restores_the_current_database() {
     assert_eq!(scalar(&mut conn, "SELECT 1"), Value::Int(1));
 }
 
-/// MariaDB keeps `SET ROLE` through both reset commands: the driver then refuses to park the
-/// connection. A role set and dropped again costs nothing but the thorough reset.
+/// MariaDB keeps `SET ROLE` through `COM_RESET_CONNECTION` (and `COM_CHANGE_USER`), however
+/// it was set. The driver finds the role by asking the server after the reset, puts the
+/// session's own back, and keeps the session.
 #[test]
-fn full_detach_refuses_a_session_with_a_role() {
+fn full_detach_restores_the_role_however_it_was_set() {
     let driver = MysqlDriver;
     grant_probe_role();
-    let mut conn = connect();
-    conn.execute("SET ROLE pool_probe_role", &[])
-        .expect("set role");
-    assert_eq!(text(&mut conn, "SELECT CURRENT_ROLE()"), "pool_probe_role");
+    for set in [
+        "SET ROLE pool_probe_role",
+        "EXECUTE IMMEDIATE CONCAT('SET RO', 'LE pool_probe_role')",
+    ] {
+        let mut conn = connect();
+        let id = conn.connection_id();
+        conn.execute(set, &[]).expect("set role");
+        assert_eq!(text(&mut conn, "SELECT CURRENT_ROLE()"), "pool_probe_role");
+        let mut conn = driver.detach(conn, ResetMode::Full).expect("restored");
+        assert_eq!(conn.connection_id(), id, "{set}: the session is kept");
+        assert_eq!(
+            scalar(&mut conn, "SELECT CURRENT_ROLE()"),
+            Value::Null,
+            "{set}"
+        );
+    }
+}
+
+/// An account with a default role gets that role back, not none: what the server said right
+/// after connect is what the reset restores.
+#[test]
+fn full_detach_restores_the_accounts_default_role() {
+    let driver = MysqlDriver;
+    let s = server();
+    s.sql(
+        "CREATE ROLE IF NOT EXISTS pool_default_role; \
+         CREATE ROLE IF NOT EXISTS pool_probe_role; \
+         CREATE USER IF NOT EXISTS pool_role_user@'%' IDENTIFIED BY 'role-user-pw'; \
+         GRANT ALL ON pool_test.* TO pool_role_user@'%'; \
+         GRANT pool_default_role TO pool_role_user@'%'; \
+         GRANT pool_probe_role TO pool_role_user@'%'; \
+         SET DEFAULT ROLE pool_default_role FOR pool_role_user@'%'",
+    )
+    .expect("account with a default role");
+    let args = format!(
+        "host=127.0.0.1 port={} user=pool_role_user password=role-user-pw dbname=pool_test",
+        s.port()
+    );
+    let mut conn = connect_to(&args);
+    let id = conn.connection_id();
+    assert_eq!(
+        text(&mut conn, "SELECT CURRENT_ROLE()"),
+        "pool_default_role"
+    );
+    for set in ["SET ROLE NONE", "SET ROLE pool_probe_role"] {
+        conn.execute(set, &[]).expect("set role");
+        conn = driver.detach(conn, ResetMode::Full).expect("restored");
+        assert_eq!(conn.connection_id(), id, "{set}: the session is kept");
+        assert_eq!(
+            text(&mut conn, "SELECT CURRENT_ROLE()"),
+            "pool_default_role",
+            "{set}"
+        );
+    }
+}
+
+/// A role that cannot be put back (dropped while the session had switched away from it) is a
+/// `NotReusable` refusal: the pool closes the connection rather than hand on another role.
+#[test]
+fn full_detach_refuses_a_session_it_cannot_restore() {
+    let driver = MysqlDriver;
+    let s = server();
+    s.sql(
+        "CREATE ROLE IF NOT EXISTS pool_doomed_role; \
+         CREATE USER IF NOT EXISTS pool_doomed_user@'%' IDENTIFIED BY 'doomed-user-pw'; \
+         GRANT pool_doomed_role TO pool_doomed_user@'%'; \
+         SET DEFAULT ROLE pool_doomed_role FOR pool_doomed_user@'%'",
+    )
+    .expect("account with a default role");
+    let args = format!(
+        "host=127.0.0.1 port={} user=pool_doomed_user password=doomed-user-pw",
+        s.port()
+    );
+    let mut conn = connect_to(&args);
+    conn.execute("SET ROLE NONE", &[]).expect("set role");
+    s.sql("DROP ROLE pool_doomed_role").expect("drop role");
     let err = driver
         .detach(conn, ResetMode::Full)
-        .expect_err("role survives reset");
-    assert_eq!(err.kind(), DriverErrorKind::NotReusable);
-    assert!(err.message().contains("pool_probe_role"), "{err}");
+        .expect_err("the role cannot come back");
+    assert_eq!(err.kind(), DriverErrorKind::NotReusable, "{err}");
+    assert!(!err.message().contains("doomed-user-pw"), "{err}");
+}
 
+/// Another account logged in through the native client (`change_user`) cannot be told from a
+/// wanted one by the reset: the session is refused, never handed on as someone else.
+#[test]
+fn full_detach_refuses_a_session_of_another_account() {
+    use mysql::ChangeUserOpts;
+    let driver = MysqlDriver;
+    let s = server();
+    s.sql(
+        "CREATE USER IF NOT EXISTS pool_second_user@'%' IDENTIFIED BY 'second-user-pw'; \
+         GRANT ALL ON pool_test.* TO pool_second_user@'%'",
+    )
+    .expect("second account");
     let mut conn = connect();
-    conn.execute("SET ROLE pool_probe_role", &[])
-        .expect("set role");
-    conn.execute("SET ROLE NONE", &[]).expect("drop role");
+    conn.native_mut()
+        .downcast_mut::<mysql::Conn>()
+        .expect("native")
+        .change_user(
+            ChangeUserOpts::default()
+                .with_user(Some("pool_second_user".into()))
+                .with_pass(Some("second-user-pw".into()))
+                .with_db_name(Some("pool_test".into())),
+        )
+        .expect("change user");
+    let err = driver
+        .detach(conn, ResetMode::Full)
+        .expect_err("another account");
+    assert_eq!(err.kind(), DriverErrorKind::NotReusable, "{err}");
+}
+
+/// MariaDB keeps the statement profiles (with their text) through `COM_RESET_CONNECTION`
+/// and goes on profiling although `@@profiling` then says 0. The reset clears them and stops
+/// profiling for real; a later user can still switch it on.
+#[test]
+fn full_detach_clears_statement_profiles() {
+    let driver = MysqlDriver;
+    let mut conn = connect();
+    let id = conn.connection_id();
+    conn.execute("SET profiling = 1", &[]).expect("profiling");
+    conn.execute("SELECT 'a secret of the previous user'", &[])
+        .expect("profiled");
     let mut conn = driver.detach(conn, ResetMode::Full).expect("reset");
-    assert_eq!(scalar(&mut conn, "SELECT CURRENT_ROLE()"), Value::Null);
+    assert_eq!(conn.connection_id(), id, "the session is kept");
+    conn.execute("SELECT 1", &[]).expect("select");
+    let profiles = conn.query("SHOW PROFILES", &[]).expect("show profiles");
+    assert!(profiles.is_empty(), "{profiles:?}");
+    conn.execute("SET profiling = 1", &[]).expect("profiling");
+    conn.execute("SELECT 2", &[]).expect("profiled");
+    let profiles = conn.query("SHOW PROFILES", &[]).expect("show profiles");
+    assert_eq!(profiles.len(), 1, "{profiles:?}");
+}
+
+/// `native(&self)` counts as use: through `&mysql::Conn` the socket is reachable (`AsRawFd`),
+/// so a caller can change its options. The release then runs the full reset, which also
+/// puts the session's socket timeouts back.
+#[test]
+fn shared_native_access_counts_as_use() {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    fn read_timeout(conn: &MyConn) -> Option<Duration> {
+        let native = conn.native().downcast_ref::<mysql::Conn>().expect("native");
+        // SAFETY: the descriptor is owned by `native`, which outlives this borrow.
+        let fd = unsafe { BorrowedFd::borrow_raw(native.as_raw_fd()) };
+        socket2::SockRef::from(&fd)
+            .read_timeout()
+            .expect("read timeout")
+    }
+    let driver = MysqlDriver;
+    let conn = connect();
+    assert!(!conn.needs_reset(), "a fresh session");
+    {
+        let native = conn.native().downcast_ref::<mysql::Conn>().expect("native");
+        // SAFETY: as above.
+        let fd = unsafe { BorrowedFd::borrow_raw(native.as_raw_fd()) };
+        socket2::SockRef::from(&fd)
+            .set_read_timeout(Some(Duration::from_millis(7)))
+            .expect("set read timeout");
+    }
+    assert!(conn.needs_reset(), "native() counts as use");
+    let conn = driver.detach(conn, ResetMode::Full).expect("reset");
+    assert_eq!(
+        read_timeout(&conn),
+        None,
+        "the session's own timeout is back"
+    );
 }
 
 #[test]

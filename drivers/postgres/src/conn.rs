@@ -1,6 +1,7 @@
 //! [`PgConn`]: a `postgres::Client` behind the uniform [`Connection`] surface.
 
 use std::any::Any;
+use std::cell::Cell;
 
 use pool_driver::{ConnArgs, Connection, DriverError, Rows, Value};
 use postgres::{Client, SimpleQueryMessage};
@@ -16,10 +17,12 @@ pub struct PgConn {
     /// connection instead of parking it.
     pub(crate) broken: bool,
     /// Whether anything could have changed the session since it was opened or last reset:
-    /// a statement ran or the native client was borrowed mutably. An untouched session needs
-    /// no reset, which spares a round trip and a "there is no transaction in progress"
-    /// warning in the server log (for example for connections the pool's primer parks).
-    pub(crate) touched: bool,
+    /// a statement ran or the native client was reached (`native` or `native_mut`). An
+    /// untouched session needs no reset, which spares a round trip and a "there is no
+    /// transaction in progress" warning in the server log (for example for connections the
+    /// pool's primer parks). Which statement ran does not matter: the full reset is the same
+    /// for every used session. A `Cell`, because `native(&self)` sets it too (see there).
+    pub(crate) touched: Cell<bool>,
     /// The arguments it was opened with, kept only to scrub their secrets from error messages.
     args: ConnArgs,
 }
@@ -29,7 +32,7 @@ impl PgConn {
         Self {
             client,
             broken: false,
-            touched: false,
+            touched: Cell::new(false),
             args,
         }
     }
@@ -81,7 +84,7 @@ impl Connection for PgConn {
     /// `PQcmdTuples`); with them, through the unnamed statement (`Client::execute_typed`, see
     /// `params.rs`).
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DriverError> {
-        self.touched = true;
+        self.touched.set(true);
         if params.is_empty() {
             let messages = self.client.simple_query(sql).map_err(|e| self.fail(&e))?;
             let count = messages.iter().rev().find_map(|m| match m {
@@ -106,7 +109,7 @@ impl Connection for PgConn {
     /// once more for them, without running it again (see `describe.rs`); other statements
     /// that return no rows have no column names.
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, DriverError> {
-        self.touched = true;
+        self.touched.set(true);
         let bound = params::bind(params);
         let refs = params::typed_refs(&bound);
         let rows = self
@@ -135,14 +138,19 @@ impl Connection for PgConn {
         self.broken || self.client.is_closed()
     }
 
+    /// Marks the session used. `&Client` cannot run statements (they all take `&mut self`);
+    /// what it offers through `&` (a cancel token, the type cache, `is_closed`) changes no
+    /// session state either. But the rule is that any native access counts as use unless
+    /// the driver can prove nothing changed, and a proof that rests on the client library's
+    /// current API would silently go stale with its next version; one reset is cheap.
     fn native(&self) -> &dyn Any {
+        self.touched.set(true);
         &self.client
     }
 
-    /// `&Client` cannot run statements (they all take `&mut self`), so only this one marks
-    /// the session as touched.
+    /// Marks the session used: the native client can run anything.
     fn native_mut(&mut self) -> &mut dyn Any {
-        self.touched = true;
+        self.touched.set(true);
         &mut self.client
     }
 
@@ -152,6 +160,6 @@ impl Connection for PgConn {
 
     /// The same rule `detach` applies: an untouched session is parked with no round trip.
     fn needs_reset(&self) -> bool {
-        self.touched
+        self.touched.get()
     }
 }

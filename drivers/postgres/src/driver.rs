@@ -67,8 +67,9 @@ impl Driver for PgDriver {
         }
     }
 
-    /// Rolls back and resets in one round trip (see [`crate::reset`]); a connection nothing
-    /// ran on since it was opened or last reset is parked as it is. A broken connection or a
+    /// Rolls back and resets in one round trip (see [`crate::reset`]), the same for every used
+    /// session whatever ran on it (no decision reads the SQL); a connection nothing ran on and
+    /// whose native client nobody reached since it was opened or last reset is parked as it is. A broken connection or a
     /// failed reset is an error of kind `Broken`: the pool closes the connection.
     fn detach(&self, mut conn: PgConn, mode: ResetMode) -> Result<PgConn, DriverError> {
         if conn.broken || conn.client.is_closed() {
@@ -77,12 +78,12 @@ impl Driver for PgDriver {
                 "the postgres connection is broken; it is closed instead of parked",
             ));
         }
-        if !conn.touched {
+        if !conn.touched.get() {
             return Ok(conn);
         }
         match reset::reset(&mut conn.client, mode) {
             Ok(()) => {
-                conn.touched = false;
+                conn.touched.set(false);
                 Ok(conn)
             }
             Err(err) => {

@@ -103,6 +103,45 @@ impl Subject for Postgres {
                 set: vec![Statement::new("BEGIN ISOLATION LEVEL SERIALIZABLE")],
                 observe: Statement::new("SHOW transaction_isolation"),
             },
+            // State changed inside functions and `DO` blocks: the statement the session sent
+            // never says `SET ROLE`. (`pg_temp` functions: nothing outlives the session.)
+            StateProbe {
+                name: "a role set inside a function",
+                prepare: vec![Statement::new(
+                    "CREATE FUNCTION pg_temp.conformance_set_role() RETURNS void \
+                     LANGUAGE plpgsql AS $$ BEGIN SET ROLE pool_other; END $$",
+                )],
+                set: vec![Statement::new("SELECT pg_temp.conformance_set_role()")],
+                observe: Statement::new("SELECT current_user::text"),
+            },
+            StateProbe {
+                name: "a setting set inside an SQL function",
+                prepare: vec![Statement::new(
+                    "CREATE FUNCTION pg_temp.conformance_set_app() RETURNS text LANGUAGE sql \
+                     AS $$ SELECT set_config('app.conformance', 'leaked', false) $$",
+                )],
+                set: vec![Statement::new("SELECT pg_temp.conformance_set_app()")],
+                // A placeholder setting resets to '' rather than to unset (see reset.rs).
+                observe: Statement::new(
+                    "SELECT coalesce(current_setting('app.conformance', true), '')",
+                ),
+            },
+            StateProbe {
+                name: "a role set through EXECUTE in a DO block",
+                prepare: vec![],
+                set: vec![Statement::new(
+                    "DO $$ BEGIN EXECUTE 'SET RO' || 'LE pool_other'; END $$",
+                )],
+                observe: Statement::new("SELECT current_user::text"),
+            },
+            StateProbe {
+                name: "a setting set through EXECUTE in a DO block",
+                prepare: vec![],
+                set: vec![Statement::new(
+                    "DO $$ BEGIN EXECUTE format('SET %I = %L', 'work_mem', '1234kB'); END $$",
+                )],
+                observe: Statement::new("SHOW work_mem"),
+            },
         ]
     }
 

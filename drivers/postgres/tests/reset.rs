@@ -213,6 +213,29 @@ fn changes_made_through_the_native_client_are_reset_too() {
     assert_eq!(text(&mut conn, STATE), clean_state("pool_trust"));
 }
 
+/// `native(&self)` counts as use: the release then runs the reset, although `&Client` could
+/// not have changed the session (the rule: any native access is use). Seen from another
+/// session: the backend's last query starts again, at the reset.
+#[test]
+fn shared_native_access_counts_as_use() {
+    let mut conn = trust();
+    let pid = int(&mut conn, "SELECT pg_backend_pid()");
+    let conn = recycle(conn, ResetMode::Full);
+    let mut observer = trust();
+    let started = format!("SELECT query_start::text FROM pg_stat_activity WHERE pid = {pid}");
+    let before = text(&mut observer, &started);
+    assert!(!conn.needs_reset(), "just reset");
+    assert!(conn.native().downcast_ref::<postgres::Client>().is_some());
+    assert!(conn.needs_reset(), "native() counts as use");
+    let conn = recycle(conn, ResetMode::Full);
+    assert!(!conn.needs_reset(), "reset again");
+    assert_ne!(
+        text(&mut observer, &started),
+        before,
+        "the release ran the reset"
+    );
+}
+
 /// Releasing a connection must not write a WARNING to the server log: a bare leading
 /// `ROLLBACK` would ("there is no transaction in progress") on nearly every release, which
 /// floods the log of a busy service. A private server, so its log holds only this test's work.
