@@ -209,9 +209,6 @@ struct StateCase {
     dirty: Vec<String>,
     /// One value that differs while the state is there.
     probe: String,
-    /// Whether the pool promises the same server session afterwards (MariaDB closes a
-    /// connection whose role survives the reset, so the next user may get a fresh session).
-    same_session: bool,
 }
 
 fn state_case(backend: Backend, state: State, user: &str) -> StateCase {
@@ -221,7 +218,6 @@ fn state_case(backend: Backend, state: State, user: &str) -> StateCase {
             prepare: prepare.to_vec(),
             dirty: dirty.to_vec(),
             probe,
-            same_session: true,
         };
     let s = |text: &str| text.to_owned();
     match (backend, state) {
@@ -296,18 +292,17 @@ fn state_case(backend: Backend, state: State, user: &str) -> StateCase {
             &[s("LISTEN pool_channel")],
             s("SELECT count(*) FROM pg_listening_channels()"),
         ),
-        (Backend::Maria, State::Role) => StateCase {
-            same_session: false,
-            ..case(
-                Some(format!(
-                    "CREATE ROLE {user}_r; GRANT {user}_r TO '{user}'@'%'; \
-                     GRANT {user}_r TO '{user}'@'localhost'"
-                )),
-                &[],
-                &[format!("SET ROLE {user}_r")],
-                s("SELECT CURRENT_ROLE()"),
-            )
-        },
+        // The driver restores the role the session opened with (MariaDB keeps `SET ROLE`
+        // across COM_RESET_CONNECTION): the session is reused without it.
+        (Backend::Maria, State::Role) => case(
+            Some(format!(
+                "CREATE ROLE {user}_r; GRANT {user}_r TO '{user}'@'%'; \
+                 GRANT {user}_r TO '{user}'@'localhost'"
+            )),
+            &[],
+            &[format!("SET ROLE {user}_r")],
+            s("SELECT CURRENT_ROLE()"),
+        ),
         (Backend::Maria, State::Lock) => case(
             None,
             &[],
@@ -389,22 +384,15 @@ fn session_state_never_reaches_the_next_user(
     let dirty = probe(&mut conn);
     assert_ne!(dirty, baseline, "{state:?}: the probe must see the state");
     let not_reusable_before = user.stats().not_reusable;
-    // Always Ok: MariaDB keeps a role across COM_RESET_CONNECTION, so the driver refuses to
-    // park such a session and the pool closes it, but that is not the request's failure.
     let settled = user.release_on_top(conn);
-    if !case.same_session {
-        assert_eq!(
-            settled.not_reusable,
-            not_reusable_before + 1,
-            "{state:?}: the closed session is counted"
-        );
-    }
+    assert_eq!(
+        settled.not_reusable, not_reusable_before,
+        "{state:?}: the session was reset, not closed"
+    );
 
     let mut conn = user.open();
     let next_id = backend.session_id(&mut conn);
-    if case.same_session {
-        assert_eq!(next_id, id, "{state:?}: the session was reused");
-    }
+    assert_eq!(next_id, id, "{state:?}: the session was reused");
     assert_eq!(
         probe(&mut conn),
         baseline,

@@ -83,6 +83,11 @@ pub trait Connection: 'static {
 
     /// The driver's own client (for example `postgres::Client`), for everything the uniform
     /// surface lacks. The pool downcasts it for `Conn::native::<T>()`.
+    ///
+    /// Reaching the native client counts as using the session, through `&` as well as `&mut`
+    /// (a shared reference can still change socket options, or run statements through a
+    /// client with interior mutability): from then on [`Connection::needs_reset`] must say
+    /// `true` unless the driver can prove nothing changed. Keep the flag in a `Cell`.
     fn native(&self) -> &dyn Any;
 
     /// Mutable access to the driver's own client.
@@ -92,7 +97,8 @@ pub trait Connection: 'static {
     fn native_type_name(&self) -> &'static str;
 
     /// Whether anything could have changed the session since it was opened or last reset (a
-    /// statement ran, the native client was borrowed mutably). `false` promises that
+    /// statement ran, the native client was reached, by `native` or `native_mut`). `false`
+    /// promises that
     /// [`Driver::detach`] needs no I/O for it, so the pool detaches it on the releasing thread;
     /// otherwise the reset runs on the pool's resetter thread and `release` returns at once.
     /// Defaults to `true` (always reset in the background).
