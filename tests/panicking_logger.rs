@@ -49,6 +49,16 @@ fn on_a_panicking_caller(body: impl FnOnce() + Send + 'static) -> bool {
         .is_err()
 }
 
+/// Once the closes in flight are done, every one of `db`'s `max_open` rooms can be held at
+/// once: none was lost.
+fn every_room_comes_back(db: &common::fake::FakeDb) {
+    wait_until("the closes in flight are done", SOON, || {
+        let s = stats(db);
+        s.opening == 0 && s.in_use == 0
+    });
+    every_room_is_free(db);
+}
+
 /// Every one of `db`'s `max_open` rooms can be held at once: none was lost.
 fn every_room_is_free(db: &common::fake::FakeDb) {
     let max_open = stats(db).max_open;
@@ -181,11 +191,7 @@ fn a_panicking_logger_on_a_caller_loses_no_room_releasing_a_broken_connection() 
         conn.execute("BREAK", &[]).expect("a statement");
         let _ = conn.release();
     });
-    wait_until("the broken connection is closed", SOON, || {
-        let s = stats(&db);
-        s.opening == 0 && s.in_use == 0
-    });
-    every_room_is_free(&db);
+    every_room_comes_back(&db);
 }
 
 /// `open` that finds its parked connection dead logs it: the dead one's room must be settled
@@ -212,11 +218,7 @@ fn a_panicking_logger_on_a_caller_loses_no_room_dropping_a_dead_parked_connectio
         let _ = pool::open("fake", &common::fake::args(&caller_db));
     });
     assert!(panicked, "the caller's log line panicked");
-    wait_until("the dead connections are closed", SOON, || {
-        let s = stats(&db);
-        s.opening == 0 && s.in_use == 0
-    });
-    every_room_is_free(&db);
+    every_room_comes_back(&db);
 }
 
 /// The closer's watchdog frees the room of a close that hangs after 1 s, and logs it: the
