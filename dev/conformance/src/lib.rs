@@ -10,6 +10,13 @@
 //! in one of its integration tests. That generates one `#[test]` per check; the checks share
 //! one server, except [`restart_recovery`], which starts its own (it restarts the server).
 //!
+//! State set through the driver's native client is probed too: override
+//! [`Subject::native_probes`] (and, for state a rollback-only release must not hand on,
+//! [`Subject::rollback_only_probes`]) to return [`NativeProbe`]s whose `set` is code — usually
+//! [`native_mut`]`::<Native, _>(conn)` (or [`native`] for `&self` access) and a command on the
+//! driver's own client. Both default to none, so a driver that does not override them runs the
+//! two checks with nothing to probe.
+//!
 //! The checks are driver-level (they call `connect`/`detach`/`attach`/`connected` directly),
 //! so a failure names the driver, not the pool. What they pin down:
 //!
@@ -17,7 +24,10 @@
 //!   an untouched session detaches with no I/O at all (proven through a proxy that swallows
 //!   everything); the native client is reachable by its type.
 //! * **state** ([`state`]): every piece of session state the driver's probes can set is gone
-//!   after a full reset, and a rollback-only reset ends a transaction but keeps the session.
+//!   after a full reset — set through the uniform API ([`Subject::state_probes`]) or through
+//!   the native client ([`Subject::native_probes`]) —, a rollback-only reset ends a
+//!   transaction but keeps the session, and state the rollback-only cleanup cannot undo
+//!   ([`Subject::rollback_only_probes`]) is never handed on.
 //! * **faults** ([`faults`]): a session killed by the server is broken and refused by `detach`;
 //!   `connected` is bounded on a silent peer; after a server restart old handles are dead and a
 //!   fresh connect works.
@@ -38,7 +48,7 @@ pub use errors::*;
 pub use faults::*;
 pub use reuse::*;
 pub use state::*;
-pub use subject::{StateProbe, Statement, Subject};
+pub use subject::{native, native_mut, NativeProbe, StateProbe, Statement, Subject};
 
 /// Generates one `#[test]` per conformance check for `$subject` (a type implementing
 /// [`Subject`]), built by `$start` (an expression, evaluated once for the shared server and
@@ -55,7 +65,9 @@ macro_rules! conformance_tests {
             untouched_session_detaches_without_io,
             native_client_is_reachable_by_its_type,
             no_session_state_reaches_the_next_user,
+            no_native_session_state_reaches_the_next_user,
             rollback_only_ends_the_transaction_and_keeps_the_session,
+            rollback_only_never_hands_on_what_it_cannot_undo,
             killed_session_is_broken_and_not_parked,
             connected_is_bounded_on_a_silent_peer,
             wrong_password_is_a_clear_error_without_the_password,

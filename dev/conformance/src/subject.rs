@@ -1,8 +1,9 @@
 //! What a driver supplies to the suite: its driver, a server, and probes.
 
+use std::fmt;
 use std::net::TcpListener;
 
-use pool_driver::{ConnArgs, Driver, DriverError, Value};
+use pool_driver::{ConnArgs, Connection, Driver, DriverError, Value};
 
 /// One statement through the uniform API (`Connection::execute`/`query`): SQL for the SQL
 /// drivers, a command and its arguments for Redis.
@@ -45,6 +46,99 @@ pub struct StateProbe {
     pub observe: Statement,
 }
 
+/// A piece of session state set by code instead of by statements: typically through the
+/// driver's native client (`Connection::native`/`native_mut` downcast to [`Subject::Native`]),
+/// which the uniform API cannot express and which a driver must notice all the same.
+///
+/// `C` is the driver's attached connection (`<S::Driver as Driver>::Conn`). Build one with
+/// [`NativeProbe::new`] and refine it with [`NativeProbe::prepared_by`] and
+/// [`NativeProbe::observed_by`]:
+///
+/// ```ignore
+/// NativeProbe::new(
+///     "the db, selected through the native client",
+///     |conn: &mut RedisConn| {
+///         let native = pool_conformance::native_mut::<redis::Connection, _>(conn);
+///         redis::cmd("SELECT").arg(3).query::<()>(native).expect("SELECT");
+///     },
+///     Statement::with("EXISTS", vec!["probe_key".into()]),
+/// )
+/// .prepared_by(vec![Statement::with("SET", vec!["probe_key".into(), "1".into()])])
+/// ```
+///
+/// The checks run `set` alone on a session nothing else touched since its last reset, so a
+/// driver that misses the native access itself (it skips the reset of a session it thinks
+/// unused) fails them.
+pub struct NativeProbe<C> {
+    /// What it is, for failure messages (`"a read timeout set through the native client"`).
+    pub name: &'static str,
+    /// Run once, through the uniform API, on a fresh session before the baseline is read.
+    pub prepare: Vec<Statement>,
+    /// Sets the state. Panics if it cannot (a probe that does nothing proves nothing).
+    pub set: Box<dyn Fn(&mut C)>,
+    /// Reads one value that differs while the state is set.
+    pub observe: Box<dyn Fn(&mut C) -> Value>,
+}
+
+impl<C: Connection> NativeProbe<C> {
+    /// A probe that sets its state with `set` and is observed through the uniform API with
+    /// `observe` (its first value; a failing statement panics).
+    pub fn new(name: &'static str, set: impl Fn(&mut C) + 'static, observe: Statement) -> Self {
+        NativeProbe {
+            name,
+            prepare: Vec::new(),
+            set: Box::new(set),
+            observe: Box::new(move |conn: &mut C| crate::reuse::value(conn, &observe)),
+        }
+    }
+
+    /// Statements run once before the baseline is read (for example: create a key).
+    pub fn prepared_by(mut self, prepare: Vec<Statement>) -> Self {
+        self.prepare = prepare;
+        self
+    }
+
+    /// Observes the state with code instead of a statement (for state only the native client,
+    /// or the way a command behaves, shows). It may use the native client.
+    pub fn observed_by(mut self, observe: impl Fn(&mut C) -> Value + 'static) -> Self {
+        self.observe = Box::new(observe);
+        self
+    }
+}
+
+impl<C> fmt::Debug for NativeProbe<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NativeProbe")
+            .field("name", &self.name)
+            .field("prepare", &self.prepare)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The native client behind `conn`, as `N` (panics, naming both types, if it is another).
+pub fn native<N: 'static, C: Connection>(conn: &C) -> &N {
+    let actual = conn.native_type_name();
+    match conn.native().downcast_ref::<N>() {
+        Some(native) => native,
+        None => panic!(
+            "the native client is {actual}, not {}",
+            std::any::type_name::<N>()
+        ),
+    }
+}
+
+/// The native client behind `conn`, mutably, as `N` (panics if it is another type).
+pub fn native_mut<N: 'static, C: Connection>(conn: &mut C) -> &mut N {
+    let actual = conn.native_type_name();
+    match conn.native_mut().downcast_mut::<N>() {
+        Some(native) => native,
+        None => panic!(
+            "the native client is {actual}, not {}",
+            std::any::type_name::<N>()
+        ),
+    }
+}
+
 /// A driver under test, with a private server of its own.
 pub trait Subject: Sync {
     /// The driver.
@@ -77,6 +171,21 @@ pub trait Subject: Sync {
     /// An open transaction with a write in it, for the rollback-only check: `set` opens it
     /// and writes, `observe` reads what another session would see after a rollback.
     fn transaction_probe(&self) -> StateProbe;
+
+    /// Session state set through the driver's native client (or by any code, see
+    /// [`NativeProbe`]) that the full reset must clear, checked by
+    /// [`crate::no_native_session_state_reaches_the_next_user`]. Default: none.
+    fn native_probes(&self) -> Vec<NativeProbe<<Self::Driver as Driver>::Conn>> {
+        Vec::new()
+    }
+
+    /// State the rollback-only cleanup cannot undo and must therefore never hand on: the
+    /// release either clears it anyway or refuses the session (`detach` fails, the pool closes
+    /// it), checked by [`crate::rollback_only_never_hands_on_what_it_cannot_undo`]. Default:
+    /// none (for most drivers rollback-only keeps session state by design).
+    fn rollback_only_probes(&self) -> Vec<NativeProbe<<Self::Driver as Driver>::Conn>> {
+        Vec::new()
+    }
 
     /// Stops the server abruptly and starts it again on the same port.
     fn restart(&self);

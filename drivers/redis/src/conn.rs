@@ -1,9 +1,17 @@
 //! [`RedisConn`]: an open `redis::Connection`, the uniform command surface on it, and what the
-//! driver must know to reset it: whether it was touched, whether it is broken.
+//! driver must know to reset it: whether it was used at all, whether it is broken.
+//!
+//! It deliberately does not know *what* ran. Deciding from the command text which state a
+//! session may hold (a `CLIENT SETNAME`, a `SUBSCRIBE`) misses every command the text does not
+//! show: queued in `MULTI` and run by `EXEC`, sent through the native client, set by a
+//! command the list forgot. So the only fact kept is "used since the last reset"; the reset
+//! of a used session is unconditional (`RESET` and the whole handshake), and the rollback-only
+//! cleanup decides from what the server reports (see `crate::reset`).
 
 use std::any::Any;
+use std::cell::Cell;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,29 +21,28 @@ use redis::{ConnectionLike, Value as Reply};
 use crate::convert;
 use crate::error::{self, Phase};
 use crate::opts::{Handshake, SessionTimeouts};
+use crate::reset::ServerFacts;
 
 /// A Redis connection: both the attached connection and the parked handle of
 /// [`crate::RedisDriver`] (a `redis::Connection` is `Send`, so detaching needs no conversion).
 pub struct RedisConn {
     conn: redis::Connection,
     broken: bool,
-    /// Anything ran (or the native client was borrowed mutably) since open or the last reset.
-    touched: bool,
-    /// The session may have set its own client name (`CLIENT SETNAME`/`HELLO` ran, or native
-    /// access):
-    /// the reset then names it again, or clears the name.
-    renamed: bool,
-    /// The session may be subscribed, on RESP3 or otherwise changed in a way only `RESET` undoes
-    /// (`SUBSCRIBE`-family, `HELLO`, `MONITOR`, `CLIENT TRACKING`/`REPLY` ran):
-    /// the rollback-only cleanup cannot undo that, so it closes the connection instead.
-    sticky: bool,
+    /// Anything ran, or the native client was reached at all, since open or the last reset.
+    ///
+    /// A `Cell`, because `native(&self)` must set it too: `redis::Connection::set_read_timeout`
+    /// and `set_write_timeout` take `&self`, so a handler can change the socket through a
+    /// shared borrow, and only the reset puts the session's own timeouts back. (`Cell<bool>` is
+    /// `Send`, which is all the pool needs: a connection is used by one thread at a time.)
+    touched: Cell<bool>,
     session: SessionTimeouts,
     /// The bound on the driver's own exchanges (reset, rollback): the connect timeout.
     op_bound: Duration,
     handshake: Arc<Handshake>,
-    /// Shared by every connection to the same server: set once the server said it has no
-    /// `RESET` (Redis < 6.2), so later releases go straight to the rollback-only cleanup.
-    no_reset: Arc<AtomicBool>,
+    /// Shared by every connection to the same server: whether it lacks `RESET` (Redis < 6.2,
+    /// so later releases go straight to the rollback-only cleanup) or cannot report a
+    /// session's state.
+    facts: Arc<ServerFacts>,
     /// The arguments it was opened with, to scrub secrets from every message.
     args: Arc<ConnArgs>,
 }
@@ -44,15 +51,11 @@ pub struct RedisConn {
 pub(crate) struct Parts<'a> {
     pub(crate) raw: &'a mut redis::Connection,
     pub(crate) handshake: &'a Handshake,
-    /// The session may have set its own name.
-    pub(crate) renamed: bool,
-    /// The session may hold state only `RESET` undoes.
-    pub(crate) sticky: bool,
     /// The bound on the exchange.
     pub(crate) bound: Duration,
     pub(crate) args: &'a ConnArgs,
-    /// Set when the server turns out to lack `RESET` (shared per server).
-    pub(crate) no_reset: &'a AtomicBool,
+    /// What the driver knows about the server (shared per server).
+    pub(crate) facts: &'a ServerFacts,
 }
 
 impl RedisConn {
@@ -61,25 +64,23 @@ impl RedisConn {
         session: SessionTimeouts,
         op_bound: Duration,
         handshake: Arc<Handshake>,
-        no_reset: Arc<AtomicBool>,
+        facts: Arc<ServerFacts>,
         args: Arc<ConnArgs>,
     ) -> Self {
         Self {
             conn,
             broken: false,
-            touched: false,
-            renamed: false,
-            sticky: false,
+            touched: Cell::new(false),
             session,
             op_bound,
             handshake,
-            no_reset,
+            facts,
             args,
         }
     }
 
     pub(crate) fn is_touched(&self) -> bool {
-        self.touched
+        self.touched.get()
     }
 
     pub(crate) fn mark_broken(&mut self) {
@@ -92,7 +93,7 @@ impl RedisConn {
 
     /// Whether this server is known to lack `RESET`.
     pub(crate) fn server_lacks_reset(&self) -> bool {
-        self.no_reset.load(Ordering::Relaxed)
+        self.facts.no_reset.load(Ordering::Relaxed)
     }
 
     /// The raw connection and what the driver's own exchanges need, borrowed at once.
@@ -100,11 +101,9 @@ impl RedisConn {
         Parts {
             raw: &mut self.conn,
             handshake: &self.handshake,
-            renamed: self.renamed,
-            sticky: self.sticky,
             bound: self.op_bound,
             args: &self.args,
-            no_reset: &self.no_reset,
+            facts: &self.facts,
         }
     }
 
@@ -112,9 +111,7 @@ impl RedisConn {
     /// again (the driver's exchange, or a handler through the native client, changed them).
     pub(crate) fn reset_done(&mut self) -> Result<(), DriverError> {
         self.restore_timeouts()?;
-        self.touched = false;
-        self.renamed = false;
-        self.sticky = false;
+        self.touched.set(false);
         Ok(())
     }
 
@@ -141,8 +138,7 @@ impl RedisConn {
             return Err(error::already_broken());
         }
         let cmd = convert::command(sql, params)?;
-        self.touched = true;
-        self.note(sql, params);
+        self.touched.set(true);
         match self.conn.req_command(&cmd) {
             Ok(Reply::ServerError(e)) => Err(error::server(&e.into(), &self.args, "")),
             Ok(reply) => Ok(reply),
@@ -153,32 +149,6 @@ impl RedisConn {
                 }
                 Err(mapped)
             }
-        }
-    }
-
-    /// Remembers what the command may leave behind that a reset must look after. The
-    /// subcommand may be the second word of `sql` or the first parameter.
-    fn note(&mut self, sql: &str, params: &[Value]) {
-        let mut words = sql.split_whitespace();
-        let command = words.next().unwrap_or("");
-        let sub = words
-            .next()
-            .or_else(|| params.first().and_then(Value::as_str))
-            .unwrap_or("");
-        let is = |name: &str| command.eq_ignore_ascii_case(name);
-        let client = |name: &str| is("CLIENT") && sub.eq_ignore_ascii_case(name);
-        if is("HELLO") || client("SETNAME") {
-            self.renamed = true;
-        }
-        if is("HELLO")
-            || is("MONITOR")
-            || is("SUBSCRIBE")
-            || is("PSUBSCRIBE")
-            || is("SSUBSCRIBE")
-            || client("TRACKING")
-            || client("REPLY")
-        {
-            self.sticky = true;
         }
     }
 }
@@ -202,15 +172,16 @@ impl Connection for RedisConn {
         self.broken || !self.conn.is_open()
     }
 
+    /// Marks the session used: even a shared borrow can change it (the socket timeouts).
     fn native(&self) -> &dyn Any {
+        self.touched.set(true);
         &self.conn
     }
 
-    /// Marks the session touched, renamed and (for the rollback-only cleanup, which cannot see
-    /// RESP3 subscriptions) nothing more: the full reset undoes everything native code can do.
+    /// Marks the session used: native code can do anything to it, which the release's reset
+    /// undoes (or, rollback-only, refuses: see `crate::reset::rollback`).
     fn native_mut(&mut self) -> &mut dyn Any {
-        self.touched = true;
-        self.renamed = true;
+        self.touched.set(true);
         &mut self.conn
     }
 
@@ -219,7 +190,7 @@ impl Connection for RedisConn {
     }
 
     fn needs_reset(&self) -> bool {
-        self.touched
+        self.touched.get()
     }
 }
 
@@ -228,7 +199,7 @@ impl fmt::Debug for RedisConn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisConn")
             .field("broken", &self.broken)
-            .field("touched", &self.touched)
+            .field("touched", &self.touched.get())
             .field("args", &*self.args)
             .finish()
     }

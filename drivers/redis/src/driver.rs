@@ -1,7 +1,6 @@
 //! [`RedisDriver`]: connect, detach (reset), attach, and the bounded liveness check.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,15 +10,16 @@ use redis::{ConnectionLike, Value as Reply};
 use crate::conn::RedisConn;
 use crate::error::{self, Phase};
 use crate::opts;
-use crate::reset::{self, Reset};
+use crate::reset::{self, Reset, ServerFacts};
 
 /// The `redis` driver, on the `redis` crate's synchronous connection.
 ///
 /// It remembers, per server (host and port, or socket), whether that server lacks `RESET`
-/// (Redis < 6.2), so only the first release there pays for finding out.
+/// (Redis < 6.2), so only the first release there pays for finding out, and whether it was
+/// seen unable to report a session's state (logged once).
 #[derive(Debug, Default)]
 pub struct RedisDriver {
-    no_reset: Mutex<HashMap<String, Arc<AtomicBool>>>,
+    servers: Mutex<HashMap<String, Arc<ServerFacts>>>,
 }
 
 impl RedisDriver {
@@ -28,8 +28,8 @@ impl RedisDriver {
         Self::default()
     }
 
-    fn no_reset_flag(&self, target: String) -> Arc<AtomicBool> {
-        let mut map = self.no_reset.lock().unwrap_or_else(|p| p.into_inner());
+    fn server_facts(&self, target: String) -> Arc<ServerFacts> {
+        let mut map = self.servers.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(map.entry(target).or_default())
     }
 }
@@ -87,13 +87,13 @@ impl Driver for RedisDriver {
                 ));
             }
         }
-        let no_reset = self.no_reset_flag(target);
+        let facts = self.server_facts(target);
         let mut conn = RedisConn::new(
             conn,
             plan.session,
             plan.connect_timeout,
             Arc::new(plan.handshake),
-            no_reset,
+            facts,
             Arc::new(args),
         );
         conn.restore_timeouts()
@@ -101,11 +101,14 @@ impl Driver for RedisDriver {
         Ok(conn)
     }
 
-    /// Nothing for an untouched session (no I/O). Otherwise, `Full`: one round trip of
-    /// `RESET`, the handshake again and `PING <nonce>` (see `reset::full`); on a server without
-    /// `RESET` the rollback-only cleanup after it. `RollbackOnly`: `DISCARD`, `UNWATCH`,
-    /// `PING <nonce>`, and a session that may be subscribed or on RESP3 is closed instead.
-    /// Every exchange is bounded by the connect timeout; any failure closes the connection.
+    /// Nothing for a session nothing touched (no I/O; the native client counts, even through
+    /// `native(&self)`). Otherwise the same exchange whatever the session ran — `Full`: one
+    /// round trip of `RESET`, the handshake again and `PING <nonce>` (see `reset::full`); on a
+    /// server without `RESET`, the rollback-only cleanup with the handshake. `RollbackOnly`:
+    /// one round trip that rolls back, undoes replies-off, tracking and RESP3, and asks the
+    /// server (`CLIENT INFO`) whether anything only `RESET` undoes is left, refusing the
+    /// session (`NotReusable`) if so (see `reset::rollback`). Every exchange is bounded by the
+    /// connect timeout; any failure closes the connection.
     fn detach(&self, mut conn: RedisConn, reset: ResetMode) -> Result<RedisConn, DriverError> {
         if conn.is_broken() {
             return Err(error::already_broken());
@@ -161,10 +164,9 @@ fn full(conn: &mut RedisConn) -> Result<(), DriverError> {
     let outcome = reset::full(
         parts.raw,
         parts.handshake,
-        parts.renamed,
         parts.bound,
         parts.args,
-        parts.no_reset,
+        parts.facts,
     )?;
     if outcome == Reset::Unsupported {
         return rollback_only(conn, true);
@@ -176,14 +178,6 @@ fn full(conn: &mut RedisConn) -> Result<(), DriverError> {
 /// handshake again, so the user, db and name are the configured ones.
 fn rollback_only(conn: &mut RedisConn, replay: bool) -> Result<(), DriverError> {
     let parts = conn.parts();
-    if parts.sticky {
-        return Err(DriverError::new(
-            DriverErrorKind::NotReusable,
-            "the session may be subscribed or on RESP3 (SUBSCRIBE, HELLO, MONITOR, CLIENT \
-                 TRACKING or CLIENT REPLY ran) and only a rollback was possible; the \
-                 connection is not reused",
-        ));
-    }
-    let replay = replay.then_some((parts.handshake, parts.renamed));
-    reset::rollback(parts.raw, replay, parts.bound, parts.args)
+    let restore = replay.then_some(parts.handshake);
+    reset::rollback(parts.raw, restore, parts.bound, parts.args, parts.facts)
 }

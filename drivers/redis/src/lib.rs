@@ -43,23 +43,39 @@
 //!
 //! `CLIENT REPLY OFF`/`SKIP` make the server send no reply, so only send them through the
 //! native client (`send_packed_command`): through `query`/`execute` the read waits for a reply
-//! that never comes and times out. The release turns replies back on.
+//! that never comes and times out. The release turns replies back on (both reset modes).
 //!
 //! # Release
 //!
-//! A session nothing ran on is parked with no I/O. Otherwise [`pool_driver::ResetMode::Full`]
-//! is one round trip: `RESET` (discards `MULTI`, unwatches, leaves pub/sub, `MONITOR` and
-//! tracking, `CLIENT REPLY ON`, back to RESP2 and db 0, logged out to `default`), then the
-//! handshake again — `AUTH`, `SELECT`, `CLIENT SETNAME` (the configured name, or `""` when the
-//! session may have named itself: an ACL user needs `+client|setname` for its connections to
-//! be reused after `CLIENT`/`HELLO` or native access) — and `PING <nonce>`. Replies are read up
-//! to the nonce, skipping stale pub/sub and push messages (bounded in count and time); every
-//! handshake reply must be `OK`, or the connection is closed. `RollbackOnly`: `DISCARD`,
-//! `UNWATCH`, `PING <nonce>`; a session that may be subscribed or on RESP3 is closed instead.
+//! A session nothing touched is parked with no I/O; running a command, and reaching the native
+//! client at all (`native()` too: a shared borrow can change the socket's timeouts), counts as
+//! use. A used session gets the same exchange whatever it ran: no decision reads the command
+//! text (a command queued in `MULTI` and run by `EXEC`, or sent through the native client,
+//! shows no text to read).
+//!
+//! [`pool_driver::ResetMode::Full`] is one round trip: `RESET` (discards `MULTI`, unwatches,
+//! leaves pub/sub, `MONITOR` and tracking, `CLIENT REPLY ON`, back to RESP2 and db 0, clears
+//! the client name, logged out to `default`), then the handshake again — `AUTH`, `SELECT` when
+//! the db is not 0, `CLIENT SETNAME` with the configured name or `""` (a user denied it may
+//! skip clearing) — and `PING <nonce>`. Replies
+//! are read up to the nonce, skipping stale pub/sub and push messages (bounded in count and
+//! time); every handshake reply must be `OK`, or the connection is closed. Known to survive
+//! `RESET`: `CLIENT SETINFO`'s library name and version (Redis ≥ 7.2), and on Redis 7.0
+//! `CLIENT NO-EVICT` (an `@dangerous` command; 7.2 clears it).
+//!
+//! `RollbackOnly` is one round trip too, and keeps the db, the name and the user by design:
+//! `DISCARD`, then undoing what would break the next user's protocol — `CLIENT REPLY ON`,
+//! `UNWATCH`, `CLIENT TRACKING OFF`, `HELLO 2` — then `CLIENT INFO` and `PING <nonce>`. What
+//! the server reports decides: a session still subscribed, monitoring, on RESP3, tracking or
+//! inside `MULTI` (or answering out of step, as a monitor or a subscriber does) is refused
+//! (`NotReusable`, closed). Where the server cannot report (`CLIENT INFO` is Redis ≥ 6.2, and
+//! may be denied by ACL) the undos and the server's own refusals carry it; `src/reset.rs`
+//! (`rollback`) says what that leaves uncovered.
+//!
 //! On a server without `RESET` (Redis < 6.2; found out by the first release there, remembered
-//! per server) `Full` is the rollback-only cleanup plus the handshake again (`AUTH`,
-//! `SELECT`, `CLIENT SETNAME`): user, db and name are restored, but not what only `RESET`
-//! undoes (`CLIENT REPLY`, tracking, RESP3 through the native client).
+//! per server) `Full` is that rollback-only cleanup plus the handshake (`AUTH`, `SELECT`,
+//! `CLIENT SETNAME` with the configured name or `""`), and the report must also show the
+//! configured db and name.
 //!
 //! **Liveness** is `PING <nonce>` with the socket timeouts set to the check's bound.
 

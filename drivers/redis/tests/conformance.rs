@@ -1,13 +1,59 @@
 //! The Redis driver against the conformance suite every driver runs (dev/conformance), on a
 //! private redis-server with an ACL user. Redis-specific leaks (MULTI, SUBSCRIBE, HELLO 3,
 //! CLIENT TRACKING, the ACL user after RESET, servers without RESET) are in the other files.
+//!
+//! The probes set state every way a handler can: through the uniform API, inside
+//! `MULTI`…`EXEC` (where the command only runs at `EXEC`), and through the native
+//! `redis::Connection` (`native_mut`, and `native` for the socket timeouts). No probe uses
+//! `EVAL`: a script's `redis.call('SELECT', n)` changes the db for the rest of the script only
+//! (Redis restores the caller's db when the script ends, checked on Redis 7.0), and the
+//! connection commands that would outlive it (`CLIENT`, `HELLO`, `SUBSCRIBE`…) are refused
+//! inside scripts, so a script sets no session state to probe.
 
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
-use pool_conformance::{StateProbe, Statement, Subject};
+use pool_conformance::{native, native_mut, NativeProbe, StateProbe, Statement, Subject};
 use pool_driver::{Connection, Driver, Value};
 use pool_redis::{RedisConn, RedisDriver};
 use pool_testservers::RedisServer;
+
+/// Runs `cmd` on the native client of `conn`, panicking with the command's name on failure.
+fn on_native(conn: &mut RedisConn, cmd: &mut redis::Cmd, what: &str) -> redis::Value {
+    let native = native_mut::<redis::Connection, _>(conn);
+    cmd.query(native)
+        .unwrap_or_else(|e| panic!("{what} through the native client: {e}"))
+}
+
+/// Runs `statements` through the uniform API.
+fn uniform(conn: &mut RedisConn, statements: &[(&str, &[&str])]) {
+    for (command, args) in statements {
+        let params: Vec<Value> = args.iter().map(|a| Value::from(*a)).collect();
+        conn.execute(command, &params)
+            .unwrap_or_else(|e| panic!("{command}: {e}"));
+    }
+}
+
+/// The protocol and the tracking flag this session's `CLIENT INFO` reports, as one value.
+fn protocol_and_tracking(conn: &mut RedisConn) -> Value {
+    let info = conn
+        .query("CLIENT INFO", &[])
+        .unwrap_or_else(|e| panic!("CLIENT INFO: {e}"));
+    let text = info.scalar().map(ToString::to_string).unwrap_or_default();
+    let field = |key: &str| {
+        text.split_whitespace()
+            .find_map(|pair| pair.strip_prefix(key))
+            .unwrap_or("?")
+            .to_owned()
+    };
+    let flags = field("flags=");
+    Value::Text(format!(
+        "resp={} tracking={} subscriptions={}",
+        field("resp="),
+        flags.contains('t'),
+        field("sub=")
+    ))
+}
 
 struct Redis {
     driver: RedisDriver,
@@ -88,11 +134,165 @@ impl Subject for Redis {
                 observe: Statement::new("CLIENT GETNAME"),
             },
             StateProbe {
+                name: "the database, selected inside MULTI…EXEC",
+                prepare: vec![Statement::with(
+                    "SET",
+                    vec!["conformance_db_probe".into(), "1".into()],
+                )],
+                set: vec![
+                    Statement::new("MULTI"),
+                    Statement::with("SELECT", vec![Value::Int(3)]),
+                    Statement::new("EXEC"),
+                ],
+                observe: Statement::with("EXISTS", vec!["conformance_db_probe".into()]),
+            },
+            StateProbe {
+                name: "the client name, set inside MULTI…EXEC",
+                prepare: vec![],
+                set: vec![
+                    Statement::new("MULTI"),
+                    Statement::with("CLIENT SETNAME", vec!["conformance-multi".into()]),
+                    Statement::new("EXEC"),
+                ],
+                observe: Statement::new("CLIENT GETNAME"),
+            },
+            StateProbe {
                 name: "an open MULTI",
                 prepare: vec![],
                 set: vec![Statement::new("MULTI")],
                 observe: Statement::new("PING"),
             },
+        ]
+    }
+
+    fn native_probes(&self) -> Vec<NativeProbe<RedisConn>> {
+        let blpop_key = format!("conformance_blpop:{}", std::process::id());
+        vec![
+            NativeProbe::new(
+                "the database, selected through the native client",
+                |conn| {
+                    on_native(conn, redis::cmd("SELECT").arg(3), "SELECT");
+                },
+                Statement::with("EXISTS", vec!["conformance_db_probe".into()]),
+            )
+            .prepared_by(vec![Statement::with(
+                "SET",
+                vec!["conformance_db_probe".into(), "1".into()],
+            )]),
+            NativeProbe::new(
+                "the client name, set through the native client",
+                |conn| {
+                    on_native(
+                        conn,
+                        redis::cmd("CLIENT")
+                            .arg("SETNAME")
+                            .arg("conformance-native"),
+                        "CLIENT SETNAME",
+                    );
+                },
+                Statement::new("CLIENT GETNAME"),
+            ),
+            NativeProbe::new(
+                "RESP3 and client tracking, through the native client",
+                |conn| {
+                    on_native(conn, redis::cmd("HELLO").arg(3), "HELLO 3");
+                    on_native(
+                        conn,
+                        redis::cmd("CLIENT").arg("TRACKING").arg("ON"),
+                        "CLIENT TRACKING ON",
+                    );
+                },
+                Statement::new("CLIENT INFO"),
+            )
+            .observed_by(protocol_and_tracking),
+            // Through `native()` (`&self`): `set_read_timeout` needs no `&mut`, so a handler can
+            // change the socket's timeout without ever borrowing the client mutably.
+            NativeProbe::new(
+                "a socket read timeout, set through `native()`",
+                |conn| {
+                    native::<redis::Connection, _>(conn)
+                        .set_read_timeout(Some(Duration::from_millis(20)))
+                        .expect("set_read_timeout");
+                },
+                Statement::new("PING"),
+            )
+            .observed_by(move |conn| {
+                // Blocks 200 ms on the server: answered (nil) under the session's 30 s read
+                // timeout, a timeout error under 20 ms. The late reply is the reset's to skip.
+                let native = native_mut::<redis::Connection, _>(conn);
+                let blocked = redis::cmd("BLPOP")
+                    .arg(&blpop_key)
+                    .arg(0.2)
+                    .query::<redis::Value>(native);
+                match blocked {
+                    Ok(_) => Value::from("answered"),
+                    Err(e) if e.is_timeout() => Value::from("timed out"),
+                    Err(e) => panic!("BLPOP through the native client: {e}"),
+                }
+            }),
+        ]
+    }
+
+    fn rollback_only_probes(&self) -> Vec<NativeProbe<RedisConn>> {
+        let channel = format!("conformance_channel:{}", std::process::id());
+        let resp3_channel = channel.clone();
+        vec![
+            NativeProbe::new(
+                "client tracking, turned on inside MULTI…EXEC",
+                |conn| {
+                    uniform(
+                        conn,
+                        &[("MULTI", &[]), ("CLIENT TRACKING", &["on"]), ("EXEC", &[])],
+                    );
+                },
+                Statement::new("CLIENT INFO"),
+            )
+            .observed_by(protocol_and_tracking),
+            NativeProbe::new(
+                "client tracking, turned on through the native client",
+                |conn| {
+                    on_native(
+                        conn,
+                        redis::cmd("CLIENT").arg("TRACKING").arg("ON"),
+                        "CLIENT TRACKING ON",
+                    );
+                },
+                Statement::new("CLIENT INFO"),
+            )
+            .observed_by(protocol_and_tracking),
+            NativeProbe::new(
+                "RESP3, switched to through the native client",
+                |conn| {
+                    on_native(conn, redis::cmd("HELLO").arg(3), "HELLO 3");
+                },
+                Statement::new("CLIENT INFO"),
+            )
+            .observed_by(protocol_and_tracking),
+            // Subscribed on RESP2, the session refuses everything but (un)subscribing and PING,
+            // which it answers as a pub/sub message: `pong` instead of `PONG`.
+            NativeProbe::new(
+                "a subscription, through the native client",
+                move |conn| {
+                    on_native(conn, redis::cmd("SUBSCRIBE").arg(&channel), "SUBSCRIBE");
+                },
+                Statement::new("PING"),
+            ),
+            NativeProbe::new(
+                "a subscription on RESP3, through the native client",
+                move |conn| {
+                    on_native(conn, redis::cmd("HELLO").arg(3), "HELLO 3");
+                    // On RESP3 the confirmation is a push, not a reply: send without waiting
+                    // for one (the observing command skips the push).
+                    let subscribe = redis::cmd("SUBSCRIBE")
+                        .arg(&resp3_channel)
+                        .get_packed_command();
+                    native_mut::<redis::Connection, _>(conn)
+                        .send_packed_command(&subscribe)
+                        .expect("SUBSCRIBE through the native client");
+                },
+                Statement::new("CLIENT INFO"),
+            )
+            .observed_by(protocol_and_tracking),
         ]
     }
 

@@ -369,3 +369,96 @@ fn blocking_command_gets_its_timeout_from_the_native_client() {
     assert!(conn.is_broken());
     assert!(driver.detach(conn, pool_driver::ResetMode::Full).is_err());
 }
+
+/// `native()` hands out `&redis::Connection`, and `set_read_timeout` takes `&self`: a handler
+/// can change the socket's timeout without a mutable borrow. That access alone must make the
+/// release reset the session, which puts the session's own timeouts back.
+#[test]
+fn read_only_native_access_counts_as_use() {
+    let driver = RedisDriver::new();
+    let k = key("native-ref");
+    let conn = connect_with(&driver, &server().args());
+    let native = conn
+        .native()
+        .downcast_ref::<redis::Connection>()
+        .expect("native is redis::Connection");
+    native
+        .set_read_timeout(Some(Duration::from_millis(1)))
+        .expect("timeout");
+    assert!(conn.needs_reset(), "native() counts as use");
+    let mut conn = cycle(&driver, conn);
+    // Blocks 100 ms on the server: a timeout error under the leaked 1 ms, nil under 30 s.
+    let popped = conn
+        .query("BLPOP", &[k.as_str().into(), Value::Float(0.1)])
+        .unwrap_or_else(|e| panic!("the session's own read timeout is back: {e}"));
+    assert_eq!(popped.scalar(), Some(&Value::Null));
+}
+
+/// `CLIENT REPLY OFF` through the native client, then a rollback-only release: the cleanup
+/// turns replies back on first, and the server's report shows nothing else to undo, so the
+/// session is kept and answers again.
+#[test]
+fn rollback_only_turns_replies_back_on() {
+    let driver = RedisDriver::new();
+    let k = key("rollback-reply-off");
+    let mut conn = connect_with(&driver, &server().args());
+    let id = text(&mut conn, "CLIENT ID", &[]);
+    let handle = driver
+        .detach(conn, pool_driver::ResetMode::Full)
+        .expect("detach");
+    let mut conn = driver.attach(handle).expect("attach");
+    let native = conn
+        .native_mut()
+        .downcast_mut::<redis::Connection>()
+        .expect("native");
+    for cmd in [
+        redis::cmd("CLIENT").arg("REPLY").arg("OFF").clone(),
+        redis::cmd("SET").arg(&k).arg("silent").clone(),
+    ] {
+        native
+            .send_packed_command(&cmd.get_packed_command())
+            .expect("send");
+    }
+    let handle = driver
+        .detach(conn, pool_driver::ResetMode::RollbackOnly)
+        .unwrap_or_else(|e| panic!("replies can be turned back on: {e}"));
+    let mut conn = driver.attach(handle).expect("attach");
+    assert_eq!(text(&mut conn, "CLIENT ID", &[]), id, "the same session");
+    assert_eq!(text(&mut conn, "GET", &[&k]), "silent");
+    q(&mut conn, "DEL", &[&k]);
+}
+
+/// Rollback-only keeps what it is documented to keep (the selected db, the name): only a
+/// transaction is rolled back.
+#[test]
+fn rollback_only_keeps_the_db_and_the_name() {
+    let driver = RedisDriver::new();
+    let mut conn = connect_with(&driver, &server().args());
+    q(&mut conn, "SELECT", &["2"]);
+    q(&mut conn, "CLIENT SETNAME", &["kept"]);
+    let handle = driver
+        .detach(conn, pool_driver::ResetMode::RollbackOnly)
+        .expect("rollback");
+    let mut conn = driver.attach(handle).expect("attach");
+    assert_eq!(client_field(&mut conn, "db"), "2");
+    assert_eq!(text(&mut conn, "CLIENT GETNAME", &[]), "kept");
+}
+
+/// `MONITOR` (the `default` user may) through the native client: only `RESET` leaves monitor
+/// mode, so the rollback-only cleanup refuses the session, as the server reports it
+/// monitoring (its own commands come back to it as monitor lines, and `CLIENT INFO` shows
+/// flag `O`).
+#[test]
+fn rollback_only_refuses_a_monitoring_session() {
+    let driver = RedisDriver::new();
+    let mut conn = connect_with(&driver, &server().default_user_args());
+    let native = conn
+        .native_mut()
+        .downcast_mut::<redis::Connection>()
+        .expect("native");
+    let _: () = redis::cmd("MONITOR").query(native).expect("MONITOR");
+    let err = driver
+        .detach(conn, pool_driver::ResetMode::RollbackOnly)
+        .expect_err("a monitoring session is not parked");
+    assert_eq!(err.kind(), DriverErrorKind::NotReusable, "{err}");
+}

@@ -169,3 +169,175 @@ fn server_without_reset_is_remembered_even_when_the_first_release_fails() {
     assert_eq!(q(&mut conn, "GET", &["k"]).scalar(), Some(&Value::Null));
     assert_eq!(text(&mut conn, "ACL WHOAMI", &[]), "pool_user");
 }
+
+/// A user that may switch protocols and track keys but not run `CLIENT INFO` (the server
+/// cannot report this session's state to the cleanup) nor `CLIENT SETNAME` (the full reset's
+/// `CLIENT SETNAME ""` is denied, which must not cost the connection).
+const NO_INFO_USER: [&str; 10] = [
+    "--user",
+    "noinfo",
+    "on",
+    ">noinfo-pw",
+    "~*",
+    "&*",
+    "+@all",
+    "-@dangerous",
+    "-client|info",
+    "-client|setname",
+];
+
+fn no_info_args(server: &RedisServer) -> String {
+    format!(
+        "host=127.0.0.1 port={} user=noinfo password=noinfo-pw",
+        server.port()
+    )
+}
+
+/// The protocol of this session as `HELLO` (no arguments: report, switch nothing) tells it.
+fn protocol(conn: &mut pool_redis::RedisConn) -> String {
+    let hello = q(conn, "HELLO", &[]);
+    let cells: Vec<String> = hello.rows().iter().map(|r| r[0].to_string()).collect();
+    let at = cells
+        .iter()
+        .position(|c| c == "proto")
+        .expect("proto in HELLO");
+    cells[at + 1].clone()
+}
+
+/// Whether `CLIENT TRACKINGINFO` says tracking is on.
+fn tracking(conn: &mut pool_redis::RedisConn) -> bool {
+    let info = q(conn, "CLIENT TRACKINGINFO", &[]);
+    let cells: Vec<String> = info.rows().iter().map(|r| r[0].to_string()).collect();
+    cells.get(1).map(String::as_str) != Some("[off]")
+}
+
+/// Sends `cmd` through the native client and reads its one reply (or none, for a RESP3
+/// `SUBSCRIBE`, whose confirmation is a push).
+fn native_cmd(conn: &mut pool_redis::RedisConn, cmd: &redis::Cmd, reply: bool) -> redis::Value {
+    let native = conn
+        .native_mut()
+        .downcast_mut::<redis::Connection>()
+        .expect("native");
+    if reply {
+        cmd.query(native).expect("native command")
+    } else {
+        native
+            .send_packed_command(&cmd.get_packed_command())
+            .expect("send");
+        redis::Value::Nil
+    }
+}
+
+/// Whatever the first release on a RESET-less server must find out, done before the test's
+/// own release.
+fn learn_no_reset(driver: &RedisDriver, args: &str) {
+    let mut conn = connect_with(driver, args);
+    q(&mut conn, "PING", &[]);
+    let _ = cycle(driver, conn);
+}
+
+/// On a server without `RESET`, the full release is the rollback-only cleanup plus the
+/// handshake. State only `RESET` clears, set through the native client where no command text
+/// shows it: RESP3, client tracking, a RESP3 subscription. The cleanup undoes RESP3 and
+/// tracking and, from what the server reports, refuses what it cannot undo.
+#[test]
+fn server_without_reset_never_hands_on_resp3_or_tracking_set_natively() {
+    let server = start(&["--rename-command", "RESET", ""]);
+    let driver = RedisDriver::new();
+    learn_no_reset(&driver, &server.args());
+
+    let mut conn = connect_with(&driver, &server.args());
+    native_cmd(&mut conn, redis::cmd("HELLO").arg(3), true);
+    native_cmd(
+        &mut conn,
+        redis::cmd("CLIENT").arg("TRACKING").arg("ON"),
+        true,
+    );
+    assert_eq!(client_field(&mut conn, "resp"), "3");
+    let mut conn = cycle(&driver, conn);
+    assert_eq!(
+        client_field(&mut conn, "resp"),
+        "2",
+        "RESP3 reached the next user"
+    );
+    assert!(
+        !client_field(&mut conn, "flags").contains('t'),
+        "tracking reached the next user"
+    );
+
+    let mut conn = connect_with(&driver, &server.args());
+    native_cmd(&mut conn, redis::cmd("HELLO").arg(3), true);
+    native_cmd(&mut conn, redis::cmd("SUBSCRIBE").arg("natively"), false);
+    let err = driver
+        .detach(conn, ResetMode::Full)
+        .expect_err("a subscribed session is not parked");
+    assert_eq!(err.kind(), DriverErrorKind::NotReusable, "{err}");
+
+    // A name set inside MULTI…EXEC, and one set through the native client: cleared.
+    let mut conn = connect_with(&driver, &server.args());
+    q(&mut conn, "MULTI", &[]);
+    q(&mut conn, "CLIENT SETNAME", &["in-multi"]);
+    q(&mut conn, "EXEC", &[]);
+    let mut conn = cycle(&driver, conn);
+    assert_eq!(
+        q(&mut conn, "CLIENT GETNAME", &[]).scalar(),
+        Some(&Value::Null)
+    );
+}
+
+/// The server cannot report this session's state (`CLIENT INFO` is denied to the user, as it
+/// is missing before Redis 6.2): the rollback-only cleanup still undoes RESP3 and tracking
+/// (`HELLO 2`, `CLIENT TRACKING OFF`, which this user may run), and a subscription shows in
+/// the replies themselves.
+#[test]
+fn rollback_only_without_client_info_undoes_resp3_and_tracking() {
+    let server = start(&NO_INFO_USER);
+    let driver = RedisDriver::new();
+    let args = no_info_args(&server);
+    let mut conn = connect_with(&driver, &args);
+    assert!(
+        conn.query("CLIENT INFO", &[]).is_err(),
+        "CLIENT INFO is denied"
+    );
+    assert!(
+        conn.query("CLIENT SETNAME", &["x".into()]).is_err(),
+        "SETNAME is denied"
+    );
+    let id = text(&mut conn, "CLIENT ID", &[]);
+    let handle = driver
+        .detach(conn, ResetMode::Full)
+        .expect("a full reset without CLIENT SETNAME");
+    let mut conn = driver.attach(handle).expect("attach");
+    assert_eq!(text(&mut conn, "CLIENT ID", &[]), id, "kept");
+    // Set and checked through the native client only: no command text shows the state.
+    let hello = native_cmd(&mut conn, redis::cmd("HELLO").arg(3), true);
+    let proto = match &hello {
+        redis::Value::Map(pairs) => pairs
+            .iter()
+            .find(|(k, _)| *k == redis::Value::BulkString(b"proto".to_vec()))
+            .map(|(_, v)| v.clone()),
+        _ => None,
+    };
+    assert_eq!(proto, Some(redis::Value::Int(3)), "{hello:?}");
+    let on = native_cmd(
+        &mut conn,
+        redis::cmd("CLIENT").arg("TRACKING").arg("ON"),
+        true,
+    );
+    assert_eq!(on, redis::Value::Okay);
+    let handle = driver
+        .detach(conn, ResetMode::RollbackOnly)
+        .unwrap_or_else(|e| panic!("RESP3 and tracking can be undone: {e}"));
+    let mut conn = driver.attach(handle).expect("attach");
+    assert_eq!(text(&mut conn, "CLIENT ID", &[]), id);
+    assert_eq!(protocol(&mut conn), "2", "RESP3 reached the next user");
+    assert!(!tracking(&mut conn), "tracking reached the next user");
+
+    let mut conn = connect_with(&driver, &args);
+    native_cmd(&mut conn, redis::cmd("HELLO").arg(3), true);
+    native_cmd(&mut conn, redis::cmd("SUBSCRIBE").arg("natively"), false);
+    let err = driver
+        .detach(conn, ResetMode::RollbackOnly)
+        .expect_err("a subscribed session is not parked");
+    assert_eq!(err.kind(), DriverErrorKind::NotReusable, "{err}");
+}
