@@ -49,8 +49,8 @@ Notes: times are per call, in µs, from one interleaved run (every round runs ea
 /// Added to the notes when a Redis target was measured.
 pub const REDIS_FOOTNOTE: &str = "\
 Redis: the pool's GET is one round trip through the uniform API (`conn.query(\"GET\", …)`);
-  release after it is the full reset, one pipelined round trip (RESET, AUTH, PING <nonce>;
-  SELECT and CLIENT SETNAME too when configured), on the resetter thread as above.
+  release after it is the full reset, one pipelined round trip (RESET, AUTH, CLIENT SETNAME
+  <name or "">, PING <nonce>; SELECT too when a db is configured), on the resetter thread.
   Cold connect is redis::Client::get_connection (what the driver does): TCP connect + one
   pipelined round trip (AUTH, CLIENT SETINFO ×2); close drops the socket (no QUIT).
   r2d2 is the redis crate's `r2d2` feature with default settings: test_on_check_out makes

@@ -464,7 +464,11 @@ fn hand_out_order_is_release_order_whatever_the_resets_do() {
             .iter()
             .map(|c| c.native::<ModelConn>().expect("a model connection").id)
             .collect();
-        assert_eq!(got, [ids[2], ids[1], ids[0]], "not the reverse of the release order");
+        assert_eq!(
+            got,
+            [ids[2], ids[1], ids[0]],
+            "not the reverse of the release order"
+        );
         drop(again);
         finish(&server, 3);
     });
