@@ -49,17 +49,17 @@ fn passwords_never_appear_in_errors_debug_stats_or_logs() {
         pool::stats("fake", &args).unwrap(),
         pool::all_stats()
     ));
-    // A failed reset.
+    // A failed reset: not the caller's error (release is Ok), but logged with the driver's
+    // message.
     db.fail_detach.store(true, SeqCst);
-    let reset = conn.release().unwrap_err();
-    seen.push(format!("{reset} {reset:?}"));
+    conn.release().expect("a failed reset does not fail the release");
     // Invalid args around a password.
     let invalid = pool::open("fake", &format!("password={PASSWORD} user")).unwrap_err();
     seen.push(format!("{invalid} {invalid:?}"));
 
     let logged = logs.text();
     assert!(
-        logged.contains("connect failed"),
+        logged.contains("connect failed") && logged.contains("reset failed"),
         "the log captured events: {logged}"
     );
     assert!(
