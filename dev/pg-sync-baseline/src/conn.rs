@@ -1,0 +1,165 @@
+//! [`PgConn`]: a `postgres::Client` behind the uniform [`Connection`] surface.
+
+use std::any::Any;
+use std::cell::Cell;
+
+use pool_driver::{ConnArgs, Connection, DriverError, Rows, Value};
+use postgres::{Client, SimpleQueryMessage};
+
+use crate::error::{self, Phase};
+use crate::{cells, describe, params};
+
+/// An open PostgreSQL connection, attached or parked (the driver's `Conn` and `Handle` alike:
+/// `postgres::Client` is `Send`, so detaching needs no conversion).
+pub struct PgConn {
+    pub(crate) client: Client,
+    /// Set by the first error that leaves the session unusable; the pool then closes the
+    /// connection instead of parking it.
+    pub(crate) broken: bool,
+    /// Whether anything could have changed the session since it was opened or last reset:
+    /// a statement ran or the native client was reached (`native` or `native_mut`). An
+    /// untouched session needs no reset, which spares a round trip and a "there is no
+    /// transaction in progress" warning in the server log (for example for connections the
+    /// pool's primer parks). Which statement ran does not matter: the full reset is the same
+    /// for every used session. A `Cell`, because `native(&self)` sets it too (see there).
+    pub(crate) touched: Cell<bool>,
+    /// The arguments it was opened with, kept only to scrub their secrets from error messages.
+    args: ConnArgs,
+}
+
+impl PgConn {
+    pub(crate) fn new(client: Client, args: ConnArgs) -> Self {
+        Self {
+            client,
+            broken: false,
+            touched: Cell::new(false),
+            args,
+        }
+    }
+
+    /// Maps `err`, remembering whether it broke the connection.
+    pub(crate) fn fail(&mut self, err: &postgres::Error) -> DriverError {
+        let mapped = error::map(err, Phase::Statement, &self.args);
+        if mapped.is_fatal() {
+            self.broken = true;
+        }
+        mapped
+    }
+
+    /// [`PgConn::fail`] for a statement run with `params`: a type mismatch in a statement with
+    /// bytes gets [`params::BYTES_HINT`], since the server cannot know the bytes were not meant
+    /// as `bytea`.
+    fn fail_with(&mut self, err: &postgres::Error, params: &[Value]) -> DriverError {
+        let mapped = self.fail(err);
+        if !params::has_bytes(params) || !params::is_type_mismatch(mapped.code()) {
+            return mapped;
+        }
+        let message = format!("{}{}", mapped.message(), params::BYTES_HINT);
+        reword(&mapped, message)
+    }
+}
+
+/// `error` with another message, same kind and code.
+fn reword(error: &DriverError, message: String) -> DriverError {
+    let reworded = DriverError::new(error.kind(), message);
+    match error.code() {
+        Some(code) => reworded.with_code(code),
+        None => reworded,
+    }
+}
+
+impl std::fmt::Debug for PgConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgConn")
+            .field("args", &self.args) // redacted by ConnArgs' Debug
+            .field("broken", &self.broken)
+            .field("closed", &self.client.is_closed())
+            .finish()
+    }
+}
+
+impl Connection for PgConn {
+    /// One round trip. Without parameters the statement goes through the simple protocol
+    /// (which also allows several statements; the count is the last one's, as in libpq's
+    /// `PQcmdTuples`); with them, through the unnamed statement (`Client::execute_typed`, see
+    /// `params.rs`).
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DriverError> {
+        self.touched.set(true);
+        if params.is_empty() {
+            let messages = self.client.simple_query(sql).map_err(|e| self.fail(&e))?;
+            let count = messages.iter().rev().find_map(|m| match m {
+                SimpleQueryMessage::CommandComplete(n) => Some(*n),
+                _ => None,
+            });
+            return Ok(count.unwrap_or(0));
+        }
+        let bound = params::bind(params);
+        let refs = params::typed_refs(&bound);
+        self.client
+            .execute_typed(sql, &refs)
+            .map_err(|e| self.fail_with(&e, params))
+    }
+
+    /// One round trip when rows come back: parse, bind, describe and execute the unnamed
+    /// statement in one write (`Client::query_typed`; parameter types declared or left to the
+    /// server, see `params.rs`). Only unnamed statements are used, so nothing is left on the
+    /// server session: this stays correct after any reset and behind a transaction-mode
+    /// PgBouncer, where each transaction may run on another server connection. When no row
+    /// comes back the column names are not available from the reply, so a plain query is asked
+    /// once more for them, without running it again (see `describe.rs`); other statements
+    /// that return no rows have no column names.
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, DriverError> {
+        self.touched.set(true);
+        let bound = params::bind(params);
+        let refs = params::typed_refs(&bound);
+        let rows = self
+            .client
+            .query_typed(sql, &refs)
+            .map_err(|e| self.fail_with(&e, params))?;
+        if let Some(first) = rows.first() {
+            return cells::rows(first.columns(), &rows);
+        }
+        let Some(wrapped) = describe::one_null_row(sql) else {
+            return Ok(Rows::new(Vec::new(), Vec::new()));
+        };
+        let described = self.client.query_typed(&wrapped, &refs).map_err(|e| {
+            let mapped = self.fail(&e);
+            let message = format!(
+                "the query returned no rows, and asking for its column names failed: {}",
+                mapped.message()
+            );
+            reword(&mapped, message)
+        })?;
+        let columns = described.first().map_or(&[][..], |row| row.columns());
+        cells::rows(columns, &[])
+    }
+
+    fn is_broken(&self) -> bool {
+        self.broken || self.client.is_closed()
+    }
+
+    /// Marks the session used. `&Client` cannot run statements (they all take `&mut self`);
+    /// what it offers through `&` (a cancel token, the type cache, `is_closed`) changes no
+    /// session state either. But the rule is that any native access counts as use unless
+    /// the driver can prove nothing changed, and a proof that rests on the client library's
+    /// current API would silently go stale with its next version; one reset is cheap.
+    fn native(&self) -> &dyn Any {
+        self.touched.set(true);
+        &self.client
+    }
+
+    /// Marks the session used: the native client can run anything.
+    fn native_mut(&mut self) -> &mut dyn Any {
+        self.touched.set(true);
+        &mut self.client
+    }
+
+    fn native_type_name(&self) -> &'static str {
+        std::any::type_name::<Client>()
+    }
+
+    /// The same rule `detach` applies: an untouched session is parked with no round trip.
+    fn needs_reset(&self) -> bool {
+        self.touched.get()
+    }
+}
