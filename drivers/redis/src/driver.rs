@@ -11,6 +11,7 @@ use crate::conn::RedisConn;
 use crate::error::{self, Phase};
 use crate::opts;
 use crate::reset::{self, Reset, ServerFacts};
+use crate::tls;
 
 /// The `redis` driver, on the `redis` crate's synchronous connection.
 ///
@@ -42,48 +43,77 @@ impl Driver for RedisDriver {
         "redis"
     }
 
-    /// Accepts `key=value` text and `redis://user:password@host:port/db` URLs, folds aliases
-    /// so every spelling of the same target shares one pool, and rejects unknown keys and
-    /// `rediss://` (TLS is not built in: connecting in plain text instead would be worse than
-    /// failing).
+    /// Accepts `key=value` text and `redis://user:password@host:port/db` URLs (`rediss://`
+    /// for TLS, recorded as `tls=on`), folds aliases and flag spellings so every spelling of
+    /// the same target shares one pool, and rejects unknown keys, TLS arguments without TLS,
+    /// and TLS on a unix socket.
     fn parse_args(&self, args: &str) -> Result<ConnArgs, DriverError> {
-        opts::check_scheme(args)?;
+        let scheme = opts::check_scheme(args)?;
         let mut parsed = ConnArgs::parse(args)?;
+        opts::apply_scheme(&mut parsed, scheme)?;
         opts::normalise(&mut parsed)?;
         Ok(parsed)
     }
 
-    /// Connects (TCP connect and handshake bounded by `timeout`, or a smaller
-    /// `connect_timeout=`), authenticates (`AUTH user password`, or `AUTH password` for
-    /// `default`), selects the db, sets the client name if one is given, then puts the session's
-    /// read/write timeouts on the socket.
+    /// Connects (TCP connect, TLS handshake and Redis handshake bounded by `timeout`, or a
+    /// smaller `connect_timeout=`), authenticates (`AUTH user password`, or `AUTH password`
+    /// for `default`), selects the db, sets the client name if one is given, then puts the
+    /// session's read/write timeouts on the socket.
+    ///
+    /// With TLS the `cacert`, `cert` and `key` files are read here, on every connect (a rotated
+    /// certificate is used by the next one), and the connect always ends in one round trip of
+    /// its own (`CLIENT SETNAME`, or `PING`): rustls shakes hands on the first read or write,
+    /// and that round trip makes sure it happened, and failed if it must, inside this bound
+    /// and as a `Connect` error, whatever the `redis` crate's own setup sent.
     fn connect(&self, args: &ConnArgs, timeout: Duration) -> Result<RedisConn, DriverError> {
         let mut args = args.clone();
         opts::normalise(&mut args)?;
         let plan = opts::plan(&args, timeout)?;
         let target = opts::target(&args);
-        let context = format!("connecting to redis at {target}");
+        let context = match plan.tls {
+            Some(_) => format!("connecting to redis at {target} over TLS"),
+            None => format!("connecting to redis at {target}"),
+        };
         let fail = |e: &redis::RedisError| error::map(e, Phase::Connect, &args, &context);
         let started = Instant::now();
-        let client = redis::Client::open(plan.info).map_err(|e| fail(&e))?;
-        let mut conn = client
-            .get_connection_with_timeout(plan.connect_timeout)
-            .map_err(|e| fail(&e))?;
-        if let Some(name) = &plan.handshake.name {
-            // What is left of the connect bound: connect + name stay within one timeout.
+        let client = match &plan.tls {
+            Some(settings) => {
+                let certificates = tls::certificates(settings)?;
+                tls::ensure_provider();
+                redis::Client::build_with_tls(plan.info.clone(), certificates)
+            }
+            None => redis::Client::open(plan.info.clone()),
+        }
+        .map_err(|e| fail(&e))?;
+        let mut conn = match &plan.tls {
+            Some(_) => connect_tls(&client, &plan, &args, &context)?,
+            None => client
+                .get_connection_with_timeout(plan.connect_timeout)
+                .map_err(|e| fail(&e))?,
+        };
+        let confirm = match &plan.handshake.name {
+            Some(name) => Some(redis::cmd("CLIENT").arg("SETNAME").arg(name).clone()),
+            None if plan.tls.is_some() => Some(redis::cmd("PING")),
+            None => None,
+        };
+        if let Some(command) = confirm {
+            // What is left of the connect bound: connect + this stay within one timeout.
             let left = plan.connect_timeout.saturating_sub(started.elapsed());
             let bound = Some(left.max(Duration::from_millis(1)));
             conn.set_read_timeout(bound)
                 .and_then(|()| conn.set_write_timeout(bound))
                 .map_err(|e| fail(&e))?;
-            let reply = conn
-                .req_command(redis::cmd("CLIENT").arg("SETNAME").arg(name))
-                .map_err(|e| fail(&e))?;
+            let reply = conn.req_command(&command).map_err(|e| fail(&e))?;
             if let Reply::ServerError(e) = reply {
                 let text = error::server_text(&e.into());
+                let what = if plan.handshake.name.is_some() {
+                    "CLIENT SETNAME"
+                } else {
+                    "PING"
+                };
                 return Err(DriverError::new(
                     DriverErrorKind::Connect,
-                    args.scrub(&format!("{context}: CLIENT SETNAME failed: {text}")),
+                    args.scrub(&format!("{context}: {what} failed: {text}")),
                 ));
             }
         }
@@ -157,6 +187,56 @@ impl Driver for RedisDriver {
             }
         }
     }
+}
+
+/// The `redis` crate's connect over TLS, with [`tls::probe_reserve`] of the bound kept back:
+/// when the handshake times out, that reserve asks the port in plain Redis whether it is a
+/// plain port (see [`tls::plain_redis_at`]: a plain Redis port mostly stays silent to a TLS
+/// hello), so the error says "this port speaks plain Redis" instead of only "timed out". The
+/// whole stays within `plan.connect_timeout`.
+fn connect_tls(
+    client: &redis::Client,
+    plan: &opts::Plan,
+    args: &ConnArgs,
+    context: &str,
+) -> Result<redis::Connection, DriverError> {
+    let started = Instant::now();
+    let reserve = tls::probe_reserve(plan.connect_timeout);
+    let handshake = plan
+        .connect_timeout
+        .saturating_sub(reserve)
+        .max(Duration::from_millis(1));
+    let err = match client.get_connection_with_timeout(handshake) {
+        Ok(conn) => return Ok(conn),
+        Err(err) => err,
+    };
+    let mapped = error::map(&err, Phase::Connect, args, context);
+    if !err.is_timeout() {
+        return Err(mapped);
+    }
+    let left = plan.connect_timeout.saturating_sub(started.elapsed());
+    let plain = match &plan.info.addr {
+        redis::ConnectionAddr::TcpTls { host, port, .. } => tls::plain_redis_at(host, *port, left),
+        _ => false,
+    };
+    if plain {
+        let failure = tls::Failure::NotTls;
+        let message = format!(
+            "{context}: {} (no answer to the TLS hello, but a plain Redis answers on this port)",
+            failure.advice()
+        );
+        return Err(
+            DriverError::new(DriverErrorKind::Connect, args.scrub(&message))
+                .with_code(failure.code()),
+        );
+    }
+    Err(DriverError::new(
+        mapped.kind(),
+        format!(
+            "{} (no TLS answer: the server is silent, or too slow for connect_timeout)",
+            mapped.message()
+        ),
+    ))
 }
 
 fn full(conn: &mut RedisConn) -> Result<(), DriverError> {

@@ -9,6 +9,8 @@
 use pool_driver::{ConnArgs, DriverError, DriverErrorKind};
 use redis::RedisError;
 
+use crate::tls;
+
 /// Which operation failed: it decides the kind of the same underlying error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -19,7 +21,16 @@ pub(crate) enum Phase {
 }
 
 /// Maps an error from the `redis` crate. `context` starts the message and must hold no secret.
+///
+/// While connecting, a TLS failure becomes a `Connect` error that says what failed and what to
+/// do, with a code a handler can match on ([`tls_failure`]); so does a plain connection the
+/// server hung up on during the handshake, the mark of a port that speaks only TLS.
 pub(crate) fn map(err: &RedisError, phase: Phase, args: &ConnArgs, context: &str) -> DriverError {
+    if phase == Phase::Connect {
+        if let Some(error) = tls_failure(err, args, context) {
+            return error;
+        }
+    }
     let broken = err.is_io_error()
         || err.is_timeout()
         || err.is_connection_dropped()
@@ -83,4 +94,45 @@ pub(crate) fn already_broken() -> DriverError {
 /// A `Broken` error with `message` (already free of secrets).
 pub(crate) fn broken(message: impl Into<String>) -> DriverError {
     DriverError::new(DriverErrorKind::Broken, message)
+}
+
+/// The `Connect` error for a failed TLS handshake, or for a plain connect the server hung up on
+/// (a TLS-only port drops a client whose first bytes are not a TLS hello), or `None` when `err`
+/// is neither. The message is the context, the advice, then the underlying error (rustls'
+/// wording: it names certificate fields and times, never key material); the code is
+/// [`tls::Failure::code`] (`TLS_UNTRUSTED_CERTIFICATE`, `TLS_HOST_NAME_MISMATCH`, …, and
+/// `TLS_REQUIRED` for the plain hang-up).
+pub(crate) fn tls_failure(err: &RedisError, args: &ConnArgs, context: &str) -> Option<DriverError> {
+    let tls_on = args.get("tls").is_some();
+    let (code, advice) = match tls::cause(err) {
+        Some(failure) if tls_on => (failure.code(), failure.advice()),
+        // Without TLS no rustls error can arise; the crate's text matched something else.
+        Some(_) => return None,
+        None if !tls_on && hung_up(err) => (
+            "TLS_REQUIRED",
+            "the server closed the connection during the handshake: a port that speaks only \
+             TLS (redis tls-port) does that to plain clients; connect with rediss:// (or \
+             tls=on and `cacert`)",
+        ),
+        None => return None,
+    };
+    let message = format!("{context}: {advice} ({err})");
+    Some(DriverError::new(DriverErrorKind::Connect, args.scrub(&message)).with_code(code))
+}
+
+/// The server hung up: reset, closed (end of file) or a write into a closed socket.
+fn hung_up(err: &RedisError) -> bool {
+    use std::io::ErrorKind;
+    let io_kind = std::error::Error::source(err)
+        .and_then(|e| e.downcast_ref::<std::io::Error>())
+        .map(std::io::Error::kind);
+    matches!(
+        io_kind,
+        Some(
+            ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted
+                | ErrorKind::UnexpectedEof
+                | ErrorKind::BrokenPipe
+        )
+    ) || err.is_connection_dropped()
 }

@@ -10,8 +10,53 @@
 //! `host=127.0.0.1 port=6379 user=app password=… db=0 name=web`; `socket=/run/redis.sock` (or
 //! `host=/path`) for the unix socket; `connect_timeout`, `read_timeout`, `write_timeout` in
 //! seconds (fractions allowed, `0` = none; user commands default to 30 s). Without `user` the
-//! password is the `default` user's (`AUTH password`). Unknown keys are rejected. No TLS.
+//! password is the `default` user's (`AUTH password`). Unknown keys are rejected.
 //! Passwords never appear in errors, `Debug` output or logs.
+//!
+//! # TLS
+//!
+//! `rediss://` (or `tls=on` in `key=value` text, or `?tls=on` on a `redis://` URL), with
+//! `redis-cli`'s names for the rest:
+//!
+//! | redis-cli | URL | `key=value` | meaning |
+//! | --- | --- | --- | --- |
+//! | `--tls`, `-u rediss://…` | `rediss://…` | `tls=on` | TLS on the TCP port (not on a unix socket) |
+//! | `--cacert <file>` | `?cacert=<file>` | `cacert=<file>` | trust the CAs in this PEM file, *instead of* the platform's |
+//! | (OpenSSL's default paths) | (no `cacert`) | (no `cacert`) | trust the platform's roots (`rustls-native-certs`: Debian's `ca-certificates`; `SSL_CERT_FILE`/`SSL_CERT_DIR` override) |
+//! | `--cert <file>` | `?cert=<file>` | `cert=<file>` | client certificate (chain), PEM, for `tls-auth-clients` |
+//! | `--key <file>` | `?key=<file>` | `key=<file>` | its private key: unencrypted PEM (PKCS#8, PKCS#1 or SEC1) |
+//! | `--insecure` | `?insecure` | `insecure=on` | verify nothing (no CA, no host name, no SNI): for tests only |
+//! | `--sni <name>` | — | — | the SNI and verified name are always `host` as written |
+//! | `--cacertdir`, `--tls-ciphers`, `--tls-ciphersuites` | — | — | not offered (rustls' safe defaults) |
+//!
+//! Flags take `on`/`off`, `true`/`false`, `yes`/`no`, `1`/`0` (a bare `?insecure` is on) and
+//! are folded to one spelling, so `rediss://h/0` and `host=h db=0 tls=yes` share a pool. The
+//! certificate is verified against `host` as written: an IP address must be in the
+//! certificate's IP SANs, a name in its DNS names. `cacert`, `cert`, `key` or `insecure`
+//! without TLS are refused (the user meant TLS: connecting in plain text would be worse than
+//! failing), as are `cert` without `key`, and TLS with a socket.
+//!
+//! The arguments name files, and the files are read on every connect: a certificate rotated
+//! on disk is used by the next connect, no restart needed; the registry key holds the paths
+//! (so different certificates never share a pool), never their contents. Relative paths are
+//! relative to the process's working directory at connect time.
+//!
+//! A TLS connect, the handshake included, stays within the connect timeout; the reset, the
+//! rollback-only cleanup and the liveness ping set their socket timeouts on the TCP stream
+//! under the TLS session exactly as in plain text. The crypto provider is `ring`, installed as
+//! rustls' process default only if the application installed none (`src/tls.rs` says why the
+//! process default, and why only then).
+//!
+//! A failed handshake is a `Connect` error that says what failed and what to do, with a code to
+//! match on ([`pool_driver::DriverError::code`]): `TLS_UNTRUSTED_CERTIFICATE` (unknown CA: give
+//! `cacert`), `TLS_HOST_NAME_MISMATCH`, `TLS_CERTIFICATE_EXPIRED` (or not valid yet),
+//! `TLS_BAD_CERTIFICATE`, `TLS_NOT_OFFERED` (`rediss://` to a plain port), `TLS_REQUIRED`
+//! (plain `redis://` to a TLS-only port: the server hangs up), `TLS_CLIENT_CERTIFICATE_REQUIRED`
+//! (`tls-auth-clients yes` and no `cert`), `TLS_CLIENT_CERTIFICATE_REFUSED`,
+//! `TLS_BAD_HOST_NAME`, `TLS_KEY_MISMATCH`, `TLS_FAILED`. A TLS hello sent to a plain Redis
+//! port is mostly met with silence (Redis waits for the end of an inline command), so the last
+//! fifth of the connect timeout (at most 500 ms) is kept for a plain `PING` on a fresh
+//! connection to tell that port from a silent server; a silent one is a `Timeout`.
 //!
 //! # Commands through the uniform surface
 //!
@@ -89,6 +134,7 @@ mod driver;
 mod error;
 mod opts;
 mod reset;
+mod tls;
 
 pub use conn::RedisConn;
 pub use driver::RedisDriver;
