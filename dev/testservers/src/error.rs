@@ -39,6 +39,11 @@ pub enum ServerError {
         /// Its standard error (trimmed).
         stderr: String,
     },
+    /// A test certificate or key could not be made.
+    Certificate {
+        /// What was being made and why it failed.
+        what: String,
+    },
 }
 
 impl ServerError {
@@ -74,6 +79,7 @@ impl fmt::Display for ServerError {
                 status,
                 stderr,
             } => write!(f, "`{command}` failed ({status}): {stderr}"),
+            ServerError::Certificate { what } => write!(f, "test certificates: {what}"),
         }
     }
 }

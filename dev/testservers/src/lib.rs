@@ -13,6 +13,28 @@
 //! # Ok::<(), pool_testservers::ServerError>(())
 //! ```
 //!
+//! # TLS
+//!
+//! [`TestPki`] makes a throwaway CA and certificates at test time (a valid server certificate,
+//! one for the wrong host name, an expired one, client certificates, a second unrelated CA).
+//! [`PgServer::start_tls`], [`MariaServer::start_tls`] / [`MariaServer::start_tls_only`] and
+//! [`RedisServer::start_tls`] start servers presenting one of them ([`ServerCert`]); each
+//! keeps a [`ServerTls`] ([`PgServer::tls`], ...) that names the CA and client files a
+//! client needs, and has helpers that build client arguments (`tls_args`, `cert_args`,
+//! `x509_args`, `tls_url`, `tls_client_url`). A [`SilentListener`] accepts connections and
+//! never answers (optionally after a [`Preamble`], so a client stalls inside its TLS
+//! handshake), for "the handshake is bounded" tests.
+//!
+//! ```no_run
+//! use pool_testservers::{ClientCerts, RedisServer, ServerCert, TestPki};
+//! let pki = TestPki::generate()?;
+//! let redis = RedisServer::start_tls(&pki, ServerCert::Valid, ClientCerts::Required)?;
+//! // rediss://pool_user:redis-secret-pw@localhost:NNNN/0?cacert=...&cert=...&key=...
+//! let url = redis.tls_client_url();
+//! # let _ = url;
+//! # Ok::<(), pool_testservers::ServerError>(())
+//! ```
+//!
 //! # Root
 //!
 //! `initdb`, `postgres` and `mariadbd` refuse to run as root, and CI runs as root. Then the
@@ -45,9 +67,11 @@ mod error;
 mod maria;
 mod pg;
 mod pgbouncer;
+mod pki;
 mod process;
 mod proxy;
 mod redis;
+mod silent;
 mod supervisor;
 mod workdir;
 
@@ -57,8 +81,10 @@ pub use error::ServerError;
 pub use maria::MariaServer;
 pub use pg::PgServer;
 pub use pgbouncer::{PgBouncer, PoolMode};
+pub use pki::{ClientCert, ServerCert, ServerTls, TestPki};
 pub use proxy::{Proxy, ProxyMode};
-pub use redis::RedisServer;
+pub use redis::{ClientCerts, RedisServer};
+pub use silent::{Preamble, SilentListener};
 
 static SHARED_PG: OnceLock<PgServer> = OnceLock::new();
 static SHARED_MARIA: OnceLock<MariaServer> = OnceLock::new();

@@ -5,17 +5,27 @@
 //! `mariadbd` switching user itself would clear its parent-death signal. Everything it writes
 //! (data, socket, pid file, error log) lives in the work directory that user owns.
 
+use std::io::Read;
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::error::ServerError;
+use crate::pki::{InstalledTls, ServerCert, ServerTls, TestPki};
 use crate::process::{self, conn_value, ServiceUser};
 use crate::supervisor::Supervisor;
 use crate::workdir::WorkDir;
 
 const USER: &str = "pool_user";
 const PASSWORD: &str = "maria-secret-pw";
+/// On TLS servers: may log in only over TLS (`REQUIRE SSL`).
+const TLS_USER: &str = "pool_tls";
+const TLS_PASSWORD: &str = "maria-tls-secret-pw";
+/// On TLS servers: may log in only over TLS with a client certificate signed by the CA
+/// (`REQUIRE X509`), and its password.
+const X509_USER: &str = "pool_x509";
+const X509_PASSWORD: &str = "maria-x509-secret-pw";
 const DATABASE: &str = "pool_test";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Small InnoDB settings: quick start and crash recovery, 26 MB of data instead of 112 MB (the
@@ -48,6 +58,10 @@ impl Bins {
 ///
 /// User `pool_user` (password `maria-secret-pw`, all privileges on `pool_test`, plus `PROCESS`),
 /// database `pool_test`. `root` has no password and is reachable only over the private socket.
+///
+/// Started with [`MariaServer::start_tls`] (or [`MariaServer::start_tls_only`]) it also speaks
+/// TLS and has two more users: `pool_tls` (`REQUIRE SSL`) and `pool_x509` (`REQUIRE X509`),
+/// each with all privileges on `pool_test`.
 #[derive(Debug)]
 pub struct MariaServer {
     port: u16,
@@ -59,6 +73,11 @@ pub struct MariaServer {
     out_log: PathBuf,
     bins: Bins,
     user: Option<ServiceUser>,
+    tls: Option<ServerTls>,
+    /// The server's copies of the TLS files.
+    tls_files: Option<InstalledTls>,
+    /// `require_secure_transport=ON`: every TCP login needs TLS.
+    tls_only: bool,
     sup: Supervisor,
 }
 
@@ -66,6 +85,30 @@ impl MariaServer {
     /// Creates a data directory and starts the server; returns once it accepts connections and
     /// is set up.
     pub fn start() -> Result<MariaServer, ServerError> {
+        Self::start_with(None, false)
+    }
+
+    /// Like [`start`](Self::start), with TLS: `--ssl-cert`/`--ssl-key` from `cert` of `pki`,
+    /// `--ssl-ca` its CA (which also verifies client certificates), each a private copy owned by
+    /// the server's user. TLS is offered, not required: `pool_user` may still log in plain,
+    /// `pool_tls` ([`tls_user`](Self::tls_user)) only over TLS (`REQUIRE SSL`), `pool_x509`
+    /// ([`x509_user`](Self::x509_user)) only with a client certificate signed by the CA
+    /// (`REQUIRE X509`; [`TestPki::client`]`("pool_x509")`) and its password.
+    pub fn start_tls(pki: &TestPki, cert: ServerCert) -> Result<MariaServer, ServerError> {
+        Self::start_with(Some(ServerTls::new(pki, cert)), false)
+    }
+
+    /// Like [`start_tls`](Self::start_tls), and the server requires TLS of every TCP login
+    /// (`require_secure_transport=ON`, MariaDB 10.5.2+): a plain login of any user is refused.
+    /// MariaDB answers it with "Access denied for user ..." (error 1045, SQLSTATE 28000), not
+    /// MySQL's error 3159, so a driver cannot tell it from a wrong password by the code; the
+    /// same login over TLS works. The private unix socket counts as secure, so
+    /// [`sql`](Self::sql) still works.
+    pub fn start_tls_only(pki: &TestPki, cert: ServerCert) -> Result<MariaServer, ServerError> {
+        Self::start_with(Some(ServerTls::new(pki, cert)), true)
+    }
+
+    fn start_with(tls: Option<ServerTls>, tls_only: bool) -> Result<MariaServer, ServerError> {
         let bins = Bins::locate()?;
         let user = process::service_user("mysql")?;
         let workdir = WorkDir::create("maria", user)?;
@@ -84,6 +127,10 @@ impl MariaServer {
             .args(["--skip-name-resolve", "--skip-log-bin"])
             .args(INNODB_ARGS);
         process::run(install, user)?;
+        let tls_files = match &tls {
+            Some(tls) => Some(tls.install(&workdir.subdir("tls", user)?, user)?),
+            None => None,
+        };
 
         let mut server = MariaServer {
             port: 0,
@@ -95,6 +142,9 @@ impl MariaServer {
             out_log: dir.join("mariadbd.out"),
             bins,
             user,
+            tls,
+            tls_files,
+            tls_only,
             sup: Supervisor::new(workdir, libc::SIGTERM),
         };
         process::launch_on_free_port(
@@ -127,10 +177,16 @@ impl MariaServer {
                 "--skip-name-resolve",
                 "--max-connections=300",
             ])
-            .args(INNODB_ARGS)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(out2);
+            .args(INNODB_ARGS);
+        if let Some(files) = &self.tls_files {
+            cmd.arg(format!("--ssl-ca={}", files.ca.display()))
+                .arg(format!("--ssl-cert={}", files.cert.display()))
+                .arg(format!("--ssl-key={}", files.key.display()));
+        }
+        if self.tls_only {
+            cmd.arg("--require-secure-transport=ON");
+        }
+        cmd.stdin(Stdio::null()).stdout(out).stderr(out2);
         process::prepare(&mut cmd, self.user, libc::SIGTERM);
         let child = process::spawn_from_keeper(cmd).map_err(|e| {
             ServerError::io(format!("spawning {}", self.bins.mariadbd.display()), e)
@@ -166,8 +222,21 @@ impl MariaServer {
              CREATE USER '{USER}'@'localhost' IDENTIFIED BY '{PASSWORD}'; \
              GRANT ALL ON {DATABASE}.* TO '{USER}'@'%', '{USER}'@'localhost'; \
              GRANT PROCESS ON *.* TO '{USER}'@'%', '{USER}'@'localhost';"
-        ))
-        .map(drop)
+        ))?;
+        if self.tls.is_some() {
+            for (user, password, require) in [
+                (TLS_USER, TLS_PASSWORD, "SSL"),
+                (X509_USER, X509_PASSWORD, "X509"),
+            ] {
+                self.sql(&format!(
+                    "CREATE USER '{user}'@'%' IDENTIFIED BY '{password}' REQUIRE {require}; \
+                     CREATE USER '{user}'@'localhost' IDENTIFIED BY '{password}' \
+                     REQUIRE {require}; \
+                     GRANT ALL ON {DATABASE}.* TO '{user}'@'%', '{user}'@'localhost';"
+                ))?;
+            }
+        }
+        Ok(())
     }
 
     /// The TCP port on 127.0.0.1.
@@ -222,6 +291,120 @@ impl MariaServer {
     /// The password of `pool_user`.
     pub fn password(&self) -> &str {
         PASSWORD
+    }
+
+    /// The database, `pool_test`.
+    pub fn database(&self) -> &str {
+        DATABASE
+    }
+
+    /// What the server was started with for TLS: `None` for [`start`](Self::start), `Some` for
+    /// [`start_tls`](Self::start_tls) / [`start_tls_only`](Self::start_tls_only).
+    pub fn tls(&self) -> Option<&ServerTls> {
+        self.tls.as_ref()
+    }
+
+    /// Whether every TCP login needs TLS (`require_secure_transport=ON`,
+    /// [`start_tls_only`](Self::start_tls_only)).
+    pub fn requires_tls(&self) -> bool {
+        self.tls_only
+    }
+
+    /// The user that may log in only over TLS (`REQUIRE SSL`), `pool_tls`; TLS servers only.
+    pub fn tls_user(&self) -> &str {
+        TLS_USER
+    }
+
+    /// The password of `pool_tls`.
+    pub fn tls_password(&self) -> &str {
+        TLS_PASSWORD
+    }
+
+    /// The user that needs a client certificate signed by the CA (`REQUIRE X509`) and its
+    /// password, `pool_x509`; TLS servers only. Its certificate:
+    /// [`TestPki::client`]`("pool_x509")`.
+    pub fn x509_user(&self) -> &str {
+        X509_USER
+    }
+
+    /// The password of `pool_x509`.
+    pub fn x509_password(&self) -> &str {
+        X509_PASSWORD
+    }
+
+    /// `key=value` args for `pool_tls` over TLS to `localhost` (a name in the server
+    /// certificate) with `ssl-mode=<mode>` and `ssl-ca=<the CA>`, e.g.
+    /// `host=localhost port=NNNN user=pool_tls password=maria-tls-secret-pw dbname=pool_test
+    /// ssl-mode=VERIFY_IDENTITY ssl-ca=/tmp/pool-testservers-pki-XXXX/ca.crt`.
+    ///
+    /// # Panics
+    ///
+    /// If the server was started without TLS.
+    pub fn tls_args(&self, ssl_mode: &str) -> String {
+        format!(
+            "host=localhost port={} user={TLS_USER} password={TLS_PASSWORD} dbname={DATABASE} \
+             ssl-mode={ssl_mode} ssl-ca={}",
+            self.port,
+            conn_value(&self.expect_tls("tls_args").ca_cert().to_string_lossy()),
+        )
+    }
+
+    /// `key=value` args for `pool_x509` with its client certificate, fully verified:
+    /// `host=localhost port=NNNN user=pool_x509 password=... dbname=pool_test
+    /// ssl-mode=VERIFY_IDENTITY ssl-ca=<CA> ssl-cert=<client cert> ssl-key=<client key>`.
+    ///
+    /// # Panics
+    ///
+    /// If the server was started without TLS, or the client certificate cannot be made.
+    pub fn x509_args(&self) -> String {
+        let tls = self.expect_tls("x509_args");
+        let client = tls
+            .pki()
+            .client(X509_USER)
+            .unwrap_or_else(|e| panic!("making the client certificate of {X509_USER}: {e}"));
+        format!(
+            "host=localhost port={} user={X509_USER} password={X509_PASSWORD} \
+             dbname={DATABASE} ssl-mode=VERIFY_IDENTITY ssl-ca={} ssl-cert={} ssl-key={}",
+            self.port,
+            conn_value(&tls.ca_cert().to_string_lossy()),
+            conn_value(&client.cert().to_string_lossy()),
+            conn_value(&client.key().to_string_lossy()),
+        )
+    }
+
+    /// The first packet the server sends on a new TCP connection (its handshake greeting,
+    /// which on a TLS server announces `CLIENT_SSL`). A [`crate::SilentListener`] that sends it
+    /// ([`crate::Preamble::Greet`]) makes a MySQL client ask for TLS and then wait in its TLS
+    /// handshake: the place a "silent TLS peer" test wants the silence.
+    pub fn greeting(&self) -> Result<Vec<u8>, ServerError> {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
+        let io = |e| {
+            ServerError::io(
+                format!("reading the greeting of 127.0.0.1:{}", self.port),
+                e,
+            )
+        };
+        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(io)?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(io)?;
+        let mut header = [0u8; 4];
+        stream.read_exact(&mut header).map_err(io)?;
+        let len =
+            usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
+        let mut packet = header.to_vec();
+        packet.resize(4 + len, 0);
+        stream.read_exact(&mut packet[4..]).map_err(io)?;
+        Ok(packet)
+    }
+
+    fn expect_tls(&self, what: &str) -> &ServerTls {
+        match &self.tls {
+            Some(tls) => tls,
+            None => panic!(
+                "MariaServer::{what} on a server started without TLS: use MariaServer::start_tls"
+            ),
+        }
     }
 
     /// Clean shutdown (SIGTERM); keeps the data. No-op if not running.

@@ -12,12 +12,15 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::error::ServerError;
+use crate::pki::{InstalledTls, ServerCert, ServerTls, TestPki};
 use crate::process::{self, conn_value, ServiceUser};
 use crate::supervisor::Supervisor;
 use crate::workdir::WorkDir;
 
 const TRUST_USER: &str = "pool_trust";
 const SCRAM_USER: &str = "pool_scram";
+/// Logs in with a client certificate only (`cert` auth); exists on TLS servers.
+const CERT_USER: &str = "pool_cert";
 const SCRAM_PASSWORD: &str = "scram-secret-pw";
 const DATABASE: &str = "pool_test";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -29,6 +32,23 @@ local all pool_scram scram-sha-256
 host  all pool_scram 127.0.0.1/32 scram-sha-256
 local all all trust
 host  all all 127.0.0.1/32 trust
+";
+
+/// Client authentication of a TLS server ([`PgServer::start_tls`]): over TCP only TLS is
+/// accepted, so a plain connect gets the server's own clear refusal ("no pg_hba.conf entry
+/// for host ..., no encryption", SQLSTATE 28000) instead of silently working. `pool_cert`
+/// logs in with a client certificate whose CN is its name (`cert` auth verifies the
+/// certificate against `ssl_ca_file`); `pool_scram` with its password (and, because the
+/// session is TLS, SCRAM-SHA-256-PLUS channel binding is offered); everyone else is trusted.
+/// The unix socket stays plain for the suite's own `psql`.
+const PG_HBA_TLS: &str = "\
+local     all pool_scram scram-sha-256
+local     all all trust
+hostnossl all all 0.0.0.0/0 reject
+hostnossl all all ::/0 reject
+hostssl   all pool_cert 127.0.0.1/32 cert
+hostssl   all pool_scram 127.0.0.1/32 scram-sha-256
+hostssl   all all 127.0.0.1/32 trust
 ";
 
 #[derive(Debug)]
@@ -73,6 +93,9 @@ impl Bins {
 /// Roles: `pool_trust` (superuser, trust auth), `pool_scram` (password `scram-secret-pw`,
 /// scram-sha-256, not superuser, may connect to and create temp tables in `pool_test`, member of
 /// the NOLOGIN role `pool_other`). Database: `pool_test`.
+///
+/// Started with [`PgServer::start_tls`] it speaks TLS only over TCP (see [`PgServer::tls`])
+/// and has one more role, `pool_cert`, that logs in with a client certificate.
 #[derive(Debug)]
 pub struct PgServer {
     port: u16,
@@ -81,12 +104,32 @@ pub struct PgServer {
     log_path: PathBuf,
     bins: Bins,
     user: Option<ServiceUser>,
+    tls: Option<ServerTls>,
     sup: Supervisor,
 }
 
 impl PgServer {
     /// Creates a cluster and starts it; returns once it accepts connections and is set up.
     pub fn start() -> Result<PgServer, ServerError> {
+        Self::start_with(None)
+    }
+
+    /// Like [`start`](Self::start), with TLS: the server presents `cert` from `pki` and
+    /// verifies client certificates against `pki`'s CA (`ssl = on`, `ssl_cert_file`,
+    /// `ssl_key_file`, `ssl_ca_file`, each a private copy owned by the server's user).
+    ///
+    /// Over TCP only TLS is accepted (`hostnossl ... reject`: a plain connect is refused by the
+    /// server with "no encryption"); the unix socket stays plain. Roles: as [`start`]
+    /// (`pool_trust` trusted, `pool_scram` by password, over TLS) plus `pool_cert`
+    /// ([`cert_user`](Self::cert_user)), which logs in with a client certificate
+    /// ([`TestPki::client`]`("pool_cert")`) and nothing else.
+    ///
+    /// [`start`]: Self::start
+    pub fn start_tls(pki: &TestPki, cert: ServerCert) -> Result<PgServer, ServerError> {
+        Self::start_with(Some(ServerTls::new(pki, cert)))
+    }
+
+    fn start_with(tls: Option<ServerTls>) -> Result<PgServer, ServerError> {
         let bins = Bins::locate()?;
         let user = process::service_user("postgres")?;
         let workdir = WorkDir::create("pg", user)?;
@@ -102,7 +145,11 @@ impl PgServer {
             .args(["-A", "trust", "-U", TRUST_USER, "--no-sync", "-E", "UTF8"])
             .args(["--locale=C", "--no-instructions"]);
         process::run(initdb, user)?;
-        write_config(&data_dir, &socket_dir)?;
+        let installed = match &tls {
+            Some(tls) => Some(tls.install(&workdir.subdir("tls", user)?, user)?),
+            None => None,
+        };
+        write_config(&data_dir, &socket_dir, installed.as_ref())?;
 
         let mut server = PgServer {
             port: 0,
@@ -111,6 +158,7 @@ impl PgServer {
             log_path,
             bins,
             user,
+            tls,
             sup: Supervisor::new(workdir, libc::SIGINT),
         };
         process::launch_on_free_port(
@@ -183,6 +231,13 @@ impl PgServer {
     /// Creates the database and the roles the tests rely on.
     fn setup(&self) -> Result<(), ServerError> {
         let mut cmd = self.psql_command("postgres");
+        let cert_role = self.tls.as_ref().map(|_| {
+            [
+                format!("CREATE ROLE {CERT_USER} LOGIN"),
+                format!("GRANT ALL ON DATABASE {DATABASE} TO {CERT_USER}"),
+                format!("GRANT ALL ON SCHEMA public TO {CERT_USER}"),
+            ]
+        });
         for sql in [
             "CREATE ROLE pool_other NOLOGIN".to_string(),
             format!("CREATE ROLE {SCRAM_USER} LOGIN PASSWORD '{SCRAM_PASSWORD}'"),
@@ -191,7 +246,10 @@ impl PgServer {
             format!("GRANT ALL ON DATABASE {DATABASE} TO {SCRAM_USER}"),
             format!("\\c {DATABASE}"),
             format!("GRANT ALL ON SCHEMA public TO {SCRAM_USER}"),
-        ] {
+        ]
+        .into_iter()
+        .chain(cert_role.into_iter().flatten())
+        {
             cmd.arg("-c").arg(sql);
         }
         process::run(cmd, None).map(drop)
@@ -266,6 +324,83 @@ impl PgServer {
         SCRAM_PASSWORD
     }
 
+    /// The trust-auth superuser, `pool_trust`.
+    pub fn trust_user(&self) -> &str {
+        TRUST_USER
+    }
+
+    /// The password role, `pool_scram`.
+    pub fn scram_user(&self) -> &str {
+        SCRAM_USER
+    }
+
+    /// The database, `pool_test`.
+    pub fn database(&self) -> &str {
+        DATABASE
+    }
+
+    /// What the server was started with for TLS: `None` for [`start`](Self::start), `Some` for
+    /// [`start_tls`](Self::start_tls) (the PKI, for the CA and client certificates, and which
+    /// server certificate it presents).
+    pub fn tls(&self) -> Option<&ServerTls> {
+        self.tls.as_ref()
+    }
+
+    /// The role that logs in by client certificate on a TLS server, `pool_cert`: its
+    /// certificate is [`TestPki::client`]`("pool_cert")`.
+    pub fn cert_user(&self) -> &str {
+        CERT_USER
+    }
+
+    /// libpq args for `pool_scram` over TLS to `localhost` (the name in the server
+    /// certificate) with `sslmode=<sslmode>` and `sslrootcert=<the CA>`, e.g.
+    /// `host=localhost port=NNNN user=pool_scram password=scram-secret-pw dbname=pool_test
+    /// sslmode=verify-full sslrootcert=/tmp/pool-testservers-pki-XXXX/ca.crt`.
+    ///
+    /// # Panics
+    ///
+    /// If the server was started without TLS.
+    pub fn tls_args(&self, sslmode: &str) -> String {
+        format!(
+            "host=localhost port={} user={SCRAM_USER} password={SCRAM_PASSWORD} \
+             dbname={DATABASE} sslmode={sslmode} sslrootcert={}",
+            self.port,
+            conn_value(&self.expect_tls("tls_args").ca_cert().to_string_lossy()),
+        )
+    }
+
+    /// libpq args for `pool_cert` with its client certificate, fully verified:
+    /// `host=localhost port=NNNN user=pool_cert dbname=pool_test sslmode=verify-full
+    /// sslrootcert=<CA> sslcert=<client cert> sslkey=<client key>`.
+    ///
+    /// # Panics
+    ///
+    /// If the server was started without TLS, or the client certificate cannot be made.
+    pub fn cert_args(&self) -> String {
+        let tls = self.expect_tls("cert_args");
+        let client = tls
+            .pki()
+            .client(CERT_USER)
+            .unwrap_or_else(|e| panic!("making the client certificate of {CERT_USER}: {e}"));
+        format!(
+            "host=localhost port={} user={CERT_USER} dbname={DATABASE} sslmode=verify-full \
+             sslrootcert={} sslcert={} sslkey={}",
+            self.port,
+            conn_value(&tls.ca_cert().to_string_lossy()),
+            conn_value(&client.cert().to_string_lossy()),
+            conn_value(&client.key().to_string_lossy()),
+        )
+    }
+
+    fn expect_tls(&self, what: &str) -> &ServerTls {
+        match &self.tls {
+            Some(tls) => tls,
+            None => {
+                panic!("PgServer::{what} on a server started without TLS: use PgServer::start_tls")
+            }
+        }
+    }
+
     /// `postgres://pool_trust@127.0.0.1:<port>/pool_test`
     pub fn url(&self) -> String {
         format!("postgres://{TRUST_USER}@127.0.0.1:{}/{DATABASE}", self.port)
@@ -330,12 +465,30 @@ fn clean_env(cmd: &mut Command) {
 }
 
 /// Writes `pg_hba.conf` and appends test settings to `postgresql.conf` (the files already belong
-/// to the service user; rewriting them in place keeps that ownership).
-fn write_config(data_dir: &Path, socket_dir: &Path) -> Result<(), ServerError> {
+/// to the service user; rewriting them in place keeps that ownership). With `tls`, turns TLS on
+/// with those files and writes the TLS-only `pg_hba.conf`.
+fn write_config(
+    data_dir: &Path,
+    socket_dir: &Path,
+    tls: Option<&InstalledTls>,
+) -> Result<(), ServerError> {
     let hba = data_dir.join("pg_hba.conf");
-    fs::write(&hba, PG_HBA)
+    fs::write(&hba, if tls.is_some() { PG_HBA_TLS } else { PG_HBA })
         .map_err(|e| ServerError::io(format!("writing {}", hba.display()), e))?;
     let conf = data_dir.join("postgresql.conf");
+    let quoted = |p: &Path| p.to_string_lossy().replace('\'', "''");
+    let tls_settings = match tls {
+        Some(tls) => format!(
+            "ssl = on\n\
+             ssl_cert_file = '{}'\n\
+             ssl_key_file = '{}'\n\
+             ssl_ca_file = '{}'\n",
+            quoted(&tls.cert),
+            quoted(&tls.key),
+            quoted(&tls.ca),
+        ),
+        None => String::new(),
+    };
     let settings = format!(
         "\n# pool-testservers\n\
          listen_addresses = '127.0.0.1'\n\
@@ -346,8 +499,9 @@ fn write_config(data_dir: &Path, socket_dir: &Path) -> Result<(), ServerError> {
          synchronous_commit = off\n\
          full_page_writes = off\n\
          shared_buffers = 32MB\n\
-         logging_collector = off\n",
-        socket_dir.to_string_lossy().replace('\'', "''")
+         logging_collector = off\n\
+         {tls_settings}",
+        quoted(socket_dir)
     );
     let mut text = fs::read_to_string(&conf)
         .map_err(|e| ServerError::io(format!("reading {}", conf.display()), e))?;

@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::error::ServerError;
+use crate::pki::{InstalledTls, ServerCert, ServerTls, TestPki};
 use crate::process::{self, conn_value};
 use crate::supervisor::Supervisor;
 use crate::workdir::WorkDir;
@@ -40,10 +41,38 @@ const ACL_RULES: [&str; 15] = [
 ];
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Whether a TLS Redis server asks clients for a certificate (`--tls-auth-clients`).
+///
+/// Redis 7.0 does not map a certificate to a user: the certificate is checked against the CA
+/// during the handshake, and the client still logs in with `AUTH` as usual.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ClientCerts {
+    /// `yes`: a client without a certificate signed by the CA fails the TLS handshake.
+    Required,
+    /// `optional`: a certificate is asked for and, if sent, must be signed by the CA.
+    Optional,
+    /// `no`: no certificate is asked for.
+    NotRequested,
+}
+
+impl ClientCerts {
+    fn redis_value(self) -> &'static str {
+        match self {
+            ClientCerts::Required => "yes",
+            ClientCerts::Optional => "optional",
+            ClientCerts::NotRequested => "no",
+        }
+    }
+}
+
 /// A throwaway Redis server. Dropping it stops the server and deletes its directory.
 ///
 /// User `pool_user` (password `redis-secret-pw`, see [`RedisServer::args`]); the `default` user
 /// needs the password `redis-default-pw`.
+///
+/// Started with [`RedisServer::start_tls`] its TCP port speaks TLS only (`--port 0
+/// --tls-port <port>`): [`port`](RedisServer::port) is then the TLS port, and a plain client
+/// there fails (the server drops it after a failed handshake). The unix socket stays plain.
 #[derive(Debug)]
 pub struct RedisServer {
     port: u16,
@@ -52,6 +81,7 @@ pub struct RedisServer {
     log: PathBuf,
     bin: PathBuf,
     extra: Vec<String>,
+    tls: Option<(ServerTls, ClientCerts, InstalledTls)>,
     sup: Supervisor,
 }
 
@@ -64,9 +94,37 @@ impl RedisServer {
     /// Starts a server with extra `redis-server` arguments appended (for example
     /// `["--rename-command", "RESET", ""]` to play a server older than 6.2).
     pub fn start_with(extra: &[&str]) -> Result<RedisServer, ServerError> {
+        Self::start_inner(extra, None)
+    }
+
+    /// Starts a server whose TCP port speaks TLS only: it presents `cert` from `pki`
+    /// (`--tls-cert-file`, `--tls-key-file`, private copies) and verifies client certificates
+    /// against `pki`'s CA (`--tls-ca-cert-file`) as `client_certs` says
+    /// (`--tls-auth-clients yes|optional|no`). Users and passwords as [`start`](Self::start).
+    /// Redis 7 is built with TLS on Debian; a build without it fails to start here with
+    /// "unrecognized option" in the log.
+    pub fn start_tls(
+        pki: &TestPki,
+        cert: ServerCert,
+        client_certs: ClientCerts,
+    ) -> Result<RedisServer, ServerError> {
+        Self::start_inner(&[], Some((ServerTls::new(pki, cert), client_certs)))
+    }
+
+    fn start_inner(
+        extra: &[&str],
+        tls: Option<(ServerTls, ClientCerts)>,
+    ) -> Result<RedisServer, ServerError> {
         let bin = process::find_binary("redis-server", &[], "redis-server")?;
         let workdir = WorkDir::create("redis", None)?;
         let dir = workdir.path().to_path_buf();
+        let tls = match tls {
+            Some((tls, client_certs)) => {
+                let files = tls.install(&workdir.subdir("tls", None)?, None)?;
+                Some((tls, client_certs, files))
+            }
+            None => None,
+        };
         let mut server = RedisServer {
             port: 0,
             socket_path: dir.join("r.sock"),
@@ -74,6 +132,7 @@ impl RedisServer {
             dir,
             bin,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            tls,
             sup: Supervisor::new(workdir, libc::SIGTERM),
         };
         process::launch_on_free_port(
@@ -90,9 +149,23 @@ impl RedisServer {
     fn launch(&self) -> Result<(), ServerError> {
         let (out, out2) = process::log_pair(&self.log)?;
         let mut cmd = Command::new(&self.bin);
-        cmd.env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+        cmd.env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+        match &self.tls {
+            None => {
+                cmd.args(["--port", &self.port.to_string()]);
+            }
+            Some((_, client_certs, files)) => {
+                cmd.args(["--port", "0", "--tls-port", &self.port.to_string()])
+                    .arg("--tls-cert-file")
+                    .arg(&files.cert)
+                    .arg("--tls-key-file")
+                    .arg(&files.key)
+                    .arg("--tls-ca-cert-file")
+                    .arg(&files.ca)
+                    .args(["--tls-auth-clients", client_certs.redis_value()]);
+            }
+        }
+        cmd.args(["--bind", "127.0.0.1"])
             .arg("--unixsocket")
             .arg(&self.socket_path)
             .args([
@@ -200,6 +273,62 @@ impl RedisServer {
         DEFAULT_PASSWORD
     }
 
+    /// What the server was started with for TLS: `None` for [`start`](Self::start), `Some` for
+    /// [`start_tls`](Self::start_tls).
+    pub fn tls(&self) -> Option<&ServerTls> {
+        self.tls.as_ref().map(|(tls, _, _)| tls)
+    }
+
+    /// Whether (and how) a TLS server asks for client certificates; `None` without TLS.
+    pub fn client_certs(&self) -> Option<ClientCerts> {
+        self.tls.as_ref().map(|(_, client_certs, _)| *client_certs)
+    }
+
+    /// `rediss://pool_user:redis-secret-pw@localhost:<port>/0?cacert=<the CA>`: TLS to
+    /// `localhost` (a name in the server certificate), verified against the CA, without a client
+    /// certificate.
+    ///
+    /// # Panics
+    ///
+    /// If the server was started without TLS.
+    pub fn tls_url(&self) -> String {
+        let tls = self.expect_tls("tls_url");
+        format!(
+            "rediss://{USER}:{PASSWORD}@localhost:{}/0?cacert={}",
+            self.port,
+            query_value(&tls.ca_cert().to_string_lossy()),
+        )
+    }
+
+    /// [`tls_url`](Self::tls_url) plus the client certificate [`TestPki::client`]`("pool_user")`:
+    /// `...?cacert=<CA>&cert=<client cert>&key=<client key>`.
+    ///
+    /// # Panics
+    ///
+    /// If the server was started without TLS, or the client certificate cannot be made.
+    pub fn tls_client_url(&self) -> String {
+        let tls = self.expect_tls("tls_client_url");
+        let client = tls
+            .pki()
+            .client(USER)
+            .unwrap_or_else(|e| panic!("making the client certificate of {USER}: {e}"));
+        format!(
+            "{}&cert={}&key={}",
+            self.tls_url(),
+            query_value(&client.cert().to_string_lossy()),
+            query_value(&client.key().to_string_lossy()),
+        )
+    }
+
+    fn expect_tls(&self, what: &str) -> &ServerTls {
+        match self.tls() {
+            Some(tls) => tls,
+            None => panic!(
+                "RedisServer::{what} on a server started without TLS: use RedisServer::start_tls"
+            ),
+        }
+    }
+
     /// Clean shutdown (SIGTERM). No-op if not running.
     pub fn stop(&mut self) -> Result<(), ServerError> {
         self.sup.stop()
@@ -232,4 +361,17 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.sup.dispose();
     }
+}
+
+/// Percent-encodes a URL query value (a file path): everything but unreserved characters and `/`.
+fn query_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
