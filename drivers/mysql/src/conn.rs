@@ -42,6 +42,8 @@ pub struct MyConn {
     identity: Identity,
     /// Whether the server may keep statement profiles; cleared once it refuses `SHOW PROFILES`.
     profiling: bool,
+    /// Whether the connection runs over TLS (see `tls.rs`): `PREFERRED` may have fallen back.
+    encrypted: bool,
     /// Whether anything may have changed the session since it was opened or last reset: a
     /// statement ran, or the native client was reached (`native` or `native_mut`). An untouched
     /// session has nothing to reset, so release parks it with no round trip. Which statement
@@ -58,6 +60,7 @@ impl MyConn {
         op_bound: Duration,
         args: ConnArgs,
         identity: Identity,
+        encrypted: bool,
     ) -> Self {
         let version = conn.server_version();
         Self {
@@ -69,8 +72,15 @@ impl MyConn {
             args,
             identity,
             profiling: true,
+            encrypted,
             touched: Cell::new(false),
         }
+    }
+
+    /// Whether the connection is encrypted with TLS. With `ssl-mode=PREFERRED` (the default)
+    /// a server without TLS gets a plain connection; a unix socket is never encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        self.encrypted
     }
 
     /// The server's id for this session (`CONNECTION_ID()`), for logs and `KILL`.
@@ -231,6 +241,7 @@ impl fmt::Debug for MyConn {
         f.debug_struct("MyConn")
             .field("connection_id", &self.conn.connection_id())
             .field("broken", &self.broken)
+            .field("encrypted", &self.encrypted)
             .field("args", &self.args)
             .finish()
     }

@@ -5,11 +5,20 @@
 //! is fine. Messages carry the server's own text and error number (as the code) and never a
 //! password: nothing here formats the options, and every message is scrubbed of the argument's
 //! secret values as a second line of defence.
+//!
+//! A failed TLS connect is a `Connect` error whose code says what failed, in the vocabulary the
+//! Redis driver uses too (`TLS_UNTRUSTED_CERTIFICATE`, `TLS_HOST_NAME_MISMATCH`,
+//! `TLS_CERTIFICATE_EXPIRED`, `TLS_NOT_OFFERED`, `TLS_REQUIRED`, `TLS_CLIENT_CERTIFICATE_*`…,
+//! see [`TlsFailure`]), and whose message says what to do. rustls reports a failed handshake
+//! as an I/O error carrying its own error; the crate reports its configuration (the files)
+//! as `TlsError`, and a server without TLS as `TlsNotSupported`.
 
 use std::io;
 
+use mysql::error::tls::TlsError;
 use mysql::{DriverError as MyDriverError, Error as MyError};
 use pool_driver::{ConnArgs, DriverError, DriverErrorKind};
+use rustls::{AlertDescription, CertificateError};
 
 /// Which operation failed: it decides the kind of the same underlying error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,7 +76,7 @@ pub(crate) fn map(
     };
     let error = DriverError::new(kind, args.scrub(&message));
     match code {
-        Some(code) => error.with_code(code.to_string()),
+        Some(code) => error.with_code(code),
         None => error,
     }
 }
@@ -77,7 +86,7 @@ fn classify(
     err: &MyError,
     phase: Phase,
     version: Option<(u16, u16, u16)>,
-) -> (DriverErrorKind, String, Option<u16>) {
+) -> (DriverErrorKind, String, Option<String>) {
     use DriverErrorKind::{Broken, Connect, InvalidArgs, Query, Timeout};
     let connecting = phase == Phase::Connect;
     match err {
@@ -89,9 +98,13 @@ fn classify(
             } else {
                 Query
             };
-            (kind, e.message.clone(), Some(e.code))
+            (kind, e.message.clone(), Some(e.code.to_string()))
         }
         MyError::IoError(e) => io_error(e, connecting),
+        MyError::DriverError(MyDriverError::TlsNotSupported) => {
+            let kind = if connecting { Connect } else { Broken };
+            tls_failure(kind, TlsFailure::NotOffered, None)
+        }
         MyError::DriverError(e) => {
             let kind = match e {
                 MyDriverError::ConnectTimeout | MyDriverError::Timeout => Timeout,
@@ -117,6 +130,11 @@ fn classify(
                 (kind, format!("protocol error: {e}"), None)
             }
         },
+        // Building the TLS configuration, before any byte of the handshake: the files.
+        MyError::TlsError(e) => {
+            let kind = if connecting { Connect } else { Broken };
+            tls_failure(kind, TlsFailure::of_setup(e), Some(e.to_string()))
+        }
         MyError::UrlError(e) => (InvalidArgs, e.to_string(), None),
         // Conversions happen in this driver's own code paths only if someone uses `from_row`;
         // the connection itself is fine.
@@ -124,9 +142,17 @@ fn classify(
     }
 }
 
-/// An I/O error: a timeout (`EAGAIN` is what a socket read timeout gives) or a lost connection.
-fn io_error(e: &io::Error, connecting: bool) -> (DriverErrorKind, String, Option<u16>) {
+/// An I/O error: a timeout (`EAGAIN` is what a socket read timeout gives), a failed TLS
+/// handshake (rustls reports it as an I/O error carrying its own), or a lost connection.
+fn io_error(e: &io::Error, connecting: bool) -> (DriverErrorKind, String, Option<String>) {
     use DriverErrorKind::{Broken, Connect, Timeout};
+    if let Some(tls) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        let kind = if connecting { Connect } else { Broken };
+        return tls_failure(kind, TlsFailure::of_handshake(tls), Some(tls.to_string()));
+    }
     let timed_out = matches!(
         e.kind(),
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
@@ -148,6 +174,212 @@ fn io_error(e: &io::Error, connecting: bool) -> (DriverErrorKind, String, Option
         format!("connection error: {e}")
     };
     (kind, text, None)
+}
+
+/// What a failed TLS connect was about. Each has a code (the same vocabulary as the other
+/// drivers', for [`DriverError::code`]) so that a handler can match on it, and advice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TlsFailure {
+    /// No CA in `ssl-ca` (nor a public root) signed the server's certificate.
+    Untrusted,
+    /// The certificate is valid, but not for the host connected to.
+    WrongHost,
+    /// The server's certificate has expired.
+    Expired,
+    /// The server's certificate is not valid yet.
+    NotYetValid,
+    /// Any other problem with the server's certificate (revoked, bad signature, wrong usage).
+    BadCertificate,
+    /// TLS was required and the server's greeting does not offer it (the crate's
+    /// `TlsNotSupported`).
+    NotOffered,
+    /// The server requires TLS of every TCP connection (MySQL's 3159).
+    Required,
+    /// The server asked for a client certificate and got none.
+    ClientCertRequired,
+    /// The server refused the client certificate it was sent.
+    ClientCertRefused,
+    /// The host is neither a DNS name nor an IP address, so it cannot be verified.
+    BadHostName,
+    /// `ssl-key` is not the key of `ssl-cert`.
+    KeyMismatch,
+    /// The files could not be used (a CA file without a certificate, an unusable key).
+    BadFiles,
+    /// No TLS version or cipher in common.
+    NoCommonProtocol,
+    /// Something else.
+    Other,
+}
+
+impl TlsFailure {
+    /// A failed handshake, as rustls reports it. The server's certificate is checked by this
+    /// client (`InvalidCertificate`); the server's verdict on ours, or on the protocol,
+    /// arrives as an alert (`AlertReceived`).
+    pub(crate) fn of_handshake(e: &rustls::Error) -> TlsFailure {
+        use rustls::Error as E;
+        match e {
+            E::InvalidCertificate(c) => match c {
+                CertificateError::UnknownIssuer => TlsFailure::Untrusted,
+                CertificateError::NotValidForName
+                | CertificateError::NotValidForNameContext { .. } => TlsFailure::WrongHost,
+                CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                    TlsFailure::Expired
+                }
+                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                    TlsFailure::NotYetValid
+                }
+                _ => TlsFailure::BadCertificate,
+            },
+            E::AlertReceived(alert) => match alert {
+                AlertDescription::CertificateRequired => TlsFailure::ClientCertRequired,
+                AlertDescription::BadCertificate
+                | AlertDescription::UnsupportedCertificate
+                | AlertDescription::CertificateRevoked
+                | AlertDescription::CertificateExpired
+                | AlertDescription::CertificateUnknown
+                | AlertDescription::UnknownCA
+                | AlertDescription::AccessDenied => TlsFailure::ClientCertRefused,
+                AlertDescription::ProtocolVersion
+                | AlertDescription::HandshakeFailure
+                | AlertDescription::InsufficientSecurity => TlsFailure::NoCommonProtocol,
+                _ => TlsFailure::Other,
+            },
+            E::PeerIncompatible(_) => TlsFailure::NoCommonProtocol,
+            E::InconsistentKeys(_) => TlsFailure::KeyMismatch,
+            _ => TlsFailure::Other,
+        }
+    }
+
+    /// The crate could not build its TLS configuration from the files, before any byte of
+    /// the handshake.
+    fn of_setup(e: &TlsError) -> TlsFailure {
+        match e {
+            TlsError::Tls(rustls::Error::InconsistentKeys(_)) => TlsFailure::KeyMismatch,
+            TlsError::InvalidDnsName(_) => TlsFailure::BadHostName,
+            _ => TlsFailure::BadFiles,
+        }
+    }
+
+    /// The code for [`DriverError::code`]: the Redis driver's vocabulary, so one handler can
+    /// match any driver's TLS failures.
+    pub(crate) fn code(self) -> &'static str {
+        match self {
+            TlsFailure::Untrusted => "TLS_UNTRUSTED_CERTIFICATE",
+            TlsFailure::WrongHost => "TLS_HOST_NAME_MISMATCH",
+            TlsFailure::Expired | TlsFailure::NotYetValid => "TLS_CERTIFICATE_EXPIRED",
+            TlsFailure::BadCertificate => "TLS_BAD_CERTIFICATE",
+            TlsFailure::NotOffered => "TLS_NOT_OFFERED",
+            TlsFailure::Required => "TLS_REQUIRED",
+            TlsFailure::ClientCertRequired => "TLS_CLIENT_CERTIFICATE_REQUIRED",
+            TlsFailure::ClientCertRefused => "TLS_CLIENT_CERTIFICATE_REFUSED",
+            TlsFailure::BadHostName => "TLS_BAD_HOST_NAME",
+            TlsFailure::KeyMismatch => "TLS_KEY_MISMATCH",
+            TlsFailure::BadFiles | TlsFailure::NoCommonProtocol | TlsFailure::Other => "TLS_FAILED",
+        }
+    }
+
+    /// What failed and what to do about it.
+    pub(crate) fn advice(self) -> &'static str {
+        match self {
+            TlsFailure::Untrusted => {
+                "TLS: the server's certificate is not trusted: no CA in ssl-ca (nor a public \
+                 root) signed it. Give the CA that issued it as ssl-ca=/path/to/ca.pem, or use \
+                 ssl-mode=REQUIRED to encrypt without verifying the server"
+            }
+            TlsFailure::WrongHost => {
+                "TLS: host name mismatch: the server's certificate is not valid for the host \
+                 connected to (checked against `host` as written). Connect by a name or IP \
+                 address the certificate lists, or use ssl-mode=VERIFY_CA to verify the CA \
+                 but not the name"
+            }
+            TlsFailure::Expired => {
+                "TLS: the server's certificate has expired. Renew it on the server (ssl_cert; \
+                 MariaDB reloads it on FLUSH SSL)"
+            }
+            TlsFailure::NotYetValid => {
+                "TLS: the server's certificate is not valid yet: check this machine's clock"
+            }
+            TlsFailure::BadCertificate => {
+                "TLS: the server's certificate was rejected (revoked, a bad signature, or not \
+                 meant for a server): check it with `openssl s_client -starttls mysql`"
+            }
+            TlsFailure::NotOffered => {
+                "TLS: the server does not offer TLS (its greeting lacks the SSL capability: \
+                 started without ssl_cert and ssl_key, have_ssl is DISABLED), and the ssl-mode \
+                 requires it. Enable TLS on the server, or accept a plain connection with \
+                 ssl-mode=PREFERRED or DISABLED"
+            }
+            TlsFailure::Required => {
+                "TLS: the server requires TLS of every TCP connection \
+                 (require_secure_transport=ON): connect with ssl-mode=VERIFY_IDENTITY (or \
+                 REQUIRED to encrypt without verifying)"
+            }
+            TlsFailure::ClientCertRequired => {
+                "TLS: the server requires a client certificate: give ssl-cert and ssl-key"
+            }
+            TlsFailure::ClientCertRefused => {
+                "TLS: the server refused the client certificate: ssl-cert must be signed by a \
+                 CA the server trusts (its ssl_ca) and be valid today; a server that requires \
+                 one refuses a connection without it too"
+            }
+            TlsFailure::BadHostName => {
+                "TLS: the host is not a DNS name or an IP address, so the certificate cannot \
+                 be checked against it"
+            }
+            TlsFailure::KeyMismatch => "TLS: ssl-key is not the private key of ssl-cert",
+            TlsFailure::BadFiles => {
+                "TLS: the certificate files could not be used: ssl-ca must hold PEM (or DER) \
+                 certificates, ssl-cert a PEM certificate (chain) and ssl-key its unencrypted \
+                 PEM private key (PKCS#8, PKCS#1 or SEC1)"
+            }
+            TlsFailure::NoCommonProtocol => {
+                "TLS: the server and this client share no TLS version or cipher (this client \
+                 speaks TLS 1.2 and 1.3 only; a server limited to TLS 1.0/1.1 needs \
+                 upgrading, or ssl-mode=DISABLED)"
+            }
+            TlsFailure::Other => "TLS: the handshake failed",
+        }
+    }
+}
+
+/// The kind, message and code of a TLS failure; `detail` (rustls' or the crate's own text:
+/// it names the expected and presented host names, the dates) follows the advice in
+/// parentheses. Nothing in either is secret: certificates are public, key material never
+/// reaches an error.
+fn tls_failure(
+    kind: DriverErrorKind,
+    failure: TlsFailure,
+    detail: Option<String>,
+) -> (DriverErrorKind, String, Option<String>) {
+    let text = match detail {
+        Some(detail) => format!("{} ({detail})", failure.advice()),
+        None => failure.advice().to_owned(),
+    };
+    (kind, text, Some(failure.code().to_owned()))
+}
+
+/// `error` with the code and advice of `failure` (MySQL's 3159 becomes `TLS_REQUIRED`; the
+/// server's number stays in the message).
+pub(crate) fn as_tls_failure(error: &DriverError, failure: TlsFailure) -> DriverError {
+    let number = error
+        .code()
+        .map(|c| format!(" (error {c})"))
+        .unwrap_or_default();
+    DriverError::new(
+        error.kind(),
+        format!("{}{number}. {}", error.message(), failure.advice()),
+    )
+    .with_code(failure.code())
+}
+
+/// `error` with `advice` added to its message (same kind and code).
+pub(crate) fn with_advice(error: DriverError, advice: &str) -> DriverError {
+    let message = format!("{}. {advice}", error.message());
+    let advised = DriverError::new(error.kind(), message);
+    match error.code() {
+        Some(code) => advised.with_code(code),
+        None => advised,
+    }
 }
 
 /// The error for using a connection that already saw a fatal error.
@@ -225,5 +457,119 @@ mod tests {
         assert_eq!(kind(&gone, Phase::Session), DriverErrorKind::Broken);
         let t = MyError::DriverError(MyDriverError::ConnectTimeout);
         assert_eq!(kind(&t, Phase::Connect), DriverErrorKind::Timeout);
+    }
+
+    /// A rustls handshake error as the crate surfaces it: an `io::Error` carrying it, bare or
+    /// inside the packet codec's error.
+    fn handshake(e: rustls::Error) -> [MyError; 2] {
+        let io = |e: rustls::Error| io::Error::new(io::ErrorKind::InvalidData, e);
+        [
+            MyError::IoError(io(e.clone())),
+            MyError::CodecError(io(e).into()),
+        ]
+    }
+
+    #[test]
+    fn tls_failures_have_their_code_and_advice() {
+        let args = ConnArgs::parse("host=h password=hunter2").expect("parses");
+        let name = rustls::pki_types::ServerName::try_from("db.example").expect("name");
+        for (error, code, says) in [
+            (
+                rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer),
+                "TLS_UNTRUSTED_CERTIFICATE",
+                "not trusted",
+            ),
+            (
+                rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext {
+                    expected: name.to_owned(),
+                    presented: vec!["DnsName(\"localhost\")".into()],
+                }),
+                "TLS_HOST_NAME_MISMATCH",
+                "host name mismatch",
+            ),
+            (
+                rustls::Error::InvalidCertificate(CertificateError::Expired),
+                "TLS_CERTIFICATE_EXPIRED",
+                "has expired",
+            ),
+            (
+                rustls::Error::AlertReceived(AlertDescription::CertificateRequired),
+                "TLS_CLIENT_CERTIFICATE_REQUIRED",
+                "give ssl-cert and ssl-key",
+            ),
+            (
+                rustls::Error::AlertReceived(AlertDescription::UnknownCA),
+                "TLS_CLIENT_CERTIFICATE_REFUSED",
+                "refused the client certificate",
+            ),
+            (
+                rustls::Error::AlertReceived(AlertDescription::ProtocolVersion),
+                "TLS_FAILED",
+                "no TLS version or cipher",
+            ),
+        ] {
+            for err in handshake(error.clone()) {
+                let e = map(
+                    &err,
+                    Phase::Connect,
+                    None,
+                    &args,
+                    "connecting to mysql at h:1",
+                );
+                assert_eq!(e.kind(), DriverErrorKind::Connect, "{e}");
+                assert_eq!(e.code(), Some(code), "{e}");
+                assert!(e.message().contains(says), "{e}");
+                assert!(
+                    e.message().starts_with("connecting to mysql at h:1: TLS: "),
+                    "{e}"
+                );
+                let e = map(&err, Phase::Session, None, &args, "");
+                assert_eq!(e.kind(), DriverErrorKind::Broken, "{error}: {e}");
+            }
+        }
+        let mismatch = map(
+            &handshake(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForNameContext {
+                    expected: name.to_owned(),
+                    presented: vec!["DnsName(\"localhost\")".into()],
+                },
+            ))[0],
+            Phase::Connect,
+            None,
+            &args,
+            "",
+        );
+        assert!(mismatch.message().contains("db.example"), "{mismatch}");
+
+        let refused = MyError::DriverError(MyDriverError::TlsNotSupported);
+        let e = map(&refused, Phase::Connect, None, &args, "");
+        assert_eq!(
+            (e.kind(), e.code()),
+            (DriverErrorKind::Connect, Some("TLS_NOT_OFFERED"))
+        );
+        assert!(e.message().contains("does not offer TLS"), "{e}");
+    }
+
+    #[test]
+    fn mysqls_insecure_transport_error_becomes_tls_required() {
+        let args = ConnArgs::parse("host=h password=hunter2").expect("parses");
+        let e = map(
+            &server(
+                3159,
+                "Connections using insecure transport are prohibited while \
+                 --require_secure_transport=ON.",
+            ),
+            Phase::Connect,
+            None,
+            &args,
+            "",
+        );
+        let e = as_tls_failure(&e, TlsFailure::Required);
+        assert_eq!(
+            (e.kind(), e.code()),
+            (DriverErrorKind::Connect, Some("TLS_REQUIRED"))
+        );
+        assert!(e.message().contains("(error 3159)"), "{e}");
+        assert!(e.message().contains("ssl-mode=VERIFY_IDENTITY"), "{e}");
     }
 }

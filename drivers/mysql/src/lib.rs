@@ -7,7 +7,15 @@
 //! * **Arguments**: `host=127.0.0.1 port=3306 user=app password=… dbname=shop` or
 //!   `mysql://app:…@127.0.0.1:3306/shop` (also `mariadb://`); `socket=/run/mysqld/mysqld.sock`
 //!   for the unix socket; `connect_timeout`, `read_timeout`, `write_timeout` (seconds),
-//!   `stmt_cache_size`. Unknown keys are rejected. There is no TLS in this build.
+//!   `stmt_cache_size`. Unknown keys are rejected.
+//! * **TLS** as the mysql client spells it: `ssl-mode=DISABLED|PREFERRED|REQUIRED|VERIFY_CA|
+//!   VERIFY_IDENTITY` (default `DISABLED`: plain unless asked for), `ssl-ca`, `ssl-cert`, `ssl-key`
+//!   (PEM paths, read on every connect, so a rotated certificate is used by the next one),
+//!   through the `mysql` crate's rustls on `ring`. What each mode verifies, how it differs from
+//!   the mysql and mariadb clients, and why the default is not the clients' `PREFERRED`: see
+//!   the `tls` module's source documentation. A failed handshake is a `Connect` error that says which check failed
+//!   (untrusted CA, host name, expiry, the server refusing or requiring TLS) and what to do.
+//!   [`MyConn::is_encrypted`] says whether a connection got TLS.
 //! * **Release** ([`pool_driver::ResetMode::Full`]) of a used session is `COM_RESET_CONNECTION`
 //!   and one query asking the server for what that reset keeps on MariaDB (the current role
 //!   and database, statement profiles): two round trips. What differs from a new session is
@@ -37,6 +45,7 @@ mod error;
 mod opts;
 mod reset;
 mod socket;
+mod tls;
 
 pub use conn::MyConn;
 pub use driver::MysqlDriver;
