@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use pool_driver::{Connection, Driver, ResetMode};
-use pool_postgres::{PgConn, PgDriver};
+use pool_postgres::{PgClient, PgConn, PgDriver};
 
 const RUNS: usize = 200;
 
@@ -75,7 +75,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         });
         let client = conn
             .native_mut()
-            .downcast_mut::<postgres::Client>()
+            .downcast_mut::<PgClient>()
             .expect("native client");
         for (name, batches) in [
             ("candidate: SELECT 1", vec!["SELECT 1"]),

@@ -1,6 +1,6 @@
 //! PostgreSQL results → [`Rows`] of [`Value`]s.
 //!
-//! The `postgres` crate always asks for results in binary format, so every type needs its own
+//! `tokio-postgres` always asks for results in binary format, so every type needs its own
 //! decoder. Covered: booleans, integers (`int2`/`int4`/`int8`/`oid`), floats, every type whose
 //! binary form is its text (`text`, `varchar`, `char(n)`, `name`, `json`, `xml`, enums,
 //! `citext`…), `jsonb` (a version byte and then text), `bytea`, and, as text, `numeric` and
@@ -12,8 +12,8 @@ use std::error::Error;
 use std::fmt::Write as _;
 
 use pool_driver::{DriverError, DriverErrorKind, Rows, Value};
-use postgres::types::{FromSql, Kind, Type};
-use postgres::{Column, Row};
+use tokio_postgres::types::{FromSql, Kind, Type};
+use tokio_postgres::{Column, Row};
 
 type BoxError = Box<dyn Error + Sync + Send>;
 
@@ -24,7 +24,7 @@ pub(crate) fn rows(columns: &[Column], rows: &[Row]) -> Result<Rows, DriverError
             DriverErrorKind::Query,
             format!(
                 "column `{}` has type {}, which the uniform API does not map; cast it \
-                 (for example `{}::text`) or use the native postgres::Client",
+                 (for example `{}::text`) or use the native client (PgClient)",
                 column.name(),
                 column.type_().name(),
                 column.name()

@@ -1,18 +1,18 @@
-//! [`PgConn`]: a `postgres::Client` behind the uniform [`Connection`] surface.
+//! [`PgConn`]: a [`PgClient`] behind the uniform [`Connection`] surface.
 
 use std::any::Any;
 use std::cell::Cell;
 
 use pool_driver::{ConnArgs, Connection, DriverError, Rows, Value};
-use postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::SimpleQueryMessage;
 
-use crate::error::{self, Phase};
-use crate::{cells, describe, params};
+use crate::client::PgClient;
+use crate::{cells, describe, error, params};
 
 /// An open PostgreSQL connection, attached or parked (the driver's `Conn` and `Handle` alike:
-/// `postgres::Client` is `Send`, so detaching needs no conversion).
+/// a [`PgClient`] is `Send` and needs no thread, so detaching needs no conversion).
 pub struct PgConn {
-    pub(crate) client: Client,
+    pub(crate) client: PgClient,
     /// Set by the first error that leaves the session unusable; the pool then closes the
     /// connection instead of parking it.
     pub(crate) broken: bool,
@@ -28,7 +28,7 @@ pub struct PgConn {
 }
 
 impl PgConn {
-    pub(crate) fn new(client: Client, args: ConnArgs) -> Self {
+    pub(crate) fn new(client: PgClient, args: ConnArgs) -> Self {
         Self {
             client,
             broken: false,
@@ -38,8 +38,8 @@ impl PgConn {
     }
 
     /// Maps `err`, remembering whether it broke the connection.
-    pub(crate) fn fail(&mut self, err: &postgres::Error) -> DriverError {
-        let mapped = error::map(err, Phase::Statement, &self.args);
+    pub(crate) fn fail(&mut self, err: &tokio_postgres::Error) -> DriverError {
+        let mapped = error::map(err, &self.args);
         if mapped.is_fatal() {
             self.broken = true;
         }
@@ -49,7 +49,7 @@ impl PgConn {
     /// [`PgConn::fail`] for a statement run with `params`: a type mismatch in a statement with
     /// bytes gets [`params::BYTES_HINT`], since the server cannot know the bytes were not meant
     /// as `bytea`.
-    fn fail_with(&mut self, err: &postgres::Error, params: &[Value]) -> DriverError {
+    fn fail_with(&mut self, err: &tokio_postgres::Error, params: &[Value]) -> DriverError {
         let mapped = self.fail(err);
         if !params::has_bytes(params) || !params::is_type_mismatch(mapped.code()) {
             return mapped;
@@ -138,11 +138,9 @@ impl Connection for PgConn {
         self.broken || self.client.is_closed()
     }
 
-    /// Marks the session used. `&Client` cannot run statements (they all take `&mut self`);
-    /// what it offers through `&` (a cancel token, the type cache, `is_closed`) changes no
-    /// session state either. But the rule is that any native access counts as use unless
-    /// the driver can prove nothing changed, and a proof that rests on the client library's
-    /// current API would silently go stale with its next version; one reset is cheap.
+    /// Marks the session used: `&PgClient` runs statements (its methods take `&self`), and
+    /// the rule is that any native access counts as use unless the driver can prove nothing
+    /// changed.
     fn native(&self) -> &dyn Any {
         self.touched.set(true);
         &self.client
@@ -155,7 +153,7 @@ impl Connection for PgConn {
     }
 
     fn native_type_name(&self) -> &'static str {
-        std::any::type_name::<Client>()
+        std::any::type_name::<PgClient>()
     }
 
     /// The same rule `detach` applies: an untouched session is parked with no round trip.

@@ -1,7 +1,7 @@
 //! Column names for a query that returned no rows, without a named statement.
 //!
 //! `Client::query_typed` runs the unnamed statement and reads its row description, but
-//! `postgres` 0.19 hands the columns out only through the rows (`Row::columns`): with zero rows
+//! `tokio-postgres` 0.7 hands the columns out only through the rows (`Row::columns`): with zero rows
 //! they are lost. Its only API that describes a statement, `Client::prepare`, always creates a
 //! *named* statement (`s0`, `s1`, … from a process-wide counter), which lives on one server
 //! session until the `Statement` is dropped and its Close is sent, in a later request. Behind a

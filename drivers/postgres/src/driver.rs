@@ -1,14 +1,10 @@
 //! [`PgDriver`]: connect, detach, attach and check PostgreSQL connections.
 
-use std::sync::mpsc;
-use std::thread;
 use std::time::Duration;
 
 use pool_driver::{ConnArgs, Driver, DriverError, DriverErrorKind, ResetMode};
-use postgres::NoTls;
 
-use crate::error::{self, Phase};
-use crate::{config, reset, PgConn};
+use crate::{config, connect, reset, PgConn};
 
 /// The built-in PostgreSQL driver, registered as `"postgres"`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -28,49 +24,18 @@ impl Driver for PgDriver {
         config::normalise(ConnArgs::parse(args)?)
     }
 
-    /// Connects on a helper thread and waits at most `timeout` for it.
-    ///
-    /// `connect_timeout` in `postgres` only bounds the socket connect; the startup and
-    /// authentication exchange that follows has no bound, so a server (or proxy) that accepts
-    /// and then goes silent would hang the caller forever. The helper thread is abandoned on
-    /// timeout: it ends, dropping the late connection, when the socket finally fails.
+    /// Connects on the calling thread, the whole connect (every host: socket, TLS, startup,
+    /// login) bounded by `timeout` (see `connect/mod.rs`); no thread is started or left behind.
     fn connect(&self, args: &ConnArgs, timeout: Duration) -> Result<PgConn, DriverError> {
-        let config = config::build(args, Some(timeout))?;
-        let (sender, receiver) = mpsc::sync_channel(1);
-        thread::Builder::new()
-            .name("pool-postgres-connect".into())
-            .spawn(move || {
-                // The receiver is gone if the caller gave up; the client is then dropped.
-                let _ = sender.send(config.connect(NoTls));
-            })
-            .map_err(|e| {
-                DriverError::new(
-                    DriverErrorKind::Connect,
-                    format!("cannot start a connect thread: {e}"),
-                )
-            })?;
-        match receiver.recv_timeout(timeout) {
-            Ok(Ok(client)) => Ok(PgConn::new(client, args.clone())),
-            Ok(Err(err)) => {
-                let mapped = error::map(&err, Phase::Connect, args);
-                tracing::debug!(args = %args, error = %mapped, "postgres connect failed");
-                Err(mapped)
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => Err(DriverError::new(
-                DriverErrorKind::Timeout,
-                format!("connecting to postgres ({args}) took longer than {timeout:?}"),
-            )),
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err(DriverError::new(
-                DriverErrorKind::Connect,
-                "the postgres connect thread ended without an answer (it panicked)",
-            )),
-        }
+        let client = connect::connect(args, timeout)?;
+        Ok(PgConn::new(client, args.clone()))
     }
 
     /// Rolls back and resets in one round trip (see [`crate::reset`]), the same for every used
     /// session whatever ran on it (no decision reads the SQL); a connection nothing ran on and
-    /// whose native client nobody reached since it was opened or last reset is parked as it is. A broken connection or a
-    /// failed reset is an error of kind `Broken`: the pool closes the connection.
+    /// whose native client nobody reached since it was opened or last reset is parked as it
+    /// is. A broken connection or a failed reset is an error of kind `Broken`: the pool closes
+    /// the connection.
     fn detach(&self, mut conn: PgConn, mode: ResetMode) -> Result<PgConn, DriverError> {
         if conn.broken || conn.client.is_closed() {
             return Err(DriverError::new(
@@ -81,7 +46,7 @@ impl Driver for PgDriver {
         if !conn.touched.get() {
             return Ok(conn);
         }
-        match reset::reset(&mut conn.client, mode) {
+        match reset::reset(&conn.client, mode) {
             Ok(()) => {
                 conn.touched.set(false);
                 Ok(conn)
@@ -110,16 +75,23 @@ impl Driver for PgDriver {
     }
 
     /// An empty simple query, bounded by `timeout`. A server restart is noticed here even
-    /// though `Client::is_closed` stays false until something reads the socket.
+    /// though `is_closed` stays false until something reads the socket. A check that timed
+    /// out leaves its request in flight, so the connection is marked broken either way.
     fn connected(&self, handle: &mut PgConn, timeout: Duration) -> bool {
         if handle.broken || handle.client.is_closed() {
             return false;
         }
-        match handle.client.is_valid(timeout) {
-            Ok(()) => true,
-            Err(err) => {
+        let check = handle.client.client().simple_query("");
+        match handle.client.within(timeout, check) {
+            Some(Ok(_)) => true,
+            Some(Err(err)) => {
                 handle.broken = true;
                 tracing::debug!(error = %handle.fail(&err), "postgres connection check failed");
+                false
+            }
+            None => {
+                handle.broken = true;
+                tracing::debug!(?timeout, "postgres connection check timed out");
                 false
             }
         }

@@ -22,7 +22,7 @@ use std::error::Error;
 
 use bytes::BytesMut;
 use pool_driver::Value;
-use postgres::types::{Format, IsNull, Kind, ToSql, Type};
+use tokio_postgres::types::{Format, IsNull, Kind, ToSql, Type};
 
 type BoxError = Box<dyn Error + Sync + Send>;
 
@@ -65,7 +65,7 @@ fn inferred() -> Type {
 }
 
 /// Binds `values` with the types declared in the Parse message: `bytea` for bytes, inferred
-/// for the rest. Both are built-in OIDs, so the `postgres` crate never looks a parameter type
+/// for the rest. Both are built-in OIDs, so `tokio-postgres` never looks a parameter type
 /// up (which would prepare a named statement of its own).
 pub(crate) fn bind(values: &[Value]) -> Vec<(Param<'_>, Type)> {
     values
@@ -115,7 +115,7 @@ impl ToSql for Param<'_> {
         }
     }
 
-    postgres::types::to_sql_checked!();
+    tokio_postgres::types::to_sql_checked!();
 }
 
 /// The text form the server parses as it would a literal.

@@ -5,7 +5,7 @@ use std::sync::{Mutex, PoisonError};
 
 use pool_conformance::{StateProbe, Statement, Subject};
 use pool_driver::{Connection, Value};
-use pool_postgres::{PgConn, PgDriver};
+use pool_postgres::{PgClient, PgConn, PgDriver};
 use pool_testservers::PgServer;
 
 struct Postgres {
@@ -32,7 +32,7 @@ impl Postgres {
 
 impl Subject for Postgres {
     type Driver = PgDriver;
-    type Native = postgres::Client;
+    type Native = PgClient;
 
     fn driver(&self) -> &PgDriver {
         &PgDriver

@@ -5,7 +5,7 @@ mod common;
 
 use common::{connect, int, recycle, scram, text, trust, unique};
 use pool_driver::{Connection, Driver, DriverErrorKind, ResetMode, Value};
-use pool_postgres::{PgConn, PgDriver};
+use pool_postgres::{PgClient, PgConn, PgDriver};
 
 /// Everything a session can leave behind, as one row of text.
 const STATE: &str = "SELECT concat_ws(' ', \
@@ -135,20 +135,14 @@ fn buffered_notifications_do_not_reach_the_next_user() {
     let mut conn = trust();
     conn.execute("LISTEN pool_note; NOTIFY pool_note, 'secret payload'", &[])
         .unwrap();
-    let client = conn
-        .native_mut()
-        .downcast_mut::<postgres::Client>()
-        .unwrap();
+    let client = conn.native_mut().downcast_mut::<PgClient>().unwrap();
     assert_eq!(
         client.notifications().len(),
         1,
         "the notification is buffered"
     );
     let mut conn = recycle(conn, ResetMode::Full);
-    let client = conn
-        .native_mut()
-        .downcast_mut::<postgres::Client>()
-        .unwrap();
+    let client = conn.native_mut().downcast_mut::<PgClient>().unwrap();
     assert_eq!(client.notifications().len(), 0);
 }
 
@@ -199,10 +193,7 @@ fn a_broken_connection_is_not_detached() {
 #[test]
 fn changes_made_through_the_native_client_are_reset_too() {
     let mut conn = trust();
-    let client = conn
-        .native_mut()
-        .downcast_mut::<postgres::Client>()
-        .unwrap();
+    let client = conn.native_mut().downcast_mut::<PgClient>().unwrap();
     client
         .batch_execute("SET search_path = elsewhere; BEGIN")
         .unwrap();
@@ -225,7 +216,7 @@ fn shared_native_access_counts_as_use() {
     let started = format!("SELECT query_start::text FROM pg_stat_activity WHERE pid = {pid}");
     let before = text(&mut observer, &started);
     assert!(!conn.needs_reset(), "just reset");
-    assert!(conn.native().downcast_ref::<postgres::Client>().is_some());
+    assert!(conn.native().downcast_ref::<PgClient>().is_some());
     assert!(conn.needs_reset(), "native() counts as use");
     let conn = recycle(conn, ResetMode::Full);
     assert!(!conn.needs_reset(), "reset again");

@@ -1,22 +1,38 @@
-//! Connection arguments → `postgres::Config`.
+//! Connection arguments → a [`Plan`]: what one connect does, host by host.
 //!
 //! The pool parses arguments once into [`ConnArgs`] (its registry key). This module normalises
 //! aliases so that two spellings of the same target share one pool, rejects what this driver
-//! cannot honour (unknown keys, TLS), and builds a `postgres::Config` pair by pair.
+//! cannot honour (unknown keys, malformed values, TLS settings that contradict each other), and
+//! builds the plan a connect follows: a `tokio_postgres::Config` without hosts (user, password,
+//! database, options, keepalives, `target_session_attrs`, `channel_binding`), the list of hosts
+//! in libpq's order, libpq's per-host `connect_timeout`, and the TLS settings (see
+//! [`crate::tls`]).
+//!
+//! The driver walks the host list itself instead of handing it to `tokio-postgres`, because
+//! libpq bounds each host's attempt (socket, TLS, startup, authentication) by `connect_timeout`
+//! and then moves on to the next host, while `tokio_postgres::Config::connect` bounds only the
+//! socket connect: a first host that accepts and then stays silent would use up the whole
+//! deadline and the second host would never be tried (see `connect/hosts.rs`).
 //!
 //! The config is built from the parsed pairs instead of handing a rebuilt connection string to
-//! `postgres`: a string holding the password would have to be formatted, and a formatted secret is
-//! one careless `{}` away from a log line. No message built here ever contains a value of a
-//! secret key, nor a key or value that may be a piece of one: a password with an unquoted space
-//! (`password=correct horse=battery`) reads as more pairs, so unknown keys are named only as
-//! [`ConnArgs::check_known_keys`] allows, and bad values are shown through
+//! `tokio-postgres`: a string holding the password would have to be formatted, and a formatted
+//! secret is one careless `{}` away from a log line. No message built here ever contains a value
+//! of a secret key, nor a key or value that may be a piece of one: a password with an unquoted
+//! space (`password=correct horse=battery`) reads as more pairs, so unknown keys are named only
+//! as [`ConnArgs::check_known_keys`] allows, and bad values are shown through
 //! [`ConnArgs::value_for_message`].
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use pool_driver::{ConnArgs, DriverError, DriverErrorKind};
-use postgres::config::{ChannelBinding, LoadBalanceHosts, SslMode, TargetSessionAttrs};
+use tokio_postgres::config::{ChannelBinding, TargetSessionAttrs};
+
+use crate::tls::TlsArgs;
+
+#[cfg(test)]
+mod tests;
 
 /// Aliases users write for the keys libpq knows, as `(alias, canonical)`.
 const ALIASES: &[(&str, &str)] = &[
@@ -49,7 +65,16 @@ pub(crate) const SUPPORTED_KEYS: &[&str] = &[
     "channel_binding",
     "load_balance_hosts",
     "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
 ];
+
+/// libpq's default port.
+const DEFAULT_PORT: u16 = 5432;
+
+/// See `plan`: the bound on unacknowledged TCP data when the user sets none.
+const DEFAULT_TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Renames aliases to their libpq names and checks every key and value, so a bad argument fails
 /// when the pool first sees it rather than on every connect.
@@ -57,46 +82,110 @@ pub(crate) fn normalise(mut args: ConnArgs) -> Result<ConnArgs, DriverError> {
     for (alias, canonical) in ALIASES {
         args.rename(alias, canonical);
     }
-    build(&args, None)?;
+    plan(&args)?;
     Ok(args)
 }
 
-/// See `build`: the bound on unacknowledged TCP data when the user sets none.
-const DEFAULT_TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+/// What one connect does. Built from the arguments on every connect (it is cheap: no file is
+/// read here; certificates are read when the TLS settings are turned into a connector).
+#[derive(Debug)]
+pub(crate) struct Plan {
+    /// Everything but the hosts and the TLS mode, which each attempt sets on a clone.
+    pub(crate) base: tokio_postgres::Config,
+    /// The hosts in the order written (`load_balance_hosts=random` shuffles them per connect).
+    pub(crate) targets: Vec<Target>,
+    /// libpq's `connect_timeout`: the bound of each host's whole attempt, if set.
+    pub(crate) per_host: Option<Duration>,
+    /// `load_balance_hosts=random`.
+    pub(crate) random_order: bool,
+    /// `sslmode`, `sslrootcert`, `sslcert`, `sslkey`.
+    pub(crate) tls: TlsArgs,
+}
 
-/// Builds the `postgres::Config` for `args`. `timeout` (the pool's connect bound) caps the
-/// socket connect timeout; a smaller `connect_timeout` argument wins.
-pub(crate) fn build(
-    args: &ConnArgs,
-    timeout: Option<Duration>,
-) -> Result<postgres::Config, DriverError> {
+/// One host of the list: where to connect, and the name to verify the certificate against.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Target {
+    /// `host=` (a name, an IP address, or a unix socket directory), or `hostaddr` alone.
+    pub(crate) host: Host,
+    /// `hostaddr=`: the address to connect to, skipping the name lookup; the name in `host`
+    /// is still the one TLS verifies.
+    pub(crate) hostaddr: Option<IpAddr>,
+    pub(crate) port: u16,
+}
+
+/// Where a host lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Host {
+    /// A host name or IP address (written as text; also a `hostaddr` given alone).
+    Tcp(String),
+    /// A unix socket directory (a host starting with `/`). libpq never uses TLS here.
+    Unix(PathBuf),
+}
+
+impl Target {
+    /// `host:port` (or `/dir (port N)`) for messages: never a secret.
+    pub(crate) fn label(&self) -> String {
+        match &self.host {
+            Host::Tcp(name) if name.contains(':') => format!("[{name}]:{}", self.port),
+            Host::Tcp(name) => format!("{name}:{}", self.port),
+            Host::Unix(dir) => format!("{} (port {})", dir.display(), self.port),
+        }
+    }
+
+    /// The name the server's certificate must match (`verify-full`).
+    pub(crate) fn tls_name(&self) -> String {
+        match &self.host {
+            Host::Tcp(name) => name.clone(),
+            Host::Unix(dir) => dir.display().to_string(),
+        }
+    }
+
+    pub(crate) fn is_unix(&self) -> bool {
+        matches!(self.host, Host::Unix(_))
+    }
+
+    /// The config of one attempt at this host: `base` with this host, address and port.
+    pub(crate) fn config(
+        &self,
+        base: &tokio_postgres::Config,
+        mode: tokio_postgres::config::SslMode,
+    ) -> tokio_postgres::Config {
+        let mut config = base.clone();
+        match &self.host {
+            Host::Tcp(name) => config.host(name),
+            Host::Unix(dir) => config.host_path(dir),
+        };
+        if let Some(addr) = self.hostaddr {
+            config.hostaddr(addr);
+        }
+        config.port(self.port).ssl_mode(mode);
+        config
+    }
+}
+
+/// Builds the [`Plan`] for `args`.
+pub(crate) fn plan(args: &ConnArgs) -> Result<Plan, DriverError> {
     args.check_known_keys("postgres", SUPPORTED_KEYS)?;
-    let mut config = postgres::Config::new();
-    // NoTls cannot do TLS anyway; `disable` also skips the SSLRequest round trip.
-    config.ssl_mode(SslMode::Disable);
-    // The server's notices (for example "there is no transaction in progress" from a reset's
-    // ROLLBACK) are routine here; the default callback would log each at info level.
-    config.notice_callback(|notice| {
-        tracing::trace!(
-            severity = notice.severity(),
-            message = notice.message(),
-            "postgres notice"
-        );
-    });
-    // Bound every blocking read/write on a TCP connection whose peer vanished (a blackholed
-    // network never answers, and the sync client has no per-query timeout): unacknowledged
-    // data for this long breaks the connection, so a reset on release or a `connected` check
-    // cannot hang forever. A live server acknowledges at the TCP level even during a long
-    // query, so long queries are unaffected. `tcp_user_timeout=` overrides it.
-    config.tcp_user_timeout(DEFAULT_TCP_USER_TIMEOUT);
-    let mut connect_timeout = timeout;
+    let mut base = tokio_postgres::Config::new();
+    // Bound every read/write on a TCP connection whose peer vanished (a blackholed network
+    // never answers): unacknowledged data for this long breaks the connection, so a reset on
+    // release cannot hang forever. A live server acknowledges at the TCP level even during a
+    // long query, so long queries are unaffected. `tcp_user_timeout=` overrides it.
+    base.tcp_user_timeout(DEFAULT_TCP_USER_TIMEOUT);
+    let mut per_host = None;
+    let mut random_order = false;
+    let (mut hosts, mut hostaddrs, mut ports) = (Vec::new(), Vec::new(), Vec::new());
     for (key, value) in args.iter() {
         match key {
             "host" => {
-                for host in value.split(',').filter(|h| !h.is_empty()) {
-                    // A host starting with '/' is a unix socket directory.
-                    config.host(host);
-                }
+                hosts = value
+                    .split(',')
+                    .filter(|h| !h.is_empty())
+                    .map(|h| match h.starts_with('/') {
+                        true => Host::Unix(PathBuf::from(h)),
+                        false => Host::Tcp(h.to_owned()),
+                    })
+                    .collect();
             }
             "hostaddr" => {
                 for addr in value.split(',') {
@@ -104,61 +193,57 @@ pub(crate) fn build(
                         .trim()
                         .parse()
                         .map_err(|_| bad_value(args, key, "IP addresses, comma-separated"))?;
-                    config.hostaddr(addr);
+                    hostaddrs.push(addr);
                 }
             }
             "port" => {
                 for port in value.split(',') {
-                    let port = port
+                    let port: u16 = port
                         .trim()
                         .parse()
                         .map_err(|_| bad_value(args, key, "port numbers, comma-separated"))?;
-                    config.port(port);
+                    ports.push(port);
                 }
             }
             "user" => {
-                config.user(value);
+                base.user(value);
             }
             "password" => {
-                config.password(value);
+                base.password(value);
             }
             "dbname" => {
-                config.dbname(value);
+                base.dbname(value);
             }
             "options" => {
-                config.options(value);
+                base.options(value);
             }
             "application_name" => {
-                config.application_name(value);
+                base.application_name(value);
             }
-            "connect_timeout" => {
-                if let Some(secs) = seconds(args, key)? {
-                    connect_timeout = Some(connect_timeout.map_or(secs, |t| t.min(secs)));
-                }
-            }
+            "connect_timeout" => per_host = seconds(args, key)?,
             "tcp_user_timeout" => {
                 if let Some(secs) = seconds(args, key)? {
-                    config.tcp_user_timeout(secs);
+                    base.tcp_user_timeout(secs);
                 }
             }
             "keepalives" => {
-                config.keepalives(number::<u64>(args, key, "0 or 1")? != 0);
+                base.keepalives(number::<u64>(args, key, "0 or 1")? != 0);
             }
             "keepalives_idle" => {
                 if let Some(secs) = seconds(args, key)? {
-                    config.keepalives_idle(secs);
+                    base.keepalives_idle(secs);
                 }
             }
             "keepalives_interval" => {
                 if let Some(secs) = seconds(args, key)? {
-                    config.keepalives_interval(secs);
+                    base.keepalives_interval(secs);
                 }
             }
             "keepalives_retries" => {
-                config.keepalives_retries(number(args, key, "a whole number")?);
+                base.keepalives_retries(number(args, key, "a whole number")?);
             }
             "target_session_attrs" => {
-                config.target_session_attrs(match value {
+                base.target_session_attrs(match value {
                     "any" => TargetSessionAttrs::Any,
                     "read-write" => TargetSessionAttrs::ReadWrite,
                     "read-only" => TargetSessionAttrs::ReadOnly,
@@ -166,7 +251,7 @@ pub(crate) fn build(
                 });
             }
             "channel_binding" => {
-                config.channel_binding(match value {
+                base.channel_binding(match value {
                     "disable" => ChannelBinding::Disable,
                     "prefer" => ChannelBinding::Prefer,
                     "require" => ChannelBinding::Require,
@@ -174,23 +259,14 @@ pub(crate) fn build(
                 });
             }
             "load_balance_hosts" => {
-                config.load_balance_hosts(match value {
-                    "disable" => LoadBalanceHosts::Disable,
-                    "random" => LoadBalanceHosts::Random,
+                random_order = match value {
+                    "disable" => false,
+                    "random" => true,
                     _ => return Err(bad_value(args, key, "disable or random")),
-                });
+                };
             }
-            "sslmode" => match value {
-                "disable" | "allow" | "prefer" => {}
-                _ => {
-                    return Err(invalid(format!(
-                        "postgres connection argument `sslmode` has the value {}, which needs \
-                         TLS: the built-in postgres driver does not do TLS (use sslmode=disable \
-                         or prefer, or register a driver with TLS)",
-                        args.value_for_message(key)
-                    )))
-                }
-            },
+            // Read by `TlsArgs::parse` below.
+            "sslmode" | "sslrootcert" | "sslcert" | "sslkey" => {}
             // `check_known_keys` let it through, so it is in SUPPORTED_KEYS (safe to name)
             // but has no arm above.
             _ => {
@@ -201,26 +277,82 @@ pub(crate) fn build(
             }
         }
     }
-    if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
+    let tls = TlsArgs::parse(args)?;
+    if tls.mode == crate::tls::SslMode::Disable
+        && base.get_channel_binding() == ChannelBinding::Require
+    {
+        return Err(invalid(
+            "postgres connection arguments: channel_binding=require needs TLS (channel binding \
+             ties the SCRAM login to the TLS session), but sslmode=disable turns TLS off; \
+             use sslmode=require or stronger",
+        ));
+    }
+    let targets = targets(hosts, hostaddrs, ports)?;
+    Ok(Plan {
+        base,
+        targets,
+        per_host,
+        random_order,
+        tls,
+    })
+}
+
+/// Pairs hosts, addresses and ports as libpq does: `host` and `hostaddr` lists of the same
+/// length (or one of them alone), and one port for all or one per host.
+fn targets(
+    hosts: Vec<Host>,
+    hostaddrs: Vec<IpAddr>,
+    ports: Vec<u16>,
+) -> Result<Vec<Target>, DriverError> {
+    if hosts.is_empty() && hostaddrs.is_empty() {
         return Err(invalid(
             "no host: give host=NAME, an IP address or a unix socket directory such as \
              host=/var/run/postgresql",
         ));
     }
-    if let Some(timeout) = connect_timeout {
-        config.connect_timeout(timeout);
+    if !hosts.is_empty() && !hostaddrs.is_empty() && hosts.len() != hostaddrs.len() {
+        return Err(invalid(format!(
+            "postgres connection arguments: {} hosts but {} hostaddrs; give one address per \
+             host, or leave out hostaddr",
+            hosts.len(),
+            hostaddrs.len()
+        )));
     }
-    Ok(config)
+    let count = hosts.len().max(hostaddrs.len());
+    if ports.len() > 1 && ports.len() != count {
+        return Err(invalid(format!(
+            "postgres connection arguments: {} ports for {count} hosts; give one port for all \
+             hosts or one per host",
+            ports.len()
+        )));
+    }
+    Ok((0..count)
+        .map(|i| {
+            let hostaddr = hostaddrs.get(i).copied();
+            Target {
+                // A `hostaddr` alone: its text is the name TLS verifies (an IP address SAN).
+                host: hosts.get(i).cloned().unwrap_or_else(|| {
+                    Host::Tcp(hostaddr.map(|a| a.to_string()).unwrap_or_default())
+                }),
+                hostaddr,
+                port: ports
+                    .get(i)
+                    .or(ports.first())
+                    .copied()
+                    .unwrap_or(DEFAULT_PORT),
+            }
+        })
+        .collect())
 }
 
-fn invalid(message: impl Into<String>) -> DriverError {
+pub(crate) fn invalid(message: impl Into<String>) -> DriverError {
     DriverError::new(DriverErrorKind::InvalidArgs, message)
 }
 
 /// An error for a malformed value of `key`, saying what was `expected`. The value is shown
 /// when that helps and is safe: not when it was written after the password, where it may be a
 /// piece of it (see [`ConnArgs::value_for_message`]).
-fn bad_value(args: &ConnArgs, key: &str, expected: &str) -> DriverError {
+pub(crate) fn bad_value(args: &ConnArgs, key: &str, expected: &str) -> DriverError {
     invalid(format!(
         "postgres connection argument `{key}` has an invalid value {}; expected {expected}",
         args.value_for_message(key)
@@ -247,267 +379,4 @@ fn seconds(args: &ConnArgs, key: &str) -> Result<Option<Duration>, DriverError> 
         .ok()
         .filter(|s| *s > 0)
         .map(Duration::from_secs))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use postgres::config::Host;
-
-    fn norm(text: &str) -> Result<ConnArgs, DriverError> {
-        normalise(ConnArgs::parse(text)?)
-    }
-
-    #[test]
-    fn key_values_and_urls_map_to_the_same_config() {
-        let kv = norm("host=db.local port=6543 user=app password=s3cret dbname=shop").unwrap();
-        let url = norm("postgresql://app:s3cret@db.local:6543/shop").unwrap();
-        let alias = norm("host=db.local port=6543 username=app pass=s3cret database=shop").unwrap();
-        assert_eq!(kv, url);
-        assert_eq!(kv, alias);
-        let config = build(&kv, Some(Duration::from_secs(5))).unwrap();
-        assert_eq!(config.get_hosts(), &[Host::Tcp("db.local".into())]);
-        assert_eq!(config.get_ports(), &[6543]);
-        assert_eq!(config.get_user(), Some("app"));
-        assert_eq!(config.get_password(), Some(&b"s3cret"[..]));
-        assert_eq!(config.get_dbname(), Some("shop"));
-        assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(5)));
-        assert_eq!(config.get_ssl_mode(), SslMode::Disable);
-    }
-
-    #[test]
-    fn socket_directories_and_host_lists() {
-        let config = build(&norm("host=/run/pg,/tmp port=5433").unwrap(), None).unwrap();
-        assert_eq!(
-            config.get_hosts(),
-            &[Host::Unix("/run/pg".into()), Host::Unix("/tmp".into())]
-        );
-        let url = norm("postgres://%2Frun%2Fpg/shop").unwrap();
-        let config = build(&url, None).unwrap();
-        assert_eq!(config.get_hosts(), &[Host::Unix("/run/pg".into())]);
-        let config = build(&norm("hostaddr=127.0.0.1").unwrap(), None).unwrap();
-        assert_eq!(
-            config.get_hostaddrs(),
-            &["127.0.0.1".parse::<IpAddr>().unwrap()]
-        );
-    }
-
-    #[test]
-    fn the_smaller_timeout_wins() {
-        let args = norm("host=h connect_timeout=2").unwrap();
-        let short = build(&args, Some(Duration::from_millis(500))).unwrap();
-        assert_eq!(
-            short.get_connect_timeout(),
-            Some(&Duration::from_millis(500))
-        );
-        let long = build(&args, Some(Duration::from_secs(30))).unwrap();
-        assert_eq!(long.get_connect_timeout(), Some(&Duration::from_secs(2)));
-        let unset = build(&norm("host=h connect_timeout=0").unwrap(), None).unwrap();
-        assert_eq!(unset.get_connect_timeout(), None);
-    }
-
-    #[test]
-    fn options_pass_through() {
-        let args = norm(
-            "host=h application_name=web options='-c search_path=app' keepalives=0 \
-             target_session_attrs=read-write channel_binding=disable sslmode=prefer",
-        )
-        .unwrap();
-        let config = build(&args, None).unwrap();
-        assert_eq!(config.get_application_name(), Some("web"));
-        assert_eq!(config.get_options(), Some("-c search_path=app"));
-        assert!(!config.get_keepalives());
-        assert_eq!(
-            config.get_target_session_attrs(),
-            TargetSessionAttrs::ReadWrite
-        );
-    }
-
-    #[test]
-    fn unsupported_arguments_are_rejected_without_leaking_secrets() {
-        for bad in [
-            "host=h sslmode=require password=hunter2",
-            "host=h frobnicate=1 password=hunter2",
-            "host=h port=five password=hunter2",
-            "host=h target_session_attrs=primary password=hunter2",
-            "user=app password=hunter2",
-        ] {
-            let err = norm(bad).unwrap_err();
-            assert_eq!(err.kind(), DriverErrorKind::InvalidArgs, "{bad}");
-            assert!(!err.to_string().contains("hunter2"), "{err}");
-        }
-    }
-
-    /// Another driver's error names a postgres key only if the contract's list of every
-    /// driver's names has it.
-    #[test]
-    fn every_name_this_driver_takes_is_in_the_contracts_list() {
-        let aliases = ALIASES
-            .iter()
-            .flat_map(|(alias, canonical)| [alias, canonical]);
-        for key in SUPPORTED_KEYS.iter().chain(aliases) {
-            assert!(ConnArgs::ANY_DRIVER_KEYS.contains(key), "{key}");
-        }
-    }
-
-    #[test]
-    fn explicit_keys_win_over_aliases() {
-        let args = norm("host=h database=a dbname=b").unwrap();
-        assert_eq!(args.get("dbname"), Some("b"));
-        assert_eq!(args.get("database"), None);
-    }
-
-    /// Whether `shown` gives `piece` of a password away: the piece in backticks or after `=`
-    /// (how messages quote keys and values), or, for a piece that is no argument name, the
-    /// piece itself, or any run of three of its characters that holds a digit (no fixed text of
-    /// a message has a run like `k3y`; runs of letters do: `ect` is in "connection").
-    fn gives_away(shown: &str, piece: &str) -> bool {
-        let (shown, piece) = (shown.to_ascii_lowercase(), piece.to_ascii_lowercase());
-        if shown.contains(&format!("`{piece}`")) || shown.contains(&format!("={piece}")) {
-            return true;
-        }
-        if ConnArgs::ANY_DRIVER_KEYS.contains(&piece.as_str()) || piece.len() < 3 {
-            return false;
-        }
-        let chars: Vec<char> = piece.chars().collect();
-        shown.contains(&piece)
-            || chars
-                .windows(3)
-                .filter(|run| run.iter().any(char::is_ascii_digit))
-                .any(|run| shown.contains(&run.iter().collect::<String>()))
-    }
-
-    /// Words of generated passwords: each run of three characters of the mixed ones holds a
-    /// digit; `sslmode`, `db` and `name` are argument names of some driver, `x` a one-letter key.
-    const WORDS: &[&str] = &[
-        "K3y", "V4l7e", "Pa55", "W0rd9", "x", "sslmode", "db", "name",
-    ];
-    const SEPARATORS: &[&str] = &[" ", "=", " = ", "='", "\t"];
-
-    /// Every password of two or three [`WORDS`] joined by [`SEPARATORS`].
-    fn passwords() -> Vec<String> {
-        let mut out = Vec::new();
-        for a in WORDS {
-            for b in WORDS {
-                for s in SEPARATORS {
-                    out.push(format!("{a}{s}{b}"));
-                    for c in WORDS {
-                        for t in SEPARATORS {
-                            out.push(format!("{a}{s}{b}{t}{c}"));
-                        }
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    /// This driver's own names (keys and aliases): a piece of a password that is one of them
-    /// is an argument the driver takes, which its messages may name.
-    fn own_names() -> Vec<&'static str> {
-        let aliases = ALIASES
-            .iter()
-            .flat_map(|(alias, canonical)| [*alias, *canonical]);
-        SUPPORTED_KEYS.iter().copied().chain(aliases).collect()
-    }
-
-    /// Runs `parse` on every generated password in each of `templates` (`{}` stands for the
-    /// password; in a URL template its spaces become `&`) and fails on the first error that
-    /// gives a piece of it away, in the message or the error's `Debug`. Pieces that are this
-    /// driver's own names are not checked: they are not unknown keys.
-    fn assert_no_piece_leaks(templates: &[&str], parse: impl Fn(&str) -> Result<(), DriverError>) {
-        let own = own_names();
-        for password in passwords() {
-            for template in templates {
-                let written = if template.contains("://") {
-                    password.replace([' ', '\t'], "&")
-                } else {
-                    password.clone()
-                };
-                let text = template.replace("{}", &written);
-                let Err(error) = parse(&text) else { continue };
-                let shown = format!("{error} {error:?}");
-                for piece in password
-                    .split(|c: char| c.is_whitespace() || c == '=' || c == '\'' || c == '&')
-                    .filter(|p| !p.is_empty() && !own.contains(p))
-                {
-                    assert!(
-                        !gives_away(&shown, piece),
-                        "`{piece}` of {text:?} leaked: {shown}"
-                    );
-                }
-            }
-        }
-    }
-
-    /// Issue 16: an unquoted password with a space (`password=correct horse=battery`) reads as
-    /// more pairs; the error must name none of its pieces, whatever they turn into (an unknown
-    /// key, a known key of another driver, the value of a key this driver knows).
-    #[test]
-    fn an_unquoted_password_never_reaches_the_error() {
-        for (text, pieces) in [
-            (
-                "host=h password=correct horse=battery",
-                &["correct", "horse", "battery"][..],
-            ),
-            ("host=h password=a b c=d", &["b", "c", "d"]),
-            (
-                "host=h pass=correct horse=battery",
-                &["correct", "horse", "battery"],
-            ),
-            (
-                "host=h password=correct port=battery",
-                &["correct", "battery"],
-            ),
-            (
-                "host=h password=correct sslmode=battery",
-                &["correct", "battery"],
-            ),
-            (
-                "host=h password=correct socket=battery",
-                &["correct", "socket", "battery"],
-            ),
-            (
-                "postgresql://app@h/db?password=correct&horse=battery",
-                &["correct", "horse"],
-            ),
-            (
-                "postgresql://app:5432/x?horse=battery@h/db",
-                &["horse", "battery"],
-            ),
-        ] {
-            let error = norm(text).expect_err(text);
-            assert_eq!(error.kind(), DriverErrorKind::InvalidArgs, "{text}");
-            let shown = format!("{error} {error:?}");
-            for piece in pieces {
-                assert!(!gives_away(&shown, piece), "{piece} of {text}: {shown}");
-            }
-        }
-    }
-
-    /// The key is named only when some driver knows it (a hint that helps); otherwise the
-    /// message gives its position and says how to quote a value.
-    #[test]
-    fn an_unknown_key_is_named_only_when_some_driver_knows_it() {
-        let error = norm("host=h frobnicate=1").expect_err("unknown key");
-        let message = error.message();
-        assert!(!message.contains("frobnicate"), "{message}");
-        assert!(message.contains("argument 2"), "{message}");
-        assert!(message.contains("password='"), "{message}");
-        let error = norm("host=h socket=/run/my.sock").expect_err("a mysql key");
-        assert!(error.message().contains("`socket`"), "{}", error.message());
-    }
-
-    #[test]
-    fn no_piece_of_a_generated_password_reaches_an_error() {
-        assert_no_piece_leaks(
-            &[
-                "host=h password={} user=app",
-                "host=h pass={}",
-                "postgres://app@h/db?password={}&sslmode=disable",
-                "postgres://app:5432/x?{}@h/db",
-            ],
-            |text| norm(text).map(drop),
-        );
-    }
 }

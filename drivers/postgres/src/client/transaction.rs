@@ -1,0 +1,132 @@
+//! [`PgTransaction`]: `postgres::Transaction`'s blocking methods over a
+//! `tokio_postgres::Transaction`.
+
+use std::cell::RefCell;
+use std::future::Future;
+
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Error, Row, SimpleQueryMessage, Statement, ToStatement, Transaction};
+
+use super::{request_on, Io, PgClient};
+
+/// A transaction on a [`PgClient`]. Dropped without [`PgTransaction::commit`] it rolls back:
+/// the `ROLLBACK` is queued without waiting and goes out ahead of the connection's next
+/// request (the pool's reset on release ends it in any case).
+pub struct PgTransaction<'a> {
+    tx: Transaction<'a>,
+    io: &'a RefCell<Io>,
+}
+
+impl<'a> PgTransaction<'a> {
+    pub(super) fn begin(client: &'a mut PgClient) -> Result<PgTransaction<'a>, Error> {
+        let PgClient { client, io } = client;
+        let io: &'a RefCell<Io> = io;
+        let tx = request_on(io, client.transaction())?;
+        Ok(PgTransaction { tx, io })
+    }
+
+    fn request<T>(&self, future: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+        request_on(self.io, future)
+    }
+
+    /// The `tokio_postgres::Transaction`, for async code run with [`PgTransaction::block_on`].
+    pub fn transaction(&self) -> &Transaction<'a> {
+        &self.tx
+    }
+
+    /// Runs `future` on the connection's runtime (see [`PgClient::block_on`]).
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        match self.io.try_borrow_mut() {
+            Ok(mut io) => io.block_on(future),
+            Err(_) => panic!("PgTransaction::block_on called inside a block_on of the same client"),
+        }
+    }
+
+    /// Commits.
+    pub fn commit(self) -> Result<(), Error> {
+        let io = self.io;
+        request_on(io, self.tx.commit())
+    }
+
+    /// Rolls back (what dropping it does, but waiting for the server's answer).
+    pub fn rollback(self) -> Result<(), Error> {
+        let io = self.io;
+        request_on(io, self.tx.rollback())
+    }
+
+    /// A nested transaction: a savepoint, released by its `commit`, rolled back to otherwise.
+    pub fn savepoint(&mut self, name: &str) -> Result<PgTransaction<'_>, Error> {
+        let io = self.io;
+        let tx = request_on(io, self.tx.savepoint(name))?;
+        Ok(PgTransaction { tx, io })
+    }
+
+    /// See [`PgClient::execute`].
+    pub fn execute<T>(&self, query: &T, params: &[&(dyn ToSql + Sync)]) -> Result<u64, Error>
+    where
+        T: ?Sized + ToStatement,
+    {
+        self.request(self.tx.execute(query, params))
+    }
+
+    /// See [`PgClient::execute_typed`].
+    pub fn execute_typed(
+        &self,
+        query: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<u64, Error> {
+        self.request(self.tx.execute_typed(query, params))
+    }
+
+    /// See [`PgClient::query`].
+    pub fn query<T>(&self, query: &T, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, Error>
+    where
+        T: ?Sized + ToStatement,
+    {
+        self.request(self.tx.query(query, params))
+    }
+
+    /// See [`PgClient::query_one`].
+    pub fn query_one<T>(&self, query: &T, params: &[&(dyn ToSql + Sync)]) -> Result<Row, Error>
+    where
+        T: ?Sized + ToStatement,
+    {
+        self.request(self.tx.query_one(query, params))
+    }
+
+    /// See [`PgClient::query_opt`].
+    pub fn query_opt<T>(
+        &self,
+        query: &T,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, Error>
+    where
+        T: ?Sized + ToStatement,
+    {
+        self.request(self.tx.query_opt(query, params))
+    }
+
+    /// See [`PgClient::query_typed`].
+    pub fn query_typed(
+        &self,
+        query: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Vec<Row>, Error> {
+        self.request(self.tx.query_typed(query, params))
+    }
+
+    /// See [`PgClient::prepare`].
+    pub fn prepare(&self, query: &str) -> Result<Statement, Error> {
+        self.request(self.tx.prepare(query))
+    }
+
+    /// See [`PgClient::simple_query`].
+    pub fn simple_query(&self, query: &str) -> Result<Vec<SimpleQueryMessage>, Error> {
+        self.request(self.tx.simple_query(query))
+    }
+
+    /// See [`PgClient::batch_execute`].
+    pub fn batch_execute(&self, query: &str) -> Result<(), Error> {
+        self.request(self.tx.batch_execute(query))
+    }
+}

@@ -1,0 +1,49 @@
+//! Opening a connection: every host attempt (socket, TLS negotiation, startup, authentication,
+//! the `target_session_attrs` check) is one future, and the whole connect runs under the
+//! pool's `connect_timeout` on the new connection's own runtime, on the calling thread.
+//!
+//! On timeout the future is dropped, and with it the socket and the TLS session: nothing is
+//! left running and no thread stays behind (the driver on the `postgres` crate ran the connect
+//! on a helper thread and abandoned it, blocked for as long as the server stayed silent). The
+//! one exception is a host name lookup still running in the system resolver: it finishes on
+//! the runtime's blocking thread, bounded by the resolver's own timeouts, and that thread then
+//! ends (the runtime is shut down in the background, never joined).
+
+mod failure;
+mod hosts;
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use pool_driver::{ConnArgs, DriverError, DriverErrorKind};
+
+use crate::client::{self, PgClient};
+use crate::config;
+
+/// Connects as `args` say, within `timeout` in all (each host also within `connect_timeout`
+/// when the arguments set it, as in libpq).
+pub(crate) fn connect(args: &ConnArgs, timeout: Duration) -> Result<PgClient, DriverError> {
+    let plan = config::plan(args)?;
+    // Certificate files are read here, on every connect: a rotated one is picked up.
+    let tls = plan.tls.connector(args)?;
+    let runtime = client::runtime().map_err(|e| {
+        DriverError::new(
+            DriverErrorKind::Connect,
+            format!("cannot create the connection's runtime: {e}"),
+        )
+    })?;
+    let failures = RefCell::new(Vec::new());
+    let outcome = runtime.block_on(async {
+        let attempts = hosts::first_that_answers(&plan, &tls, &failures);
+        tokio::time::timeout(timeout, attempts).await
+    });
+    let overall = match outcome {
+        Ok(Some((client, connection))) => return Ok(PgClient::new(runtime, client, connection)),
+        Ok(None) => None,
+        Err(_elapsed) => Some(timeout),
+    };
+    runtime.shutdown_background();
+    let error = failure::report(&failures.into_inner(), args, overall);
+    tracing::debug!(args = %args, error = %error, "postgres connect failed");
+    Err(error)
+}

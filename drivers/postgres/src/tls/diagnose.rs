@@ -1,0 +1,132 @@
+//! What went wrong with TLS, in words a user can act on.
+//!
+//! A failed handshake reaches the driver as a `tokio_postgres::Error` whose cause is an
+//! `io::Error` wrapping the `rustls::Error` (tokio-rustls' convention). The cases a user meets
+//! (an untrusted certificate, a host name mismatch, an expired certificate, the server refusing
+//! TLS or a client certificate, channel binding that could not happen) each get a message that
+//! says so in plain words, names the setting involved, and says what to do. The words
+//! "unknown CA", "host name mismatch", "expired" and "refuses TLS" are in the messages so a
+//! handler (or a test) can tell them apart without parsing rustls' wording.
+//!
+//! tokio-postgres reports "the server refuses TLS" and "no channel binding" with fixed texts
+//! of its own (its error kinds are private); the tests pin both, so a version that rewords them
+//! fails a test instead of silently losing the advice.
+
+use std::error::Error as StdError;
+use std::io;
+
+use pool_driver::ConnArgs;
+use rustls::{CertificateError, Error as TlsError};
+
+use super::SslMode;
+
+/// tokio-postgres' message when the server answers the SSLRequest with `N` under `require`.
+const SERVER_REFUSES_TLS: &str = "server does not support TLS";
+
+/// tokio-postgres' message when `channel_binding=require` could not be honoured.
+const NO_CHANNEL_BINDING: &str = "server did not use channel binding";
+
+/// Describes `err` if it is a TLS or channel-binding failure; `None` for anything else.
+/// `host` is the name the certificate was checked against, `encrypted` whether the session was
+/// under TLS when it failed.
+pub(crate) fn describe(
+    err: &tokio_postgres::Error,
+    mode: SslMode,
+    host: &str,
+    encrypted: bool,
+    args: &ConnArgs,
+) -> Option<String> {
+    if let Some(tls) = rustls_cause(err) {
+        return Some(rustls_message(tls, mode, host, args));
+    }
+    let innermost = causes(err).last().map(ToString::to_string);
+    match innermost.as_deref() {
+        Some(SERVER_REFUSES_TLS) => Some(format!(
+            "the server refuses TLS (it answered the TLS request with 'N': is ssl = on in \
+                 its postgresql.conf?), and sslmode={} needs it; use sslmode=prefer to fall \
+                 back to an unencrypted connection",
+            mode.as_str()
+        )),
+        Some(NO_CHANNEL_BINDING) => Some(format!(
+            "channel_binding=require, but the server did not use channel binding \
+                 (SCRAM-SHA-256-PLUS): that needs an encrypted connection (this one was {}) \
+                 and scram-sha-256 password authentication for this user (not trust, md5 or \
+                 cert) on a server with ssl = on",
+            if encrypted {
+                "encrypted"
+            } else {
+                "not encrypted"
+            }
+        )),
+        _ => None,
+    }
+}
+
+/// The error and its causes, outermost first, looking inside `io::Error`s (whose `source`
+/// skips the error they wrap).
+fn causes(err: &tokio_postgres::Error) -> Vec<&(dyn StdError + 'static)> {
+    let mut out = Vec::new();
+    let mut next = err.source();
+    while let Some(cause) = next {
+        out.push(cause);
+        next = match cause
+            .downcast_ref::<io::Error>()
+            .and_then(io::Error::get_ref)
+        {
+            Some(inner) => Some(inner as &(dyn StdError + 'static)),
+            None => cause.source(),
+        };
+    }
+    out
+}
+
+/// The `rustls::Error` behind `err`, if any.
+fn rustls_cause(err: &tokio_postgres::Error) -> Option<&TlsError> {
+    causes(err)
+        .into_iter()
+        .find_map(|cause| cause.downcast_ref::<TlsError>())
+}
+
+fn rustls_message(error: &TlsError, mode: SslMode, host: &str, args: &ConnArgs) -> String {
+    let root = args.value_for_message("sslrootcert");
+    match error {
+        TlsError::InvalidCertificate(certificate) => match certificate {
+            CertificateError::UnknownIssuer => format!(
+                "the server's certificate is untrusted (unknown CA): no CA in sslrootcert \
+                 {root} signed it; point sslrootcert at the CA that issued the server's \
+                 certificate (sslmode={})",
+                mode.as_str()
+            ),
+            CertificateError::NotValidForName => name_mismatch(host, ""),
+            CertificateError::NotValidForNameContext { presented, .. } => {
+                name_mismatch(host, &format!(" (it names {})", presented.join(", ")))
+            }
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => format!(
+                "the server's certificate has expired (expired certificate: {certificate}); \
+                 renew it on the server"
+            ),
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                format!(
+                    "the server's certificate is not valid yet ({certificate}); check the \
+                     clocks of the server and of this machine"
+                )
+            }
+            other => format!("the server's certificate was rejected: {other}"),
+        },
+        TlsError::AlertReceived(alert) => format!(
+            "the server ended the TLS handshake with the alert {alert:?}: if it requires a \
+             client certificate (cert authentication, clientcert=verify-ca/verify-full), give \
+             sslcert and sslkey; if one was given, the server does not trust the CA that \
+             issued it"
+        ),
+        other => format!("the TLS handshake failed: {other}"),
+    }
+}
+
+fn name_mismatch(host: &str, names: &str) -> String {
+    format!(
+        "the server's certificate does not match the host name `{host}` (host name \
+         mismatch){names}; sslmode=verify-full checks it: connect with a name the certificate \
+         lists, or use sslmode=verify-ca to check only that a trusted CA signed it"
+    )
+}
