@@ -16,6 +16,14 @@
 //! `ca-certificates` bundle; `SSL_CERT_FILE`/`SSL_CERT_DIR` override it). A machine without a
 //! CA store trusts nothing without `cacert`. With `insecure` nothing is verified at all.
 //!
+//! What that costs, and a limit of `redis` 0.32: it rescans the platform store on *every* TLS
+//! connect, even when `cacert` replaces it or `insecure` ignores it — about 3 ms of a 4 ms
+//! loopback TLS connect on Debian with `ca-certificates` (≈140 roots, the directory of hash
+//! links read file by file; `examples/connect_cost.rs` measures it). A pool pays that only on a
+//! cold connect (the primer's, usually), never on `open`. And one unreadable file in that
+//! store fails every TLS connect, `cacert` or not (`TLS_PLATFORM_ROOTS`). `redis` 2.0 loads
+//! the store only when it is used, but needs Rust 1.88.
+//!
 //! # The crypto provider
 //!
 //! The `redis` crate (0.32, sync) builds its `rustls::ClientConfig` itself with
@@ -248,6 +256,9 @@ pub(crate) enum Failure {
     BadHostName,
     /// `cert` and `key` do not belong together.
     KeyMismatch,
+    /// The platform's CA store could not be read (see the module docs: `redis` 0.32 reads it
+    /// on every TLS connect, even with `cacert`).
+    PlatformRoots,
     /// Some other TLS failure (no common protocol version or cipher…).
     Other,
 }
@@ -265,6 +276,7 @@ impl Failure {
             Failure::ClientCertRefused => "TLS_CLIENT_CERTIFICATE_REFUSED",
             Failure::BadHostName => "TLS_BAD_HOST_NAME",
             Failure::KeyMismatch => "TLS_KEY_MISMATCH",
+            Failure::PlatformRoots => "TLS_PLATFORM_ROOTS",
             Failure::Other => "TLS_FAILED",
         }
     }
@@ -309,6 +321,11 @@ impl Failure {
                 "the client certificate (`cert`) and the private key (`key`) do not belong \
                  together, or the key type is not supported"
             }
+            Failure::PlatformRoots => {
+                "reading the platform's CA certificates failed (the redis client reads them on \
+                 every TLS connect, even with `cacert`): fix or remove the unreadable file, or \
+                 point SSL_CERT_FILE/SSL_CERT_DIR at a readable store"
+            }
             Failure::Other => "the TLS handshake failed",
         }
     }
@@ -336,6 +353,8 @@ pub(crate) fn cause(err: &redis::RedisError) -> Option<Failure> {
     let text = err.to_string().to_ascii_lowercase();
     if text.contains("invalid dns name") || text.contains("invalid server name") {
         Some(Failure::BadHostName)
+    } else if text.contains("fetch certs error") {
+        Some(Failure::PlatformRoots)
     } else if text.contains("unable to build client with tls parameters") {
         Some(Failure::KeyMismatch)
     } else if text.contains("tls error") {
