@@ -34,21 +34,36 @@
 //! * **errors** ([`errors`]): wrong credentials and an unreachable server are clear errors of
 //!   the right kind, within the connect timeout, and no password appears in any error or in
 //!   `Debug` output.
+//! * **TLS** ([`tls`]): for a driver whose [`Subject::tls`] returns a [`TlsSubject`]: verified
+//!   connects work (and park and move between threads), the wrong CA, the wrong host and an
+//!   expired certificate are refused with clear `Connect` errors, encryption without
+//!   verification connects, a plain connect to a TLS-only server is refused, client
+//!   certificates log in, `prefer` falls back to plain, a handshake with a silent peer is
+//!   bounded and leaves no socket or thread behind, and no secret (password, key passphrase,
+//!   key material) appears in an error or `Debug`. A driver whose `tls()` is `None` (the
+//!   default) gets a note on stderr for each TLS check, which then passes: the suite never
+//!   lets a driver that *claims* TLS skip a case.
 
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
 pub mod errors;
 pub mod faults;
+#[doc(hidden)]
+pub mod isolation;
 pub mod reuse;
 pub mod state;
 mod subject;
+pub mod tls;
 
 pub use errors::*;
 pub use faults::*;
+/// The TLS test servers' types a [`TlsSubject`] is built from.
+pub use pool_testservers::{Preamble, TestPki};
 pub use reuse::*;
 pub use state::*;
 pub use subject::{native, native_mut, NativeProbe, StateProbe, Statement, Subject};
+pub use tls::*;
 
 /// Generates one `#[test]` per conformance check for `$subject` (a type implementing
 /// [`Subject`]), built by `$start` (an expression, evaluated once for the shared server and
@@ -73,17 +88,35 @@ macro_rules! conformance_tests {
             wrong_password_is_a_clear_error_without_the_password,
             unreachable_server_is_a_clear_error_within_the_timeout,
             passwords_never_appear_in_debug_output,
+            tls_verified_connect_works,
+            tls_wrong_ca_is_refused,
+            tls_wrong_host_is_refused,
+            tls_expired_certificate_is_refused,
+            tls_without_verification_connects,
+            tls_plain_connect_to_tls_only_server_is_refused,
+            tls_client_certificate_login_works,
+            tls_prefer_falls_back_to_plain,
+            tls_errors_and_debug_hold_no_secrets,
+            tls_driver_specific_cases,
         );
         #[test]
         fn restart_recovery() {
+            let _isolation = $crate::isolation::shared();
             let own: $subject = $start;
             $crate::restart_recovery(&own);
+        }
+        // Counts the process's threads: takes the suite's lock exclusively itself (see
+        // `isolation`), so it is not among the checks that hold it shared.
+        #[test]
+        fn tls_handshake_with_silent_peer_is_bounded() {
+            $crate::tls_handshake_with_silent_peer_is_bounded(conformance_subject());
         }
     };
     (@checks $subject:ty; $($check:ident,)*) => {
         $(
             #[test]
             fn $check() {
+                let _isolation = $crate::isolation::shared();
                 $crate::$check(conformance_subject());
             }
         )*

@@ -5,6 +5,8 @@ use std::net::TcpListener;
 
 use pool_driver::{ConnArgs, Connection, Driver, DriverError, Value};
 
+use crate::tls::TlsSubject;
+
 /// One statement through the uniform API (`Connection::execute`/`query`): SQL for the SQL
 /// drivers, a command and its arguments for Redis.
 #[derive(Clone, Debug)]
@@ -189,6 +191,15 @@ pub trait Subject: Sync {
 
     /// Stops the server abruptly and starts it again on the same port.
     fn restart(&self);
+
+    /// The driver's TLS section: arguments for every TLS case against private TLS servers
+    /// (see [`crate::tls`] for the cases, the error contract and an example per driver).
+    /// Default: `None`, the driver does not claim TLS, and every TLS check is skipped with a
+    /// note on stderr. Called by each TLS check: start the servers once (a `OnceLock` in the
+    /// subject) and build the arguments here.
+    fn tls(&self) -> Option<TlsSubject> {
+        None
+    }
 
     /// A statement that changes nothing and needs a live session.
     fn trivial(&self) -> Statement {
