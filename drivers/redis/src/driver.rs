@@ -87,9 +87,7 @@ impl Driver for RedisDriver {
         .map_err(|e| fail(&e))?;
         let mut conn = match &plan.tls {
             Some(_) => connect_tls(&client, &plan, &args, &context)?,
-            None => client
-                .get_connection_with_timeout(plan.connect_timeout)
-                .map_err(|e| fail(&e))?,
+            None => connect_plain(&client, &plan, &args, &context)?,
         };
         let confirm = match &plan.handshake.name {
             Some(name) => Some(redis::cmd("CLIENT").arg("SETNAME").arg(name).clone()),
@@ -189,6 +187,47 @@ impl Driver for RedisDriver {
     }
 }
 
+/// The `redis` crate's plain connect. When the server hangs up during the handshake (what a
+/// TLS-only port does to plain bytes), whatever is left of the bound asks the port whether it
+/// answers a TLS hello ([`tls::speaks_tls_at`]): if it does, the error is `TLS_REQUIRED` with
+/// "use rediss://"; otherwise the plain error, with that as a hint only.
+fn connect_plain(
+    client: &redis::Client,
+    plan: &opts::Plan,
+    args: &ConnArgs,
+    context: &str,
+) -> Result<redis::Connection, DriverError> {
+    let started = Instant::now();
+    let err = match client.get_connection_with_timeout(plan.connect_timeout) {
+        Ok(conn) => return Ok(conn),
+        Err(err) => err,
+    };
+    let mapped = error::map(&err, Phase::Connect, args, context);
+    let redis::ConnectionAddr::Tcp(host, port) = &plan.info.addr else {
+        return Err(mapped);
+    };
+    if !error::hung_up(&err) {
+        return Err(mapped);
+    }
+    let left = plan.connect_timeout.saturating_sub(started.elapsed());
+    if tls::speaks_tls_at(host, *port, left) {
+        return Err(error::tls_error(
+            tls::Failure::Required,
+            args,
+            context,
+            &err.to_string(),
+        ));
+    }
+    Err(DriverError::new(
+        mapped.kind(),
+        format!(
+            "{} (the server hung up during the handshake; if this port serves TLS, connect \
+             with rediss://)",
+            mapped.message()
+        ),
+    ))
+}
+
 /// The `redis` crate's connect over TLS, with [`tls::probe_reserve`] of the bound kept back:
 /// when the handshake times out, that reserve asks the port in plain Redis whether it is a
 /// plain port (see [`tls::plain_redis_at`]: a plain Redis port mostly stays silent to a TLS
@@ -220,15 +259,12 @@ fn connect_tls(
         _ => false,
     };
     if plain {
-        let failure = tls::Failure::NotTls;
-        let message = format!(
-            "{context}: {} (no answer to the TLS hello, but a plain Redis answers on this port)",
-            failure.advice()
-        );
-        return Err(
-            DriverError::new(DriverErrorKind::Connect, args.scrub(&message))
-                .with_code(failure.code()),
-        );
+        return Err(error::tls_error(
+            tls::Failure::NotTls,
+            args,
+            context,
+            "no answer to the TLS hello, but a plain Redis answers on this port",
+        ));
     }
     Err(DriverError::new(
         mapped.kind(),

@@ -22,9 +22,8 @@ pub(crate) enum Phase {
 
 /// Maps an error from the `redis` crate. `context` starts the message and must hold no secret.
 ///
-/// While connecting, a TLS failure becomes a `Connect` error that says what failed and what to
-/// do, with a code a handler can match on ([`tls_failure`]); so does a plain connection the
-/// server hung up on during the handshake, the mark of a port that speaks only TLS.
+/// While connecting with TLS, a failed handshake becomes a `Connect` error that says what
+/// failed and what to do, with a code a handler can match on ([`tls_failure`]).
 pub(crate) fn map(err: &RedisError, phase: Phase, args: &ConnArgs, context: &str) -> DriverError {
     if phase == Phase::Connect {
         if let Some(error) = tls_failure(err, args, context) {
@@ -96,32 +95,31 @@ pub(crate) fn broken(message: impl Into<String>) -> DriverError {
     DriverError::new(DriverErrorKind::Broken, message)
 }
 
-/// The `Connect` error for a failed TLS handshake, or for a plain connect the server hung up on
-/// (a TLS-only port drops a client whose first bytes are not a TLS hello), or `None` when `err`
-/// is neither. The message is the context, the advice, then the underlying error (rustls'
-/// wording: it names certificate fields and times, never key material); the code is
-/// [`tls::Failure::code`] (`TLS_UNTRUSTED_CERTIFICATE`, `TLS_HOST_NAME_MISMATCH`, …, and
-/// `TLS_REQUIRED` for the plain hang-up).
+/// The `Connect` error for a failed TLS handshake (TLS on and a TLS cause found in `err`), or
+/// `None`. The message is the context, the advice, then the underlying error (rustls' wording:
+/// it names certificate fields and times, never key material); the code is
+/// [`tls::Failure::code`] (`TLS_UNTRUSTED_CERTIFICATE`, `TLS_HOST_NAME_MISMATCH`, …).
 pub(crate) fn tls_failure(err: &RedisError, args: &ConnArgs, context: &str) -> Option<DriverError> {
-    let tls_on = args.get("tls").is_some();
-    let (code, advice) = match tls::cause(err) {
-        Some(failure) if tls_on => (failure.code(), failure.advice()),
-        // Without TLS no rustls error can arise; the crate's text matched something else.
-        Some(_) => return None,
-        None if !tls_on && hung_up(err) => (
-            "TLS_REQUIRED",
-            "the server closed the connection during the handshake: a port that speaks only \
-             TLS (redis tls-port) does that to plain clients; connect with rediss:// (or \
-             tls=on and `cacert`)",
-        ),
-        None => return None,
-    };
-    let message = format!("{context}: {advice} ({err})");
-    Some(DriverError::new(DriverErrorKind::Connect, args.scrub(&message)).with_code(code))
+    // Without TLS no rustls error can arise; a text match would be something else.
+    args.get("tls")?;
+    let failure = tls::cause(err)?;
+    Some(tls_error(failure, args, context, &err.to_string()))
 }
 
-/// The server hung up: reset, closed (end of file) or a write into a closed socket.
-fn hung_up(err: &RedisError) -> bool {
+/// The `Connect` error for `failure`: context, advice, then `detail` (no secrets in any).
+pub(crate) fn tls_error(
+    failure: tls::Failure,
+    args: &ConnArgs,
+    context: &str,
+    detail: &str,
+) -> DriverError {
+    let message = format!("{context}: {} ({detail})", failure.advice());
+    DriverError::new(DriverErrorKind::Connect, args.scrub(&message)).with_code(failure.code())
+}
+
+/// Whether the server hung up (reset, closed, or a write into a closed socket) — what a
+/// TLS-only port does to a plain client's first bytes.
+pub(crate) fn hung_up(err: &RedisError) -> bool {
     use std::io::ErrorKind;
     let io_kind = std::error::Error::source(err)
         .and_then(|e| e.downcast_ref::<std::io::Error>())

@@ -40,13 +40,13 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
 use pool_driver::{ConnArgs, DriverError, DriverErrorKind};
 use redis::{ClientTlsConfig, TlsCertificates};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 /// The TLS settings of one set of arguments: where the files are, not what they hold.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -210,6 +210,64 @@ pub(crate) fn plain_redis_at(host: &str, port: u16, bound: Duration) -> bool {
     false
 }
 
+/// Whether `host:port` answers a TLS hello in TLS, within `bound`: a fresh TCP connection, a
+/// `ClientHello` (rustls on `ring`, whatever the process default is; no certificate is checked,
+/// as the handshake goes no further), and the first byte of the answer: a TLS handshake record
+/// (`0x16`) or alert (`0x15`). A plain Redis sends `-` or nothing.
+///
+/// Why: a TLS-only port hangs up on a plain client, and so may a server for other reasons
+/// (killed mid-connect, a proxy in between); asking is what makes "use rediss://" advice
+/// rather than a guess. Blocking calls with timeouts on this thread: nothing is left running.
+pub(crate) fn speaks_tls_at(host: &str, port: u16, bound: Duration) -> bool {
+    let deadline = Instant::now() + bound;
+    let Ok(config) = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions() else {
+        return false;
+    };
+    let config = Arc::new(
+        config
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
+    );
+    let name = ServerName::try_from(host.to_owned())
+        .or_else(|_| ServerName::try_from("redis"))
+        .map(|n| n.to_owned());
+    let (Ok(name), Ok(addrs)) = (name, (host, port).to_socket_addrs()) else {
+        return false;
+    };
+    for addr in addrs {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let Ok(mut stream) = TcpStream::connect_timeout(&addr, left) else {
+            continue;
+        };
+        let Ok(mut hello) = rustls::ClientConnection::new(Arc::clone(&config), name.clone()) else {
+            return false;
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let mut first = [0u8; 1];
+        let sent = stream
+            .set_write_timeout(Some(left))
+            .and_then(|()| stream.set_read_timeout(Some(left)))
+            .and_then(|()| {
+                while hello.wants_write() {
+                    hello.write_tls(&mut stream)?;
+                }
+                Ok(())
+            })
+            .and_then(|()| stream.read_exact(&mut first));
+        return sent.is_ok() && matches!(first[0], 0x15 | 0x16);
+    }
+    false
+}
+
 fn read(path: &Path, key: &str) -> Result<Vec<u8>, DriverError> {
     fs::read(path).map_err(|e| {
         DriverError::new(
@@ -259,6 +317,9 @@ pub(crate) enum Failure {
     /// The platform's CA store could not be read (see the module docs: `redis` 0.32 reads it
     /// on every TLS connect, even with `cacert`).
     PlatformRoots,
+    /// A plain connection to a port that answers in TLS (the server hung up on the plain
+    /// client, and a TLS hello on a fresh connection is answered).
+    Required,
     /// Some other TLS failure (no common protocol version or cipher…).
     Other,
 }
@@ -277,6 +338,7 @@ impl Failure {
             Failure::BadHostName => "TLS_BAD_HOST_NAME",
             Failure::KeyMismatch => "TLS_KEY_MISMATCH",
             Failure::PlatformRoots => "TLS_PLATFORM_ROOTS",
+            Failure::Required => "TLS_REQUIRED",
             Failure::Other => "TLS_FAILED",
         }
     }
@@ -325,6 +387,11 @@ impl Failure {
                 "reading the platform's CA certificates failed (the redis client reads them on \
                  every TLS connect, even with `cacert`): fix or remove the unreadable file, or \
                  point SSL_CERT_FILE/SSL_CERT_DIR at a readable store"
+            }
+            Failure::Required => {
+                "the server hung up on a plain connection and answers in TLS on this port \
+                 (redis tls-port): connect with rediss:// (or tls=on), with `cacert` for a \
+                 private CA"
             }
             Failure::Other => "the TLS handshake failed",
         }

@@ -201,7 +201,9 @@ fn insecure_connects_without_verification() {
     }
 }
 
-/// A TLS-only port hangs up on a plain client: a `Connect` error that says to use TLS.
+/// A TLS-only port hangs up on a plain client: a `Connect` error that says to use TLS, once a
+/// TLS hello on a fresh connection confirmed the port speaks it. A port that hangs up on
+/// everyone is not called TLS-only.
 #[test]
 fn plain_to_a_tls_only_port_is_refused_clearly() {
     let server = start(ServerCert::Valid, ClientCerts::NotRequested);
@@ -216,8 +218,23 @@ fn plain_to_a_tls_only_port_is_refused_clearly() {
         format!("host=127.0.0.1 port={}", server.port()),
     ] {
         let error = refused(&driver, &args, "TLS_REQUIRED", "rediss://");
-        assert!(error.message().contains("closed the connection"), "{error}");
+        assert!(error.message().contains("answers in TLS"), "{error}");
     }
+
+    let upstream: SocketAddr = format!("127.0.0.1:{}", server.port())
+        .parse()
+        .expect("addr");
+    let proxy = Proxy::start(upstream).expect("proxy");
+    proxy.set_mode(ProxyMode::Reset);
+    let error = connect(&driver, &format!("host=127.0.0.1 port={}", proxy.port()))
+        .err()
+        .unwrap_or_else(|| panic!("connected through a resetting proxy"));
+    assert_eq!(error.kind(), DriverErrorKind::Connect, "{error}");
+    assert_eq!(error.code(), None, "not known to be TLS: {error}");
+    assert!(
+        error.message().contains("if this port serves TLS"),
+        "{error}"
+    );
 }
 
 /// `rediss://` to a plain port: Redis mostly stays silent to a TLS hello (it waits for the end
