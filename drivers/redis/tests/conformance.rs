@@ -10,13 +10,15 @@
 //! connection commands that would outlive it (`CLIENT`, `HELLO`, `SUBSCRIBE`…) are refused
 //! inside scripts, so a script sets no session state to probe.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use pool_conformance::{native, native_mut, NativeProbe, StateProbe, Statement, Subject};
+use pool_conformance::{
+    native, native_mut, NativeProbe, StateProbe, Statement, Subject, TlsCases, TlsSubject,
+};
 use pool_driver::{Connection, Driver, Value};
 use pool_redis::{RedisConn, RedisDriver};
-use pool_testservers::RedisServer;
+use pool_testservers::{ClientCerts, RedisServer, ServerCert, TestPki};
 
 /// Runs `cmd` on the native client of `conn`, panicking with the command's name on failure.
 fn on_native(conn: &mut RedisConn, cmd: &mut redis::Cmd, what: &str) -> redis::Value {
@@ -62,6 +64,54 @@ struct Redis {
     args: String,
     password: String,
     admin_args: String,
+    /// The TLS servers, started by the first TLS check.
+    tls: OnceLock<RedisTls>,
+}
+
+/// TLS-only Redis servers (`--port 0 --tls-port`), one per certificate the TLS section needs,
+/// and one that requires client certificates.
+struct RedisTls {
+    pki: TestPki,
+    valid: RedisServer,
+    wrong_host: RedisServer,
+    expired: RedisServer,
+    client_certs: RedisServer,
+}
+
+impl RedisTls {
+    fn start() -> RedisTls {
+        let pki = TestPki::generate().unwrap_or_else(|e| panic!("making the test PKI: {e}"));
+        let start = |cert, client_certs| {
+            RedisServer::start_tls(&pki, cert, client_certs)
+                .unwrap_or_else(|e| panic!("starting a TLS Redis ({cert:?}): {e}"))
+        };
+        RedisTls {
+            valid: start(ServerCert::Valid, ClientCerts::NotRequested),
+            wrong_host: start(ServerCert::WrongHost, ClientCerts::NotRequested),
+            expired: start(ServerCert::Expired, ClientCerts::NotRequested),
+            client_certs: start(ServerCert::Valid, ClientCerts::Required),
+            pki,
+        }
+    }
+}
+
+/// `key=value` arguments for TLS to `localhost:port`, as `pool_user`, trusting `cacert`.
+fn tls_args(server: &RedisServer, port: u16, cacert: &str) -> String {
+    format!(
+        "host=localhost port={port} user={} password={} tls=on cacert={cacert}",
+        server.user(),
+        server.password()
+    )
+}
+
+/// A URL without credentials' percent-encoding worries: the test servers' are plain words.
+fn url(scheme: &str, server: &RedisServer, host: &str, query: &str) -> String {
+    format!(
+        "{scheme}://{}:{}@{host}:{}/0{query}",
+        server.user(),
+        server.password(),
+        server.port()
+    )
 }
 
 impl Redis {
@@ -74,6 +124,7 @@ impl Redis {
             password: server.password().to_owned(),
             admin_args: server.default_user_args(),
             server: Mutex::new(server),
+            tls: OnceLock::new(),
         }
     }
 }
@@ -317,6 +368,118 @@ impl Subject for Redis {
 
     fn trivial(&self) -> Statement {
         Statement::new("PING")
+    }
+
+    /// `rediss://` URLs with redis-cli's names (`cacert`, `cert`, `key`, `insecure`) for the
+    /// required cases, `key=value` (`tls=on`) for some extra ones. No `prefer` (Redis has no
+    /// such mode) and no probe (the servers' ports speak TLS only, so a session that works is
+    /// encrypted); the silent peer says nothing (the client speaks first).
+    fn tls(&self) -> Option<TlsSubject> {
+        let t = self.tls.get_or_init(RedisTls::start);
+        let ca = t.pki.ca_cert().display().to_string();
+        let other_ca = t.pki.other_ca_cert().display().to_string();
+        let client = t.pki.client(t.client_certs.user()).ok()?;
+        let untrusted = t.pki.untrusted_client(t.client_certs.user()).ok()?;
+        let with_client = |args: String, cert: &pool_testservers::ClientCert| {
+            format!(
+                "{args}&cert={}&key={}",
+                cert.cert().display(),
+                cert.key().display()
+            )
+        };
+        let (user, password, silent_ca) = (
+            t.valid.user().to_owned(),
+            t.valid.password().to_owned(),
+            ca.clone(),
+        );
+        let silent =
+            move |port| format!("rediss://{user}:{password}@localhost:{port}/0?cacert={silent_ca}");
+        Some(
+            TlsSubject::new(
+                t.pki.clone(),
+                TlsCases {
+                    verified: t.valid.tls_url(),
+                    wrong_ca: url(
+                        "rediss",
+                        &t.valid,
+                        "localhost",
+                        &format!("?cacert={other_ca}"),
+                    ),
+                    wrong_host: t.wrong_host.tls_url(),
+                    expired: t.expired.tls_url(),
+                    unverified: url("rediss", &t.wrong_host, "localhost", "?insecure"),
+                    plain_to_tls_only: url("redis", &t.valid, "localhost", ""),
+                    client_cert: t.client_certs.tls_client_url(),
+                    client_cert_missing: t.client_certs.tls_url(),
+                    key_as_ca: url(
+                        "rediss",
+                        &t.valid,
+                        "localhost",
+                        &format!("?cacert={}", client.key().display()),
+                    ),
+                },
+                silent,
+            )
+            .also_accepts(
+                "key=value with tls=on",
+                tls_args(&t.valid, t.valid.port(), &ca),
+            )
+            .also_accepts(
+                "the IP address in the certificate",
+                url("rediss", &t.valid, "127.0.0.1", &format!("?cacert={ca}")),
+            )
+            .also_accepts(
+                "insecure with another CA's cacert, against the expired certificate",
+                format!(
+                    "{} insecure=on",
+                    tls_args(&t.expired, t.expired.port(), &other_ca)
+                ),
+            )
+            .also_accepts(
+                "a client certificate, key=value",
+                format!(
+                    "{} cert={} key={}",
+                    tls_args(&t.client_certs, t.client_certs.port(), &ca),
+                    client.cert().display(),
+                    client.key().display()
+                ),
+            )
+            .also_refuses(
+                "a client certificate from another CA",
+                with_client(
+                    url(
+                        "rediss",
+                        &t.client_certs,
+                        "localhost",
+                        &format!("?cacert={ca}"),
+                    ),
+                    &untrusted,
+                ),
+            )
+            .also_refuses(
+                "a certificate with another certificate's key",
+                format!(
+                    "{}&cert={}&key={}",
+                    url(
+                        "rediss",
+                        &t.client_certs,
+                        "localhost",
+                        &format!("?cacert={ca}")
+                    ),
+                    client.cert().display(),
+                    untrusted.key().display()
+                ),
+            )
+            // A plain Redis mostly stays silent to a TLS hello: the driver keeps a fifth of
+            // the connect timeout to find out it speaks plain Redis (TLS_NOT_OFFERED).
+            .also_refuses(
+                "rediss:// to the plain server's port",
+                format!(
+                    "rediss://pool_user:{}@localhost:{}/0?cacert={ca}&connect_timeout=0.5",
+                    self.password, self.port
+                ),
+            ),
+        )
     }
 }
 
