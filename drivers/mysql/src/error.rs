@@ -203,7 +203,9 @@ pub(crate) enum TlsFailure {
     BadHostName,
     /// `ssl-key` is not the key of `ssl-cert`.
     KeyMismatch,
-    /// The files could not be used (a CA file without a certificate, an unusable key).
+    /// The `ssl-ca` file holds no certificate (a key given as the CA, say).
+    BadCaFile,
+    /// The client certificate or key could not be used (an unusable key).
     BadFiles,
     /// No TLS version or cipher in common.
     NoCommonProtocol,
@@ -255,6 +257,9 @@ impl TlsFailure {
     fn of_setup(e: &TlsError) -> TlsFailure {
         match e {
             TlsError::Tls(rustls::Error::InconsistentKeys(_)) => TlsFailure::KeyMismatch,
+            // Only the CA file is parsed as certificates while the configuration is built
+            // (the client's chain is sent as it is).
+            TlsError::Tls(rustls::Error::InvalidCertificate(_)) => TlsFailure::BadCaFile,
             TlsError::InvalidDnsName(_) => TlsFailure::BadHostName,
             _ => TlsFailure::BadFiles,
         }
@@ -274,7 +279,10 @@ impl TlsFailure {
             TlsFailure::ClientCertRefused => "TLS_CLIENT_CERTIFICATE_REFUSED",
             TlsFailure::BadHostName => "TLS_BAD_HOST_NAME",
             TlsFailure::KeyMismatch => "TLS_KEY_MISMATCH",
-            TlsFailure::BadFiles | TlsFailure::NoCommonProtocol | TlsFailure::Other => "TLS_FAILED",
+            TlsFailure::BadCaFile
+            | TlsFailure::BadFiles
+            | TlsFailure::NoCommonProtocol
+            | TlsFailure::Other => "TLS_FAILED",
         }
     }
 
@@ -327,10 +335,14 @@ impl TlsFailure {
                  be checked against it"
             }
             TlsFailure::KeyMismatch => "TLS: ssl-key is not the private key of ssl-cert",
+            TlsFailure::BadCaFile => {
+                "TLS: the ssl-ca file holds no usable certificate: it must hold the CA \
+                 certificate(s), PEM or DER (not a private key, not the server's key)"
+            }
             TlsFailure::BadFiles => {
-                "TLS: the certificate files could not be used: ssl-ca must hold PEM (or DER) \
-                 certificates, ssl-cert a PEM certificate (chain) and ssl-key its unencrypted \
-                 PEM private key (PKCS#8, PKCS#1 or SEC1)"
+                "TLS: the client certificate files could not be used: ssl-cert must hold a \
+                 PEM certificate (chain) and ssl-key its unencrypted PEM private key (PKCS#8, \
+                 PKCS#1 or SEC1)"
             }
             TlsFailure::NoCommonProtocol => {
                 "TLS: the server and this client share no TLS version or cipher (this client \

@@ -2,18 +2,62 @@
 //! (dev/conformance), on a private MariaDB server. MariaDB-specific behaviour (roles, the
 //! current database, both protocols) is tested in the other files here.
 
-use std::sync::{Mutex, PoisonError};
+use std::path::Path;
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::thread;
 
-use pool_conformance::{StateProbe, Statement, Subject};
+use pool_conformance::{Preamble, StateProbe, Statement, Subject, TestPki, TlsCases, TlsSubject};
 use pool_driver::Value;
 use pool_mysql::{MyConn, MysqlDriver};
-use pool_testservers::MariaServer;
+use pool_testservers::{MariaServer, ServerCert};
 
 struct Maria {
     server: Mutex<MariaServer>,
     port: u16,
     args: String,
     password: String,
+    /// The TLS servers, started by the first TLS check.
+    tls: OnceLock<MariaTls>,
+}
+
+/// Three private TLS servers from one throwaway PKI: each presents one of the test
+/// certificates (valid for localhost/127.0.0.1, valid for another host only, expired).
+struct MariaTls {
+    pki: TestPki,
+    valid: MariaServer,
+    wrong_host: MariaServer,
+    expired: MariaServer,
+}
+
+impl MariaTls {
+    fn start() -> MariaTls {
+        let pki = TestPki::generate().unwrap_or_else(|e| panic!("making the test PKI: {e}"));
+        let start = |cert| {
+            MariaServer::start_tls(&pki, cert)
+                .unwrap_or_else(|e| panic!("starting MariaDB with {cert:?}: {e}"))
+        };
+        let (valid, wrong_host, expired) = thread::scope(|scope| {
+            let valid = scope.spawn(|| start(ServerCert::Valid));
+            let wrong_host = scope.spawn(|| start(ServerCert::WrongHost));
+            let expired = start(ServerCert::Expired);
+            let join = |h: thread::ScopedJoinHandle<'_, MariaServer>| {
+                h.join()
+                    .unwrap_or_else(|_| panic!("starting a TLS server panicked"))
+            };
+            (join(valid), join(wrong_host), expired)
+        });
+        MariaTls {
+            pki,
+            valid,
+            wrong_host,
+            expired,
+        }
+    }
+}
+
+/// A path as a quoted argument value.
+fn quoted(path: &Path) -> String {
+    format!("'{}'", path.display())
 }
 
 /// What the indirect probes need, made by `root` before any session (as a migration would):
@@ -40,6 +84,7 @@ impl Maria {
             args: server.args(),
             password: server.password().to_owned(),
             server: Mutex::new(server),
+            tls: OnceLock::new(),
         }
     }
 }
@@ -170,6 +215,116 @@ impl Subject for Maria {
             ],
             observe: Statement::new("SELECT COUNT(*) FROM conformance_tx"),
         }
+    }
+
+    /// MariaDB's TLS section (the cases are described in `pool_conformance::tls`). Users:
+    /// `pool_tls` (`REQUIRE SSL`) for password logins over TLS, so a plain connect of it is
+    /// the "plain to a TLS-only server" case; `pool_x509` (`REQUIRE X509`) for the client
+    /// certificate.
+    fn tls(&self) -> Option<TlsSubject> {
+        let t = self.tls.get_or_init(MariaTls::start);
+        let pki = &t.pki;
+        let ca = quoted(pki.ca_cert());
+        let (valid, wrong_host) = (t.valid.port(), t.wrong_host.port());
+        let login = format!(
+            "user={} password={} dbname=pool_test",
+            t.valid.tls_user(),
+            t.valid.tls_password()
+        );
+        let x509 = format!(
+            "user={} password={} dbname=pool_test",
+            t.valid.x509_user(),
+            t.valid.x509_password()
+        );
+        let client = pki.client(t.valid.x509_user()).ok()?;
+        let foreign = pki.untrusted_client(t.valid.x509_user()).ok()?;
+        let verified = |port: u16, ca: &str| {
+            format!("host=localhost port={port} {login} ssl-mode=VERIFY_IDENTITY ssl-ca={ca}")
+        };
+        let silent_login = login.clone();
+        let silent_ca = ca.clone();
+        Some(
+            TlsSubject::new(
+                pki.clone(),
+                TlsCases {
+                    verified: t.valid.tls_args("VERIFY_IDENTITY"),
+                    wrong_ca: verified(valid, &quoted(pki.other_ca_cert())),
+                    wrong_host: t.wrong_host.tls_args("VERIFY_IDENTITY"),
+                    expired: t.expired.tls_args("VERIFY_IDENTITY"),
+                    unverified: format!(
+                        "host=localhost port={wrong_host} {login} ssl-mode=REQUIRED"
+                    ),
+                    plain_to_tls_only: format!(
+                        "host=127.0.0.1 port={valid} {login} ssl-mode=DISABLED"
+                    ),
+                    client_cert: t.valid.x509_args(),
+                    client_cert_missing: format!(
+                        "host=localhost port={valid} {x509} ssl-mode=VERIFY_IDENTITY ssl-ca={ca}"
+                    ),
+                    key_as_ca: verified(valid, &quoted(client.key())),
+                },
+                move |port| {
+                    format!(
+                        "host=localhost port={port} {silent_login} ssl-mode=VERIFY_IDENTITY \
+                         ssl-ca={silent_ca}"
+                    )
+                },
+            )
+            .preferring(
+                format!("{} ssl-mode=PREFERRED", self.args),
+                Some(format!(
+                    "host=localhost port={valid} {login} ssl-mode=PREFERRED"
+                )),
+            )
+            .probed_by(Statement::new(
+                "SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS \
+                 WHERE VARIABLE_NAME = 'Ssl_cipher'",
+            ))
+            .silent_preamble(Preamble::Greet(t.valid.greeting().ok()?))
+            .also_accepts(
+                "the IP address in the certificate",
+                verified(valid, &ca).replace("host=localhost", "host=127.0.0.1"),
+            )
+            .also_accepts(
+                "the URL form",
+                format!(
+                    "mysql://{}:{}@localhost:{valid}/pool_test?ssl-mode=VERIFY_IDENTITY\
+                     &ssl-ca={}",
+                    t.valid.tls_user(),
+                    t.valid.tls_password(),
+                    pki.ca_cert().display()
+                ),
+            )
+            .also_accepts(
+                "VERIFY_CA with a certificate for another host",
+                t.wrong_host.tls_args("VERIFY_CA"),
+            )
+            .also_accepts(
+                "ssl-ca without ssl-mode (VERIFY_CA)",
+                format!("host=localhost port={wrong_host} {login} ssl-ca={ca}"),
+            )
+            .also_refuses(
+                "REQUIRED against a server without TLS",
+                format!("{} ssl-mode=REQUIRED", self.args),
+            )
+            .also_refuses(
+                "REQUIRED with ssl-ca verifies the chain (an expired certificate)",
+                t.expired.tls_args("REQUIRED"),
+            )
+            .also_refuses(
+                "a client certificate from another CA",
+                format!(
+                    "host=localhost port={valid} {x509} ssl-mode=VERIFY_IDENTITY ssl-ca={ca} \
+                     ssl-cert={} ssl-key={}",
+                    quoted(foreign.cert()),
+                    quoted(foreign.key())
+                ),
+            )
+            .also_refuses(
+                "REQUIRED on a unix socket (never encrypted)",
+                format!("{} ssl-mode=REQUIRED", t.valid.socket_args()),
+            ),
+        )
     }
 
     fn restart(&self) {

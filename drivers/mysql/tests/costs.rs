@@ -1,12 +1,13 @@
 //! Measured costs of the driver's operations against the private MariaDB: medians over 200
 //! runs. No assertions on time; run with
-//! `cargo test -p pool-mysql --release --test costs -- --ignored --nocapture`.
+//! `cargo test -p pool-mysql --release --test costs -- --ignored --nocapture`
+//! (`tls_costs` for the cold connects with and without TLS).
 
 use std::time::{Duration, Instant};
 
 use pool_driver::{Connection, Driver, ResetMode};
 use pool_mysql::MysqlDriver;
-use pool_testservers::shared_maria;
+use pool_testservers::{shared_maria, MariaServer, ServerCert, TestPki};
 
 mod common;
 use common::{connect, TIMEOUT};
@@ -139,4 +140,62 @@ fn costs() {
         drop(conn);
         took
     });
+}
+
+/// A cold connect with each `ssl-mode`, against a TLS server (ECDSA P-256 certificates from
+/// dev/testservers) and, for `PREFERRED`'s fallback, the plain one. Interleaved in rounds so
+/// that a noisy neighbour on the machine hits every row alike.
+#[test]
+#[ignore = "measurement; run with --ignored --nocapture"]
+fn tls_costs() {
+    const ROUNDS: usize = 10;
+    let pki = TestPki::generate().expect("pki");
+    let tls = MariaServer::start_tls(&pki, ServerCert::Valid).expect("TLS server");
+    let plain = shared_maria();
+    let driver = MysqlDriver;
+    let plain_tcp = format!(
+        "host=localhost port={} user={} password={} dbname=pool_test",
+        tls.port(),
+        tls.user(),
+        tls.password()
+    );
+    let rows: Vec<(&str, String)> = vec![
+        ("plain (DISABLED), TLS server", plain_tcp.clone()),
+        (
+            "REQUIRED (no verification)",
+            format!("{plain_tcp} ssl-mode=REQUIRED"),
+        ),
+        ("VERIFY_CA", tls.tls_args("VERIFY_CA")),
+        ("VERIFY_IDENTITY", tls.tls_args("VERIFY_IDENTITY")),
+        ("VERIFY_IDENTITY + client certificate", tls.x509_args()),
+        ("plain (DISABLED), plain server", plain.args()),
+        (
+            "PREFERRED, plain server (falls back)",
+            format!("{} ssl-mode=PREFERRED", plain.args()),
+        ),
+    ];
+    let parsed: Vec<_> = rows
+        .iter()
+        .map(|(_, args)| driver.parse_args(args).expect("args"))
+        .collect();
+    let mut samples = vec![Vec::new(); rows.len()];
+    for _ in 0..ROUNDS {
+        for (i, args) in parsed.iter().enumerate() {
+            for _ in 0..RUNS / ROUNDS {
+                let started = Instant::now();
+                let conn = driver.connect(args, TIMEOUT).expect("connect");
+                samples[i].push(started.elapsed());
+                drop(conn);
+            }
+        }
+    }
+    for ((name, _), samples) in rows.iter().zip(samples) {
+        let (min, max) = (samples.iter().min().copied(), samples.iter().max().copied());
+        println!(
+            "cold connect, {name:<38} median {:>9.1?}  (min {:?}, max {:?})",
+            median(samples),
+            min.unwrap_or_default(),
+            max.unwrap_or_default()
+        );
+    }
 }

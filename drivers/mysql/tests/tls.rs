@@ -411,6 +411,31 @@ fn a_rotated_ca_file_is_read_by_the_next_connect() {
     let _ = fs::remove_dir_all(&dir);
 }
 
+/// A misconfiguration: the client's private key given as the CA file.
+#[test]
+fn a_key_given_as_the_ca_is_refused_without_showing_it() {
+    let s = server(ServerCert::Valid);
+    let client = pki().client(s.x509_user()).expect("client cert");
+    let error = refused(&with(
+        &s.tls_args("VERIFY_IDENTITY"),
+        "ssl-ca",
+        &quoted(client.key()),
+    ));
+    assert_eq!(
+        (error.kind(), error.code()),
+        (DriverErrorKind::Connect, Some("TLS_FAILED")),
+        "{error}"
+    );
+    assert!(
+        error
+            .message()
+            .contains("the ssl-ca file holds no usable certificate"),
+        "{error}"
+    );
+    assert_no_secrets(&error, &[s.tls_password()]);
+    println!("{error}");
+}
+
 #[test]
 fn tls_on_a_unix_socket_is_refused_as_an_argument() {
     let s = server(ServerCert::Valid);
