@@ -87,7 +87,9 @@ pub(crate) struct Closer {
 
 impl Closer {
     /// Closes `dead` on a helper thread; `freed` runs once the close finished or `GRACE`
-    /// passed, whichever comes first (at once if the pool is shut).
+    /// passed, whichever comes first (at once if the pool is shut). Never unwinds (its log
+    /// lines are caught): callers close several dead connections in a row, and `release` calls
+    /// it from `Conn`'s `Drop` while a thread unwinds.
     pub(crate) fn close<T: Send + 'static>(&self, dead: T, freed: impl FnOnce() + Send + 'static) {
         let freed = Arc::new(Freed(Mutex::new(Some(Box::new(freed)))));
         let deadline = Instant::now()
@@ -112,7 +114,9 @@ impl Closer {
             guard::close(dead);
             freed.fire();
             // Logged once the room is free, so a panicking logger cannot keep it counted.
-            tracing::error!(%error, "could not start a thread to close a dead connection; closed it in place");
+            guard::log(|| {
+                tracing::error!(%error, "could not start a thread to close a dead connection; closed it in place");
+            });
             return;
         }
         match self.watch((deadline, Arc::clone(&freed))) {
@@ -122,7 +126,7 @@ impl Closer {
             Err(error) => {
                 // No watchdog: the room is freed now, and only then logged.
                 freed.fire();
-                tracing::error!(%error, "could not start the closer watchdog");
+                guard::log(|| tracing::error!(%error, "could not start the closer watchdog"));
             }
         }
     }
@@ -169,12 +173,16 @@ impl Closer {
         while *running > 0 {
             let left = deadline.left().unwrap_or(GRACE);
             if left.is_zero() {
-                tracing::warn!(
-                    closing = *running,
-                    "dead connections are still closing at shutdown (their network is silent); \
-                     leaving them to finish on their own"
-                );
-                break;
+                let closing = *running;
+                drop(running);
+                guard::log(|| {
+                    tracing::warn!(
+                        closing,
+                        "dead connections are still closing at shutdown (their network is \
+                         silent); leaving them to finish on their own"
+                    );
+                });
+                return;
             }
             running = wait_timeout(&self.in_flight.finished, running, left);
         }

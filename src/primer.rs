@@ -73,7 +73,8 @@ impl Primer {
     /// counts the prime as pending from the moment it asks, and only the primer (or
     /// [`Primed::prime_abandoned`]) clears that, so a wake that went nowhere would stop the
     /// pool from ever asking again. A thread that ended (it unwound: its receiver is gone) is
-    /// replaced by a new one.
+    /// replaced by a new one. Never unwinds (its one log line is caught): `open` calls it with
+    /// its waiter already queued.
     pub(crate) fn wake(&self, pool: &'static dyn Primed) {
         let mut thread = lock(&self.thread);
         if thread.stopped {
@@ -90,7 +91,9 @@ impl Primer {
                     Err(error) => {
                         drop(thread);
                         pool.prime_abandoned();
-                        tracing::error!(%error, "could not start the primer thread; pool will connect on demand");
+                        guard::log(|| {
+                            tracing::error!(%error, "could not start the primer thread; pool will connect on demand");
+                        });
                         return;
                     }
                 }

@@ -357,6 +357,6 @@ impl Registry {
         for pool in &pools {
             pool.shutdown();
         }
-        tracing::info!(pools = pools.len(), "pool registry shut down");
+        crate::guard::log(|| tracing::info!(pools = pools.len(), "pool registry shut down"));
     }
 }

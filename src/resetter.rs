@@ -156,10 +156,12 @@ impl<I: Send + 'static> Resetter<I> {
             if left.is_zero() {
                 let queued = queue.items.len();
                 drop(queue);
-                tracing::warn!(
-                    queued,
-                    "a reset is still running after shutdown waited {STOP_WAIT:?}; it finishes on its own"
-                );
+                crate::guard::log(|| {
+                    tracing::warn!(
+                        queued,
+                        "a reset is still running after shutdown waited {STOP_WAIT:?}; it finishes on its own"
+                    );
+                });
                 return;
             }
             queue = wait_timeout(&self.ended, queue, left);

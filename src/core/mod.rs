@@ -101,6 +101,46 @@ pub(crate) const RESET_PATIENCE: Duration = Duration::from_secs(1);
 /// release. The release counter starts above it.
 pub(crate) const NEVER_RELEASED: u64 = 0;
 
+/// A queued waiter whose `open` has not started waiting yet: if the `open` unwinds meanwhile,
+/// the waiter leaves the queue and whatever it was granted goes back (see `KeyCore::wait`).
+struct Queued<'a, T: Parkable> {
+    core: &'a KeyCore<T>,
+    waiter: Option<Arc<Waiter<Box<T>>>>,
+}
+
+impl<T: Parkable> Queued<'_, T> {
+    /// The `open` goes on to wait: it answers for the waiter from here on.
+    fn leave_to_caller(mut self) {
+        self.waiter = None;
+    }
+}
+
+impl<T: Parkable> Drop for Queued<'_, T> {
+    fn drop(&mut self) {
+        let Some(waiter) = self.waiter.take() else {
+            return;
+        };
+        match self.core.locked(|s| s.cancel_wait(&waiter)) {
+            Some(Decided::Take(taken)) => {
+                // Its lease as the state handed it out: a primed connection's entry does not
+                // know its lease until it is first leased out.
+                let item = taken.item;
+                let (parked_at, released) = (item.parked_at(), item.released());
+                let kept = self
+                    .core
+                    .locked(|s| s.release(item, taken.lease, parked_at, released));
+                if let Released::Close(item) = kept {
+                    self.core.close(item, false);
+                }
+            }
+            Some(Decided::Connect(reservation)) => self
+                .core
+                .connect_failed(reservation, "the waiting open unwound".to_owned()),
+            Some(Decided::Closed) | None => {}
+        }
+    }
+}
+
 /// All shared state of one key's pool.
 pub(crate) struct KeyCore<T> {
     /// `driver redacted-args`: how errors and logs name this pool.
@@ -132,7 +172,7 @@ pub(crate) struct KeyCore<T> {
     /// (`State`'s invariant 5).
     releases: AtomicU64,
     /// Mirror: the release order of the top of the locked stack (0: empty). Sequentially
-    /// consistent, paired with the fast slot (see `park` and `around_stack_push`).
+    /// consistent, paired with the fast slot (see `park` and `push_by_order`).
     top_released: AtomicU64,
     pub(crate) counters: Counters,
 }
@@ -360,8 +400,10 @@ impl<T: Parkable> KeyCore<T> {
                 max_waiting,
             });
         }
-        // The deadline is computed (saturating) before the waiter is queued: nothing between
-        // queueing and waiting can fail and leave a ghost waiter behind.
+        // The deadline is computed (saturating) before the waiter is queued, and the primer's
+        // wake never unwinds: nothing between queueing and waiting should fail. `queued`
+        // makes sure anyway that a waiter whose `open` unwinds leaves the queue and gives back
+        // what it was granted: a ghost waiter would be handed connections nobody takes.
         let timeout = state.settings.acquire_timeout;
         let deadline = *attempt
             .deadline
@@ -369,9 +411,15 @@ impl<T: Parkable> KeyCore<T> {
         let waiter = Arc::new(Waiter::new(now));
         state.enqueue(Arc::clone(&waiter));
         self.unlock(state);
+        let queued = Queued {
+            core: self,
+            waiter: Some(Arc::clone(&waiter)),
+        };
         if prime {
             (attempt.prime)();
         }
+        // From here on this function answers for the waiter itself.
+        queued.leave_to_caller();
         // Waiters are now published: a connection released into the fast slot just before
         // that would otherwise sit there unseen (the fast slot pairing).
         if let Some(item) = self.fast.take() {
@@ -380,6 +428,8 @@ impl<T: Parkable> KeyCore<T> {
                 None => Ok(Got::Parked(self.fast_taken(item, Tick::now(), false))),
                 Some(decided) => {
                     self.park_locked(item);
+                    // A clean release may have filled the slot meanwhile (see `flush_fast`).
+                    self.flush_fast();
                     self.answer(decided)
                 }
             };
@@ -470,7 +520,7 @@ impl<T: Parkable> KeyCore<T> {
     ///
     /// LIFO by release order: the slot is the top only while its connection is newer than the
     /// stack's top. A reset that finishes after a later release parked in the slot puts an
-    /// older connection on the stack; `around_stack_push` then moves the slot's one down to its
+    /// older connection on the stack; `push_by_order` then moves the slot's one down to its
     /// place. The other way round (the slot filled with an older connection right after a
     /// newer one reached the stack) is caught here: both sides write, then read the other's
     /// (sequentially consistent), so at least one of them sees the other.
@@ -505,15 +555,27 @@ impl<T: Parkable> KeyCore<T> {
         }
     }
 
-    /// Around anything that reaches the stack by its release order (a finished reset, a
-    /// primed or checked connection): the fast slot's connection may be older than it, so it
-    /// goes to its place on the stack too, and `open` takes the newest first. Before the push,
-    /// so that when the push settles (a reset's `resetting` count drops) the order already
-    /// holds; after it, for a clean release that filled the slot meanwhile (the pairing in
-    /// `park`).
-    fn around_stack_push<R>(&self, push: impl FnOnce() -> R) -> R {
-        self.yield_fast_slot();
-        let pushed = push();
+    /// Runs `push`, which puts something on the stack by its release order (a finished reset,
+    /// a primed or checked connection), in one critical section with moving the fast slot's
+    /// connection to its place on the stack: it may be older than what is pushed, and `open`
+    /// takes the slot first. So when the push settles (a reset's `resetting` count drops) the
+    /// order already holds. Afterwards the slot is emptied once more, for a clean release that
+    /// filled it meanwhile and read the stack's top before this push published it (the
+    /// pairing in `park`).
+    fn push_by_order<R>(&self, push: impl FnOnce(&mut State<Box<T>>) -> R) -> R {
+        let mut state = lock(&self.state);
+        let mut shut = None;
+        if let Some(item) = self.fast.take() {
+            let (lease, parked_at, released) = (item.lease(), item.parked_at(), item.released());
+            if let Released::Close(item) = state.release(item, lease, parked_at, released) {
+                shut = Some(item);
+            }
+        }
+        let pushed = push(&mut state);
+        self.unlock(state);
+        if let Some(item) = shut {
+            self.close(item, false);
+        }
         self.yield_fast_slot();
         pushed
     }
@@ -533,8 +595,13 @@ impl<T: Parkable> KeyCore<T> {
     }
 
     /// Moves the fast slot's connection onto the stack, so the reaper and shutdown see it.
+    ///
+    /// Until the slot is found empty: a clean release may fill it again while the previous one
+    /// is parked, having read the stack's top from before that park (so it kept itself in the
+    /// slot, older than the top it then missed). Each pass parks one released connection, and a
+    /// release that fills the slot after a pass found it empty reads the new top.
     pub(crate) fn flush_fast(&self) {
-        if let Some(item) = self.fast.take() {
+        while let Some(item) = self.fast.take() {
             self.park_locked(item);
         }
     }
@@ -556,8 +623,7 @@ impl<T: Parkable> KeyCore<T> {
     /// waiter); closed if shut.
     pub(crate) fn reset_done(&self, item: Box<T>) {
         let (lease, parked_at, released) = (item.lease(), item.parked_at(), item.released());
-        let done = self
-            .around_stack_push(|| self.locked(|s| s.reset_done(item, lease, parked_at, released)));
+        let done = self.push_by_order(|s| s.reset_done(item, lease, parked_at, released));
         if let Released::Close(item) = done {
             self.close(item, false);
         }
@@ -657,8 +723,8 @@ impl<T: Parkable> KeyCore<T> {
         record: Arc<LeaseRecord>,
     ) -> Option<bool> {
         // Never released: older than every release, so it sits below the released ones.
-        let done = self.around_stack_push(|| {
-            self.locked(|s| s.prime_done(reservation, item, record, Tick::now(), NEVER_RELEASED))
+        let done = self.push_by_order(|s| {
+            s.prime_done(reservation, item, record, Tick::now(), NEVER_RELEASED)
         });
         match done {
             Released::Kept { more } => Some(more),
@@ -706,8 +772,7 @@ impl<T: Parkable> KeyCore<T> {
     /// block on a silent network), counted as closing until `closed_one`.
     #[must_use = "a dead connection must be closed, then `closed_one` called"]
     pub(crate) fn check_done(&self, checked: Checking<Box<T>>, alive: bool) -> Option<Box<T>> {
-        let dead =
-            self.around_stack_push(|| self.locked(|s| s.check_done(checked, alive, Tick::now())))?;
+        let dead = self.push_by_order(|s| s.check_done(checked, alive, Tick::now()))?;
         self.count_closed(!alive);
         Some(dead)
     }

@@ -43,7 +43,7 @@
 //! pushed on top. Nearly always that is the top (one comparison); a reset that finishes late
 //! goes below the connections released after it. The fast slot, outside this state, holds a
 //! connection newer than the top of this stack whenever no release is in flight: see
-//! `KeyCore::park` and `KeyCore::around_stack_push`.
+//! `KeyCore::park` and `KeyCore::push_by_order`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;

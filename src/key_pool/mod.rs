@@ -232,7 +232,8 @@ impl<D: Driver> AnyPool for KeyPool<D> {
         self.primer.stop();
         self.resetter.stop();
         self.closer.stop();
-        tracing::info!(pool = %self.label(), closed, "pool shut down");
+        // Caught: `shutdown` goes on to the next pool whatever a logging layer does.
+        crate::guard::log(|| tracing::info!(pool = %self.label(), closed, "pool shut down"));
     }
 }
 

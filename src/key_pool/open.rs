@@ -33,8 +33,9 @@ impl<D: Driver> KeyPool<D> {
             match got {
                 Got::Parked(taken) => {
                     // Counted in use: given back if anything unwinds before it is settled.
+                    let lease = taken.lease;
                     let in_use =
-                        Unsettled::new(taken.lease, |lease| self.core.discard(lease, false, None));
+                        Unsettled::new(lease, |lease| self.core.discard(lease, false, None));
                     if taken.prime {
                         self.wake_primer();
                     }
@@ -54,7 +55,10 @@ impl<D: Driver> KeyPool<D> {
                         Ok(entry) => {
                             // A validation is a round trip: the hand-out is after it.
                             let handed_out = || if validated { Tick::now() } else { now };
-                            let conn = self.lease_out(entry, in_use.settle(), now, at);
+                            // Settled once the `Conn` exists: from then on its drop gives
+                            // the room back.
+                            let conn = self.lease_out(entry, lease, now, at);
+                            in_use.settle();
                             // After the lease: from here a panic drops a `Conn`, which
                             // gives its room back (the record is guarded anyway).
                             self.metrics.acquired(started, handed_out);
