@@ -2,8 +2,10 @@
 //!
 //! Every spelling of the same target must share one pool, so aliases are folded into one key
 //! each (`username` → `user`, `pass` → `password`, `dbname`/`database` → `db`, `unix_socket`/
-//! `path`/`host=/path` → `socket`, `client_name`/`clientname` → `name`). Unknown keys are
-//! rejected at parse time: a typo must not silently connect with defaults.
+//! `path`/`host=/path` → `socket`, `client_name`/`clientname` → `name`), and so are the TLS
+//! flags' spellings (`rediss://`, `tls=true`, `tls=1` → `tls=on`; an `off` flag is dropped).
+//! Unknown keys are rejected at parse time: a typo must not silently connect with defaults;
+//! so are TLS arguments without TLS (see [`normalise_tls`]).
 //!
 //! The rejection never shows a key that may be a piece of a password: one with an unquoted
 //! space (`password=correct horse=battery`) reads as more pairs, so unknown keys are named only

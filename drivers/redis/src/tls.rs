@@ -511,8 +511,13 @@ mod tests {
         assert_eq!(cause(&plain), None);
     }
 
+    /// This test process's scratch directory.
+    fn scratch_dir() -> PathBuf {
+        std::env::temp_dir().join(format!("pool-redis-tls-{}", std::process::id()))
+    }
+
     fn temp_file(name: &str, contents: &[u8]) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("pool-redis-tls-{}", std::process::id()));
+        let dir = scratch_dir();
         fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join(name);
         fs::write(&path, contents).expect("write");
@@ -572,5 +577,6 @@ mod tests {
         let shown = format!("{error} {error:?}");
         assert!(shown.contains("`key`"), "{shown}");
         assert!(!shown.contains("c2VjcmV0"), "{shown}");
+        let _ = fs::remove_dir_all(scratch_dir());
     }
 }
