@@ -23,6 +23,11 @@ mod driver;
 mod error;
 mod value;
 
+/// Test support for driver authors (cargo feature `test-support`).
+#[cfg(feature = "test-support")]
+#[doc(hidden)]
+pub mod leak_check;
+
 pub use args::ConnArgs;
 pub use driver::{Connection, Driver, ResetMode};
 pub use error::{DriverError, DriverErrorKind};
