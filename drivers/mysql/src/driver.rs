@@ -42,9 +42,9 @@ impl Driver for MysqlDriver {
     /// bounded by `timeout` (or a smaller `connect_timeout=`). A unix-socket `connect()` itself
     /// has no timeout in std; it fails or succeeds at once unless the server's listen backlog
     /// is full, and the handshake after it is bounded like TCP's. TLS as `ssl-mode` says (see
-    /// [`connect_stream`]). Then one query, under the same bound, reads the session's role,
-    /// database and account as the server reports them: what every full reset must find
-    /// again (see `reset.rs`).
+    /// `connect_stream` in `driver.rs`). Then one query, under the same bound, reads the
+    /// session's role, database and account as the server reports them: what every full reset
+    /// must find again (see `reset.rs`).
     ///
     /// The `mysql` crate is synchronous and starts no thread: a connect that times out leaves
     /// nothing behind but its closed socket.

@@ -9,13 +9,16 @@
 //!   for the unix socket; `connect_timeout`, `read_timeout`, `write_timeout` (seconds),
 //!   `stmt_cache_size`. Unknown keys are rejected.
 //! * **TLS** as the mysql client spells it: `ssl-mode=DISABLED|PREFERRED|REQUIRED|VERIFY_CA|
-//!   VERIFY_IDENTITY` (default `DISABLED`: plain unless asked for), `ssl-ca`, `ssl-cert`, `ssl-key`
-//!   (PEM paths, read on every connect, so a rotated certificate is used by the next one),
-//!   through the `mysql` crate's rustls on `ring`. What each mode verifies, how it differs from
-//!   the mysql and mariadb clients, and why the default is not the clients' `PREFERRED`: see
-//!   the `tls` module's source documentation. A failed handshake is a `Connect` error that says which check failed
-//!   (untrusted CA, host name, expiry, the server refusing or requiring TLS) and what to do.
-//!   [`MyConn::is_encrypted`] says whether a connection got TLS.
+//!   VERIFY_IDENTITY` (default `DISABLED`: plain unless asked for), `ssl-ca`, `ssl-cert`,
+//!   `ssl-key` (PEM paths, read on every connect, so a rotated certificate is used by the next
+//!   one), through the `mysql` crate's rustls on `ring`. What each mode verifies, how it
+//!   differs from the mysql and mariadb clients, and why the default is not the clients'
+//!   `PREFERRED`: the `tls` module's source documentation. A failed TLS connect is a `Connect`
+//!   error whose code says which check failed (`TLS_UNTRUSTED_CERTIFICATE`,
+//!   `TLS_HOST_NAME_MISMATCH`, `TLS_CERTIFICATE_EXPIRED`, `TLS_NOT_OFFERED`, `TLS_REQUIRED`,
+//!   …) and whose message says what to do; [`MyConn::is_encrypted`] says whether a
+//!   connection got TLS. A TLS handshake is bounded by the connect timeout like the rest of
+//!   the handshake.
 //! * **Release** ([`pool_driver::ResetMode::Full`]) of a used session is `COM_RESET_CONNECTION`
 //!   and one query asking the server for what that reset keeps on MariaDB (the current role
 //!   and database, statement profiles): two round trips. What differs from a new session is

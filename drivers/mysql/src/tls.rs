@@ -543,7 +543,8 @@ mod tests {
         let key = dir.join("enc.key");
         fs::write(
             &key,
-            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nU2VjcmV0S2V5TWF0ZXJpYWw=\n-----END ENCRYPTED PRIVATE KEY-----\n",
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nU2VjcmV0S2V5TWF0ZXJpYWw=\n\
+             -----END ENCRYPTED PRIVATE KEY-----\n",
         )
         .expect("write");
         let cert = dir.join("c.pem");
