@@ -257,6 +257,7 @@ fn invalid(message: String) -> DriverError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pool_driver::leak_check;
 
     fn parsed(text: &str) -> ConnArgs {
         let mut args = ConnArgs::parse(text).expect("parses");
@@ -445,70 +446,14 @@ mod tests {
             .iter()
             .flat_map(|(alias, canonical)| [alias, canonical]);
         for key in KNOWN_KEYS.iter().chain(aliases) {
-            assert!(
-                ConnArgs::ANY_DRIVER_KEYS.contains(key) || AWAITING_CONTRACT.contains(key),
-                "{key}"
-            );
+            assert!(ConnArgs::ANY_DRIVER_KEYS.contains(key), "{key}");
         }
     }
-
-    /// The TLS names the contract's list does not have yet (`drivers/contract` is not this
-    /// driver's to change; asked for in issue 17's TLS work). Until it has them, another
-    /// driver's error points at them by position instead of naming them: a hint lost, nothing
-    /// leaked. Remove each one here once the contract lists it.
-    const AWAITING_CONTRACT: &[&str] = &[
-        "ssl-ca", "ssl_ca", "ssl-cert", "ssl_cert", "ssl-key", "ssl_key",
-    ];
 
     #[test]
     fn target_never_shows_credentials() {
         assert_eq!(target(&parsed("mysql://app:pw@h:3307/db")), "h:3307");
         assert_eq!(target(&parsed("socket=/s user=u password=pw")), "/s");
-    }
-
-    /// Whether `shown` gives `piece` of a password away: the piece in backticks or after `=`
-    /// (how messages quote keys and values), or, for a piece that is no argument name, the
-    /// piece itself, or any run of three of its characters that holds a digit (no fixed text of
-    /// a message has a run like `k3y`; runs of letters do: `ect` is in "connection").
-    fn gives_away(shown: &str, piece: &str) -> bool {
-        let (shown, piece) = (shown.to_ascii_lowercase(), piece.to_ascii_lowercase());
-        if shown.contains(&format!("`{piece}`")) || shown.contains(&format!("={piece}")) {
-            return true;
-        }
-        if ConnArgs::ANY_DRIVER_KEYS.contains(&piece.as_str()) || piece.len() < 3 {
-            return false;
-        }
-        let chars: Vec<char> = piece.chars().collect();
-        shown.contains(&piece)
-            || chars
-                .windows(3)
-                .filter(|run| run.iter().any(char::is_ascii_digit))
-                .any(|run| shown.contains(&run.iter().collect::<String>()))
-    }
-
-    /// Words of generated passwords: each run of three characters of the mixed ones holds a
-    /// digit; `sslmode`, `db` and `name` are argument names of some driver, `x` a one-letter key.
-    const WORDS: &[&str] = &[
-        "K3y", "V4l7e", "Pa55", "W0rd9", "x", "sslmode", "db", "name",
-    ];
-    const SEPARATORS: &[&str] = &[" ", "=", " = ", "='", "\t"];
-
-    /// Every password of two or three [`WORDS`] joined by [`SEPARATORS`].
-    fn passwords() -> Vec<String> {
-        let mut out = Vec::new();
-        for a in WORDS {
-            for b in WORDS {
-                for s in SEPARATORS {
-                    out.push(format!("{a}{s}{b}"));
-                    for c in WORDS {
-                        for t in SEPARATORS {
-                            out.push(format!("{a}{s}{b}{t}{c}"));
-                        }
-                    }
-                }
-            }
-        }
-        out
     }
 
     /// This driver's own names (keys and aliases): a piece of a password that is one of them
@@ -518,35 +463,6 @@ mod tests {
             .iter()
             .flat_map(|(alias, canonical)| [*alias, *canonical]);
         KNOWN_KEYS.iter().copied().chain(aliases).collect()
-    }
-
-    /// Runs `parse` on every generated password in each of `templates` (`{}` stands for the
-    /// password; in a URL template its spaces become `&`) and fails on the first error that
-    /// gives a piece of it away, in the message or the error's `Debug`. Pieces that are this
-    /// driver's own names are not checked: they are not unknown keys.
-    fn assert_no_piece_leaks(templates: &[&str], parse: impl Fn(&str) -> Result<(), DriverError>) {
-        let own = own_names();
-        for password in passwords() {
-            for template in templates {
-                let written = if template.contains("://") {
-                    password.replace([' ', '\t'], "&")
-                } else {
-                    password.clone()
-                };
-                let text = template.replace("{}", &written);
-                let Err(error) = parse(&text) else { continue };
-                let shown = format!("{error} {error:?}");
-                for piece in password
-                    .split(|c: char| c.is_whitespace() || c == '=' || c == '\'' || c == '&')
-                    .filter(|p| !p.is_empty() && !own.contains(p))
-                {
-                    assert!(
-                        !gives_away(&shown, piece),
-                        "`{piece}` of {text:?} leaked: {shown}"
-                    );
-                }
-            }
-        }
     }
 
     fn normalised(text: &str) -> Result<(), DriverError> {
@@ -601,7 +517,10 @@ mod tests {
             assert_eq!(error.kind(), DriverErrorKind::InvalidArgs, "{text}");
             let shown = format!("{error} {error:?}");
             for piece in pieces {
-                assert!(!gives_away(&shown, piece), "{piece} of {text}: {shown}");
+                assert!(
+                    !leak_check::gives_away(&shown, piece),
+                    "{piece} of {text}: {shown}"
+                );
             }
         }
     }
@@ -625,7 +544,8 @@ mod tests {
 
     #[test]
     fn no_piece_of_a_generated_password_reaches_an_error() {
-        assert_no_piece_leaks(
+        leak_check::assert_no_piece_leaks(
+            &own_names(),
             &[
                 "host=h password={} user=app",
                 "user=app pass={}",
