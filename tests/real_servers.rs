@@ -661,8 +661,8 @@ fn native_client_runs_a_typed_query(servers: SharedServers, #[case] backend: Bac
     match backend {
         Backend::Postgres => {
             let client = conn
-                .native_mut::<postgres::Client>()
-                .expect("postgres::Client");
+                .native_mut::<pool::postgres_driver::PgClient>()
+                .expect("PgClient");
             let row = client
                 .query_one("SELECT $1::int4 + 1", &[&41i32])
                 .expect("typed query");
@@ -679,7 +679,7 @@ fn native_client_runs_a_typed_query(servers: SharedServers, #[case] backend: Bac
                 .expect("typed query");
             assert_eq!(answer, Some(42));
             assert!(matches!(
-                conn.native::<postgres::Client>(),
+                conn.native::<pool::postgres_driver::PgClient>(),
                 Err(Error::NativeType { .. })
             ));
         }

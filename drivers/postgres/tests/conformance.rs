@@ -1,17 +1,43 @@
 //! The PostgreSQL driver against the conformance suite every driver runs (dev/conformance),
 //! on a private server. PostgreSQL-specific behaviour is tested in the other files here.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
-use pool_conformance::{StateProbe, Statement, Subject};
+use pool_conformance::{Preamble, StateProbe, Statement, Subject, TlsCases, TlsSubject};
 use pool_driver::{Connection, Value};
 use pool_postgres::{PgClient, PgConn, PgDriver};
-use pool_testservers::PgServer;
+use pool_testservers::{PgServer, ServerCert, TestPki};
 
 struct Postgres {
     server: Mutex<PgServer>,
     port: u16,
     scram: String,
+    tls: OnceLock<PgTls>,
+}
+
+/// The TLS servers of the suite's TLS section, started on first use: one per server
+/// certificate (valid, for another host, expired), all TLS-only over TCP.
+struct PgTls {
+    pki: TestPki,
+    valid: PgServer,
+    wrong_host: PgServer,
+    expired: PgServer,
+}
+
+impl PgTls {
+    fn start() -> PgTls {
+        let pki = TestPki::generate().unwrap_or_else(|e| panic!("making certificates: {e}"));
+        let start = |cert| {
+            PgServer::start_tls(&pki, cert)
+                .unwrap_or_else(|e| panic!("starting a TLS PostgreSQL ({cert:?}): {e}"))
+        };
+        PgTls {
+            valid: start(ServerCert::Valid),
+            wrong_host: start(ServerCert::WrongHost),
+            expired: start(ServerCert::Expired),
+            pki,
+        }
+    }
 }
 
 impl Postgres {
@@ -21,6 +47,7 @@ impl Postgres {
             port: server.port(),
             scram: server.scram_args(),
             server: Mutex::new(server),
+            tls: OnceLock::new(),
         }
     }
 
@@ -159,12 +186,134 @@ impl Subject for Postgres {
         }
     }
 
+    fn tls(&self) -> Option<TlsSubject> {
+        let t = self.tls.get_or_init(PgTls::start);
+        let pki = &t.pki;
+        let ca = pki.ca_cert().display().to_string();
+        let (valid, wrong_host) = (t.valid.port(), t.wrong_host.port());
+        let login = format!(
+            "user={} password={} dbname={}",
+            t.valid.scram_user(),
+            t.valid.scram_password(),
+            t.valid.database()
+        );
+        let key = pki
+            .client(t.valid.cert_user())
+            .unwrap_or_else(|e| panic!("making a client certificate: {e}"))
+            .key()
+            .display()
+            .to_string();
+        let silent_login = login.clone();
+        let silent_ca = ca.clone();
+        Some(
+            TlsSubject::new(
+                pki.clone(),
+                TlsCases {
+                    verified: t.valid.tls_args("verify-full"),
+                    wrong_ca: format!(
+                        "host=localhost port={valid} {login} sslmode=verify-full sslrootcert={}",
+                        pki.other_ca_cert().display()
+                    ),
+                    wrong_host: t.wrong_host.tls_args("verify-full"),
+                    expired: t.expired.tls_args("verify-full"),
+                    unverified: format!("host=localhost port={wrong_host} {login} sslmode=require"),
+                    plain_to_tls_only: format!(
+                        "host=127.0.0.1 port={valid} {login} sslmode=disable"
+                    ),
+                    client_cert: t.valid.cert_args(),
+                    client_cert_missing: format!(
+                        "host=localhost port={valid} user={} dbname={} sslmode=verify-full \
+                         sslrootcert={ca}",
+                        t.valid.cert_user(),
+                        t.valid.database()
+                    ),
+                    key_as_ca: format!(
+                        "host=localhost port={valid} {login} sslmode=verify-full sslrootcert={key}"
+                    ),
+                },
+                // 127.0.0.1 (an IP address in the certificate): no name lookup in the count.
+                move |port| {
+                    format!(
+                        "host=127.0.0.1 port={port} {silent_login} sslmode=verify-full \
+                         sslrootcert={silent_ca}"
+                    )
+                },
+            )
+            .preferring(
+                format!("{} port={} sslmode=prefer", self.scram, self.port),
+                Some(format!(
+                    "host=localhost port={valid} {login} sslmode=prefer"
+                )),
+            )
+            .probed_by(Statement::new(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            ))
+            // 'S': yes to the SSLRequest, then silence inside the TLS handshake.
+            .silent_preamble(Preamble::Answer(b"S".to_vec()))
+            .also_accepts(
+                "channel binding required (SCRAM-SHA-256-PLUS)",
+                format!(
+                    "{} channel_binding=require",
+                    t.valid.tls_args("verify-full")
+                ),
+            )
+            .also_accepts(
+                "the IP address in the certificate",
+                format!("host=127.0.0.1 port={valid} {login} sslmode=verify-full sslrootcert={ca}"),
+            )
+            .also_accepts(
+                "verify-ca against a certificate for another host",
+                t.wrong_host.tls_args("verify-ca"),
+            )
+            .also_accepts(
+                "require with sslrootcert acts as verify-ca (libpq)",
+                t.wrong_host.tls_args("require"),
+            )
+            .also_refuses(
+                "require with sslrootcert of another CA",
+                format!(
+                    "host=localhost port={wrong_host} {login} sslmode=require sslrootcert={}",
+                    pki.other_ca_cert().display()
+                ),
+            )
+            .also_refuses(
+                "a client certificate of another CA",
+                untrusted_client_args(t),
+            )
+            .also_refuses(
+                "channel binding required without TLS",
+                format!(
+                    "{} port={} sslmode=prefer channel_binding=require",
+                    self.scram, self.port
+                ),
+            ),
+        )
+    }
+
     fn restart(&self) {
         let mut server = self.server.lock().unwrap_or_else(PoisonError::into_inner);
         server
             .restart()
             .unwrap_or_else(|e| panic!("restarting PostgreSQL: {e}"));
     }
+}
+
+/// The client-certificate login with a certificate signed by the unrelated CA.
+fn untrusted_client_args(t: &PgTls) -> String {
+    let client = t
+        .pki
+        .untrusted_client(t.valid.cert_user())
+        .unwrap_or_else(|e| panic!("making an untrusted client certificate: {e}"));
+    format!(
+        "host=localhost port={} user={} dbname={} sslmode=verify-full sslrootcert={} \
+         sslcert={} sslkey={}",
+        t.valid.port(),
+        t.valid.cert_user(),
+        t.valid.database(),
+        t.pki.ca_cert().display(),
+        client.cert().display(),
+        client.key().display()
+    )
 }
 
 pool_conformance::conformance_tests!(Postgres, Postgres::start());

@@ -113,7 +113,9 @@ impl PgClient {
 
     /// Runs `future` to completion on this connection's runtime, on the calling thread,
     /// driving the connection's socket alongside. Any `tokio` API works inside (timers,
-    /// `tokio::join!` to pipeline several requests in one write, `tokio::time::timeout`).
+    /// `tokio::join!` to pipeline several requests in one write, `tokio::time::timeout`), but
+    /// tokio creates a timer in the runtime it is called from: write it inside the `async`
+    /// block (`pg.block_on(async { tokio::time::sleep(d).await })`), not as the argument.
     ///
     /// # Panics
     ///

@@ -55,9 +55,11 @@ pub(super) fn report(
     let parts: Vec<String> = failures
         .iter()
         .zip(&described)
-        .map(|(failure, (text, _))| match listed {
-            true => format!("{}: {text}", failure.target),
-            false => text.clone(),
+        .map(|(failure, (text, code))| match (listed, code) {
+            (true, _) => format!("{}: {text}", failure.target),
+            // The server's own message is about this connection already.
+            (false, Some(_)) => text.clone(),
+            (false, None) => format!("connecting to {}: {text}", failure.target),
         })
         .collect();
     let message = match (overall, parts.is_empty()) {
@@ -82,15 +84,12 @@ pub(super) fn report(
     }
 }
 
-/// The message and SQLSTATE of one failure.
+/// The message and SQLSTATE (for a server's refusal) of one failure, without the host.
 fn describe(failure: &Failure, args: &ConnArgs) -> (String, Option<String>) {
     let err = match &failure.cause {
         Cause::TimedOut(bound) => {
             return (
-                format!(
-                    "connecting to {} took longer than connect_timeout ({bound:?})",
-                    failure.target
-                ),
+                format!("no answer within connect_timeout ({bound:?})"),
                 None,
             )
         }
@@ -117,5 +116,5 @@ fn describe(failure: &Failure, args: &ConnArgs) -> (String, Option<String>) {
         Some(described) => described,
         None => error::chain(err),
     };
-    (format!("connecting to {}: {text}", failure.target), None)
+    (text, None)
 }

@@ -88,23 +88,29 @@ fn rustls_cause(err: &tokio_postgres::Error) -> Option<&TlsError> {
 }
 
 fn rustls_message(error: &TlsError, mode: SslMode, host: &str, args: &ConnArgs) -> String {
-    let root = args.value_for_message("sslrootcert");
     match error {
         TlsError::InvalidCertificate(certificate) => match certificate {
             CertificateError::UnknownIssuer => format!(
-                "the server's certificate is untrusted (unknown CA): no CA in sslrootcert \
-                 {root} signed it; point sslrootcert at the CA that issued the server's \
+                "the server's certificate is untrusted (unknown CA): no CA in the sslrootcert \
+                 file{} signed it; point sslrootcert at the CA that issued the server's \
                  certificate (sslmode={})",
+                super::files::shown_path(args, "sslrootcert"),
                 mode.as_str()
             ),
-            CertificateError::NotValidForName => name_mismatch(host, ""),
+            CertificateError::NotValidForName => name_mismatch(host, &[]),
             CertificateError::NotValidForNameContext { presented, .. } => {
-                name_mismatch(host, &format!(" (it names {})", presented.join(", ")))
+                name_mismatch(host, presented)
             }
-            CertificateError::Expired | CertificateError::ExpiredContext { .. } => format!(
-                "the server's certificate has expired (expired certificate: {certificate}); \
-                 renew it on the server"
+            CertificateError::ExpiredContext { time, not_after } => format!(
+                "the server's certificate has expired ({} ago; expired certificate); renew it \
+                 on the server",
+                ago(time.as_secs().saturating_sub(not_after.as_secs()))
             ),
+            CertificateError::Expired => {
+                "the server's certificate has expired (expired certificate); renew it on the \
+                 server"
+                    .to_owned()
+            }
             CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
                 format!(
                     "the server's certificate is not valid yet ({certificate}); check the \
@@ -123,10 +129,54 @@ fn rustls_message(error: &TlsError, mode: SslMode, host: &str, args: &ConnArgs) 
     }
 }
 
-fn name_mismatch(host: &str, names: &str) -> String {
+fn name_mismatch(host: &str, presented: &[String]) -> String {
+    let names = match presented {
+        [] => String::new(),
+        names => format!(
+            " (it names {})",
+            names
+                .iter()
+                .map(|n| plain_name(n))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
     format!(
         "the server's certificate does not match the host name `{host}` (host name \
          mismatch){names}; sslmode=verify-full checks it: connect with a name the certificate \
          lists, or use sslmode=verify-ca to check only that a trusted CA signed it"
     )
+}
+
+/// A name as rustls lists it (`DnsName("db.example")`, `IpAddress(V4(…))`) without the
+/// wrapping, where it has the simple form.
+fn plain_name(name: &str) -> &str {
+    name.strip_prefix("DnsName(\"")
+        .and_then(|n| n.strip_suffix("\")"))
+        .unwrap_or(name)
+}
+
+/// `seconds` as a person would say it: "3 days", "5 hours", "12 minutes", "40 seconds".
+fn ago(seconds: u64) -> String {
+    let (n, unit) = match seconds {
+        s if s >= 2 * 86_400 => (s / 86_400, "days"),
+        s if s >= 2 * 3_600 => (s / 3_600, "hours"),
+        s if s >= 2 * 60 => (s / 60, "minutes"),
+        s => (s, "seconds"),
+    };
+    format!("{n} {unit}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_ages_read_plainly() {
+        assert_eq!(plain_name("DnsName(\"wrong.example\")"), "wrong.example");
+        assert_eq!(plain_name("IpAddress(V4(…))"), "IpAddress(V4(…))");
+        assert_eq!(ago(86_406), "24 hours");
+        assert_eq!(ago(3 * 86_400 + 5), "3 days");
+        assert_eq!(ago(59), "59 seconds");
+    }
 }

@@ -42,9 +42,9 @@ pub(super) fn root_store(
     let (added, _ignored) = store.add_parsable_certificates(certs);
     if added == 0 {
         return Err(failed(format!(
-            "sslrootcert {} holds no usable CA certificate (every certificate in it failed to \
-             parse)",
-            args.value_for_message("sslrootcert")
+            "the sslrootcert file{} holds no usable CA certificate (every certificate in it \
+             failed to parse)",
+            shown_path(args, "sslrootcert")
         )));
     }
     Ok(Arc::new(store))
@@ -59,17 +59,18 @@ pub(super) fn client_identity(
     let pem = read(&client.key, "sslkey", args)?;
     if is_encrypted(&pem) {
         return Err(failed(format!(
-            "sslkey {} is an encrypted private key; the pool cannot decrypt keys (libpq's \
-             sslpassword is not supported): store the key unencrypted, readable only by the \
-             service's user (for example `openssl pkey -in encrypted.key -out client.key`)",
-            args.value_for_message("sslkey")
+            "the sslkey file{} is an encrypted private key; the pool cannot decrypt keys \
+             (libpq's sslpassword is not supported): store the key unencrypted, readable only \
+             by the service's user (for example `openssl pkey -in encrypted.key -out \
+             client.key`)",
+            shown_path(args, "sslkey")
         )));
     }
     let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|_| {
         failed(format!(
-            "sslkey {} holds no private key in PEM form (PKCS#8 `BEGIN PRIVATE KEY`, RSA \
-             `BEGIN RSA PRIVATE KEY` or EC `BEGIN EC PRIVATE KEY`)",
-            args.value_for_message("sslkey")
+            "the sslkey file{} holds no private key in PEM form (PKCS#8 `BEGIN PRIVATE KEY`, \
+             RSA `BEGIN RSA PRIVATE KEY` or EC `BEGIN EC PRIVATE KEY`)",
+            shown_path(args, "sslkey")
         ))
     })?;
     Ok((chain, key))
@@ -79,10 +80,10 @@ pub(super) fn client_identity(
 /// certificate, or of a type it cannot sign with). rustls' message names no key material.
 pub(super) fn client_key_refused(error: &rustls::Error, args: &ConnArgs) -> DriverError {
     failed(format!(
-        "the client certificate (sslcert {}) and key (sslkey {}) cannot be used: {error}; \
+        "the client certificate (sslcert{}) and key (sslkey{}) cannot be used: {error}; \
          check that the key belongs to the certificate",
-        args.value_for_message("sslcert"),
-        args.value_for_message("sslkey")
+        shown_path(args, "sslcert"),
+        shown_path(args, "sslkey")
     ))
 }
 
@@ -97,12 +98,12 @@ fn certificates(
     match certs {
         Ok(certs) if !certs.is_empty() => Ok(certs),
         Ok(_) => Err(failed(format!(
-            "{key} {} holds no certificate (expected PEM: -----BEGIN CERTIFICATE-----)",
-            args.value_for_message(key)
+            "the {key} file{} holds no certificate (expected PEM: -----BEGIN CERTIFICATE-----)",
+            shown_path(args, key)
         ))),
         Err(_) => Err(failed(format!(
-            "{key} {} is not a valid PEM certificate file",
-            args.value_for_message(key)
+            "the {key} file{} is not a valid PEM certificate file",
+            shown_path(args, key)
         ))),
     }
 }
@@ -111,8 +112,8 @@ fn certificates(
 fn read(path: &Path, key: &str, args: &ConnArgs) -> Result<Vec<u8>, DriverError> {
     std::fs::read(path).map_err(|e| {
         failed(format!(
-            "cannot read {key} {}: {e}",
-            args.value_for_message(key)
+            "cannot read the {key} file{}: {e}",
+            shown_path(args, key)
         ))
     })
 }
@@ -122,6 +123,17 @@ fn read(path: &Path, key: &str, args: &ConnArgs) -> Result<Vec<u8>, DriverError>
 fn is_encrypted(pem: &[u8]) -> bool {
     let contains = |needle: &[u8]| pem.windows(needle.len()).any(|w| w == needle);
     contains(b"-----BEGIN ENCRYPTED PRIVATE KEY-----") || contains(b"Proc-Type: 4,ENCRYPTED")
+}
+
+/// `` `path` `` (with a leading space) for a message, or nothing when the value may not be
+/// shown (written after a password, it may be a piece of it: see
+/// `ConnArgs::value_for_message`).
+pub(super) fn shown_path(args: &ConnArgs, key: &str) -> String {
+    let shown = args.value_for_message(key);
+    match shown.starts_with('`') {
+        true => format!(" {shown}"),
+        false => String::new(),
+    }
 }
 
 fn failed(message: String) -> DriverError {

@@ -1,6 +1,9 @@
-//! Helpers shared by the integration tests: connect through the `Driver` trait and read values.
+//! Helpers shared by the integration tests: connect through the `Driver` trait and read values;
+//! `leaks`: thread-leak measurements (also run against the old driver).
 
 #![allow(dead_code)] // each test binary uses a different subset
+
+pub mod leaks;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
