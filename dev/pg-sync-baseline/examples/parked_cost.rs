@@ -62,7 +62,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tls = pool_testservers::PgServer::start_tls(&pki, pool_testservers::ServerCert::Valid)?;
     println!("{count} connections, each opened, used once, reset and parked\n");
     println!(
-        "{:<38} {:>8} {:>8} {:>12} {:>12}",
+        "{:<46} {:>8} {:>8} {:>12} {:>12}",
         "driver", "threads", "fds", "heap bytes", "RSS bytes"
     );
     for (driver, args) in [
@@ -94,7 +94,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("{label}: failed: {}", String::from_utf8_lossy(&out.stderr));
             continue;
         }
-        println!("{label:<38} {}", report.trim());
+        println!("{label:<46} {}", report.trim());
     }
     Ok(())
 }

@@ -326,3 +326,18 @@ fn no_secret_in_tls_errors() {
         assert!(!shown.contains(s.valid.scram_password()), "{shown}");
     }
 }
+
+/// `hostaddr` gives the address to connect to; the certificate is still checked against the
+/// name in `host`.
+#[test]
+fn hostaddr_connects_by_address_and_verifies_the_host_name() {
+    let s = servers();
+    let args = format!("{} hostaddr=127.0.0.1", s.valid.tls_args("verify-full"));
+    let mut conn = try_connect(&args).expect("host=localhost hostaddr=127.0.0.1");
+    assert!(encrypted(&mut conn));
+    let error = refused(&format!(
+        "{} hostaddr=127.0.0.1",
+        s.wrong_host.tls_args("verify-full")
+    ));
+    assert_says(&error, &["host name mismatch", "`localhost`"]);
+}
