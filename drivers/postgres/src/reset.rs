@@ -17,9 +17,9 @@
 //! * `ROLLBACK; …; DEALLOCATE ALL` (the manual's equivalent verbatim) runs in one round trip
 //!   but breaks custom types just like `DISCARD ALL`.
 //! * [`BEGIN`] + [`AFTER_BEGIN`] (chosen): `BEGIN`, `ROLLBACK` (see below), then the
-//!   statements the PostgreSQL manual lists as
-//!   `DISCARD ALL`'s equivalent except `DEALLOCATE ALL`, then a query for the statements made
-//!   with SQL `PREPARE` (the function behind the `pg_prepared_statements` view: the view costs
+//!   statements the PostgreSQL manual lists as `DISCARD ALL`'s equivalent except
+//!   `DEALLOCATE ALL`, then a query for the statements made with SQL `PREPARE` (the
+//!   function behind the `pg_prepared_statements` view: the view costs
 //!   ~10–20 µs more to plan). Those (rare) are deallocated by name in a second round trip; the
 //!   library's own protocol-level statements are left to the library, which closes each when
 //!   its `Statement` is dropped. It clears the transaction (also an aborted one, with

@@ -152,3 +152,23 @@ fn shuffle<T>(items: &mut [T]) {
         items.swap(i, j as usize);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::shuffle;
+
+    #[test]
+    fn shuffle_keeps_every_host_and_varies_the_order() {
+        let hosts: Vec<u32> = (0..8).collect();
+        let mut orders = std::collections::HashSet::new();
+        for _ in 0..50 {
+            let mut order = hosts.clone();
+            shuffle(&mut order);
+            let mut sorted = order.clone();
+            sorted.sort();
+            assert_eq!(sorted, hosts);
+            orders.insert(order);
+        }
+        assert!(orders.len() > 10, "{} distinct orders in 50", orders.len());
+    }
+}
