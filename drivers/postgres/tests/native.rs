@@ -204,3 +204,26 @@ fn async_code_on_the_connections_runtime() {
     pg.block_on(async { tokio::time::sleep(Duration::from_millis(20)).await });
     assert!(started.elapsed() >= Duration::from_millis(20));
 }
+
+/// A query is cancelled from another thread through the token, as with
+/// `postgres::CancelToken`, within a bound.
+#[test]
+fn a_cancel_token_cancels_the_running_query() {
+    let mut conn = trust();
+    let pg = native(&mut conn);
+    let token = pg.cancel_token();
+    let started = Instant::now();
+    let outcome = std::thread::scope(|scope| {
+        let canceller = scope.spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            token.cancel_query(Duration::from_secs(5))
+        });
+        let outcome = pg.execute("SELECT pg_sleep(20)", &[]);
+        (outcome, canceller.join().expect("the cancelling thread"))
+    });
+    let err = outcome.0.expect_err("cancelled");
+    assert_eq!(err.code().map(|c| c.code()), Some("57014"), "{err}");
+    outcome.1.expect("the cancel request was delivered");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(pg.query_one("SELECT 1", &[]).unwrap().get::<_, i32>(0), 1);
+}

@@ -25,6 +25,7 @@
 //! transactions). A `PgClient` must not be used from inside another tokio runtime's async
 //! context (as with `postgres::Client`, blocking there panics): use `spawn_blocking`.
 
+mod cancel;
 mod copy;
 mod notifications;
 mod sync_api;
@@ -44,6 +45,9 @@ use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{AsyncMessage, Error, Notification, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use crate::tls::MakeTls;
+
+pub use cancel::PgCancelToken;
 pub use copy::{CopyInWriter, CopyOutReader};
 pub use notifications::{Notifications, NotificationsIter, TimeoutIter};
 pub use transaction::PgTransaction;
@@ -68,6 +72,8 @@ pub struct PgClient {
     // one last time (which then writes `Terminate`).
     client: tokio_postgres::Client,
     io: RefCell<Io>,
+    /// The connector the connection was made with, for cancel requests (same TLS checks).
+    tls: MakeTls,
 }
 
 /// The runtime and the socket half, used by one blocking call at a time.
@@ -88,9 +94,11 @@ impl PgClient {
         runtime: Runtime,
         client: tokio_postgres::Client,
         conn: PgConnection,
+        tls: MakeTls,
     ) -> Self {
         PgClient {
             client,
+            tls,
             io: RefCell::new(Io {
                 runtime: ManuallyDrop::new(runtime),
                 connection: Some(conn),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Error, Row, SimpleQueryMessage, Statement, ToStatement};
 
-use super::{CopyInWriter, CopyOutReader, Notifications, PgClient, PgTransaction};
+use super::{CopyInWriter, CopyOutReader, Notifications, PgCancelToken, PgClient, PgTransaction};
 
 impl PgClient {
     /// Runs a statement and returns the number of rows it changed. A `&str` statement is
@@ -127,6 +127,11 @@ impl PgClient {
         T: ?Sized + ToStatement,
     {
         CopyOutReader::start(self, query)
+    }
+
+    /// A token that cancels the query running on this connection, from another thread.
+    pub fn cancel_token(&self) -> PgCancelToken {
+        PgCancelToken::new(self.client.cancel_token(), self.tls.clone())
     }
 
     /// The `NOTIFY` payloads received on this connection (after `LISTEN`).

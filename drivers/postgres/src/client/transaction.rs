@@ -19,7 +19,7 @@ pub struct PgTransaction<'a> {
 
 impl<'a> PgTransaction<'a> {
     pub(super) fn begin(client: &'a mut PgClient) -> Result<PgTransaction<'a>, Error> {
-        let PgClient { client, io } = client;
+        let PgClient { client, io, .. } = client;
         let io: &'a RefCell<Io> = io;
         let tx = request_on(io, client.transaction())?;
         Ok(PgTransaction { tx, io })

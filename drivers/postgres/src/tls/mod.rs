@@ -19,15 +19,20 @@
 //! `sslrootcert`, and a client certificate is used only when both files are named. Unix socket
 //! connections never use TLS (the server does not offer it there), whatever `sslmode` says.
 //!
-//! Files are read on every connect, never cached: a rotated certificate or CA bundle is picked
-//! up by the next connect, and a missing or unreadable file fails that connect with a message
-//! naming the argument. Their content never appears in an error, in `Debug` output or in a log.
+//! Files are checked on every connect: the configuration built from them is shared by every
+//! connection while they are unchanged (one root store in memory, and TLS sessions resumed
+//! across connects), and rebuilt from the files as soon as one was replaced or rewritten, so a
+//! rotated certificate or CA bundle is picked up by the next connect; a missing or unreadable
+//! file fails that connect with a message naming the argument. The system trust store is
+//! re-read at most every five minutes. File content never appears in an error, in `Debug`
+//! output or in a log.
 //!
 //! rustls runs on the `ring` provider, chosen explicitly for each connector (never the
 //! process-wide default), so the driver builds on a bare machine from crates alone (no
 //! aws-lc-rs, no OpenSSL) and is unaffected by which provider another crate in the process
 //! installs.
 
+mod cache;
 mod diagnose;
 mod files;
 mod make;
@@ -45,7 +50,7 @@ pub(crate) use diagnose::describe;
 pub(crate) use make::MakeTls;
 
 /// libpq's `sslmode`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum SslMode {
     /// Never TLS.
     Disable,
@@ -76,7 +81,7 @@ impl SslMode {
 }
 
 /// Where trusted CA certificates come from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum RootCerts {
     /// A PEM file (`sslrootcert=/path`).
     File(PathBuf),
@@ -85,14 +90,14 @@ pub(crate) enum RootCerts {
 }
 
 /// A client certificate and its key (`sslcert` + `sslkey`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct ClientCert {
     pub(crate) cert: PathBuf,
     pub(crate) key: PathBuf,
 }
 
 /// The TLS arguments of one target, checked for contradictions when parsed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct TlsArgs {
     pub(crate) mode: SslMode,
     pub(crate) root: Option<RootCerts>,
@@ -157,14 +162,21 @@ impl TlsArgs {
         Ok(TlsArgs { mode, root, client })
     }
 
-    /// The connector for one connect: reads the certificate files now (so a rotated file is
-    /// picked up), and builds the rustls client configuration for this mode.
+    /// The connector for one connect. With certificate files, the configuration built from
+    /// them is reused while the files are unchanged (see `cache.rs`), and rebuilt from the
+    /// files when one was replaced or rewritten: a rotated file is picked up by the next
+    /// connect.
     pub(crate) fn connector(&self, args: &ConnArgs) -> Result<MakeTls, DriverError> {
         // With sslmode=disable tokio-postgres never touches TLS, but the type wants a
         // connector: the shared configuration that reads no file.
         if self.mode == SslMode::Disable || (self.root.is_none() && self.client.is_none()) {
             return Ok(MakeTls::new(unverified()?));
         }
+        cache::get_or_build(self, || self.build(args)).map(MakeTls::new)
+    }
+
+    /// Reads the certificate files and builds the rustls client configuration for this mode.
+    fn build(&self, args: &ConnArgs) -> Result<Arc<ClientConfig>, DriverError> {
         let provider = provider();
         let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
@@ -191,7 +203,20 @@ impl TlsArgs {
                     .map_err(|e| files::client_key_refused(&e, args))?
             }
         };
-        Ok(MakeTls::new(Arc::new(config)))
+        Ok(Arc::new(config))
+    }
+
+    /// The files this configuration is read from (the system trust store is not a file).
+    fn files(&self) -> Vec<&std::path::Path> {
+        let mut files = Vec::new();
+        if let Some(RootCerts::File(path)) = &self.root {
+            files.push(path.as_path());
+        }
+        if let Some(client) = &self.client {
+            files.push(client.cert.as_path());
+            files.push(client.key.as_path());
+        }
+        files
     }
 }
 
