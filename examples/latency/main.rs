@@ -5,19 +5,32 @@
 //! cargo run --release --example latency -- --json             # one JSON object on stdout
 //! cargo run --release --example latency -- --plot docs/latency.svg
 //! cargo run --release --example latency -- --url postgres://app@db:5432/shop --url mysql://…
+//! cargo run --release --example latency -- \
+//!     --url 'postgres://app@db/shop?sslmode=verify-full&sslrootcert=/etc/ca.pem'
 //! ```
 //!
 //! For each driver it compares, interleaved in one run: a cold connect + close with the native
 //! crate, `pool::open` in steady state, `open` + `release`, `open` + `SELECT 1` + `release`,
 //! and r2d2 (default settings) `get` + drop, with and without the same `SELECT 1`. For Redis
 //! the statement is a `GET` of one key, and r2d2 is measured with it only.
+//!
+//! Without `--url` it starts a plain and a TLS server per driver and measures both: the TLS
+//! rows show what TLS adds to a cold connect (a handshake and certificate checks: milliseconds)
+//! against what it adds to the pool's `open` (nothing: a parked connection keeps its TLS
+//! session), and a request over TLS against r2d2 over TLS. A `--url` may itself ask for TLS
+//! (`sslmode=…`, `ssl-mode=…`, `rediss://`); whether a target's sessions are encrypted is asked
+//! of the server, and its rows are labelled by the answer.
 
 mod args;
 mod measure;
+mod mysql_target;
+mod pg_target;
 mod plot;
 mod redis_target;
 mod report;
+mod servers;
 mod targets;
+mod tls;
 
 use std::process::ExitCode;
 
@@ -45,40 +58,31 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &args::Args) -> Result<(), BoxError> {
+    // The tool's own Redis client uses rustls' process-wide provider (see the function).
+    tls::install_ring_provider();
     // Held until the end of `run`: dropping them stops the private servers.
-    let mut servers: (
-        Option<pool_testservers::PgServer>,
-        Option<pool_testservers::MariaServer>,
-        Option<pool_testservers::RedisServer>,
-    ) = (None, None, None);
-    let mut targets = if args.urls.is_empty() {
-        eprintln!("starting private PostgreSQL, MariaDB and Redis servers…");
-        let pg =
-            pool_testservers::PgServer::start().map_err(|e| format!("starting PostgreSQL: {e}"))?;
-        let maria =
-            pool_testservers::MariaServer::start().map_err(|e| format!("starting MariaDB: {e}"))?;
-        let redis =
-            pool_testservers::RedisServer::start().map_err(|e| format!("starting Redis: {e}"))?;
-        let list = vec![
-            targets::postgres(&pg.url())?,
-            targets::mysql(&maria.url())?,
-            // `key=value` args for its ACL user; the machine's own Redis (6379) is never used.
-            redis_target::redis(&redis.args())?,
-        ];
-        servers = (Some(pg), Some(maria), Some(redis));
-        list
+    let mut servers = None;
+    let endpoints = if args.urls.is_empty() {
+        eprintln!("starting private PostgreSQL, MariaDB and Redis servers, plain and with TLS…");
+        let (started, endpoints) = servers::start()?;
+        servers = Some(started);
+        endpoints
     } else {
         args.urls
             .iter()
-            .map(|url| target(url))
-            .collect::<Result<Vec<Target>, BoxError>>()?
+            .map(|url| endpoint(url))
+            .collect::<Result<Vec<_>, BoxError>>()?
     };
+    let mut targets = endpoints
+        .iter()
+        .map(|e| target(e, args.tls_cold_every))
+        .collect::<Result<Vec<Target>, BoxError>>()?;
     let samples = measure::run(&mut targets, args.warmup, args.iterations)?;
     drop(targets); // close r2d2's connections before the servers stop
     pool::shutdown();
     drop(servers);
 
-    let reports: Vec<report::DriverReport> = samples.iter().map(report::summarize).collect();
+    let reports = report::summarize_all(&samples);
     if args.json {
         let value = report::to_json(&reports, args.iterations, args.warmup);
         println!("{}", serde_json::to_string_pretty(&value)?);
@@ -92,16 +96,46 @@ fn run(args: &args::Args) -> Result<(), BoxError> {
     Ok(())
 }
 
-fn target(url: &str) -> Result<Target, BoxError> {
-    let scheme = url.split("://").next().unwrap_or_default();
-    match scheme {
-        "postgres" | "postgresql" => targets::postgres(url),
-        "mysql" | "mariadb" => targets::mysql(url),
-        "redis" => redis_target::redis(url),
-        _ => Err(format!(
-            "--url must start with postgres://, postgresql://, mysql://, mariadb:// or \
-             redis:// (got `{scheme}://…`)"
-        )
-        .into()),
+/// The target of `endpoint`, its cold connect sampled every `tls_cold_every`-th round when its
+/// sessions turn out to be encrypted.
+fn target(endpoint: &servers::Endpoint, tls_cold_every: usize) -> Result<Target, BoxError> {
+    let args = endpoint.args.as_str();
+    let mut target = match endpoint.driver {
+        "postgres" => pg_target::postgres(args),
+        "mysql" => mysql_target::mysql(args),
+        _ => redis_target::redis(args),
     }
+    .map_err(|e| format!("{}: {e}", targets::shown(args)))?;
+    if target.tls {
+        target.cold_every = tls_cold_every;
+    }
+    Ok(target)
+}
+
+/// The driver a `--url` is for, by its scheme.
+fn endpoint(url: &str) -> Result<servers::Endpoint, BoxError> {
+    let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+    let driver = match scheme {
+        Some("postgres" | "postgresql") => "postgres",
+        Some("mysql" | "mariadb") => "mysql",
+        Some("redis" | "rediss") => "redis",
+        _ => {
+            // Only a plausible scheme is echoed: anything else may be a piece of a password.
+            let got = match scheme {
+                Some(s) if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric()) => {
+                    format!(" (got `{s}://…`)")
+                }
+                _ => String::new(),
+            };
+            return Err(format!(
+                "--url must start with postgres://, postgresql://, mysql://, mariadb://, \
+                 redis:// or rediss://{got}"
+            )
+            .into());
+        }
+    };
+    Ok(servers::Endpoint {
+        driver,
+        args: url.to_owned(),
+    })
 }

@@ -111,22 +111,50 @@ pub type Step = Box<dyn FnMut() -> Result<Timing, BoxError>>;
 pub struct Target {
     /// The pool's driver name: `postgres`, `mysql` or `redis`.
     pub driver: &'static str,
+    /// Whether the pool's sessions are encrypted, as the server reports it (PostgreSQL's
+    /// `pg_stat_ssl`, MariaDB's `Ssl_cipher`) or, for Redis, as `tls=on` makes certain. Asked
+    /// rather than read from the arguments: `sslmode=prefer` encrypts only if the server
+    /// offers TLS.
+    pub tls: bool,
     /// Where, with secrets redacted.
     pub shown: String,
     pub steps: Vec<(Method, Step)>,
+    /// The cold connect runs in every `cold_every`-th round only (1: every round). A cold TLS
+    /// connect costs milliseconds, far more than anything else in a round, so sampling it less
+    /// often keeps a run short; the other methods still run every round.
+    pub cold_every: usize,
 }
 
 /// The recorded latencies of one target, in nanoseconds, per method.
 pub struct Samples {
     pub driver: &'static str,
+    pub tls: bool,
     pub shown: String,
+    pub cold_every: usize,
     pub per_method: Vec<(Method, Vec<u64>)>,
 }
 
+impl Samples {
+    /// `postgres`, or `postgres over TLS`: how a person tells the targets of one driver apart.
+    pub fn title(&self) -> String {
+        title(self.driver, self.tls)
+    }
+}
+
+/// The driver's name, with "over TLS" for a target whose sessions are encrypted.
+pub fn title(driver: &str, tls: bool) -> String {
+    if tls {
+        format!("{driver} over TLS")
+    } else {
+        driver.to_owned()
+    }
+}
+
 /// Runs `warmup` unrecorded and then `iterations` recorded rounds. Each round runs every step
-/// of every target once, in a freshly shuffled order, so slow drift of the machine and the
-/// after-effects of one method (a backend exiting after a cold connect, caches evicted by it)
-/// fall on all methods alike instead of always on the one that follows it.
+/// of every target once (a cold connect only in every `cold_every`-th round), in a freshly
+/// shuffled order, so slow drift of the machine and the after-effects of one method (a backend
+/// exiting after a cold connect, caches evicted by it) fall on all methods alike instead of
+/// always on the one that follows it.
 pub fn run(
     targets: &mut [Target],
     warmup: usize,
@@ -141,7 +169,9 @@ pub fn run(
         .iter()
         .map(|t| Samples {
             driver: t.driver,
+            tls: t.tls,
             shown: t.shown.clone(),
+            cold_every: t.cold_every.max(1),
             per_method: Vec::new(),
         })
         .collect();
@@ -156,8 +186,16 @@ pub fn run(
             let target = &mut targets[t];
             let (method, step) = &mut target.steps[s];
             let method = *method;
-            let timing =
-                step().map_err(|e| format!("{} {}: {e}", target.driver, method.label()))?;
+            if method == Method::Cold && round % target.cold_every.max(1) != 0 {
+                continue;
+            }
+            let timing = step().map_err(|e| {
+                format!(
+                    "{} {}: {e}",
+                    title(target.driver, target.tls),
+                    method.label()
+                )
+            })?;
             if round >= warmup {
                 let record = &mut samples[t];
                 record.push(method, timing.total);

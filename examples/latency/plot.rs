@@ -1,4 +1,5 @@
-//! The chart: one panel per driver, the latency CDF of each method on a log-scale µs axis.
+//! The chart: one panel per target (a driver, plain or over TLS), the latency CDF of each method
+//! on a log-scale µs axis.
 
 use std::path::Path;
 
@@ -34,11 +35,9 @@ fn panel(
     // Whole decades, in µs.
     let lo = 10f64.powf((lo.max(1) as f64 / 1000.0).log10().floor());
     let hi = 10f64.powf((hi as f64 / 1000.0).log10().ceil());
+    let caption = format!("{}: latency CDF ({})", s.title(), short_paths(&s.shown));
     let mut chart = ChartBuilder::on(area)
-        .caption(
-            format!("{}: latency CDF ({})", s.driver, s.shown),
-            ("sans-serif", 22),
-        )
+        .caption(&caption, ("sans-serif", caption_size(&caption)))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(50)
@@ -78,4 +77,29 @@ fn panel(
         .position(SeriesLabelPosition::LowerRight)
         .draw()?;
     Ok(())
+}
+
+/// The caption's font size: 22, smaller for a caption that would not fit the 1000 px panel at
+/// that size. plotters' SVG text is 0.77 px per unit of size, and a sans-serif character about
+/// half as wide as it is high, so a caption of n characters fits below 2400 / n; 2200 leaves a
+/// margin.
+fn caption_size(caption: &str) -> u32 {
+    let fits = 2200 / caption.chars().count().max(1);
+    fits.clamp(12, 22) as u32
+}
+
+/// `shown` with each file path cut to its last part (`sslrootcert=…/ca.crt`): a TLS target's
+/// CA path would push its caption past the panel's width, and the name says enough there.
+fn short_paths(shown: &str) -> String {
+    shown
+        .split(' ')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, value)) if value.contains('/') => {
+                let last = value.rsplit('/').next().unwrap_or(value);
+                format!("{key}=…/{last}")
+            }
+            _ => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }

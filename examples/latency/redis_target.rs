@@ -1,32 +1,42 @@
 //! The Redis target: the same pool steps with `GET` in place of `SELECT 1`, the `redis` crate's
-//! cold connect, and r2d2 (the `redis` crate's `r2d2` feature) with its default settings.
+//! cold connect, and r2d2 (the `redis` crate's `r2d2` feature) with its default settings; over
+//! TLS (`rediss://`, `tls=on`) with the crate's `tls-rustls`, as the pool's driver connects.
 
+use std::fs;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use pool::Driver;
-use redis::{ConnectionAddr, ConnectionInfo, ProtocolVersion, RedisConnectionInfo};
+use redis::{
+    ClientTlsConfig, ConnectionAddr, ConnectionInfo, ProtocolVersion, RedisConnectionInfo,
+    TlsCertificates,
+};
 
 use crate::measure::{BoxError, Method, Step, Target, Timing};
-use crate::targets::pool_step;
+use crate::targets::{pool_step, shown};
 
 /// The key every `GET` reads, set before the run.
 const KEY: &str = "pool_latency_key";
 const VALUE: &str = "pool latency value";
 
-/// A Redis target. `args` is anything the pool's `redis` driver accepts (`redis://` URL or
-/// `key=value` text).
+/// A Redis target. `args` is anything the pool's `redis` driver accepts (`redis://` or
+/// `rediss://` URL, or `key=value` text; TLS with redis-cli's `cacert`, `cert`, `key` and
+/// `insecure`).
 pub fn redis(args: &str) -> Result<Target, BoxError> {
-    let info = connection_info(args)?;
+    // The driver's own parsing folds the aliases (`username`, `dbname`, `host=/path`, …) and
+    // the TLS spellings (`rediss://`, `tls=true` → `tls=on`).
+    let parsed = pool::redis_driver::RedisDriver::new().parse_args(args)?;
+    let tls = parsed.get("tls") == Some("on");
+    let client = client(&parsed)?;
     // Sets the key through the pool, and fails on wrong arguments before the progress bar.
     let mut conn = pool::open("redis", args)?;
     conn.execute("SET", &[KEY.into(), VALUE.into()])?;
     conn.release()?;
-    let client = redis::Client::open(info).map_err(|e| format!("redis client: {e}"))?;
     let r2d2 = r2d2::Pool::new(client.clone()).map_err(|e| format!("redis r2d2 pool: {e}"))?;
     let cold: Step = Box::new(move || {
         let started = Instant::now();
-        // Connect, then one pipelined round trip: AUTH (+ SELECT), CLIENT SETINFO ×2.
+        // Connect (+ the TLS handshake), then one pipelined round trip: AUTH (+ SELECT),
+        // CLIENT SETINFO ×2.
         let conn = client.get_connection()?;
         drop(conn); // closes the socket (no QUIT)
         Ok(started.elapsed().into())
@@ -40,12 +50,10 @@ pub fn redis(args: &str) -> Result<Target, BoxError> {
         Ok(started.elapsed().into())
     });
     let pooled = |method| pool_step("redis", args.to_owned(), method);
-    let shown = pool::ConnArgs::parse(args)
-        .map(|a| a.to_string())
-        .unwrap_or_else(|_| "(unparsable arguments)".into());
     Ok(Target {
         driver: "redis",
-        shown,
+        tls,
+        shown: shown(args),
         steps: vec![
             (Method::Cold, cold),
             (Method::Open, pooled(Method::Open)),
@@ -53,6 +61,7 @@ pub fn redis(args: &str) -> Result<Target, BoxError> {
             (Method::OpenGetRelease, get_step(args.to_owned())),
             (Method::R2d2GetCommand, get_get),
         ],
+        cold_every: 1,
     })
 }
 
@@ -89,19 +98,25 @@ fn check(value: &str) -> Result<(), BoxError> {
     }
 }
 
-/// What the pool's driver connects with: the same address, user, password and db, RESP2.
-fn connection_info(args: &str) -> Result<ConnectionInfo, BoxError> {
-    // The driver's own parsing folds the aliases (`username`, `dbname`, `host=/path`, …).
-    let parsed = pool::redis_driver::RedisDriver::new().parse_args(args)?;
+/// A client that connects as the pool's driver does: the same address, user, password and db,
+/// RESP2, and over TLS the same certificates (see [`certificates`]) and `insecure` flag.
+fn client(parsed: &pool::ConnArgs) -> Result<redis::Client, BoxError> {
     let get = |key| parsed.get(key).filter(|v| !v.is_empty());
+    let host = || get("host").unwrap_or("127.0.0.1").to_owned();
+    let port = || get("port").map_or(Ok(6379), str::parse);
+    let tls = parsed.get("tls") == Some("on");
     let addr = match get("socket") {
         Some(path) => ConnectionAddr::Unix(PathBuf::from(path)),
-        None => ConnectionAddr::Tcp(
-            get("host").unwrap_or("127.0.0.1").to_owned(),
-            get("port").map_or(Ok(6379), str::parse)?,
-        ),
+        // The certificate is checked against `host` as written (it is also the SNI name).
+        None if tls => ConnectionAddr::TcpTls {
+            host: host(),
+            port: port()?,
+            insecure: parsed.get("insecure") == Some("on"),
+            tls_params: None,
+        },
+        None => ConnectionAddr::Tcp(host(), port()?),
     };
-    Ok(ConnectionInfo {
+    let info = ConnectionInfo {
         addr,
         redis: RedisConnectionInfo {
             db: get("db").map_or(Ok(0), str::parse)?,
@@ -109,5 +124,40 @@ fn connection_info(args: &str) -> Result<ConnectionInfo, BoxError> {
             password: parsed.get("password").map(str::to_owned),
             protocol: ProtocolVersion::RESP2,
         },
+    };
+    let client = if tls {
+        redis::Client::build_with_tls(info, certificates(parsed)?)
+    } else {
+        redis::Client::open(info)
+    };
+    Ok(client.map_err(|e| format!("redis client: {e}"))?)
+}
+
+/// The PEM files a TLS target names, read once (the driver reads them on every connect, so a
+/// rotated file is used by its next connect; a few small reads next to a handshake's
+/// milliseconds). Without `cacert` the crate trusts the platform's roots.
+///
+/// Either way the `redis` crate (0.32) rescans the platform's CA store on every TLS connect,
+/// even when `cacert` replaces it: most of a cold TLS connect on a machine with a full
+/// `ca-certificates` store (see the footnote), the same for the baselines and for the driver.
+fn certificates(parsed: &pool::ConnArgs) -> Result<TlsCertificates, BoxError> {
+    let read = |key: &str| -> Result<Option<Vec<u8>>, BoxError> {
+        match parsed.get(key) {
+            Some(path) => Ok(Some(
+                fs::read(path).map_err(|e| format!("redis {key} {path}: {e}"))?,
+            )),
+            None => Ok(None),
+        }
+    };
+    let client_tls = match (read("cert")?, read("key")?) {
+        (Some(client_cert), Some(client_key)) => Some(ClientTlsConfig {
+            client_cert,
+            client_key,
+        }),
+        _ => None,
+    };
+    Ok(TlsCertificates {
+        client_tls,
+        root_cert: read("cacert")?,
     })
 }

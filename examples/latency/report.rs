@@ -2,11 +2,13 @@
 
 use serde_json::{json, Value};
 
-use crate::measure::{Method, Samples};
+use crate::measure::{title, Method, Samples};
 
 /// Percentiles of one method, in microseconds.
 pub struct Summary {
     pub method: Method,
+    /// How many calls were measured (fewer for a cold connect sampled every n-th round).
+    pub calls: usize,
     pub p50: f64,
     pub p90: f64,
     pub p99: f64,
@@ -24,7 +26,9 @@ pub struct Ratio {
 
 pub struct DriverReport {
     pub driver: &'static str,
+    pub tls: bool,
     pub shown: String,
+    pub cold_every: usize,
     pub summaries: Vec<Summary>,
     pub ratios: Vec<Ratio>,
 }
@@ -50,19 +54,60 @@ Notes: times are per call, in µs, from one interleaved run (every round runs ea
 pub const REDIS_FOOTNOTE: &str = "\
 Redis: the pool's GET is one round trip through the uniform API (`conn.query(\"GET\", …)`);
   release after it is the full reset, one pipelined round trip (RESET, AUTH, CLIENT SETNAME
-  <name or "">, PING <nonce>; SELECT too when a db is configured), on the resetter thread.
+  <name or \"\">, PING <nonce>; SELECT too when a db is configured), on the resetter thread.
   Cold connect is redis::Client::get_connection (what the driver does): TCP connect + one
   pipelined round trip (AUTH, CLIENT SETINFO ×2); close drops the socket (no QUIT).
   r2d2 is the redis crate's `r2d2` feature with default settings: test_on_check_out makes
   every get send PING (is_valid), has_broken is a local check, and there is NO reset on
   return. So r2d2 get+GET+drop is 2 round trips, pool open+GET+release 1 for the caller.";
 
+/// Added to the notes when a plain PostgreSQL target was measured: why its cold connect has an
+/// SSLRequest in it.
+pub const PG_PREFER_FOOTNOTE: &str = "\
+PostgreSQL without sslmode (the plain rows): the driver, libpq and the baselines here all use
+  libpq's default sslmode=prefer, so a cold connect first asks for TLS (SSLRequest); the plain
+  server says no and the connect goes on unencrypted: one round trip more than
+  sslmode=disable. The pool pays it only when it connects, never on open.";
+
+/// Added to the notes when a TLS target was measured; `{every}` is its cold-connect stride.
+pub const TLS_FOOTNOTE: &str = "\
+TLS rows (\"over TLS\"): the same methods against a second private server of each kind that
+  speaks TLS (without --url: at 127.0.0.1, the same kind of login as the plain rows), every
+  session encrypted (the server says so: pg_stat_ssl, Ssl_cipher; the Redis port speaks only
+  TLS) and verified in full against a throwaway CA: chain and host name (sslmode=verify-full,
+  ssl-mode=VERIFY_IDENTITY, tls=on + cacert).
+  Cold connect over TLS = the plain cold connect + the TLS handshake with its certificate
+  checks (PostgreSQL: after the SSLRequest; MariaDB: after the server's greeting). It runs in
+  one round of every {every} (--tls-cold-every), hence fewer calls (the line under its rows).
+  The baselines use the native crates on rustls with ring, as the drivers do: postgres with
+  tokio-postgres-rustls (one ClientConfig for all connects), mysql with SslOpts (the crate
+  reads ssl-ca on every connect), redis with tls-rustls. A cold Redis TLS connect costs
+  4-5 ms mostly because the redis crate (0.32) rescans the platform's CA store
+  (ca-certificates, ~140 roots, about 3 ms) on every TLS connect, even when cacert replaces
+  it; the pool's driver pays that too, but only when it connects, never on open.
+  pool::open over TLS attaches a parked connection whose TLS session is already up: no
+  handshake and no certificate check, so it costs what a plain open costs (compare the
+  \"pool::open: TLS ÷ plain\" ratio). A request over TLS (pool open+statement+release, r2d2
+  get+statement+drop) has the round trips of its plain row; TLS adds the encryption and
+  decryption of each message (the reset's too, on the resetter thread). r2d2 over TLS is
+  r2d2_postgres with MakeRustlsConnect, r2d2_mysql with SslOpts and the redis crate's r2d2
+  with tls-rustls, default settings as in the plain rows. \"TLS ÷ plain\" ratios compare a TLS
+  row with the same method on the plain server of the same run.";
+
 /// The notes for these reports.
 pub fn footnote(reports: &[DriverReport]) -> String {
     let mut notes = FOOTNOTE.to_owned();
+    if reports.iter().any(|r| r.driver == "postgres" && !r.tls) {
+        notes += "\n";
+        notes += PG_PREFER_FOOTNOTE;
+    }
     if reports.iter().any(|r| r.driver == "redis") {
         notes += "\n";
         notes += REDIS_FOOTNOTE;
+    }
+    if let Some(every) = reports.iter().filter(|r| r.tls).map(|r| r.cold_every).max() {
+        notes += "\n";
+        notes += &TLS_FOOTNOTE.replace("{every}", &every.to_string());
     }
     notes
 }
@@ -83,6 +128,7 @@ pub fn summarize(samples: &Samples) -> DriverReport {
             sorted.sort_unstable();
             Summary {
                 method: *method,
+                calls: sorted.len(),
                 p50: percentile(&sorted, 0.50),
                 p90: percentile(&sorted, 0.90),
                 p99: percentile(&sorted, 0.99),
@@ -162,10 +208,79 @@ pub fn summarize(samples: &Samples) -> DriverReport {
     .collect();
     DriverReport {
         driver: samples.driver,
+        tls: samples.tls,
         shown: samples.shown.clone(),
+        cold_every: samples.cold_every,
         summaries,
         ratios,
     }
+}
+
+/// The reports of all targets, each TLS one with its "TLS ÷ plain" ratios against the plain
+/// target of the same driver, when the run has one.
+pub fn summarize_all(samples: &[Samples]) -> Vec<DriverReport> {
+    let mut reports: Vec<DriverReport> = samples.iter().map(summarize).collect();
+    for i in 0..reports.len() {
+        let (driver, tls) = (reports[i].driver, reports[i].tls);
+        let plain = reports.iter().position(|r| r.driver == driver && !r.tls);
+        if let (true, Some(plain)) = (tls, plain) {
+            let extra = tls_ratios(&reports[i], &reports[plain]);
+            reports[i].ratios.extend(extra);
+        }
+    }
+    reports
+}
+
+/// What TLS adds, method by method: a TLS target's percentiles over the plain target's.
+const TLS_RATIOS: &[(&str, &str, Method)] = &[
+    (
+        "tls_over_plain_cold",
+        "cold connect: TLS ÷ plain",
+        Method::Cold,
+    ),
+    (
+        "tls_over_plain_pool_open",
+        "pool::open: TLS ÷ plain",
+        Method::Open,
+    ),
+    (
+        "tls_over_plain_pool_select",
+        "pool open+SELECT 1+release: TLS ÷ plain",
+        Method::OpenSelectRelease,
+    ),
+    (
+        "tls_over_plain_r2d2_select",
+        "r2d2 get+SELECT 1+drop: TLS ÷ plain",
+        Method::R2d2Select,
+    ),
+    (
+        "tls_over_plain_pool_get",
+        "pool open+GET+release: TLS ÷ plain",
+        Method::OpenGetRelease,
+    ),
+    (
+        "tls_over_plain_r2d2_get",
+        "r2d2 get+GET+drop: TLS ÷ plain",
+        Method::R2d2GetCommand,
+    ),
+];
+
+fn tls_ratios(tls: &DriverReport, plain: &DriverReport) -> Vec<Ratio> {
+    fn find(r: &DriverReport, m: Method) -> Option<&Summary> {
+        r.summaries.iter().find(|s| s.method == m)
+    }
+    TLS_RATIOS
+        .iter()
+        .filter_map(|&(key, label, method)| {
+            let (t, p) = (find(tls, method)?, find(plain, method)?);
+            Some(Ratio {
+                key,
+                label,
+                p50: t.p50 / p.p50,
+                p99: t.p99 / p.p99,
+            })
+        })
+        .collect()
 }
 
 fn us(v: f64) -> String {
@@ -184,19 +299,22 @@ fn times(v: f64) -> String {
     }
 }
 
+/// The width of the method column: the longest label.
+const LABEL: usize = 38;
+
 pub fn table(reports: &[DriverReport], iterations: usize, warmup: usize) -> String {
     let mut out = format!(
         "{iterations} measured iterations per method (after {warmup} warm-up), interleaved\n"
     );
     for r in reports {
-        out += &format!("\n{} — {}\n", r.driver, r.shown);
+        out += &format!("\n{} — {}\n", title(r.driver, r.tls), r.shown);
         out += &format!(
-            "  {:<34} {:>9} {:>9} {:>9} {:>9}\n",
+            "  {:<LABEL$} {:>9} {:>9} {:>9} {:>9}\n",
             "method", "p50 µs", "p90 µs", "p99 µs", "max µs"
         );
         for s in &r.summaries {
             out += &format!(
-                "  {:<34} {:>9} {:>9} {:>9} {:>9}\n",
+                "  {:<LABEL$} {:>9} {:>9} {:>9} {:>9}\n",
                 s.method.label(),
                 us(s.p50),
                 us(s.p90),
@@ -204,10 +322,18 @@ pub fn table(reports: &[DriverReport], iterations: usize, warmup: usize) -> Stri
                 us(s.max)
             );
         }
-        out += &format!("  {:<52} {:>9} {:>9}\n", "ratio", "at p50", "at p99");
+        for s in r.summaries.iter().filter(|s| s.calls < iterations) {
+            out += &format!(
+                "  ({}: {} calls, one in every {} rounds; --tls-cold-every)\n",
+                s.method.label(),
+                s.calls,
+                r.cold_every
+            );
+        }
+        out += &format!("  {:<58} {:>9} {:>9}\n", "ratio", "at p50", "at p99");
         for q in &r.ratios {
             out += &format!(
-                "  {:<52} {:>9} {:>9}\n",
+                "  {:<58} {:>9} {:>9}\n",
                 q.label,
                 times(q.p50),
                 times(q.p99)
@@ -228,6 +354,7 @@ pub fn to_json(reports: &[DriverReport], iterations: usize, warmup: usize) -> Va
                     json!({
                         "method": s.method.key(),
                         "label": s.method.label().trim(),
+                        "calls": s.calls,
                         "p50_us": s.p50,
                         "p90_us": s.p90,
                         "p99_us": s.p99,
@@ -243,7 +370,9 @@ pub fn to_json(reports: &[DriverReport], iterations: usize, warmup: usize) -> Va
                 .collect();
             json!({
                 "driver": r.driver,
+                "tls": r.tls,
                 "target": r.shown,
+                "cold_every": r.cold_every,
                 "methods": methods,
                 "ratios": ratios,
             })

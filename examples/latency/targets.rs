@@ -1,90 +1,25 @@
-//! The steps of each driver: the pool's (the same for every driver), the native crate's cold
-//! connect, and r2d2 with its default settings.
+//! What every target shares: the pool's steps (the same for every driver), the row table, the
+//! check that the pool's sessions are (or are not) encrypted, and how a target is put
+//! together. Each driver's baselines (its native crate's cold connect, r2d2 with its default
+//! settings) are in `pg_target.rs`, `mysql_target.rs` and `redis_target.rs`.
 
 use std::time::Instant;
 
-use r2d2_mysql::mysql::{self, prelude::Queryable};
-use r2d2_mysql::MySqlConnectionManager;
-use r2d2_postgres::postgres::{self, config::SslMode, NoTls};
-use r2d2_postgres::PostgresConnectionManager;
-
 use crate::measure::{BoxError, Method, Step, Target, Timing};
-
-/// A PostgreSQL target. `url` is any form both the pool and `postgres::Config` accept
-/// (a `postgres://` URL or libpq `key=value` text).
-pub fn postgres(url: &str) -> Result<Target, BoxError> {
-    let mut config: postgres::Config = url
-        .parse()
-        .map_err(|e| format!("cannot parse the postgres URL: {e}"))?;
-    // What the pool's driver does: NoTls, and no SSLRequest round trip.
-    config.ssl_mode(SslMode::Disable);
-    check_pool("postgres", url)?;
-    make_table(
-        "postgres",
-        url,
-        "CREATE TABLE IF NOT EXISTS pool_latency_items (id int PRIMARY KEY, name text NOT NULL)",
-        "INSERT INTO pool_latency_items SELECT i, 'item ' || i FROM generate_series(1, 100) i \
-         ON CONFLICT DO NOTHING",
-    )?;
-    let r2d2 = r2d2::Pool::new(PostgresConnectionManager::new(config.clone(), NoTls))
-        .map_err(|e| format!("r2d2_postgres pool: {e}"))?;
-    let r2d2_select = r2d2.clone();
-    let r2d2_row = r2d2.clone();
-    let mut next = Ids::default();
-    let cold: Step = Box::new(move || {
-        let started = Instant::now();
-        let client = config.connect(NoTls)?;
-        drop(client); // sends Terminate and closes the socket
-        Ok(started.elapsed().into())
-    });
-    let get: Step = Box::new(move || {
-        let started = Instant::now();
-        drop(r2d2.get()?);
-        Ok(started.elapsed().into())
-    });
-    let get_select: Step = Box::new(move || {
-        let started = Instant::now();
-        let mut client = r2d2_select.get()?;
-        // The same round trips as the pool driver's `query`: prepare, then execute.
-        client.query("SELECT 1", &[])?;
-        drop(client);
-        Ok(started.elapsed().into())
-    });
-    let get_row: Step = Box::new(move || {
-        let id = next.next() as i32;
-        let started = Instant::now();
-        let mut client = r2d2_row.get()?;
-        let row = client.query_one(PG_ROW, &[&id])?;
-        let _: String = row.get(0);
-        drop(client);
-        Ok(started.elapsed().into())
-    });
-    Ok(target(
-        "postgres",
-        url,
-        cold,
-        [get, get_select, get_row],
-        PG_ROW,
-    ))
-}
-
-/// One row by primary key, in each server's parameter syntax.
-const PG_ROW: &str = "SELECT name FROM pool_latency_items WHERE id = $1";
-const MYSQL_ROW: &str = "SELECT name FROM pool_latency_items WHERE id = ?";
 
 /// Ids 1..=100 in turn, so each call reads another row.
 #[derive(Default)]
-struct Ids(u64);
+pub struct Ids(u64);
 
 impl Ids {
-    fn next(&mut self) -> u64 {
+    pub fn next(&mut self) -> u64 {
         self.0 = self.0 % 100 + 1;
         self.0
     }
 }
 
 /// Creates and fills the small table the row methods read, through the pool.
-fn make_table(driver: &str, args: &str, create: &str, fill: &str) -> Result<(), BoxError> {
+pub fn make_table(driver: &str, args: &str, create: &str, fill: &str) -> Result<(), BoxError> {
     let mut conn = pool::open(driver, args)?;
     conn.execute(create, &[])?;
     conn.execute(fill, &[])?;
@@ -92,107 +27,66 @@ fn make_table(driver: &str, args: &str, create: &str, fill: &str) -> Result<(), 
     Ok(())
 }
 
-/// A MySQL/MariaDB target over TCP, with `prefer_socket(false)` as in the pool's driver.
-pub fn mysql(url: &str) -> Result<Target, BoxError> {
-    // The mysql crate knows only the mysql:// scheme; the pool also takes mariadb://.
-    let crate_url = match url.strip_prefix("mariadb://") {
-        Some(rest) => format!("mysql://{rest}"),
-        None => url.to_owned(),
-    };
-    let opts = mysql::Opts::from_url(&crate_url)
-        .map_err(|_| "cannot parse the mysql URL (expected mysql://user:pass@host:port/db)")?;
-    let builder = mysql::OptsBuilder::from_opts(opts).prefer_socket(false);
-    check_pool("mysql", url)?;
-    make_table(
-        "mysql",
-        url,
-        "CREATE TABLE IF NOT EXISTS pool_latency_items \
-         (id INT PRIMARY KEY, name VARCHAR(64) NOT NULL)",
-        "INSERT IGNORE INTO pool_latency_items \
-         SELECT seq, CONCAT('item ', seq) FROM seq_1_to_100",
-    )?;
-    let r2d2 = r2d2::Pool::new(MySqlConnectionManager::new(builder.clone()))
-        .map_err(|e| format!("r2d2_mysql pool: {e}"))?;
-    let r2d2_select = r2d2.clone();
-    let r2d2_row = r2d2.clone();
-    let mut next = Ids::default();
-    let opts = mysql::Opts::from(builder);
-    let cold: Step = Box::new(move || {
-        let started = Instant::now();
-        let conn = mysql::Conn::new(opts.clone())?;
-        drop(conn); // sends COM_QUIT and closes the socket
-        Ok(started.elapsed().into())
-    });
-    let get: Step = Box::new(move || {
-        let started = Instant::now();
-        drop(r2d2.get()?);
-        Ok(started.elapsed().into())
-    });
-    let get_select: Step = Box::new(move || {
-        let started = Instant::now();
-        let mut conn = r2d2_select.get()?;
-        // The text protocol, as the pool driver's `query` without parameters.
-        let _: Vec<i64> = conn.query("SELECT 1")?;
-        drop(conn);
-        Ok(started.elapsed().into())
-    });
-    let get_row: Step = Box::new(move || {
-        let id = next.next();
-        let started = Instant::now();
-        let mut conn = r2d2_row.get()?;
-        // A prepared statement (the crate caches it per connection; r2d2 never resets).
-        let name: Option<String> = conn.exec_first(MYSQL_ROW, (id,))?;
-        name.ok_or("row missing")?;
-        drop(conn);
-        Ok(started.elapsed().into())
-    });
-    Ok(target(
-        "mysql",
-        url,
-        cold,
-        [get, get_select, get_row],
-        MYSQL_ROW,
-    ))
+/// Opens a pooled connection, runs `probe` (a query whose first row says whether this session
+/// is encrypted) and releases it. It runs before the progress bar starts, so wrong arguments
+/// fail at once; and it is the server's own word on TLS, which decides whether the target's
+/// rows are labelled "over TLS".
+pub fn pool_session_encrypted(
+    driver: &str,
+    args: &str,
+    probe: &str,
+    encrypted: fn(&pool::Rows) -> Option<bool>,
+) -> Result<bool, BoxError> {
+    let mut conn = pool::open(driver, args)?;
+    let rows = conn.query(probe, &[])?;
+    conn.release()?;
+    encrypted(&rows).ok_or_else(|| format!("{driver}: unexpected answer to `{probe}`").into())
 }
 
-/// The pool's steps next to r2d2's `[get, get + SELECT 1, get + row]`.
-fn target(
+/// The arguments as they may be shown: secrets redacted.
+pub fn shown(args: &str) -> String {
+    pool::ConnArgs::parse(args)
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "(unparsable arguments)".into())
+}
+
+/// The r2d2 baselines of a SQL target: `get` + drop, `get` + `SELECT 1` + drop, and `get` + one
+/// row by id + drop.
+pub struct R2d2Steps {
+    pub get: Step,
+    pub select: Step,
+    pub row: Step,
+}
+
+/// The pool's steps next to the native cold connect and r2d2's, for a SQL target.
+pub fn sql_target(
     driver: &'static str,
-    url: &str,
+    args: &str,
+    tls: bool,
     cold: Step,
-    r2d2: [Step; 3],
+    r2d2: R2d2Steps,
     row_sql: &'static str,
 ) -> Target {
-    let [get, get_select, get_row] = r2d2;
-    let shown = pool::ConnArgs::parse(url)
-        .map(|a| a.to_string())
-        .unwrap_or_else(|_| "(unparsable arguments)".into());
-    let pooled = |method| pool_step(driver, url.to_owned(), method);
+    let pooled = |method| pool_step(driver, args.to_owned(), method);
     Target {
         driver,
-        shown,
+        tls,
+        shown: shown(args),
         steps: vec![
             (Method::Cold, cold),
             (Method::Open, pooled(Method::Open)),
             (Method::OpenRelease, pooled(Method::OpenRelease)),
             (Method::OpenSelectRelease, pooled(Method::OpenSelectRelease)),
-            (Method::R2d2Get, get),
-            (Method::R2d2Select, get_select),
+            (Method::R2d2Get, r2d2.get),
+            (Method::R2d2Select, r2d2.select),
             (
                 Method::OpenRowRelease,
-                row_step(driver, url.to_owned(), row_sql),
+                row_step(driver, args.to_owned(), row_sql),
             ),
-            (Method::R2d2Row, get_row),
+            (Method::R2d2Row, r2d2.row),
         ],
+        cold_every: 1,
     }
-}
-
-/// Opens once and runs `SELECT 1`, so a wrong URL fails before the progress bar starts.
-fn check_pool(driver: &str, args: &str) -> Result<(), BoxError> {
-    let mut conn = pool::open(driver, args)?;
-    conn.query("SELECT 1", &[])?;
-    conn.release()?;
-    Ok(())
 }
 
 /// `pool::open` + one row by id + `release`.
