@@ -4,7 +4,7 @@
 //!
 //! * **Each connection owns its socket and a current-thread tokio runtime**, and no thread:
 //!   every blocking call drives the socket on the calling thread (see [`client`]). A parked
-//!   connection can move to any thread and costs memory (about 43 KB of heap, 68 KB with TLS)
+//!   connection can move to any thread and costs memory (about 43 KB of heap, 51 KB with TLS)
 //!   and the file descriptors of its socket and its runtime's event loop, as with the
 //!   `postgres` crate (`dev/pg-sync-baseline/examples/parked_cost.rs` measures both).
 //! * **Arguments** are libpq `key=value` strings or `postgres://` URLs, with the common aliases
