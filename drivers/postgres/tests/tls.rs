@@ -107,8 +107,11 @@ fn each_certificate_failure_says_what_failed() {
         &format!("sslmode=verify-full sslrootcert={other_ca}"),
     ));
     assert_says(&error, &["untrusted", "unknown CA", "sslrootcert"]);
+    // The same codes the MariaDB and Redis drivers set, for a handler to match on.
+    assert_eq!(error.code(), Some("TLS_UNTRUSTED_CERTIFICATE"), "{error}");
 
     let error = refused(&s.wrong_host.tls_args("verify-full"));
+    assert_eq!(error.code(), Some("TLS_HOST_NAME_MISMATCH"), "{error}");
     assert_says(
         &error,
         &[
@@ -121,6 +124,7 @@ fn each_certificate_failure_says_what_failed() {
 
     let error = refused(&s.expired.tls_args("verify-full"));
     assert_says(&error, &["certificate has expired"]);
+    assert_eq!(error.code(), Some("TLS_CERTIFICATE_EXPIRED"), "{error}");
     // verify-ca checks the dates too.
     let error = refused(&s.expired.tls_args("verify-ca"));
     assert_says(&error, &["certificate has expired"]);

@@ -2,7 +2,7 @@
 //!
 //! The kind is `Timeout` when the pool's deadline ran out or every attempt hit
 //! `connect_timeout`, and `Connect` otherwise; the code is the SQLSTATE of the last server
-//! refusal. One attempt gives its own message; several (more hosts, or a TLS fallback) are
+//! refusal, or the `TLS_*` code of the last TLS failure. One attempt gives its own message; several (more hosts, or a TLS fallback) are
 //! listed, each after its host, so a user sees why each was given up. The messages are built
 //! from the errors and the redacted arguments only, and scrubbed of the password anyway.
 
@@ -58,8 +58,8 @@ pub(super) fn report(
         .map(|(failure, (text, code))| match (listed, code) {
             (true, _) => format!("{}: {text}", failure.target),
             // The server's own message is about this connection already.
-            (false, Some(_)) => text.clone(),
-            (false, None) => format!("connecting to {}: {text}", failure.target),
+            (false, Some(code)) if !code.starts_with("TLS_") => text.clone(),
+            (false, _) => format!("connecting to {}: {text}", failure.target),
         })
         .collect();
     let message = match (overall, parts.is_empty()) {
@@ -112,9 +112,8 @@ fn describe(failure: &Failure, args: &ConnArgs) -> (String, Option<String>) {
         Cause::Pg(_, host) => host.as_str(),
         Cause::TimedOut(_) => "",
     };
-    let text = match tls::describe(err, failure.mode, host, failure.encrypted, args) {
-        Some(described) => described,
-        None => error::chain(err),
-    };
-    (text, None)
+    match tls::describe(err, failure.mode, host, failure.encrypted, args) {
+        Some((described, code)) => (described, Some(code.to_owned())),
+        None => (error::chain(err), None),
+    }
 }

@@ -8,6 +8,10 @@
 //! "unknown CA", "host name mismatch", "expired" and "refuses TLS" are in the messages so a
 //! handler (or a test) can tell them apart without parsing rustls' wording.
 //!
+//! Each also gets a code a handler can match on, the same `TLS_*` codes the MariaDB and Redis
+//! drivers set (`TLS_UNTRUSTED_CERTIFICATE`, `TLS_HOST_NAME_MISMATCH`, `TLS_CERTIFICATE_EXPIRED`,
+//! `TLS_NOT_OFFERED`, …).
+//!
 //! tokio-postgres reports "the server refuses TLS" and "no channel binding" with fixed texts
 //! of its own (its error kinds are private); the tests pin both, so a version that rewords them
 //! fails a test instead of silently losing the advice.
@@ -26,28 +30,31 @@ const SERVER_REFUSES_TLS: &str = "server does not support TLS";
 /// tokio-postgres' message when `channel_binding=require` could not be honoured.
 const NO_CHANNEL_BINDING: &str = "server did not use channel binding";
 
-/// Describes `err` if it is a TLS or channel-binding failure; `None` for anything else.
-/// `host` is the name the certificate was checked against, `encrypted` whether the session was
-/// under TLS when it failed.
+/// Describes `err` if it is a TLS or channel-binding failure, with its `TLS_*` code; `None`
+/// for anything else. `host` is the name the certificate was checked against, `encrypted`
+/// whether the session was under TLS when it failed.
 pub(crate) fn describe(
     err: &tokio_postgres::Error,
     mode: SslMode,
     host: &str,
     encrypted: bool,
     args: &ConnArgs,
-) -> Option<String> {
+) -> Option<(String, &'static str)> {
     if let Some(tls) = rustls_cause(err) {
-        return Some(rustls_message(tls, mode, host, args));
+        return Some((
+            rustls_message(tls, mode, host, args),
+            rustls_code(tls, args),
+        ));
     }
     let innermost = causes(err).last().map(ToString::to_string);
-    match innermost.as_deref() {
-        Some(SERVER_REFUSES_TLS) => Some(format!(
+    let text = match innermost.as_deref() {
+        Some(SERVER_REFUSES_TLS) => format!(
             "the server refuses TLS (it answered the TLS request with 'N': is ssl = on in \
                  its postgresql.conf?), and sslmode={} needs it; use sslmode=prefer to fall \
                  back to an unencrypted connection",
             mode.as_str()
-        )),
-        Some(NO_CHANNEL_BINDING) => Some(format!(
+        ),
+        Some(NO_CHANNEL_BINDING) => format!(
             "channel_binding=require, but the server did not use channel binding \
                  (SCRAM-SHA-256-PLUS): that needs an encrypted connection (this one was {}) \
                  and scram-sha-256 password authentication for this user (not trust, md5 or \
@@ -57,8 +64,34 @@ pub(crate) fn describe(
             } else {
                 "not encrypted"
             }
-        )),
-        _ => None,
+        ),
+        _ => return None,
+    };
+    let code = match innermost.as_deref() {
+        Some(SERVER_REFUSES_TLS) => "TLS_NOT_OFFERED",
+        _ => "TLS_NO_CHANNEL_BINDING",
+    };
+    Some((text, code))
+}
+
+/// The `TLS_*` code for a rustls failure (see the module doc).
+fn rustls_code(error: &TlsError, args: &ConnArgs) -> &'static str {
+    match error {
+        TlsError::InvalidCertificate(certificate) => match certificate {
+            CertificateError::UnknownIssuer => "TLS_UNTRUSTED_CERTIFICATE",
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                "TLS_HOST_NAME_MISMATCH"
+            }
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                "TLS_CERTIFICATE_EXPIRED"
+            }
+            _ => "TLS_BAD_CERTIFICATE",
+        },
+        TlsError::AlertReceived(_) if args.get("sslcert").is_some() => {
+            "TLS_CLIENT_CERTIFICATE_REFUSED"
+        }
+        TlsError::AlertReceived(_) => "TLS_CLIENT_CERTIFICATE_REQUIRED",
+        _ => "TLS_FAILED",
     }
 }
 
