@@ -52,7 +52,8 @@ fn passwords_never_appear_in_errors_debug_stats_or_logs() {
     // A failed reset: not the caller's error (release is Ok), but logged with the driver's
     // message.
     db.fail_detach.store(true, SeqCst);
-    conn.release().expect("a failed reset does not fail the release");
+    conn.release()
+        .expect("a failed reset does not fail the release");
     // Invalid args around a password.
     let invalid = pool::open("fake", &format!("password={PASSWORD} user")).unwrap_err();
     seen.push(format!("{invalid} {invalid:?}"));
