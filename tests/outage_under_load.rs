@@ -1,5 +1,6 @@
-//! Outage under load, on real servers (PostgreSQL, MariaDB, Redis): 16 threads loop open → query → release while the
-//! server is killed (SIGKILL) for about 3 s and started again on the same port. No call hangs
+//! Outage under load, on real servers (PostgreSQL in plain text and over verified TLS, MariaDB,
+//! Redis): 16 threads loop open → query → release while the server is killed (SIGKILL) for
+//! about 3 s and started again on the same port (the TLS server again with TLS). No call hangs
 //! past its bound, nothing panics, every failure is an error a handler maps to 503
 //! (`Error::is_transient`), the server never sees more than `max_open` sessions of the pool's
 //! user, and from 1 s after the server accepts connections again every request succeeds. The
@@ -58,6 +59,10 @@ fn request(driver: &str, args: &str, statement: &str, expect: &Value) -> Result<
 /// and start it, and how many sessions the pool's user has on it.
 trait Target {
     fn driver(&self) -> &'static str;
+    /// What the test prints for the server.
+    fn label(&self) -> &'static str {
+        self.driver()
+    }
     fn args(&self) -> String;
     /// A statement answering one known value.
     fn statement(&self) -> (&'static str, Value);
@@ -70,17 +75,19 @@ trait Target {
     }
 }
 
-/// PostgreSQL or MariaDB, with a user of the test's own.
+/// PostgreSQL (plain or TLS) or MariaDB, with a user of the test's own.
 struct Sql {
     server: OwnServer,
-    backend: Backend,
     name: String,
     args: String,
 }
 
 impl Target for Sql {
     fn driver(&self) -> &'static str {
-        self.backend.driver()
+        self.server.server().backend().driver()
+    }
+    fn label(&self) -> &'static str {
+        self.server.server().label()
     }
     fn args(&self) -> String {
         self.args.clone()
@@ -138,20 +145,15 @@ impl Target for Redis {
 }
 
 #[rstest]
-#[case::postgres(Backend::Postgres)]
-#[case::mariadb(Backend::Maria)]
-fn an_outage_under_load_ends_in_bounded_errors_and_full_recovery(#[case] backend: Backend) {
-    let server = OwnServer::start(backend);
+#[case::postgres(OwnServer::start(Backend::Postgres))]
+#[case::postgres_tls(OwnServer::start_pg_tls())]
+#[case::mariadb(OwnServer::start(Backend::Maria))]
+fn an_outage_under_load_ends_in_bounded_errors_and_full_recovery(#[case] server: OwnServer) {
     let (name, args) = {
         let user = fresh_user(server.server(), "outage");
         (user.name.clone(), user.args.clone())
     };
-    outage_under_load(Sql {
-        server,
-        backend,
-        name,
-        args,
-    });
+    outage_under_load(Sql { server, name, args });
 }
 
 #[test]
@@ -161,7 +163,7 @@ fn a_redis_outage_under_load_ends_in_bounded_errors_and_full_recovery() {
 }
 
 fn outage_under_load(mut server: impl Target) {
-    let (driver, args) = (server.driver(), server.args());
+    let (driver, label, args) = (server.driver(), server.label(), server.args());
     pool::configure(driver, &args, settings()).expect("configure");
     let (statement, expect) = server.statement();
     let stop = Arc::new(AtomicBool::new(false));
@@ -233,7 +235,7 @@ fn outage_under_load(mut server: impl Target) {
         .map(|o| o.finished.duration_since(back))
         .min();
     eprintln!(
-        "{driver}: {} requests, {} failed; killed for {DOWN_FOR:?}; first error {:?} after the \
+        "{label}: {} requests, {} failed; killed for {DOWN_FOR:?}; first error {:?} after the \
          kill; error window {:?}; server back → first success {:?}, → last error {:?}; slowest \
          request {slowest:?}; peak server sessions {peak_sessions} (max_open {MAX_OPEN})",
         outcomes.len(),

@@ -1,13 +1,15 @@
 //! The primer while the server is unreachable (a proxy that resets every connection): its
 //! connect attempts per second stay bounded by the backoff, and once the server is reachable
-//! again a parked connection is back within `primer_backoff_max`.
+//! again a parked connection is back within `primer_backoff_max`. On PostgreSQL in plain text
+//! and over verified TLS (a server of the test's own that accepts only TLS: every refill is a
+//! TLS handshake), and on MariaDB.
 
 mod common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::real::{fresh_user, Backend};
+use common::real::{fresh_user, Backend, CaseServer};
 use common::wait_until;
 use pool::Settings;
 use pool_testservers::{Proxy, ProxyMode};
@@ -17,16 +19,18 @@ const BACKOFF_MAX: Duration = Duration::from_millis(400);
 const OUTAGE: Duration = Duration::from_secs(3);
 
 #[rstest]
-#[case::postgres(Backend::Postgres)]
-#[case::mariadb(Backend::Maria)]
-fn the_primer_backs_off_during_an_outage_and_refills_after_it(#[case] backend: Backend) {
-    let user = fresh_user(backend.shared(), "primeout");
-    let port = backend.shared().port();
+#[case::postgres(CaseServer::Shared(Backend::Postgres))]
+#[case::postgres_tls(CaseServer::pg_tls())]
+#[case::mariadb(CaseServer::Shared(Backend::Maria))]
+fn the_primer_backs_off_during_an_outage_and_refills_after_it(#[case] case: CaseServer) {
+    let server = case.server();
+    let user = fresh_user(server, "primeout");
+    let port = server.port();
     let proxy = Proxy::start(SocketAddr::from(([127, 0, 0, 1], port))).expect("proxy");
     let args = user
         .args
         .replace(&format!("port={port}"), &format!("port={}", proxy.port()));
-    let driver = backend.driver();
+    let (driver, label) = (server.backend().driver(), server.label());
     pool::configure(
         driver,
         &args,
@@ -61,7 +65,7 @@ fn the_primer_backs_off_during_an_outage_and_refills_after_it(#[case] backend: B
     });
     let refilled = back.elapsed();
     eprintln!(
-        "{backend:?}: {attempts} primer connect attempts in {OUTAGE:?} ({per_second:.1}/s, \
+        "{label}: {attempts} primer connect attempts in {OUTAGE:?} ({per_second:.1}/s, \
          primer_backoff_max {BACKOFF_MAX:?}); parked again {refilled:?} after the server was back"
     );
     // Pauses double from 50 ms to 400 ms and are jittered to half..whole: after the first

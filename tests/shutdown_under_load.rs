@@ -1,7 +1,9 @@
-//! `pool::shutdown()` while 16 threads work on a PostgreSQL and a MariaDB pool: it returns
-//! within a bound, no thread hangs, the background threads are joined, and once the held
-//! connections are released the servers see no session of this process's users. Its own
-//! binary: `shutdown` is process-wide.
+//! `pool::shutdown()` while 16 threads work on a PostgreSQL pool, a PostgreSQL-over-TLS pool
+//! (`sslmode=verify-full` against a server of the test's own that accepts only TLS) and a
+//! MariaDB pool: it returns within a bound, no thread hangs, the background threads are
+//! joined, and once the held connections are released the servers see no session of this
+//! process's users. Its own binary: `shutdown` is process-wide, so the plain and the TLS pools
+//! are shut down in one run rather than as separate cases.
 
 mod common;
 
@@ -10,7 +12,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::real::{fresh_user, Backend};
+use common::real::{fresh_user, start_pg_tls, Backend, Server};
 use common::{wait_until, SOON};
 use pool::Settings;
 
@@ -25,10 +27,15 @@ fn thread_names() -> Vec<String> {
 
 #[test]
 fn shutdown_under_load_returns_promptly_and_leaves_no_session() {
-    let backends = [Backend::Postgres, Backend::Maria];
-    let users: Vec<_> = backends
+    let pg_tls = start_pg_tls();
+    let servers = [
+        Backend::Postgres.shared(),
+        Server::Pg(&pg_tls),
+        Backend::Maria.shared(),
+    ];
+    let users: Vec<_> = servers
         .iter()
-        .map(|b| fresh_user(b.shared(), "shutload"))
+        .map(|&server| fresh_user(server, "shutload"))
         .collect();
     for user in &users {
         user.configure(Settings {

@@ -2,13 +2,18 @@
 //! between the pool and a real server. `open` returns within its bound even when several
 //! parked connections are silent; once traffic passes again the next `open` succeeds within
 //! 2 s; a reset connection fails with a clear error and is closed, not parked.
+//!
+//! Each runs on PostgreSQL in plain text, on PostgreSQL over verified TLS (a server of the
+//! test's own that accepts only TLS, so the silence or the reset hits TLS sessions: the
+//! liveness check's write and read, the close, and a new connect's TLS handshake), and on
+//! MariaDB.
 
 mod common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::real::{fresh_user, Backend};
+use common::real::{fresh_user, Backend, CaseServer, Server};
 use pool::{Error, Settings};
 use pool_testservers::{Proxy, ProxyMode};
 use rstest::rstest;
@@ -16,16 +21,16 @@ use rstest::rstest;
 const CHECK: Duration = Duration::from_secs(1);
 const CONNECT: Duration = Duration::from_secs(1);
 
-/// A fresh user's pool arguments pointed at a new proxy in front of the shared server.
-fn behind_proxy(backend: Backend, tag: &str) -> (Proxy, String) {
-    let user = fresh_user(backend.shared(), tag);
-    let port = backend.shared().port();
+/// A fresh user's pool arguments pointed at a new proxy in front of `server`.
+fn behind_proxy(server: Server<'_>, tag: &str) -> (Proxy, String) {
+    let user = fresh_user(server, tag);
+    let port = server.port();
     let proxy = Proxy::start(SocketAddr::from(([127, 0, 0, 1], port))).expect("proxy");
     let args = user
         .args
         .replace(&format!("port={port}"), &format!("port={}", proxy.port()));
     pool::configure(
-        backend.driver(),
+        server.backend().driver(),
         &args,
         Settings {
             max_open: 4,
@@ -47,11 +52,13 @@ fn query_one(driver: &str, args: &str) -> Result<(), Error> {
 }
 
 #[rstest]
-#[case::postgres(Backend::Postgres)]
-#[case::mariadb(Backend::Maria)]
-fn open_is_bounded_when_parked_connections_go_silent(#[case] backend: Backend) {
-    let driver = backend.driver();
-    let (proxy, args) = behind_proxy(backend, "silent");
+#[case::postgres(CaseServer::Shared(Backend::Postgres))]
+#[case::postgres_tls(CaseServer::pg_tls())]
+#[case::mariadb(CaseServer::Shared(Backend::Maria))]
+fn open_is_bounded_when_parked_connections_go_silent(#[case] case: CaseServer) {
+    let server = case.server();
+    let (driver, label) = (server.backend().driver(), server.label());
+    let (proxy, args) = behind_proxy(server, "silent");
     let conns: Vec<_> = (0..3).map(|_| pool::open(driver, &args).unwrap()).collect();
     drop(conns);
     std::thread::sleep(Duration::from_millis(20)); // parked past validate_after
@@ -67,15 +74,10 @@ fn open_is_bounded_when_parked_connections_go_silent(#[case] backend: Backend) {
     let limit = CHECK + CONNECT + Duration::from_secs(1);
     let Ok(result) = outcome.recv_timeout(limit * 3) else {
         proxy.set_mode(ProxyMode::Pass); // lets the hung call finish
-        panic!(
-            "{backend:?}: open still blocked after {:?}",
-            started.elapsed()
-        );
+        panic!("{label}: open still blocked after {:?}", started.elapsed());
     };
     let took = started.elapsed();
-    eprintln!(
-        "{backend:?}: open with 3 silent parked connections returned after {took:?}: {result:?}"
-    );
+    eprintln!("{label}: open with 3 silent parked connections returned after {took:?}: {result:?}");
     assert!(
         took < limit,
         "open took {took:?} with check_timeout {CHECK:?} and connect_timeout {CONNECT:?}"
@@ -95,17 +97,19 @@ fn open_is_bounded_when_parked_connections_go_silent(#[case] backend: Backend) {
         }
     }
     eprintln!(
-        "{backend:?}: first success {:?} after the network came back",
+        "{label}: first success {:?} after the network came back",
         back.elapsed()
     );
 }
 
 #[rstest]
-#[case::postgres(Backend::Postgres)]
-#[case::mariadb(Backend::Maria)]
-fn a_reset_connection_is_a_clear_error_and_is_closed(#[case] backend: Backend) {
-    let driver = backend.driver();
-    let (proxy, args) = behind_proxy(backend, "reset");
+#[case::postgres(CaseServer::Shared(Backend::Postgres))]
+#[case::postgres_tls(CaseServer::pg_tls())]
+#[case::mariadb(CaseServer::Shared(Backend::Maria))]
+fn a_reset_connection_is_a_clear_error_and_is_closed(#[case] case: CaseServer) {
+    let server = case.server();
+    let driver = server.backend().driver();
+    let (proxy, args) = behind_proxy(server, "reset");
     let mut conn = pool::open(driver, &args).unwrap();
     proxy.set_mode(ProxyMode::Reset);
     let error = conn

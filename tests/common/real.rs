@@ -10,7 +10,9 @@ use std::sync::Mutex;
 
 use mysql::prelude::Queryable;
 use pool::{Conn, Settings, Stats, Value};
-use pool_testservers::{shared_maria, shared_pg, MariaServer, PgServer, ServerError};
+use pool_testservers::{
+    shared_maria, shared_pg, MariaServer, PgServer, ServerCert, ServerError, TestPki,
+};
 
 /// The two built-in drivers, each against its own kind of server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,6 +118,21 @@ impl Server<'_> {
         }
     }
 
+    /// Whether the server speaks only TLS over TCP (a PostgreSQL server from
+    /// [`start_pg_tls`]).
+    pub fn tls(self) -> bool {
+        matches!(self, Server::Pg(s) if s.tls().is_some())
+    }
+
+    /// What a test prints for this server: `PostgreSQL`, `PostgreSQL over TLS`, `MariaDB`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Server::Pg(_) if self.tls() => "PostgreSQL over TLS",
+            Server::Pg(_) => "PostgreSQL",
+            Server::Maria(_) => "MariaDB",
+        }
+    }
+
     /// Runs `sql` as the superuser (`pool_trust` through `psql`, `root` through `mariadb`).
     pub fn superuser_sql(self, sql: &str) -> String {
         match self {
@@ -125,12 +142,20 @@ impl Server<'_> {
         .unwrap_or_else(|e| panic!("superuser SQL failed: {sql}: {e}"))
     }
 
-    /// A direct (unpooled) administrative connection.
+    /// A direct (unpooled) administrative connection. On a TLS server (which refuses plain
+    /// TCP) over its unix socket, which stays plain.
     pub fn admin(self) -> Admin {
         match self {
             Server::Pg(s) => Admin::Pg(Box::new(
-                postgres::Client::connect(&s.trust_args(), postgres::NoTls)
-                    .expect("admin connection to PostgreSQL"),
+                postgres::Client::connect(
+                    &if self.tls() {
+                        s.trust_socket_args()
+                    } else {
+                        s.trust_args()
+                    },
+                    postgres::NoTls,
+                )
+                .expect("admin connection to PostgreSQL"),
             )),
             Server::Maria(s) => {
                 // `pool_user` has PROCESS, so it sees every session in the processlist.
@@ -159,6 +184,11 @@ impl OwnServer {
             Backend::Postgres => OwnServer::Pg(start_server("PostgreSQL", PgServer::start)),
             Backend::Maria => OwnServer::Maria(start_server("MariaDB", MariaServer::start)),
         }
+    }
+
+    /// A private PostgreSQL server that speaks only TLS over TCP ([`start_pg_tls`]).
+    pub fn start_pg_tls() -> OwnServer {
+        OwnServer::Pg(start_pg_tls())
     }
 
     pub fn server(&self) -> Server<'_> {
@@ -204,6 +234,39 @@ impl OwnServer {
 /// Starts a private server, panicking with the reason if it cannot.
 pub fn start_server<T>(what: &str, start: impl Fn() -> Result<T, ServerError>) -> T {
     start().unwrap_or_else(|e| panic!("starting a private {what}: {e}"))
+}
+
+/// A private PostgreSQL server with TLS, presenting a valid certificate (`localhost`,
+/// `127.0.0.1`) from a PKI made for it (kept as long as the server). Over TCP it accepts TLS
+/// only (`hostnossl ... reject`), so nothing a test does there can silently run in plain text;
+/// [`fresh_user`] gives its users `sslmode=verify-full` arguments, [`Server::admin`] goes
+/// through the (plain) unix socket.
+pub fn start_pg_tls() -> PgServer {
+    let pki = TestPki::generate().unwrap_or_else(|e| panic!("making the test PKI: {e}"));
+    start_server("PostgreSQL with TLS", || {
+        PgServer::start_tls(&pki, ServerCert::Valid)
+    })
+}
+
+/// The server of one test case: a backend's shared server, or a PostgreSQL server of the
+/// case's own that speaks only TLS ([`start_pg_tls`]).
+pub enum CaseServer {
+    Shared(Backend),
+    PgTls(Box<PgServer>),
+}
+
+impl CaseServer {
+    /// Starts a private TLS PostgreSQL server for the case.
+    pub fn pg_tls() -> CaseServer {
+        CaseServer::PgTls(Box::new(start_pg_tls()))
+    }
+
+    pub fn server(&self) -> Server<'_> {
+        match self {
+            CaseServer::Shared(backend) => backend.shared(),
+            CaseServer::PgTls(s) => Server::Pg(s),
+        }
+    }
 }
 
 /// A direct administrative connection, not through the pool and not as any test user, so it
@@ -268,18 +331,21 @@ pub struct TestUser<'a> {
     pub backend: Backend,
     /// The login name (lower case; also a prefix for the test's own objects).
     pub name: String,
-    /// The pool arguments (TCP to 127.0.0.1).
+    /// The pool arguments (TCP to 127.0.0.1; on a TLS server to `localhost` with
+    /// `sslmode=verify-full sslrootcert=<the CA>`).
     pub args: String,
     pub server: Server<'a>,
 }
 
-/// The password every MariaDB test user gets (PostgreSQL test users authenticate by trust).
+/// The password every MariaDB test user gets (PostgreSQL test users authenticate by trust,
+/// over verified TLS on a TLS server).
 pub const MARIA_TEST_PASSWORD: &str = "t-user-pw";
 
 /// Creates a login user for one test on `server`, named after `tag` (letters, digits, `_`).
 ///
 /// PostgreSQL: `LOGIN`, all rights on database `pool_test` and schema `public`, member of
-/// `pool_other` (so it may `SET ROLE pool_other`); trust authentication over TCP.
+/// `pool_other` (so it may `SET ROLE pool_other`); trust authentication over TCP (on a TLS
+/// server: over TLS, and its arguments verify the server's certificate and host name).
 /// MariaDB: `'name'@'%'` and `'name'@'localhost'` with [`MARIA_TEST_PASSWORD`], all rights on
 /// `pool_test.*` (as the testservers crate sets up `pool_user`).
 pub fn fresh_user<'a>(server: Server<'a>, tag: &str) -> TestUser<'a> {
@@ -308,10 +374,19 @@ pub fn fresh_user<'a>(server: Server<'a>, tag: &str) -> TestUser<'a> {
                  GRANT ALL ON SCHEMA public TO {name}; GRANT pool_other TO {name}"
             ))
             .unwrap_or_else(|e| panic!("creating PostgreSQL role {name}: {e}"));
-            format!(
-                "host=127.0.0.1 port={} user={name} dbname=pool_test",
-                s.port()
-            )
+            if s.tls().is_some() {
+                // `host=localhost port=N user=pool_scram password=... dbname=pool_test
+                // sslmode=verify-full sslrootcert=<CA>`, as this user (trusted: no password).
+                let scram = format!("user={} password={}", s.scram_user(), s.scram_password());
+                let args = s.tls_args("verify-full");
+                assert!(args.contains(&scram), "unexpected TLS args: {args}");
+                args.replace(&scram, &format!("user={name}"))
+            } else {
+                format!(
+                    "host=127.0.0.1 port={} user={name} dbname=pool_test",
+                    s.port()
+                )
+            }
         }
         Server::Maria(s) => {
             s.sql(&format!(
