@@ -2,6 +2,7 @@
 
 use std::any::Any;
 use std::cell::Cell;
+use std::time::Duration;
 
 use pool_driver::{ConnArgs, Connection, DriverError, Rows, Value};
 use tokio_postgres::SimpleQueryMessage;
@@ -25,15 +26,19 @@ pub struct PgConn {
     pub(crate) touched: Cell<bool>,
     /// The arguments it was opened with, kept only to scrub their secrets from error messages.
     args: ConnArgs,
+    /// The bound on the driver's own reset: the connect timeout it was opened with (the
+    /// contract gives `detach` none). A reset that runs into it marks the connection broken.
+    pub(crate) reset_bound: Duration,
 }
 
 impl PgConn {
-    pub(crate) fn new(client: PgClient, args: ConnArgs) -> Self {
+    pub(crate) fn new(client: PgClient, args: ConnArgs, reset_bound: Duration) -> Self {
         Self {
             client,
             broken: false,
             touched: Cell::new(false),
             args,
+            reset_bound: reset_bound.max(Duration::from_millis(1)),
         }
     }
 

@@ -28,14 +28,17 @@ impl Driver for PgDriver {
     /// login) bounded by `timeout` (see `connect/mod.rs`); no thread is started or left behind.
     fn connect(&self, args: &ConnArgs, timeout: Duration) -> Result<PgConn, DriverError> {
         let client = connect::connect(args, timeout)?;
-        Ok(PgConn::new(client, args.clone()))
+        Ok(PgConn::new(client, args.clone(), timeout))
     }
 
     /// Rolls back and resets in one round trip (see [`crate::reset`]), the same for every used
     /// session whatever ran on it (no decision reads the SQL); a connection nothing ran on and
     /// whose native client nobody reached since it was opened or last reset is parked as it
     /// is. A broken connection or a failed reset is an error of kind `Broken`: the pool closes
-    /// the connection.
+    /// the connection. The reset is bounded by the connect timeout the connection was opened
+    /// with, also on a peer that acknowledges the bytes but never answers (a stopped server),
+    /// where `tcp_user_timeout` never fires. A session whose cancel token was handed out is
+    /// `NotReusable` (the token would outlive the reset).
     fn detach(&self, mut conn: PgConn, mode: ResetMode) -> Result<PgConn, DriverError> {
         if conn.broken || conn.client.is_closed() {
             return Err(DriverError::new(
@@ -43,15 +46,33 @@ impl Driver for PgDriver {
                 "the postgres connection is broken; it is closed instead of parked",
             ));
         }
+        if conn.client.cancel_handed_out.get() {
+            return Err(DriverError::new(
+                DriverErrorKind::NotReusable,
+                "a cancel token was handed out for this session (PgClient::cancel_token): it \
+                 could cancel the next user's statements, so the session is closed, not reused",
+            ));
+        }
         if !conn.touched.get() {
             return Ok(conn);
         }
-        match reset::reset(&conn.client, mode) {
+        match reset::reset(&conn.client, mode, conn.reset_bound) {
             Ok(()) => {
                 conn.touched.set(false);
                 Ok(conn)
             }
-            Err(err) => {
+            Err(reset::Failed::TimedOut(bound)) => {
+                conn.broken = true;
+                Err(DriverError::new(
+                    DriverErrorKind::Broken,
+                    format!(
+                        "resetting the postgres session got no answer within {bound:?} (the \
+                         connect timeout): the server or the network is silent; the \
+                         connection is closed"
+                    ),
+                ))
+            }
+            Err(reset::Failed::Pg(err)) => {
                 let mapped = conn.fail(&err);
                 tracing::debug!(?mode, error = %mapped, "postgres session reset failed");
                 let error = DriverError::new(

@@ -55,6 +55,7 @@
 
 use futures_util::future::join;
 use pool_driver::ResetMode;
+use std::time::Duration;
 use tokio_postgres::{Error, SimpleQueryMessage};
 
 use crate::client::PgClient;
@@ -96,13 +97,31 @@ const IN_FAILED_TRANSACTION: &str = "25P02";
 /// The result column of [`AFTER_BEGIN`] that names a statement to deallocate.
 const PREPARED_COLUMN: &str = "pool_prepared";
 
-/// Runs the reset for `mode`, then clears client-side state that would otherwise outlive it.
-pub(crate) fn reset(client: &PgClient, mode: ResetMode) -> Result<(), Error> {
+/// Why a reset failed.
+#[derive(Debug)]
+pub(crate) enum Failed {
+    /// The server refused, or the connection ended.
+    Pg(Error),
+    /// No answer within the bound: a stopped server, or a network that still acknowledges the
+    /// bytes (so `tcp_user_timeout` never fires). The request is left in flight: the
+    /// connection is unusable.
+    TimedOut(Duration),
+}
+
+impl From<Error> for Failed {
+    fn from(err: Error) -> Self {
+        Failed::Pg(err)
+    }
+}
+
+/// Runs the reset for `mode`, each round trip within `bound`, then clears client-side state
+/// that would otherwise outlive it.
+pub(crate) fn reset(client: &PgClient, mode: ResetMode, bound: Duration) -> Result<(), Failed> {
     let second = match mode {
         ResetMode::Full => AFTER_BEGIN,
         ResetMode::RollbackOnly => "ROLLBACK",
     };
-    let messages = pipelined(client, second)?;
+    let messages = pipelined(client, second, bound)?;
     if mode == ResetMode::RollbackOnly {
         return Ok(());
     }
@@ -117,7 +136,9 @@ pub(crate) fn reset(client: &PgClient, mode: ResetMode) -> Result<(), Error> {
         .map(|name| format!("DEALLOCATE \"{}\";", name.replace('"', "\"\"")))
         .collect();
     if !deallocate.is_empty() {
-        client.batch_execute(&deallocate)?;
+        client
+            .within(bound, client.client().batch_execute(&deallocate))
+            .ok_or(Failed::TimedOut(bound))??;
     }
     // Types may have changed under a new role or search_path: look them up afresh.
     client.clear_type_cache();
@@ -125,18 +146,22 @@ pub(crate) fn reset(client: &PgClient, mode: ResetMode) -> Result<(), Error> {
     Ok(())
 }
 
-/// Sends [`BEGIN`] and `second` in one write and reads both replies; `BEGIN` may fail only
-/// because the session is in an aborted transaction (which `second` ends).
-fn pipelined(client: &PgClient, second: &str) -> Result<Vec<SimpleQueryMessage>, Error> {
+/// Sends [`BEGIN`] and `second` in one write and reads both replies, within `bound`; `BEGIN`
+/// may fail only because the session is in an aborted transaction (which `second` ends).
+fn pipelined(
+    client: &PgClient,
+    second: &str,
+    bound: Duration,
+) -> Result<Vec<SimpleQueryMessage>, Failed> {
     let inner = client.client();
-    let (begin, rest) =
-        client.block_on(join(inner.simple_query(BEGIN), inner.simple_query(second)));
+    let both = join(inner.simple_query(BEGIN), inner.simple_query(second));
+    let (begin, rest) = client.within(bound, both).ok_or(Failed::TimedOut(bound))?;
     match begin {
         Ok(_) => {}
         Err(err) if err.code().map(|c| c.code()) == Some(IN_FAILED_TRANSACTION) => {}
-        Err(err) => return Err(err),
+        Err(err) => return Err(Failed::Pg(err)),
     }
-    rest
+    Ok(rest?)
 }
 
 /// Drops notifications the client already received, so the next user of the connection does

@@ -74,6 +74,10 @@ pub struct PgClient {
     io: RefCell<Io>,
     /// The connector the connection was made with, for cancel requests (same TLS checks).
     tls: MakeTls,
+    /// A cancel token was handed out: it holds the backend's pid and secret key, which no
+    /// reset can change, so it could cancel a later user's statement. The session is then
+    /// closed on release instead of parked (see `PgDriver::detach`).
+    pub(crate) cancel_handed_out: std::cell::Cell<bool>,
 }
 
 /// The runtime and the socket half, used by one blocking call at a time.
@@ -99,6 +103,7 @@ impl PgClient {
         PgClient {
             client,
             tls,
+            cancel_handed_out: std::cell::Cell::new(false),
             io: RefCell::new(Io {
                 runtime: ManuallyDrop::new(runtime),
                 connection: Some(conn),

@@ -130,7 +130,14 @@ impl PgClient {
     }
 
     /// A token that cancels the query running on this connection, from another thread.
+    ///
+    /// The token names the server session (its process id and secret key), which no reset can
+    /// change: kept past `release`, it could cancel a statement of the next request on this
+    /// session. So a connection whose token was handed out here is closed on release, not
+    /// parked. (A token taken from the inner client, `client().cancel_token()`, bypasses that:
+    /// do not keep it past the release.)
     pub fn cancel_token(&self) -> PgCancelToken {
+        self.cancel_handed_out.set(true);
         PgCancelToken::new(self.client.cancel_token(), self.tls.clone())
     }
 

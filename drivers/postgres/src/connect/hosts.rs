@@ -14,6 +14,9 @@
 //! * `prefer`: TLS if the server offers it; if a TLS attempt fails (the handshake, or the
 //!   server refusing the encrypted login), once more without TLS. Not after a wrong password
 //!   (28P01): the same password would fail again, and the error would only get less clear.
+//!   Not when the encrypted login worked but the server was not what `target_session_attrs`
+//!   asked for: libpq moves on to the next host, and a plain retry would only send the login
+//!   unencrypted.
 //! * `require`, `verify-ca`, `verify-full`: TLS or nothing.
 
 use std::cell::RefCell;
@@ -86,7 +89,7 @@ async fn one_host(
         },
         SslMode::Prefer => match attempt(WireMode::Prefer).await {
             Ok(connected) => Some(connected),
-            Err(failed) if failed.encrypted && !failed.wrong_password() => {
+            Err(failed) if failed.encrypted && failed.tls_refused() => {
                 attempt(WireMode::Disable).await.ok()
             }
             Err(_) => None,
@@ -101,11 +104,22 @@ async fn one_host(
 struct Failed {
     /// A TLS handshake was started.
     encrypted: bool,
+    /// The handshake itself failed (a certificate, a protocol error).
+    handshake_failed: bool,
     /// The server's SQLSTATE, when the server refused.
     code: Option<String>,
 }
 
 impl Failed {
+    /// Whether `prefer` may try this host again without TLS, as libpq does: only when the TLS
+    /// handshake failed, or the server refused the encrypted login (a `hostnossl`-only
+    /// pg_hba.conf), never after a wrong password, and never when the encrypted session was
+    /// fine but the server was not what `target_session_attrs` asked for (libpq moves on to
+    /// the next host; a plain retry would send the login unencrypted for nothing).
+    fn tls_refused(&self) -> bool {
+        self.handshake_failed || self.refused_by_server()
+    }
+
     fn refused_by_server(&self) -> bool {
         self.code.is_some() && !self.wrong_password()
     }
@@ -130,6 +144,7 @@ async fn once(
         Err(err) => {
             let failed = Failed {
                 encrypted: started.load(Ordering::Relaxed),
+                handshake_failed: crate::tls::is_handshake_failure(&err),
                 code: err.as_db_error().map(|db| db.code().code().to_owned()),
             };
             failures.borrow_mut().push(Failure {

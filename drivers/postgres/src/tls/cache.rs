@@ -4,11 +4,14 @@
 //! per connect would keep one copy of the CA store per parked connection (for
 //! `sslrootcert=system`, some hundred certificates each) and lose TLS session resumption
 //! between connects. So a configuration is kept per set of TLS arguments, with a stamp of each
-//! file it was read from (device, inode, length, modification time), and reused by a connect
-//! that finds every file with the same stamp. Replacing a file (a new inode) or rewriting it
-//! (a new modification time) changes its stamp: the next connect reads the files again. A file
-//! modified less than [`SETTLING`] ago is read again on every connect, so a file system whose
-//! clock ticks in whole seconds cannot hide a second rewrite within the same tick. The system
+//! file it was read from (device, inode, length, modification time, and status-change time),
+//! and reused by a connect that finds every file with the same stamp. Replacing a file (a new
+//! inode) or rewriting it changes its stamp: the next connect reads the files again. The
+//! status-change time (ctime) is what makes that hold whatever tool rewrote the file: `cp -p`,
+//! `rsync -t`, `tar x` and `touch -r` set the modification time back (and a same-length file
+//! then kept length and inode too), but nothing can set the ctime back. A file changed less
+//! than [`SETTLING`] ago is read again on every connect, so a file system whose clock ticks in
+//! whole seconds cannot hide a second rewrite within the same tick. The system
 //! trust store has no single file to stamp; it is re-read after [`SYSTEM_STORE_AGE`].
 
 use std::collections::HashMap;
@@ -35,6 +38,20 @@ struct Stamp {
     inode: u64,
     len: u64,
     modified: Option<SystemTime>,
+    /// The status-change time (seconds, nanoseconds): set by every write, rename or chmod,
+    /// and by nothing a user can aim at the past.
+    changed: (i64, i64),
+}
+
+impl Stamp {
+    /// How long ago the file last changed (its ctime), if that is in the past.
+    fn changed_ago(&self) -> Option<Duration> {
+        let (secs, nanos) = self.changed;
+        let secs = u64::try_from(secs).ok()?;
+        let nanos = u32::try_from(nanos).ok()?;
+        let at = SystemTime::UNIX_EPOCH.checked_add(Duration::new(secs, nanos))?;
+        at.elapsed().ok()
+    }
 }
 
 struct Built {
@@ -67,9 +84,9 @@ pub(super) fn get_or_build(
     // Kept only if no file changed while it was read, and none just now.
     let settled = |stamps: &Vec<Stamp>| {
         stamps.iter().all(|s| {
-            s.modified
-                .and_then(|m| m.elapsed().ok())
-                .is_some_and(|age| age >= SETTLING)
+            let modified = s.modified.and_then(|m| m.elapsed().ok());
+            modified.is_some_and(|age| age >= SETTLING)
+                && s.changed_ago().is_some_and(|age| age >= SETTLING)
         })
     };
     if let Some(stamps) = before.filter(|b| Some(b) == stamps(&tls.files()).as_ref() && settled(b))
@@ -98,6 +115,7 @@ fn stamps(files: &[&Path]) -> Option<Vec<Stamp>> {
                 inode: meta.ino(),
                 len: meta.len(),
                 modified: meta.modified().ok(),
+                changed: (meta.ctime(), meta.ctime_nsec()),
             })
         })
         .collect()
@@ -138,6 +156,15 @@ mod tests {
             super::super::unverified()
         };
         write(&ca, "one", Duration::from_secs(60));
+        // Kept only once its status-change time (which no tool can set back) has settled too.
+        let waited = Instant::now();
+        while stamps(&[&ca]).is_none_or(|s| s[0].changed_ago().is_none_or(|a| a < SETTLING)) {
+            assert!(
+                waited.elapsed() < Duration::from_secs(10),
+                "ctime never settled"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         get_or_build(&tls, config).expect("first");
         get_or_build(&tls, config).expect("unchanged");
         assert_eq!(builds.get(), 1, "reused while unchanged");

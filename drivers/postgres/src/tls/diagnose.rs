@@ -113,6 +113,12 @@ fn causes(err: &tokio_postgres::Error) -> Vec<&(dyn StdError + 'static)> {
     out
 }
 
+/// Whether `err` is the TLS handshake itself failing (a `rustls::Error` behind it), as opposed
+/// to something after the handshake (the login, `target_session_attrs`, a dropped socket).
+pub(crate) fn is_handshake_failure(err: &tokio_postgres::Error) -> bool {
+    rustls_cause(err).is_some()
+}
+
 /// The `rustls::Error` behind `err`, if any.
 fn rustls_cause(err: &tokio_postgres::Error) -> Option<&TlsError> {
     causes(err)

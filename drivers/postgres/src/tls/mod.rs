@@ -46,7 +46,7 @@ use rustls::ClientConfig;
 
 use crate::config::{bad_value, invalid};
 
-pub(crate) use diagnose::describe;
+pub(crate) use diagnose::{describe, is_handshake_failure};
 pub(crate) use make::MakeTls;
 
 /// libpq's `sslmode`.
