@@ -86,3 +86,25 @@ pub fn assert_no_piece_leaks(
         }
     }
 }
+
+/// Each of `cases` (argument text, and the pieces of its unquoted password) must be refused by
+/// `parse` as `InvalidArgs`, with none of the pieces given away in the message or `Debug`.
+pub fn assert_refused_without_pieces(
+    cases: &[(&str, &[&str])],
+    parse: impl Fn(&str) -> Result<(), DriverError>,
+) {
+    for (text, pieces) in cases {
+        let Err(error) = parse(text) else {
+            panic!("{text:?} was accepted");
+        };
+        assert_eq!(
+            error.kind(),
+            crate::DriverErrorKind::InvalidArgs,
+            "{text}: {error}"
+        );
+        let shown = format!("{error} {error:?}");
+        for piece in *pieces {
+            assert!(!gives_away(&shown, piece), "{piece} of {text}: {shown}");
+        }
+    }
+}
