@@ -558,33 +558,30 @@ impl<T: Parkable> KeyCore<T> {
     /// Runs `push`, which puts something on the stack by its release order (a finished reset,
     /// a primed or checked connection), in one critical section with moving the fast slot's
     /// connection to its place on the stack: it may be older than what is pushed, and `open`
-    /// takes the slot first. So when the push settles (a reset's `resetting` count drops) the
-    /// order already holds. Afterwards the slot is emptied once more, for a clean release that
-    /// filled it meanwhile and read the stack's top before this push published it (the
-    /// pairing in `park`).
+    /// takes the slot first. Each time the stack's top may have changed, the new top is
+    /// published (`top_released`) before the slot is looked at again, so a clean release
+    /// racing this either is taken here or reads the final top and moves itself (the pairing
+    /// in `park`). So when the push settles (a reset's `resetting` count drops) the order
+    /// already holds. Each pass moves one connection, which then stays on the stack while the
+    /// lock is held: at most `max_open` passes.
     fn push_by_order<R>(&self, push: impl FnOnce(&mut State<Box<T>>) -> R) -> R {
         let mut state = lock(&self.state);
-        let mut shut = None;
-        if let Some(item) = self.fast.take() {
+        let pushed = push(&mut state);
+        let mut shut = Vec::new();
+        loop {
+            self.top_released
+                .store(state.top_released(), Ordering::SeqCst);
+            let Some(item) = self.fast.take() else { break };
             let (lease, parked_at, released) = (item.lease(), item.parked_at(), item.released());
             if let Released::Close(item) = state.release(item, lease, parked_at, released) {
-                shut = Some(item);
+                shut.push(item);
             }
         }
-        let pushed = push(&mut state);
         self.unlock(state);
-        if let Some(item) = shut {
+        for item in shut {
             self.close(item, false);
         }
-        self.yield_fast_slot();
         pushed
-    }
-
-    /// Moves the fast slot's connection, if any, onto the stack (its place by release order).
-    fn yield_fast_slot(&self) {
-        if self.fast.is_occupied() {
-            self.flush_fast();
-        }
     }
 
     /// The next number of the release counter: a release's place in the LIFO order, taken
