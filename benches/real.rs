@@ -1,7 +1,8 @@
 //! Real servers: the pool's steady-state `open`, `open` + `release`, `open` + `SELECT 1` +
 //! `release` (the whole request: statement and reset), a cold connect with the native crate,
 //! and r2d2 (default settings) `get` + drop and `get` + `SELECT 1` + drop, in one group per
-//! driver.
+//! driver; and the same pool steps on the previous PostgreSQL driver (`"postgres-sync"`, the
+//! sync `postgres` crate, dev/pg-sync-baseline), to compare the tokio-postgres driver with it.
 //!
 //! ```text
 //! cargo bench --bench real
@@ -93,6 +94,17 @@ fn bench_postgres(c: &mut Criterion) {
     group.bench_function("cold_connect_close", |b| {
         b.iter(|| drop(black_box(config.connect(NoTls).expect("connect"))))
     });
+    group.finish();
+
+    // The previous driver, on the sync `postgres` crate, through the same pool on the same
+    // server: the tokio-postgres driver's cost against it (issue 17).
+    pool::register(pool_postgres_sync_baseline::PgDriver).expect("register postgres-sync");
+    let plain = format!("{url}?sslmode=disable");
+    let mut group = c.benchmark_group("postgres-sync (the previous driver)");
+    configure(&mut group);
+    open_only(&mut group, "postgres-sync", &plain);
+    open_release(&mut group, "postgres-sync", &plain);
+    open_select_release(&mut group, "postgres-sync", &plain);
     group.finish();
     drop(r2d2);
     pool::shutdown();

@@ -13,7 +13,10 @@ use crate::{cells, describe, error, params};
 /// An open PostgreSQL connection, attached or parked (the driver's `Conn` and `Handle` alike:
 /// a [`PgClient`] is `Send` and needs no thread, so detaching needs no conversion).
 pub struct PgConn {
-    pub(crate) client: PgClient,
+    /// Boxed: the client holds its runtime and socket state inline (over a kilobyte), and a
+    /// `PgConn` moves by value on every `attach`/`detach`: the box keeps open + release at a
+    /// pointer's copy.
+    pub(crate) client: Box<PgClient>,
     /// Set by the first error that leaves the session unusable; the pool then closes the
     /// connection instead of parking it.
     pub(crate) broken: bool,
@@ -34,7 +37,7 @@ pub struct PgConn {
 impl PgConn {
     pub(crate) fn new(client: PgClient, args: ConnArgs, reset_bound: Duration) -> Self {
         Self {
-            client,
+            client: Box::new(client),
             broken: false,
             touched: Cell::new(false),
             args,
@@ -148,13 +151,13 @@ impl Connection for PgConn {
     /// changed.
     fn native(&self) -> &dyn Any {
         self.touched.set(true);
-        &self.client
+        &*self.client
     }
 
     /// Marks the session used: the native client can run anything.
     fn native_mut(&mut self) -> &mut dyn Any {
         self.touched.set(true);
-        &mut self.client
+        &mut *self.client
     }
 
     fn native_type_name(&self) -> &'static str {
