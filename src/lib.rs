@@ -45,6 +45,7 @@ mod resetter;
 mod settings;
 mod stats;
 mod sync;
+mod unsettled;
 
 /// Hooks for the model checker (`dev/model`): only in the build with `--cfg pool_model`.
 #[cfg(pool_model)]

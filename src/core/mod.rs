@@ -43,6 +43,7 @@ use crate::lease::{LeaseId, LeaseRecord};
 use crate::settings::Settings;
 use crate::stats::Counters;
 use crate::sync::{lock, AtomicBool, AtomicU64, Mutex, MutexGuard, Ordering};
+use crate::unsettled::Unsettled;
 use fast_slot::FastSlot;
 use pool_driver::ResetMode;
 pub(crate) use reservation::Reservation;
@@ -100,46 +101,6 @@ pub(crate) const RESET_PATIENCE: Duration = Duration::from_secs(1);
 /// The release order of a connection no user has released yet (a primed one): below every
 /// release. The release counter starts above it.
 pub(crate) const NEVER_RELEASED: u64 = 0;
-
-/// A queued waiter whose `open` has not started waiting yet: if the `open` unwinds meanwhile,
-/// the waiter leaves the queue and whatever it was granted goes back (see `KeyCore::wait`).
-struct Queued<'a, T: Parkable> {
-    core: &'a KeyCore<T>,
-    waiter: Option<Arc<Waiter<Box<T>>>>,
-}
-
-impl<T: Parkable> Queued<'_, T> {
-    /// The `open` goes on to wait: it answers for the waiter from here on.
-    fn leave_to_caller(mut self) {
-        self.waiter = None;
-    }
-}
-
-impl<T: Parkable> Drop for Queued<'_, T> {
-    fn drop(&mut self) {
-        let Some(waiter) = self.waiter.take() else {
-            return;
-        };
-        match self.core.locked(|s| s.cancel_wait(&waiter)) {
-            Some(Decided::Take(taken)) => {
-                // Its lease as the state handed it out: a primed connection's entry does not
-                // know its lease until it is first leased out.
-                let item = taken.item;
-                let (parked_at, released) = (item.parked_at(), item.released());
-                let kept = self
-                    .core
-                    .locked(|s| s.release(item, taken.lease, parked_at, released));
-                if let Released::Close(item) = kept {
-                    self.core.close(item, false);
-                }
-            }
-            Some(Decided::Connect(reservation)) => self
-                .core
-                .connect_failed(reservation, "the waiting open unwound".to_owned()),
-            Some(Decided::Closed) | None => {}
-        }
-    }
-}
 
 /// All shared state of one key's pool.
 pub(crate) struct KeyCore<T> {
@@ -411,15 +372,12 @@ impl<T: Parkable> KeyCore<T> {
         let waiter = Arc::new(Waiter::new(now));
         state.enqueue(Arc::clone(&waiter));
         self.unlock(state);
-        let queued = Queued {
-            core: self,
-            waiter: Some(Arc::clone(&waiter)),
-        };
+        let queued = Unsettled::new(Arc::clone(&waiter), |waiter| self.leave_queue(&waiter));
         if prime {
             (attempt.prime)();
         }
         // From here on this function answers for the waiter itself.
-        queued.leave_to_caller();
+        queued.settle();
         // Waiters are now published: a connection released into the fast slot just before
         // that would otherwise sit there unseen (the fast slot pairing).
         if let Some(item) = self.fast.take() {
@@ -548,10 +506,28 @@ impl<T: Parkable> KeyCore<T> {
     /// Parks through the lock: onto the stack by its release order, or to the front waiter;
     /// closed if shut.
     fn park_locked(&self, item: Box<T>) {
-        let (lease, parked_at, released) = (item.lease(), item.parked_at(), item.released());
-        if let Released::Close(item) = self.locked(|s| s.release(item, lease, parked_at, released))
-        {
+        let lease = item.lease();
+        if let Some(item) = self.locked(|s| released_to(s, item, lease)) {
             self.close(item, false);
+        }
+    }
+
+    /// A waiter whose `open` unwound before it waited (see `wait`) leaves the queue, and what
+    /// it was granted meanwhile goes back.
+    fn leave_queue(&self, waiter: &Arc<Waiter<Box<T>>>) {
+        match self.locked(|s| s.cancel_wait(waiter)) {
+            Some(Decided::Take(taken)) => {
+                // Its lease as the state handed it out: a primed connection's entry does not
+                // know its lease until it is first leased out.
+                let lease = taken.lease;
+                if let Some(item) = self.locked(|s| released_to(s, taken.item, lease)) {
+                    self.close(item, false);
+                }
+            }
+            Some(Decided::Connect(reservation)) => {
+                self.connect_failed(reservation, "the waiting open unwound".to_owned())
+            }
+            Some(Decided::Closed) | None => {}
         }
     }
 
@@ -572,10 +548,8 @@ impl<T: Parkable> KeyCore<T> {
             self.top_released
                 .store(state.top_released(), Ordering::SeqCst);
             let Some(item) = self.fast.take() else { break };
-            let (lease, parked_at, released) = (item.lease(), item.parked_at(), item.released());
-            if let Released::Close(item) = state.release(item, lease, parked_at, released) {
-                shut.push(item);
-            }
+            let lease = item.lease();
+            shut.extend(released_to(&mut state, item, lease));
         }
         self.unlock(state);
         for item in shut {
@@ -859,6 +833,20 @@ impl<T: Parkable> KeyCore<T> {
     pub(crate) fn panic_under_lock(&self) {
         let _state = lock(&self.state);
         panic!("panic while holding the pool's state lock");
+    }
+}
+
+/// Under the state lock: `item`, held in use under `lease`, goes back onto the stack by its
+/// release order (or to a starving waiter); returned if the pool is shut, to be closed.
+fn released_to<T: Parkable>(
+    state: &mut State<Box<T>>,
+    item: Box<T>,
+    lease: LeaseId,
+) -> Option<Box<T>> {
+    let (parked_at, released) = (item.parked_at(), item.released());
+    match state.release(item, lease, parked_at, released) {
+        Released::Close(item) => Some(item),
+        Released::Kept { .. } => None,
     }
 }
 

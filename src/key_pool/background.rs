@@ -4,13 +4,13 @@ use std::sync::Arc;
 
 use super::entry::{Entry, Slot};
 use super::open::UNWOUND;
-use super::unsettled::Unsettled;
 use super::KeyPool;
 use crate::clock::Tick;
 use crate::core::{Dropped, PrimeStart};
 use crate::guard::{self, guarded};
 use crate::primer::PrimeOutcome;
 use crate::sync::Ordering;
+use crate::unsettled::Unsettled;
 use pool_driver::Driver;
 
 impl<D: Driver> KeyPool<D> {

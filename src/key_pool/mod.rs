@@ -11,7 +11,6 @@ mod background;
 mod entry;
 mod open;
 mod release;
-mod unsettled;
 
 use std::panic::Location;
 use std::sync::Arc;

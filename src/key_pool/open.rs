@@ -9,7 +9,6 @@ use std::panic::Location;
 use std::sync::Arc;
 
 use super::entry::{Entry, Slot};
-use super::unsettled::Unsettled;
 use super::{Item, KeyPool};
 use crate::clock::Tick;
 use crate::conn::Conn;
@@ -19,6 +18,7 @@ use crate::guard::{self, guarded};
 use crate::held;
 use crate::lease::LeaseId;
 use crate::stats::Counters;
+use crate::unsettled::Unsettled;
 use pool_driver::{Driver, DriverError};
 
 impl<D: Driver> KeyPool<D> {

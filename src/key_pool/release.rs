@@ -14,7 +14,6 @@
 use std::mem;
 
 use super::entry::Slot;
-use super::unsettled::Unsettled;
 use super::{Item, KeyPool};
 use crate::clock::Tick;
 use crate::error::Error;
@@ -22,6 +21,7 @@ use crate::guard::{self, guarded};
 use crate::held;
 use crate::resetter::{Rejected, Resets, Resetter};
 use crate::stats::Counters;
+use crate::unsettled::Unsettled;
 use pool_driver::{Connection, Driver, DriverError, DriverErrorKind};
 
 impl<D: Driver> KeyPool<D> {
