@@ -11,9 +11,12 @@
 //!   close the helpers must be gone (a close that waits for the silent server's answer keeps
 //!   its helper, and the pool's room, for as long as the network stays silent).
 //!
-//! The proxy's and the silent peer's own threads (`test-proxy*`, `test-silent-peer`) are not
-//! counted: they belong to the test, live as long as their connections, and are the same for
-//! every driver. Callers hold [`alone`] so no other test of the binary starts threads meanwhile.
+//! The proxy's and the silent peer's own threads (`test-proxy*`, `test-silent-peer`) and the
+//! test servers' keeper (`pool-testservers-keeper`) are not counted: they belong to the test,
+//! live as long as their connections or servers, and are the same for every driver. Every
+//! thread of the process is counted otherwise, so no other test may run meanwhile: a binary
+//! runs its measurements in one test, or each under [`alone`] with `--test-threads 1` (the
+//! harness starts a thread per test, and one that waits for [`alone`] still counts).
 
 #![allow(dead_code)] // each test binary uses a different subset
 
@@ -69,7 +72,11 @@ fn thread_names() -> Vec<String> {
                 .unwrap_or_default()
         })
         // `comm` holds 15 bytes of the name: "test-silent-pee".
-        .filter(|name| !name.starts_with("test-proxy") && !name.starts_with("test-silent-pe"))
+        .filter(|name| {
+            !name.starts_with("test-proxy")
+                && !name.starts_with("test-silent-pe")
+                && !name.starts_with("pool-testserver")
+        })
         .collect()
 }
 
