@@ -115,16 +115,51 @@ impl Deadline {
 
 /// The virtual clock of the model checker: every checked execution gets its own (shuttle's
 /// `lazy_static` is per execution, so executions of tests running in parallel never share
-/// one), starting at the same point and moving only when a checker thread calls `advance`, so
-/// a schedule replays with the same times.
+/// one), starting at the same point, so a schedule replays with the same times.
+///
+/// It moves in two ways. A checker thread moves it (`pool_model::model::advance`). And, once
+/// a test has let time pass (`pool_model::model::let_time_pass`), time jumps from one deadline
+/// to the next, as a paused test clock does: every timed wait of the engine, and every driver
+/// call the model blocks on a silent network, records its thread's deadline; a thread still
+/// waiting may, when the schedule so chooses, move the clock to the **earliest deadline any
+/// thread has recorded**, never further. So a 1 s patience fires before a 30 s acquire
+/// timeout, a watchdog's 1 s grace before a close that hangs for 10 s, and every deadline is
+/// reached in a bounded number of steps.
+///
+/// Waits of [`UNTIMED`] or longer are not timers: they are the sleeps of a thread with
+/// nothing to do (the reaper with no pool due, the closer's watchdog with nothing pending, a
+/// waiter's longest single sleep), whose timing out changes nothing but the clock. In the
+/// model they block until woken, so a test can tell a wait nobody ends (a reported deadlock)
+/// from one a timer ends, and so they cannot make time leap past what the test is timing.
+///
+/// A thread's deadline stays recorded after its wait returns (until it waits again or the
+/// clock passes it): a thread woken a moment ago may be about to wait again for the same
+/// deadline, and time must not jump past it in between. A stale deadline only makes time
+/// stop there on its way, which is harmless.
 #[cfg(pool_model)]
 pub(crate) mod model {
     use super::Tick;
-    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+    use std::sync::{Mutex, MutexGuard, PoisonError};
     use std::time::Duration;
+
+    use shuttle::thread::ThreadId;
+
+    /// Waits at least this long never time out in the model (see the module doc).
+    pub(crate) const UNTIMED: Duration = Duration::from_secs(60);
 
     crate::sync::process_global! {
         static NOW: AtomicU64 = AtomicU64::new(1_000_000_000);
+    }
+    crate::sync::process_global! {
+        /// Whether timed waits of this execution may time out (`let_time_pass`).
+        static TIME_PASSES: AtomicBool = AtomicBool::new(false);
+    }
+    crate::sync::process_global! {
+        /// Each thread's last recorded deadline, in nanoseconds. A std mutex is enough:
+        /// shuttle runs one thread at a time and nothing here is a scheduling point.
+        static DEADLINES: Mutex<HashMap<ThreadId, u64>> = Mutex::new(HashMap::new());
     }
 
     pub(crate) fn now() -> Tick {
@@ -134,6 +169,56 @@ pub(crate) mod model {
     /// Moves the virtual clock forward by `by`.
     pub(crate) fn advance(by: Duration) {
         NOW.fetch_add(super::saturating_nanos(by), SeqCst);
+    }
+
+    /// From now on in this execution, timed waits time out (see the module doc).
+    pub(crate) fn let_time_pass() {
+        TIME_PASSES.store(true, SeqCst);
+    }
+
+    /// Whether a wait of `timeout` is a timer (see the module doc).
+    pub(crate) fn is_timer(timeout: Duration) -> bool {
+        TIME_PASSES.load(SeqCst) && timeout < UNTIMED
+    }
+
+    /// The calling thread's wait until a deadline.
+    pub(crate) struct Timer {
+        at: u64,
+    }
+
+    impl Timer {
+        /// Records a deadline `timeout` from now for the calling thread (saturating: a timeout
+        /// too long to represent is a deadline at the end of time).
+        pub(crate) fn after(timeout: Duration) -> Timer {
+            let at = now().0.saturating_add(super::saturating_nanos(timeout));
+            deadlines().insert(shuttle::thread::current().id(), at);
+            Timer { at }
+        }
+
+        /// Its deadline has passed.
+        pub(crate) fn due(&self) -> bool {
+            now().0 >= self.at
+        }
+
+        /// Lets the other threads run (and record their deadlines: a thread about to wait
+        /// must not see time leap past its deadline first); then, if the schedule so chooses,
+        /// time passes: the clock moves to the earliest deadline any thread has recorded (see
+        /// the module doc). True once this deadline has passed.
+        pub(crate) fn fire_maybe(&self) -> bool {
+            shuttle::thread::yield_now();
+            if !self.due() && crate::sync::choice() {
+                let mut deadlines = deadlines();
+                if let Some(next) = deadlines.values().copied().min() {
+                    let now = NOW.fetch_max(next, SeqCst).max(next);
+                    deadlines.retain(|_, at| *at > now);
+                }
+            }
+            self.due()
+        }
+    }
+
+    fn deadlines() -> MutexGuard<'static, HashMap<ThreadId, u64>> {
+        DEADLINES.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

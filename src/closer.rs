@@ -27,7 +27,7 @@ use crate::clock::{Deadline, Instant};
 use crate::guard;
 use crate::sync::thread::JoinHandle;
 use crate::sync::{channel, lock, spawn, wait_timeout, Condvar, Mutex, Receiver};
-use crate::sync::{RecvTimeoutError, Sender};
+use crate::sync::{recv_timeout, RecvTimeoutError, Sender};
 
 /// Longest a dead connection's close keeps its room counted.
 const GRACE: Duration = Duration::from_secs(1);
@@ -184,7 +184,12 @@ impl Closer {
                 });
                 return;
             }
-            running = wait_timeout(&self.in_flight.finished, running, left);
+            running = wait_timeout(
+                &self.in_flight.finished,
+                &self.in_flight.count,
+                running,
+                left,
+            );
         }
     }
 }
@@ -221,7 +226,7 @@ fn run(incoming: Receiver<Pending>) {
             .map(|(deadline, _)| deadline.saturating_duration_since(now))
             .min()
             .unwrap_or(IDLE);
-        match incoming.recv_timeout(wait) {
+        match recv_timeout(&incoming, wait) {
             Ok(one) => pending.push(one),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,

@@ -43,4 +43,7 @@ pub(crate) trait AnyPool: Send + Sync {
     /// Whether `shutdown` ran (for the model checker's registry invariant).
     #[cfg(pool_model)]
     fn is_closed(&self) -> bool;
+    /// A duty this pool neglects now that nothing is in flight (for the model checker).
+    #[cfg(pool_model)]
+    fn quiescence_violation(&self) -> Option<String>;
 }

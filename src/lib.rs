@@ -60,6 +60,41 @@ pub mod model {
     pub fn check_registry() -> Result<(), String> {
         crate::registry::registry().check_invariants()
     }
+
+    /// The virtual clock's reading, as time since an arbitrary start.
+    pub fn now() -> std::time::Duration {
+        crate::clock::Tick::now().since(crate::clock::Tick::default())
+    }
+
+    /// From now on in this execution, the engine's timed waits shorter than a minute time out:
+    /// each records its deadline, and time jumps from one recorded deadline to the next when
+    /// the schedule chooses (see `clock::model`). Until then, and for longer waits, they never
+    /// time out, so a waiter nobody wakes is a reported deadlock.
+    pub fn let_time_pass() {
+        crate::clock::model::let_time_pass()
+    }
+
+    /// Blocks the calling thread for `how_long` of virtual time, as a driver call waiting on a
+    /// silent network does: a timer like the engine's waits, yielding to the other threads
+    /// meanwhile. Call it only after [`let_time_pass`], or nothing may move the clock.
+    pub fn block_for(how_long: std::time::Duration) {
+        let timer = crate::clock::model::Timer::after(how_long);
+        while !timer.fire_maybe() {}
+    }
+
+    /// Lets the other threads run until every pool of this execution (shut ones too) has
+    /// nothing in flight and neglects no duty, yielding at most `steps` times; the last duty
+    /// still neglected otherwise. See `State::quiescence_violation`.
+    pub fn settle(steps: usize) -> Result<(), String> {
+        let registry = crate::registry::registry();
+        for _ in 0..steps {
+            if registry.quiescence_violation().is_none() {
+                return Ok(());
+            }
+            crate::sync::thread::yield_now();
+        }
+        registry.quiescence_violation().map_or(Ok(()), Err)
+    }
 }
 
 pub use conn::Conn;

@@ -18,7 +18,7 @@ use std::time::Duration;
 use crate::clock::Tick;
 use crate::guard;
 use crate::sync::{lock, spawn, sync_channel, thread::JoinHandle, Mutex, Receiver};
-use crate::sync::{RecvTimeoutError, SyncSender, TrySendError};
+use crate::sync::{recv_timeout, RecvTimeoutError, SyncSender, TrySendError};
 
 /// First pause after a failed primer connect.
 const BACKOFF_START: Duration = Duration::from_millis(50);
@@ -151,7 +151,7 @@ fn run(pool: &'static dyn Primed, wake: Receiver<()>) {
                     guard::log(|| {
                         tracing::warn!(retry_in = ?sleep, "primer could not connect; backing off");
                     });
-                    match wake.recv_timeout(sleep) {
+                    match recv_timeout(&wake, sleep) {
                         Ok(()) | Err(RecvTimeoutError::Timeout) => {}
                         Err(RecvTimeoutError::Disconnected) => return,
                     }

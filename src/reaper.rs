@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Tick;
+use crate::sync::{recv_timeout, Receiver, RecvTimeoutError, SyncSender};
 use crate::sync::{spawn, sync_channel, thread::JoinHandle, AtomicBool, Ordering};
-use crate::sync::{Receiver, RecvTimeoutError, SyncSender};
 
 /// Longest sleep when no pool exists yet.
 const IDLE_SLEEP: Duration = Duration::from_secs(60);
@@ -107,7 +107,7 @@ fn run(pools: fn() -> Vec<&'static dyn Reaped>, wake: Receiver<()>, stop: Arc<At
             }
             sleep = sleep.min(reap_guarded(pool));
         }
-        match wake.recv_timeout(sleep) {
+        match recv_timeout(&wake, sleep) {
             Ok(()) | Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }

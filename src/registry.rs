@@ -223,6 +223,8 @@ impl Registry {
                 let settings = explicit.unwrap_or_else(|| read(&self.defaults).clone());
                 let pool =
                     driver.new_pool(parsed, settings, parks, is_explicit, self.reaper_wake());
+                #[cfg(pool_model)]
+                model_pools::created(pool);
                 pools
                     .by_key
                     .entry(driver_name.to_owned())
@@ -324,6 +326,15 @@ impl Registry {
         Ok(())
     }
 
+    /// The first duty a pool of this execution neglects now that nothing is in flight, shut
+    /// pools included (see `State::quiescence_violation`).
+    #[cfg(pool_model)]
+    pub(crate) fn quiescence_violation(&self) -> Option<String> {
+        model_pools::all()
+            .into_iter()
+            .find_map(|pool| pool.quiescence_violation())
+    }
+
     pub(crate) fn stats(&self, driver: &str, args: &str) -> Result<crate::Stats, Error> {
         Ok(self.pool(driver, args)?.stats())
     }
@@ -358,5 +369,31 @@ impl Registry {
             pool.shutdown();
         }
         crate::guard::log(|| tracing::info!(pools = pools.len(), "pool registry shut down"));
+    }
+}
+
+/// Every pool created in this checked execution, shut ones included (the registry forgets a
+/// pool at shutdown; the model checker still checks what it does afterwards).
+#[cfg(pool_model)]
+mod model_pools {
+    use crate::erased::AnyPool;
+    use std::sync::{Mutex, PoisonError};
+
+    crate::sync::process_global! {
+        static CREATED: Mutex<Vec<&'static dyn AnyPool>> = Mutex::new(Vec::new());
+    }
+
+    pub(super) fn created(pool: &'static dyn AnyPool) {
+        CREATED
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(pool);
+    }
+
+    pub(super) fn all() -> Vec<&'static dyn AnyPool> {
+        CREATED
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }

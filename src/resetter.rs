@@ -164,7 +164,7 @@ impl<I: Send + 'static> Resetter<I> {
                 });
                 return;
             }
-            queue = wait_timeout(&self.ended, queue, left);
+            queue = wait_timeout(&self.ended, &self.queue, queue, left);
         }
     }
 }
@@ -200,7 +200,7 @@ fn run<I: Send + 'static>(pool: &'static dyn Resets<Item = I>) {
             return;
         }
         queue.sleeping = true;
-        queue = wait_timeout(&this.wake, queue, IDLE_EXIT);
+        queue = wait_timeout(&this.wake, &this.queue, queue, IDLE_EXIT);
         queue.sleeping = false;
     }
 }

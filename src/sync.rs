@@ -32,14 +32,24 @@ mod real {
         mutex.lock()
     }
 
-    /// Waits on `condvar` for at most `timeout` (or a notification, or spuriously).
+    /// Waits on `condvar` for at most `timeout` (or a notification, or spuriously). `guard`
+    /// locks `mutex` (the model checker's version lets go of it and takes it again).
     pub(crate) fn wait_timeout<'a, T>(
         condvar: &Condvar,
+        _mutex: &'a Mutex<T>,
         mut guard: MutexGuard<'a, T>,
         timeout: std::time::Duration,
     ) -> MutexGuard<'a, T> {
         condvar.wait_for(&mut guard, timeout);
         guard
+    }
+
+    /// Receives from `receiver`, waiting at most `timeout`.
+    pub(crate) fn recv_timeout<T>(
+        receiver: &Receiver<T>,
+        timeout: std::time::Duration,
+    ) -> Result<T, RecvTimeoutError> {
+        receiver.recv_timeout(timeout)
     }
 }
 
@@ -68,16 +78,55 @@ mod real {
         shuttle::rand::thread_rng().next_u64().is_multiple_of(2)
     }
 
-    /// Waits on `condvar`. Shuttle's waits never time out, so a waiter nobody wakes is
-    /// reported as a deadlock: exactly the lost wake-up the checker hunts for.
+    /// Waits on `condvar` for at most `timeout`.
+    ///
+    /// Until the test lets time pass, and for waits of `clock::model::UNTIMED` or longer,
+    /// shuttle's wait, which never times out: a waiter nobody wakes is reported as a deadlock,
+    /// exactly the lost wake-up the checker hunts for.
+    ///
+    /// Otherwise the wait is a timer (`crate::clock::model`): it lets go of the lock, lets the
+    /// others run, and returns, with its deadline passed if time jumped to it (the schedule
+    /// chooses) or spuriously otherwise; every caller re-checks its condition and its
+    /// deadline, as it must after any wake-up. So every deadline is reached in a bounded
+    /// number of steps.
     pub(crate) fn wait_timeout<'a, T>(
         condvar: &Condvar,
+        mutex: &'a Mutex<T>,
         guard: MutexGuard<'a, T>,
         timeout: std::time::Duration,
     ) -> MutexGuard<'a, T> {
-        match condvar.wait_timeout(guard, timeout) {
-            Ok((guard, _)) => guard,
-            Err(poisoned) => poisoned.into_inner().0,
+        if !crate::clock::model::is_timer(timeout) {
+            return match condvar.wait_timeout(guard, timeout) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        let timer = crate::clock::model::Timer::after(timeout);
+        drop(guard);
+        timer.fire_maybe();
+        lock(mutex)
+    }
+
+    /// Receives from `receiver`, waiting at most `timeout`: shuttle's `recv`, which never
+    /// times out, unless the wait is a timer, as in [`wait_timeout`].
+    pub(crate) fn recv_timeout<T>(
+        receiver: &Receiver<T>,
+        timeout: std::time::Duration,
+    ) -> Result<T, RecvTimeoutError> {
+        use shuttle::sync::mpsc::TryRecvError;
+        if !crate::clock::model::is_timer(timeout) {
+            return receiver.recv_timeout(timeout);
+        }
+        let timer = crate::clock::model::Timer::after(timeout);
+        loop {
+            match receiver.try_recv() {
+                Ok(value) => return Ok(value),
+                Err(TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
+                Err(TryRecvError::Empty) => {}
+            }
+            if timer.fire_maybe() {
+                return Err(RecvTimeoutError::Timeout);
+            }
         }
     }
 }

@@ -180,6 +180,10 @@ impl<T: Parkable> KeyCore<T> {
     /// mirrors, unlocks, then notifies the waiters granted something under the lock.
     fn unlock(&self, mut state: MutexGuard<'_, State<Box<T>>>) {
         let mirrors = state.settle();
+        #[cfg(pool_model)]
+        if let Some(broken) = state.duty_violation() {
+            panic!("{}: {broken}", self.label);
+        }
         if self.waiters_present.load(Ordering::Relaxed) != mirrors.waiting {
             self.waiters_present
                 .store(mirrors.waiting, Ordering::SeqCst);
@@ -725,7 +729,20 @@ impl<T: Parkable> KeyCore<T> {
     /// Closes parked connections idle past `idle_timeout` (never the last one); returns how
     /// many.
     pub(crate) fn expire_idle(&self, now: Tick) -> usize {
-        let expired = self.locked(|s| s.expire_idle(now));
+        let expired = self.locked(|s| {
+            #[cfg(pool_model)]
+            let (open_before, floor) = (s.open_count(), s.settings.min_idle.max(1));
+            let expired = s.expire_idle(now);
+            // The warm floor: expiry never takes the pool below `min_idle` open connections.
+            #[cfg(pool_model)]
+            assert!(
+                s.open_count() >= open_before.min(floor),
+                "{}: idle expiry went from {open_before} open to {}, below min_idle {floor}",
+                self.label,
+                s.open_count()
+            );
+            expired
+        });
         let reaped = self.close_taken(expired, &self.counters.reaped_idle);
         if reaped > 0 {
             self.locked(|s| s.closed(reaped));
@@ -824,6 +841,24 @@ impl<T: Parkable> KeyCore<T> {
         if dead {
             Counters::bump(&self.counters.dropped_dead);
         }
+    }
+}
+
+#[cfg(pool_model)]
+impl<T: Parkable> KeyCore<T> {
+    /// What is wrong with this pool now that nothing is in flight (see
+    /// `State::quiescence_violation`), or with a shut pool that still holds a connection in
+    /// its fast slot.
+    pub(crate) fn quiescence_violation(&self) -> Option<String> {
+        let state = lock(&self.state);
+        let broken = state.quiescence_violation();
+        let closed = self.closed.load(Ordering::SeqCst);
+        drop(state);
+        let broken = broken.or_else(|| {
+            (closed && self.fast.is_occupied())
+                .then(|| "a connection sits in the fast slot after shutdown".to_owned())
+        });
+        broken.map(|broken| format!("{}: {broken}", self.label))
     }
 }
 

@@ -893,6 +893,60 @@ impl<E> State<E> {
     }
 }
 
+/// The duties of the paths around the state, checked by both checkers: after every step by the
+/// state-machine test and on every unlock by the model checker (`KeyCore::unlock`), and, where
+/// they hold only once every thread is done, at quiescence (`KeyCore::quiescence_violation`).
+#[cfg(any(test, pool_model))]
+impl<E> State<E> {
+    /// What must hold at every unlock: a shut pool parks nothing and has nobody waiting (a
+    /// reset, a prime or a check finishing after `close` must close its connection).
+    pub(crate) fn duty_violation(&self) -> Option<String> {
+        if self.closed && !self.idle.is_empty() {
+            return Some(format!("{} parked after shutdown", self.idle.len()));
+        }
+        if self.closed && !self.waiters.is_empty() {
+            return Some(format!("{} waiting after shutdown", self.waiters.len()));
+        }
+        None
+    }
+
+    /// Connections open and not on their way out (what `min_idle` counts).
+    pub(crate) fn open_count(&self) -> usize {
+        self.total() - self.closing
+    }
+}
+
+/// Duties checked only at quiescence, which only the model checker reaches (the state-machine
+/// test has no threads to wait for).
+#[cfg(pool_model)]
+impl<E> State<E> {
+    /// What must hold once no thread is doing anything for the pool: every room counted for
+    /// work in flight came back (`resetting`, `opening`, `checking`, `closing` are zero), nobody
+    /// waits, and no prime is pending unless it cannot be delivered anyway (the pool is shut,
+    /// at its limit, or cannot park): a prime left pending with room would stop the pool from
+    /// ever asking the primer again.
+    pub(crate) fn quiescence_violation(&self) -> Option<String> {
+        let in_flight = [
+            ("resetting", self.resetting),
+            ("opening", self.opening),
+            ("checking", self.checking),
+            ("closing", self.closing),
+            ("waiting", self.waiters.len()),
+        ];
+        if let Some((what, count)) = in_flight.iter().find(|(_, count)| *count > 0) {
+            return Some(format!("{count} still {what} with nothing in flight"));
+        }
+        if self.prime_pending && self.could_deliver_prime() {
+            return Some("a prime is pending with room for it and no primer at work".into());
+        }
+        None
+    }
+
+    fn could_deliver_prime(&self) -> bool {
+        self.parks && !self.closed && self.has_room()
+    }
+}
+
 /// Read-only views for the state-machine test's invariant checks.
 #[cfg(all(test, not(pool_model)))]
 impl<E> State<E> {

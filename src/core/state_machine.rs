@@ -354,7 +354,15 @@ impl Harness {
             // close finishes later.
             10 => {
                 let taken = if rng.chance(70) {
-                    self.state.expire_idle(self.now)
+                    let (open_before, floor) =
+                        (self.state.open_count(), self.state.settings.min_idle.max(1));
+                    let expired = self.state.expire_idle(self.now);
+                    assert!(
+                        self.state.open_count() >= open_before.min(floor),
+                        "idle expiry went from {open_before} open to {}, below min_idle {floor}",
+                        self.state.open_count()
+                    );
+                    expired
                 } else {
                     self.state.take_expired(|id| id % 2 == 1)
                 };
@@ -545,6 +553,11 @@ impl Harness {
             "the stack is not in release order: {order:?}"
         );
         assert_eq!(mirrors.top_released, order.last().copied().unwrap_or(0));
+
+        // The duties: a shut pool parks nothing and has nobody waiting.
+        if let Some(broken) = state.duty_violation() {
+            panic!("{broken}");
+        }
 
         // The mirrors say what the state says.
         assert_eq!(mirrors.waiting, !queued.is_empty());

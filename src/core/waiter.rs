@@ -100,7 +100,7 @@ impl<E> Waiter<E> {
             if left == Duration::ZERO {
                 return None;
             }
-            slot = wait_timeout(&self.wake, slot, left.min(LONGEST_SLEEP));
+            slot = wait_timeout(&self.wake, &self.slot, slot, left.min(LONGEST_SLEEP));
         }
     }
 }

@@ -226,6 +226,11 @@ impl<D: Driver> AnyPool for KeyPool<D> {
         self.core.is_closed()
     }
 
+    #[cfg(pool_model)]
+    fn quiescence_violation(&self) -> Option<String> {
+        self.core.quiescence_violation()
+    }
+
     fn shutdown(&self) {
         let closed = self.core.shutdown();
         self.primer.stop();
