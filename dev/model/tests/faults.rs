@@ -25,14 +25,14 @@
 //! that `shuttle::replay` reproduces. Caught panics of the misbehaving driver print shuttle's
 //! "test panicked" notice once per run; only a failed assertion fails the test.
 
-use std::any::Any;
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
 use pool_model::{
-    model, ConnArgs, Connection, Driver, DriverError, DriverErrorKind, Error, ResetMode, Rows,
-    Settings, Value,
+    model, ConnArgs, Driver, DriverError, DriverErrorKind, Error, ResetMode, Settings,
 };
 use rand::Rng;
 use shuttle::thread;
@@ -225,33 +225,7 @@ impl Driver for FaultyDriver {
     }
 }
 
-impl Connection for FaultyConn {
-    /// Breaks the connection: its release closes it (on the closer).
-    fn execute(&mut self, _: &str, _: &[Value]) -> Result<u64, DriverError> {
-        self.broken = true;
-        Ok(0)
-    }
-    /// Changes the session: its release resets it (on the resetter thread).
-    fn query(&mut self, _: &str, _: &[Value]) -> Result<Rows, DriverError> {
-        self.dirty = true;
-        Ok(Rows::default())
-    }
-    fn is_broken(&self) -> bool {
-        self.broken
-    }
-    fn native(&self) -> &dyn Any {
-        self
-    }
-    fn native_mut(&mut self) -> &mut dyn Any {
-        self
-    }
-    fn native_type_name(&self) -> &'static str {
-        "FaultyConn"
-    }
-    fn needs_reset(&self) -> bool {
-        self.dirty
-    }
-}
+common::model_connection!(FaultyConn);
 
 fn iterations() -> usize {
     std::env::var("POOL_MODEL_ITERATIONS")

@@ -18,14 +18,14 @@
 //! `POOL_MODEL_ITERATIONS` (default 1000) sets the schedules per test and scheduler; a failure
 //! prints a schedule that `shuttle::replay` reproduces. See ARCHITECTURE.md, "Proving it".
 
-use std::any::Any;
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
 use pool_model::{
-    model, ConnArgs, Connection, Driver, DriverError, DriverErrorKind, Error, ResetMode, Rows,
-    Settings, Value,
+    model, ConnArgs, Driver, DriverError, DriverErrorKind, Error, ResetMode, Settings,
 };
 use shuttle::thread;
 
@@ -98,32 +98,7 @@ impl Driver for ModelDriver {
     }
 }
 
-impl Connection for ModelConn {
-    fn execute(&mut self, _: &str, _: &[Value]) -> Result<u64, DriverError> {
-        self.broken = true;
-        Ok(0)
-    }
-    /// Changes the session: the release resets it (on the resetter thread).
-    fn query(&mut self, _: &str, _: &[Value]) -> Result<Rows, DriverError> {
-        self.dirty = true;
-        Ok(Rows::default())
-    }
-    fn is_broken(&self) -> bool {
-        self.broken
-    }
-    fn native(&self) -> &dyn Any {
-        self
-    }
-    fn native_mut(&mut self) -> &mut dyn Any {
-        self
-    }
-    fn native_type_name(&self) -> &'static str {
-        "ModelConn"
-    }
-    fn needs_reset(&self) -> bool {
-        self.dirty
-    }
-}
+common::model_connection!(ModelConn);
 
 const ARGS: &str = "db=model";
 
