@@ -28,6 +28,7 @@
 mod cancel;
 mod copy;
 mod notifications;
+mod statements;
 mod sync_api;
 mod transaction;
 

@@ -4,69 +4,12 @@
 use std::time::Duration;
 
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Error, Row, SimpleQueryMessage, Statement, ToStatement};
+use tokio_postgres::{Error, Row, Statement, ToStatement};
 
 use super::{CopyInWriter, CopyOutReader, Notifications, PgCancelToken, PgClient, PgTransaction};
 
 impl PgClient {
-    /// Runs a statement and returns the number of rows it changed. A `&str` statement is
-    /// prepared first (a named statement; see [`PgClient::execute_typed`] for one round trip
-    /// with the unnamed statement).
-    pub fn execute<T>(&self, query: &T, params: &[&(dyn ToSql + Sync)]) -> Result<u64, Error>
-    where
-        T: ?Sized + ToStatement,
-    {
-        self.request(self.client.execute(query, params))
-    }
-
-    /// Runs `query` as the unnamed statement in one round trip, with the parameter types
-    /// given instead of asked for (`Type::UNKNOWN`… or a real type). Works behind a
-    /// transaction-mode PgBouncer.
-    pub fn execute_typed(
-        &self,
-        query: &str,
-        params: &[(&(dyn ToSql + Sync), Type)],
-    ) -> Result<u64, Error> {
-        self.request(self.client.execute_typed(query, params))
-    }
-
-    /// Runs a query and returns its rows.
-    pub fn query<T>(&self, query: &T, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, Error>
-    where
-        T: ?Sized + ToStatement,
-    {
-        self.request(self.client.query(query, params))
-    }
-
-    /// Runs a query that returns exactly one row (an error otherwise).
-    pub fn query_one<T>(&self, query: &T, params: &[&(dyn ToSql + Sync)]) -> Result<Row, Error>
-    where
-        T: ?Sized + ToStatement,
-    {
-        self.request(self.client.query_one(query, params))
-    }
-
-    /// Runs a query that returns at most one row.
-    pub fn query_opt<T>(
-        &self,
-        query: &T,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>, Error>
-    where
-        T: ?Sized + ToStatement,
-    {
-        self.request(self.client.query_opt(query, params))
-    }
-
-    /// [`PgClient::query`] as the unnamed statement, in one round trip, with the parameter
-    /// types given (see [`PgClient::execute_typed`]).
-    pub fn query_typed(
-        &self,
-        query: &str,
-        params: &[(&(dyn ToSql + Sync), Type)],
-    ) -> Result<Vec<Row>, Error> {
-        self.request(self.client.query_typed(query, params))
-    }
+    super::statements::statement_methods!(client);
 
     /// [`PgClient::query_one`] as the unnamed statement (see [`PgClient::query_typed`]).
     pub fn query_typed_one(
@@ -86,26 +29,9 @@ impl PgClient {
         self.request(self.client.query_typed_opt(query, params))
     }
 
-    /// Prepares a named statement (kept on this server session until the `Statement` is
-    /// dropped; not usable behind a transaction-mode PgBouncer).
-    pub fn prepare(&self, query: &str) -> Result<Statement, Error> {
-        self.request(self.client.prepare(query))
-    }
-
     /// [`PgClient::prepare`] with the parameter types given.
     pub fn prepare_typed(&self, query: &str, types: &[Type]) -> Result<Statement, Error> {
         self.request(self.client.prepare_typed(query, types))
-    }
-
-    /// Runs one or more statements through the simple protocol and returns their rows (as
-    /// text) and command completions.
-    pub fn simple_query(&self, query: &str) -> Result<Vec<SimpleQueryMessage>, Error> {
-        self.request(self.client.simple_query(query))
-    }
-
-    /// Runs one or more statements through the simple protocol, discarding their rows.
-    pub fn batch_execute(&self, query: &str) -> Result<(), Error> {
-        self.request(self.client.batch_execute(query))
     }
 
     /// Starts a transaction; it rolls back unless committed (see [`PgTransaction`]).

@@ -4,8 +4,7 @@
 use std::cell::RefCell;
 use std::future::Future;
 
-use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Error, Row, SimpleQueryMessage, Statement, ToStatement, Transaction};
+use tokio_postgres::{Error, Transaction};
 
 use super::{request_on, Io, PgClient};
 
@@ -61,72 +60,5 @@ impl<'a> PgTransaction<'a> {
         Ok(PgTransaction { tx, io })
     }
 
-    /// See [`PgClient::execute`].
-    pub fn execute<T>(&self, query: &T, params: &[&(dyn ToSql + Sync)]) -> Result<u64, Error>
-    where
-        T: ?Sized + ToStatement,
-    {
-        self.request(self.tx.execute(query, params))
-    }
-
-    /// See [`PgClient::execute_typed`].
-    pub fn execute_typed(
-        &self,
-        query: &str,
-        params: &[(&(dyn ToSql + Sync), Type)],
-    ) -> Result<u64, Error> {
-        self.request(self.tx.execute_typed(query, params))
-    }
-
-    /// See [`PgClient::query`].
-    pub fn query<T>(&self, query: &T, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, Error>
-    where
-        T: ?Sized + ToStatement,
-    {
-        self.request(self.tx.query(query, params))
-    }
-
-    /// See [`PgClient::query_one`].
-    pub fn query_one<T>(&self, query: &T, params: &[&(dyn ToSql + Sync)]) -> Result<Row, Error>
-    where
-        T: ?Sized + ToStatement,
-    {
-        self.request(self.tx.query_one(query, params))
-    }
-
-    /// See [`PgClient::query_opt`].
-    pub fn query_opt<T>(
-        &self,
-        query: &T,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>, Error>
-    where
-        T: ?Sized + ToStatement,
-    {
-        self.request(self.tx.query_opt(query, params))
-    }
-
-    /// See [`PgClient::query_typed`].
-    pub fn query_typed(
-        &self,
-        query: &str,
-        params: &[(&(dyn ToSql + Sync), Type)],
-    ) -> Result<Vec<Row>, Error> {
-        self.request(self.tx.query_typed(query, params))
-    }
-
-    /// See [`PgClient::prepare`].
-    pub fn prepare(&self, query: &str) -> Result<Statement, Error> {
-        self.request(self.tx.prepare(query))
-    }
-
-    /// See [`PgClient::simple_query`].
-    pub fn simple_query(&self, query: &str) -> Result<Vec<SimpleQueryMessage>, Error> {
-        self.request(self.tx.simple_query(query))
-    }
-
-    /// See [`PgClient::batch_execute`].
-    pub fn batch_execute(&self, query: &str) -> Result<(), Error> {
-        self.request(self.tx.batch_execute(query))
-    }
+    super::statements::statement_methods!(tx);
 }
