@@ -13,15 +13,11 @@ use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
+use pool::postgres_driver::tls_verifiers;
 use r2d2_postgres::postgres::config::SslMode;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, Error, RootCertStore, SignatureScheme,
-};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ClientConfig, RootCertStore};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::measure::BoxError;
@@ -73,21 +69,14 @@ pub fn postgres_connector(tls: &PgTls) -> Result<(SslMode, MakeRustlsConnect), B
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()?;
-    let verifier: Arc<dyn ServerCertVerifier> = match tls.root.as_deref() {
-        Some(root) => {
-            let roots = Arc::new(root_store(root)?);
-            let webpki = WebPkiServerVerifier::builder_with_provider(roots, Arc::clone(&provider))
-                .build()?;
-            if check_name {
-                webpki
-            } else {
-                Arc::new(ChainOnly(webpki))
-            }
-        }
+    // The checks themselves are the driver's (`pool_postgres::tls_verifiers`), so both sides
+    // of a comparison verify alike by construction.
+    let verifier = match tls.root.as_deref() {
+        Some(root) => tls_verifiers::chain(Arc::new(root_store(root)?), &provider, check_name)?,
         None if check_name || mode == "verify-ca" => {
             return Err(format!("sslmode={mode} needs sslrootcert (a PEM file or `system`)").into())
         }
-        None => Arc::new(AnyCertificate(provider)),
+        None => tls_verifiers::any_certificate(&provider),
     };
     let builder = builder
         .dangerous()
@@ -135,103 +124,4 @@ fn read_certificates(path: &Path, key: &str) -> Result<Vec<CertificateDer<'stati
         return Err(format!("{key} {}: no PEM certificate in it", path.display()).into());
     }
     Ok(certs)
-}
-
-/// libpq's chain-only check (`verify-ca`): webpki's verdict, except that "valid chain, but not
-/// for this name" passes. webpki checks the chain (anchor, dates, usage) before the name, so
-/// that verdict is only reached by a certificate whose chain is valid.
-#[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for ChainOnly {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
-            Err(Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-/// libpq's `require`/`prefer` without `sslrootcert`: any certificate, but the peer must still
-/// prove it holds the certificate's key (the handshake signatures are verified).
-#[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }

@@ -68,4 +68,5 @@ mod tls;
 pub use client::{PgClient, PgTransaction};
 pub use conn::PgConn;
 pub use driver::PgDriver;
+pub use tls::verify as tls_verifiers;
 pub use tokio_postgres;

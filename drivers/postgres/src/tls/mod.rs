@@ -36,7 +36,7 @@ mod cache;
 mod diagnose;
 mod files;
 mod make;
-mod verify;
+pub mod verify;
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};

@@ -11,6 +11,9 @@
 //!   encrypted but the server unauthenticated, exactly as libpq does. The handshake's
 //!   signatures are still verified (with the provider's algorithms), so the peer must hold the
 //!   private key of the certificate it shows.
+//!
+//! Public as `pool_postgres::tls_verifiers`, for native `tokio-postgres` code (and the latency
+//! tool's baselines) that wants libpq's checks on a rustls connector of its own.
 
 use std::sync::Arc;
 
@@ -20,8 +23,9 @@ use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvi
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
 
-/// A verifier of the chain against `roots`, and of the host name when `check_name`.
-pub(super) fn chain(
+/// A verifier of the chain against `roots`, and of the host name when `check_name`
+/// (`verify-full`; without it, libpq's `verify-ca`).
+pub fn chain(
     roots: Arc<RootCertStore>,
     provider: &Arc<CryptoProvider>,
     check_name: bool,
@@ -34,8 +38,9 @@ pub(super) fn chain(
     })
 }
 
-/// A verifier that accepts any certificate (see the module docs).
-pub(super) fn any_certificate(provider: &Arc<CryptoProvider>) -> Arc<dyn ServerCertVerifier> {
+/// A verifier that accepts any certificate but checks the handshake's signatures (libpq's
+/// `require` without `sslrootcert`; see the module docs).
+pub fn any_certificate(provider: &Arc<CryptoProvider>) -> Arc<dyn ServerCertVerifier> {
     Arc::new(AnyCertificate(Arc::clone(provider)))
 }
 
