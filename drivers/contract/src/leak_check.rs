@@ -108,3 +108,29 @@ pub fn assert_refused_without_pieces(
         }
     }
 }
+
+/// How every driver's parser treats a key it does not know: an unknown key is never named
+/// (it may be a piece of an unquoted password; the message gives its position, as "argument
+/// 2", and says how to quote a value), while `foreign`, a key only another driver knows, is
+/// named in backticks (a hint that helps). `parse` is the driver's parser; the arguments are
+/// `host=h <key>=…`.
+pub fn assert_unknown_keys_named_only_when_known(
+    parse: impl Fn(&str) -> Result<(), DriverError>,
+    foreign: &str,
+) {
+    let Err(error) = parse("host=h frobnicate=1") else {
+        panic!("an unknown key was accepted");
+    };
+    let message = error.message();
+    assert!(!message.contains("frobnicate"), "{message}");
+    assert!(message.contains("argument 2"), "{message}");
+    assert!(message.contains("password='"), "{message}");
+    let Err(error) = parse(&format!("host=h {foreign}=1")) else {
+        panic!("`{foreign}`, a key of another driver, was accepted");
+    };
+    assert!(
+        error.message().contains(&format!("`{foreign}`")),
+        "{}",
+        error.message()
+    );
+}
