@@ -82,6 +82,13 @@ pub mod model {
         while !timer.fire_maybe() {}
     }
 
+    /// From now on in this execution, the engine's threads named `name` (`pool-primer`,
+    /// `pool-reset`, `pool-close`, `pool-closer`, `pool-reaper`) cannot be started: each spawn
+    /// fails as on a system out of threads.
+    pub fn refuse_spawns(name: &str) {
+        crate::sync::refused::refuse(name)
+    }
+
     /// Lets the other threads run until every pool of this execution (shut ones too) has
     /// nothing in flight and neglects no duty, yielding at most `steps` times; the last duty
     /// still neglected otherwise. See `State::quiescence_violation`.

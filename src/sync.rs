@@ -171,12 +171,44 @@ macro_rules! process_global {
 }
 pub(crate) use process_global;
 
-/// Spawns a named background thread of the engine.
+/// Spawns a named background thread of the engine. Under the model checker a test may have
+/// refused threads of this name (`pool_model::model::refuse_spawns`): the spawn then fails as
+/// it does on a system out of threads, so the paths that cope with that are checked too.
 pub(crate) fn spawn(
     name: &str,
     body: impl FnOnce() + Send + 'static,
 ) -> std::io::Result<thread::JoinHandle<()>> {
+    #[cfg(pool_model)]
+    if refused::is_refused(name) {
+        return Err(std::io::Error::other("thread refused by the model checker"));
+    }
     thread::Builder::new().name(name.to_owned()).spawn(body)
+}
+
+/// The thread names a model-checked execution refuses to spawn.
+#[cfg(pool_model)]
+pub(crate) mod refused {
+    use std::sync::{Mutex, PoisonError};
+
+    crate::sync::process_global! {
+        static REFUSED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    }
+
+    /// From now on in this execution, spawning a thread named `name` fails.
+    pub(crate) fn refuse(name: &str) {
+        REFUSED
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(name.to_owned());
+    }
+
+    pub(super) fn is_refused(name: &str) -> bool {
+        REFUSED
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .any(|refused| refused == name)
+    }
 }
 
 #[cfg(all(test, not(pool_model)))]

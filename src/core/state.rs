@@ -898,9 +898,18 @@ impl<E> State<E> {
 /// they hold only once every thread is done, at quiescence (`KeyCore::quiescence_violation`).
 #[cfg(any(test, pool_model))]
 impl<E> State<E> {
-    /// What must hold at every unlock: a shut pool parks nothing and has nobody waiting (a
-    /// reset, a prime or a check finishing after `close` must close its connection).
+    /// What must hold at every unlock: the counts users see (`Stats`) add up to what the pool
+    /// holds; a shut pool parks nothing and has nobody waiting (a reset, a prime or a check
+    /// finishing after `close` must close its connection).
     pub(crate) fn duty_violation(&self) -> Option<String> {
+        let counts = self.counts();
+        let counted = counts.idle + counts.in_use + counts.resetting + counts.opening;
+        if counted != self.total() {
+            return Some(format!(
+                "the counts users see add up to {counted}, the pool holds {}",
+                self.total()
+            ));
+        }
         if self.closed && !self.idle.is_empty() {
             return Some(format!("{} parked after shutdown", self.idle.len()));
         }

@@ -67,7 +67,7 @@ struct Server {
     /// Connects on the primer's thread wait at the gate (so that only the caller's own
     /// patience can serve it, in the patience test).
     gate_primer: AtomicBool,
-    /// The next reset waits at the gate (once).
+    /// The next reset on the resetter thread waits at the gate (once).
     gate_next_reset: AtomicBool,
     /// The next close waits at the gate (once).
     gate_next_close: AtomicBool,
@@ -182,8 +182,10 @@ impl Driver for FaultyDriver {
     }
 
     fn detach(&self, mut conn: FaultyConn, _: ResetMode) -> Result<FaultyConn, DriverError> {
-        // Only a used session's reset: a fresh one is detached by the primer too.
-        if conn.dirty && conn.server.gate_next_reset.swap(false, SeqCst) {
+        // Only a used session's reset on the resetter thread: a fresh one is detached by the
+        // primer too, and a release resets inline when the resetter's backlog is full.
+        let on_resetter = thread::current().name() == Some("pool-reset");
+        if conn.dirty && on_resetter && conn.server.gate_next_reset.swap(false, SeqCst) {
             conn.server.gate.pass();
         }
         let outcome = if conn.dirty {
@@ -467,5 +469,24 @@ fn a_close_that_hangs_frees_its_room_within_the_grace() {
         assert!(waited >= Duration::from_secs(1), "served after {waited:?}");
         drop(next);
         finish(&server, 1);
+    });
+}
+
+/// Releases while the resetter hangs: its backlog stays within its bound (the engine asserts
+/// it on every submit), the releases beyond it reset on their own threads, and everything
+/// settles once the reset ends.
+#[test]
+fn the_resetters_backlog_stays_bounded_while_a_reset_hangs() {
+    check(|| {
+        let server = start(only_the_engines_own_timers(4));
+        let held: Vec<_> = (0..4)
+            .map(|_| pool_model::open("faulty", ARGS).expect("open"))
+            .collect();
+        server.gate_next_reset.store(true, SeqCst);
+        for mut conn in held {
+            conn.query("SET x", &[]).expect("query");
+            conn.release().expect("release");
+        }
+        finish(&server, 4);
     });
 }

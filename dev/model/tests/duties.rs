@@ -1,0 +1,280 @@
+//! Model checking of what the pool must *do*, not only what it must not: validate a connection
+//! parked too long (and only then), sweep at once when asked, refill an emptied stack, keep
+//! the `min_idle` floor, cope with threads that cannot start, and keep keys apart.
+//!
+//! Each test drives one short scenario (the engine's background threads race it under
+//! shuttle's schedulers) against a driver that counts what it is asked to do. Time passes only
+//! when a test moves the clock (`model::advance`), so a window's edge can be hit exactly.
+//!
+//! `POOL_MODEL_ITERATIONS` (default 1000) sets the schedules per test and scheduler; these run
+//! a quarter of that. A failure prints a schedule that `shuttle::replay` reproduces.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pool_model::{model, ConnArgs, Driver, DriverError, Error, ResetMode, Settings};
+use shuttle::thread;
+
+const ARGS: &str = "db=duties";
+const OTHER_ARGS: &str = "db=duties-other";
+
+/// How long a check that must happen may take to happen, in yields.
+const PATIENCE: usize = 5_000;
+
+/// What the driver was asked to do.
+#[derive(Default)]
+struct Server {
+    connects: AtomicUsize,
+    /// `connected` calls (liveness checks).
+    checks: AtomicUsize,
+}
+
+struct CountingDriver(Arc<Server>);
+
+struct CountedConn {
+    broken: bool,
+    dirty: bool,
+}
+
+common::model_connection!(CountedConn);
+
+impl Driver for CountingDriver {
+    type Conn = CountedConn;
+    type Handle = CountedConn;
+
+    fn name(&self) -> &str {
+        "counting"
+    }
+
+    fn connect(&self, _: &ConnArgs, _: Duration) -> Result<CountedConn, DriverError> {
+        self.0.connects.fetch_add(1, SeqCst);
+        Ok(CountedConn {
+            broken: false,
+            dirty: false,
+        })
+    }
+
+    fn detach(&self, mut conn: CountedConn, _: ResetMode) -> Result<CountedConn, DriverError> {
+        conn.dirty = false;
+        Ok(conn)
+    }
+
+    fn attach(&self, handle: CountedConn) -> Result<CountedConn, DriverError> {
+        Ok(handle)
+    }
+
+    fn connected(&self, _: &mut CountedConn, _: Duration) -> bool {
+        self.0.checks.fetch_add(1, SeqCst);
+        true
+    }
+}
+
+fn iterations() -> usize {
+    std::env::var("POOL_MODEL_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(1000)
+        .div_ceil(4)
+}
+
+fn check(body: fn()) {
+    let n = iterations();
+    shuttle::check_random(body, n);
+    shuttle::check_pct(body, n, 3);
+}
+
+const VALIDATE_AFTER: Duration = Duration::from_millis(10);
+
+/// Nothing happens on its own: no sweep falls due (a minute or more), nothing expires.
+fn quiet(max_open: usize) -> Settings {
+    Settings {
+        max_open,
+        acquire_timeout: Duration::from_secs(3600),
+        validate_after: VALIDATE_AFTER,
+        reap_interval: Duration::from_secs(120),
+        idle_timeout: Duration::from_secs(3600),
+        max_lifetime: None,
+        min_idle: 0,
+        ..Settings::default()
+    }
+}
+
+fn start() -> Arc<Server> {
+    let server = Arc::new(Server::default());
+    pool_model::register(CountingDriver(Arc::clone(&server))).expect("register");
+    server
+}
+
+fn open(args: &str) -> pool_model::Conn {
+    match pool_model::open("counting", args) {
+        Ok(conn) => conn,
+        Err(error) => panic!("open failed: {error}"),
+    }
+}
+
+/// Yields until `done` holds, at most [`PATIENCE`] times.
+fn eventually(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..PATIENCE {
+        if done() {
+            return;
+        }
+        thread::yield_now();
+    }
+    assert!(done(), "{what} never happened");
+}
+
+fn idle(args: &str) -> usize {
+    pool_model::stats("counting", args).expect("stats").idle
+}
+
+/// A connection parked exactly `validate_after` is handed out without a round trip, from the
+/// fast slot and from the stack; one parked longer is checked first. The pool exists on the
+/// defaults before it is configured, so the setting must reach the fast path's copy of it.
+#[test]
+fn a_connection_parked_past_validate_after_is_checked_and_only_then() {
+    check(|| {
+        let server = start();
+        pool_model::stats("counting", ARGS).expect("the pool, on the defaults");
+        pool_model::configure("counting", ARGS, quiet(2)).expect("configure");
+        let (a, b) = (open(ARGS), open(ARGS));
+        // b ends in the fast slot, a on the stack.
+        a.release().expect("release");
+        b.release().expect("release");
+        model::advance(VALIDATE_AFTER);
+        let (b, a) = (open(ARGS), open(ARGS));
+        assert_eq!(
+            server.checks.load(SeqCst),
+            0,
+            "checked a connection parked no longer than validate_after"
+        );
+        a.release().expect("release");
+        b.release().expect("release");
+        model::advance(VALIDATE_AFTER + Duration::from_millis(1));
+        let held = (open(ARGS), open(ARGS));
+        assert_eq!(
+            server.checks.load(SeqCst),
+            2,
+            "handed out a connection parked longer than validate_after unchecked"
+        );
+        drop(held);
+        pool_model::shutdown();
+    });
+}
+
+/// A connection that broke in use makes the reaper sweep now, not at its next interval: the
+/// parked connection is checked at once, and, alive, stays parked.
+#[test]
+fn a_requested_sweep_checks_the_parked_connections_at_once() {
+    check(|| {
+        let server = start();
+        pool_model::configure("counting", ARGS, quiet(2)).expect("configure");
+        let (a, mut b) = (open(ARGS), open(ARGS));
+        a.release().expect("release");
+        // A sweep checks only what was parked before it started.
+        model::advance(Duration::from_millis(1));
+        b.execute("BREAK", &[]).expect("execute");
+        b.release().expect("release");
+        eventually("the requested sweep's check", || {
+            server.checks.load(SeqCst) >= 1
+        });
+        model::settle(PATIENCE).expect("a duty neglected");
+        assert_eq!(idle(ARGS), 1, "the sweep dropped a live connection");
+        pool_model::shutdown();
+    });
+}
+
+/// `open` taking the last parked connection wakes the primer, which parks a fresh one.
+#[test]
+fn the_primer_refills_an_emptied_stack() {
+    check(|| {
+        let server = start();
+        pool_model::configure("counting", ARGS, quiet(2)).expect("configure");
+        open(ARGS).release().expect("release");
+        let held = open(ARGS);
+        eventually("the primer's connection", || idle(ARGS) == 1);
+        assert_eq!(server.connects.load(SeqCst), 2);
+        drop(held);
+        pool_model::shutdown();
+    });
+}
+
+/// A sweep finds the pool below `min_idle` and the primer fills it.
+#[test]
+fn the_primer_fills_the_min_idle_floor() {
+    check(|| {
+        start();
+        let settings = Settings {
+            min_idle: 2,
+            reap_interval: Duration::from_millis(1),
+            ..quiet(3)
+        };
+        pool_model::configure("counting", ARGS, settings.clone()).expect("configure");
+        model::advance(Duration::from_millis(2));
+        // Applying settings wakes the reaper; its sweep is due.
+        pool_model::configure("counting", ARGS, settings).expect("configure");
+        eventually("the min_idle floor", || idle(ARGS) == 2);
+        pool_model::shutdown();
+    });
+}
+
+/// No background thread can start: the pool still serves (resets on the releasing thread,
+/// closes in place, connects on demand), and leaves no prime pending that would stop it from
+/// ever asking the primer again.
+#[test]
+fn a_pool_whose_threads_cannot_start_still_serves_and_neglects_nothing() {
+    check(|| {
+        start();
+        for name in ["pool-primer", "pool-reset", "pool-close", "pool-closer"] {
+            model::refuse_spawns(name);
+        }
+        pool_model::configure("counting", ARGS, quiet(2)).expect("configure");
+        let mut dirty = open(ARGS);
+        dirty.query("SET x", &[]).expect("query");
+        dirty.release().expect("release");
+        // Takes the last parked one: the primer is asked, and cannot start.
+        let mut broken = open(ARGS);
+        broken.execute("BREAK", &[]).expect("execute");
+        broken.release().expect("release");
+        let again = open(ARGS);
+        again.release().expect("release");
+        model::settle(PATIENCE).expect("a duty neglected");
+        pool_model::shutdown();
+        model::settle(PATIENCE).expect("a duty neglected after shutdown");
+    });
+}
+
+/// Each key counts only its own connections: a thread holding key A's only connection waits
+/// for key B's (held by another thread) instead of being told it would wait for itself.
+#[test]
+fn keys_count_their_own_held_connections() {
+    check(|| {
+        start();
+        pool_model::configure("counting", ARGS, quiet(1)).expect("configure");
+        pool_model::configure("counting", OTHER_ARGS, quiet(1)).expect("configure");
+        let holder = thread::spawn(|| {
+            let other = open(OTHER_ARGS);
+            // Holds it until the main thread has queued for it.
+            eventually("the other caller's wait", || {
+                pool_model::stats("counting", OTHER_ARGS).map_or(0, |s| s.waiting) == 1
+            });
+            other.release().expect("release");
+        });
+        eventually("the holder's connection", || {
+            pool_model::stats("counting", OTHER_ARGS).map_or(0, |s| s.in_use) == 1
+        });
+        let mine = open(ARGS);
+        match pool_model::open("counting", OTHER_ARGS) {
+            Ok(conn) => drop(conn),
+            Err(error @ Error::WouldDeadlock { .. }) => {
+                panic!("another key's connection counted as this one's: {error}")
+            }
+            Err(error) => panic!("open failed: {error}"),
+        }
+        drop(mine);
+        holder.join().expect("holder");
+        pool_model::shutdown();
+    });
+}
