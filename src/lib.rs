@@ -46,6 +46,8 @@ mod settings;
 mod stats;
 mod sync;
 mod unsettled;
+#[cfg(pool_model)]
+mod violations;
 
 /// Hooks for the model checker (`dev/model`): only in the build with `--cfg pool_model`.
 #[cfg(pool_model)]
@@ -58,7 +60,14 @@ pub mod model {
     /// Checks the registry's invariants: no pool it hands out is shut, and a reaper runs
     /// while it holds pools.
     pub fn check_registry() -> Result<(), String> {
+        violation()?;
         crate::registry::registry().check_invariants()
+    }
+
+    /// The first invariant the engine found broken on itself in this execution, on any
+    /// thread (see `violations`); `check_registry` and `settle` report it too.
+    pub fn violation() -> Result<(), String> {
+        crate::violations::first()
     }
 
     /// The virtual clock's reading, as time since an arbitrary start.
@@ -93,6 +102,7 @@ pub mod model {
     /// nothing in flight and neglects no duty, yielding at most `steps` times; the last duty
     /// still neglected otherwise. See `State::quiescence_violation`.
     pub fn settle(steps: usize) -> Result<(), String> {
+        violation()?;
         let registry = crate::registry::registry();
         for _ in 0..steps {
             if registry.quiescence_violation().is_none() {
@@ -100,6 +110,7 @@ pub mod model {
             }
             crate::sync::thread::yield_now();
         }
+        violation()?;
         registry.quiescence_violation().map_or(Ok(()), Err)
     }
 }

@@ -15,7 +15,6 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
-use crate::clock::Tick;
 use crate::guard;
 use crate::sync::{lock, spawn, sync_channel, thread::JoinHandle, Mutex, Receiver};
 use crate::sync::{recv_timeout, RecvTimeoutError, SyncSender, TrySendError};
@@ -166,9 +165,19 @@ fn run(pool: &'static dyn Primed, wake: Receiver<()>) {
 struct Jitter(u64);
 
 impl Jitter {
+    #[cfg(not(pool_model))]
     fn seeded() -> Self {
+        use crate::clock::Tick;
         let here = &0u8 as *const u8 as u64;
         Jitter((Tick::now().since(Tick::default()).as_nanos() as u64 ^ here.rotate_left(17)) | 1)
+    }
+
+    /// Under the model checker the seed is the schedule's, so a replayed schedule pauses for
+    /// the same times (an address would change from run to run).
+    #[cfg(pool_model)]
+    fn seeded() -> Self {
+        use rand::RngCore;
+        Jitter(shuttle::rand::thread_rng().next_u64() | 1)
     }
 
     fn next(&mut self) -> u64 {

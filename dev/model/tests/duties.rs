@@ -72,18 +72,8 @@ impl Driver for CountingDriver {
     }
 }
 
-fn iterations() -> usize {
-    std::env::var("POOL_MODEL_ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(1000)
-        .div_ceil(4)
-}
-
 fn check(body: fn()) {
-    let n = iterations();
-    shuttle::check_random(body, n);
-    shuttle::check_pct(body, n, 3);
+    common::check(body, common::iterations(4));
 }
 
 const VALIDATE_AFTER: Duration = Duration::from_millis(10);

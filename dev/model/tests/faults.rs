@@ -229,14 +229,6 @@ impl Driver for FaultyDriver {
 
 common::model_connection!(FaultyConn);
 
-fn iterations() -> usize {
-    std::env::var("POOL_MODEL_ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(1000)
-        .div_ceil(4)
-}
-
 /// Runs `body` under the random scheduler and the PCT scheduler (depth 3).
 ///
 /// `POOL_MODEL_REPLAY=<schedule>` replays one failing schedule instead, with the engine's and
@@ -250,9 +242,7 @@ fn check(body: fn()) {
         shuttle::replay(move || quiet_driver_panics(body), &schedule);
         return;
     }
-    let n = iterations();
-    shuttle::check_random(move || quiet_driver_panics(body), n);
-    shuttle::check_pct(move || quiet_driver_panics(body), n, 3);
+    common::check(move || quiet_driver_panics(body), common::iterations(4));
 }
 
 /// Runs `body` with the model driver's own panics (which the engine catches) kept out of
@@ -281,7 +271,7 @@ fn quiet_driver_panics(body: fn()) {
 const DRIVER_PANIC: &str = "model driver:";
 
 /// Short windows, so that time passing reaches them: validation, idle expiry, rotation,
-/// sweeps; a warm floor of one connection for expiry to respect.
+/// sweeps; a warm floor for expiry to respect.
 fn settings(max_open: usize) -> Settings {
     Settings {
         max_open,
@@ -292,7 +282,8 @@ fn settings(max_open: usize) -> Settings {
         idle_timeout: Duration::from_millis(300),
         reap_interval: Duration::from_millis(250),
         max_lifetime: Some(Duration::from_millis(700)),
-        min_idle: 1,
+        // Two where there is room: a floor of one is what expiry keeps anyway (never the last).
+        min_idle: max_open.min(2),
         ..Settings::default()
     }
 }

@@ -102,18 +102,9 @@ common::model_connection!(ModelConn);
 
 const ARGS: &str = "db=model";
 
-fn iterations() -> usize {
-    std::env::var("POOL_MODEL_ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000)
-}
-
 /// Runs `body` under the random scheduler and the PCT scheduler (depth 3).
 fn check(body: fn()) {
-    let n = iterations();
-    shuttle::check_random(body, n);
-    shuttle::check_pct(body, n, 3);
+    common::check(body, common::iterations(1));
 }
 
 /// A fresh execution (its own registry and virtual clock): the model driver registered.

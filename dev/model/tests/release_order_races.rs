@@ -14,6 +14,8 @@
 //! (top = x) and never looks at the slot again. Quiescent state: slot = a, stack top = x; the
 //! next `open` takes a.
 
+mod common;
+
 use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
@@ -200,10 +202,5 @@ fn body() {
 /// 1000) schedules each.
 #[test]
 fn released_newest_first_once_settled_when_a_release_races_a_flush() {
-    let n = std::env::var("POOL_MODEL_ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
-    shuttle::check_random(body, n);
-    shuttle::check_pct(body, n, 3);
+    common::check(body, common::iterations(1));
 }
