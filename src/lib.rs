@@ -91,6 +91,13 @@ pub mod model {
         while !timer.fire_maybe() {}
     }
 
+    /// How many passes over the pools the reaper has finished in this execution. A pass that
+    /// starts after a change (time moved, settings applied, which wakes the reaper) has seen
+    /// it: wait for two more than before the change.
+    pub fn reaper_passes() -> usize {
+        crate::reaper::passes::count()
+    }
+
     /// From now on in this execution, the engine's threads named `name` (`pool-primer`,
     /// `pool-reset`, `pool-close`, `pool-closer`, `pool-reaper`) cannot be started: each spawn
     /// fails as on a system out of threads.

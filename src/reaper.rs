@@ -107,9 +107,30 @@ fn run(pools: fn() -> Vec<&'static dyn Reaped>, wake: Receiver<()>, stop: Arc<At
             }
             sleep = sleep.min(reap_guarded(pool));
         }
+        #[cfg(pool_model)]
+        passes::finished();
         match recv_timeout(&wake, sleep) {
             Ok(()) | Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
+    }
+}
+
+/// Under the model checker: how many passes over the pools the reaper finished, so a test can
+/// wait for a sweep it caused (`pool_model::model::reaper_passes`).
+#[cfg(pool_model)]
+pub(crate) mod passes {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    crate::sync::process_global! {
+        static PASSES: AtomicUsize = AtomicUsize::new(0);
+    }
+
+    pub(super) fn finished() {
+        PASSES.fetch_add(1, SeqCst);
+    }
+
+    pub(crate) fn count() -> usize {
+        PASSES.load(SeqCst)
     }
 }

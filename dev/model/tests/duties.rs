@@ -30,13 +30,27 @@ struct Server {
     connects: AtomicUsize,
     /// `connected` calls (liveness checks).
     checks: AtomicUsize,
+    /// Connections closed (dropped).
+    closes: AtomicUsize,
+    /// A reset ran on the resetter thread, and one in the `RollbackOnly` mode.
+    background_resets: AtomicUsize,
+    rollback_resets: AtomicUsize,
 }
 
 struct CountingDriver(Arc<Server>);
 
 struct CountedConn {
+    server: Arc<Server>,
+    /// Which server connection it is (its connect's number).
+    id: usize,
     broken: bool,
     dirty: bool,
+}
+
+impl Drop for CountedConn {
+    fn drop(&mut self) {
+        self.server.closes.fetch_add(1, SeqCst);
+    }
 }
 
 common::model_connection!(CountedConn);
@@ -50,14 +64,23 @@ impl Driver for CountingDriver {
     }
 
     fn connect(&self, _: &ConnArgs, _: Duration) -> Result<CountedConn, DriverError> {
-        self.0.connects.fetch_add(1, SeqCst);
         Ok(CountedConn {
+            server: Arc::clone(&self.0),
+            id: self.0.connects.fetch_add(1, SeqCst),
             broken: false,
             dirty: false,
         })
     }
 
-    fn detach(&self, mut conn: CountedConn, _: ResetMode) -> Result<CountedConn, DriverError> {
+    fn detach(&self, mut conn: CountedConn, mode: ResetMode) -> Result<CountedConn, DriverError> {
+        if conn.dirty {
+            if thread::current().name() == Some("pool-reset") {
+                self.0.background_resets.fetch_add(1, SeqCst);
+            }
+            if mode == ResetMode::RollbackOnly {
+                self.0.rollback_resets.fetch_add(1, SeqCst);
+            }
+        }
         conn.dirty = false;
         Ok(conn)
     }
@@ -116,6 +139,34 @@ fn eventually(what: &str, done: impl Fn() -> bool) {
     assert!(done(), "{what} never happened");
 }
 
+fn id(conn: &pool_model::Conn) -> usize {
+    conn.native::<CountedConn>()
+        .expect("a counted connection")
+        .id
+}
+
+/// Lets the reaper finish the passes it was woken for, until it waits for a wake again (no
+/// pass for a while: it blocks, as time does not pass on its own here).
+fn reaper_quiet() {
+    loop {
+        let passes = model::reaper_passes();
+        for _ in 0..50 {
+            thread::yield_now();
+        }
+        if model::reaper_passes() == passes {
+            return;
+        }
+    }
+}
+
+/// Wakes the reaper (applying `settings` does) and waits for the pass that follows.
+fn sweep_with(settings: &Settings) {
+    reaper_quiet();
+    let before = model::reaper_passes();
+    pool_model::configure("counting", ARGS, settings.clone()).expect("configure");
+    eventually("a reaper pass", || model::reaper_passes() > before);
+}
+
 fn idle(args: &str) -> usize {
     pool_model::stats("counting", args).expect("stats").idle
 }
@@ -162,6 +213,7 @@ fn a_requested_sweep_checks_the_parked_connections_at_once() {
         let server = start();
         pool_model::configure("counting", ARGS, quiet(2)).expect("configure");
         let (a, mut b) = (open(ARGS), open(ARGS));
+        let a_id = id(&a);
         a.release().expect("release");
         // A sweep checks only what was parked before it started.
         model::advance(Duration::from_millis(1));
@@ -171,7 +223,9 @@ fn a_requested_sweep_checks_the_parked_connections_at_once() {
             server.checks.load(SeqCst) >= 1
         });
         model::settle(PATIENCE).expect("a duty neglected");
-        assert_eq!(idle(ARGS), 1, "the sweep dropped a live connection");
+        let again = open(ARGS);
+        assert_eq!(id(&again), a_id, "the sweep dropped a live connection");
+        drop(again);
         pool_model::shutdown();
     });
 }
@@ -265,6 +319,131 @@ fn keys_count_their_own_held_connections() {
         }
         drop(mine);
         holder.join().expect("holder");
+        pool_model::shutdown();
+    });
+}
+
+/// A thread that holds every connection and opens again is told so at once
+/// (`WouldDeadlock`) instead of waiting for itself; with `max_waiting` reached, a caller is
+/// shed at once (`TooManyWaiting`).
+#[test]
+fn a_wait_that_cannot_end_or_cannot_queue_is_refused_at_once() {
+    check(|| {
+        start();
+        pool_model::configure("counting", ARGS, quiet(1)).expect("configure");
+        let held = open(ARGS);
+        match pool_model::open("counting", ARGS) {
+            Err(Error::WouldDeadlock { .. }) => {}
+            Ok(_) => panic!("handed out a second connection with max_open 1"),
+            Err(error) => panic!("not refused as a self-deadlock: {error}"),
+        }
+        let shed = Settings {
+            max_waiting: Some(0),
+            ..quiet(1)
+        };
+        pool_model::configure("counting", OTHER_ARGS, shed).expect("configure");
+        let refused = Arc::new(shuttle::sync::atomic::AtomicBool::new(false));
+        let answered = Arc::clone(&refused);
+        let holder = thread::spawn(move || {
+            let other = open(OTHER_ARGS);
+            eventually("the main thread's answer", || answered.load(SeqCst));
+            drop(other);
+        });
+        eventually("the holder's connection", || {
+            pool_model::stats("counting", OTHER_ARGS).map_or(0, |s| s.in_use) == 1
+        });
+        match pool_model::open("counting", OTHER_ARGS) {
+            Err(Error::TooManyWaiting { .. }) => {}
+            Ok(_) => panic!("handed out a second connection with max_open 1"),
+            Err(error) => panic!("not shed with max_waiting 0: {error}"),
+        }
+        refused.store(true, SeqCst);
+        drop(held);
+        holder.join().expect("holder");
+        pool_model::shutdown();
+    });
+}
+
+const IDLE_TIMEOUT: Duration = Duration::from_millis(50);
+const MAX_LIFETIME: Duration = Duration::from_millis(100);
+
+/// A due sweep, at each window's edge and past it: a connection parked exactly
+/// `validate_after` is not checked, one parked longer is; none parked exactly `idle_timeout`
+/// is closed, and past it all but the floor (one) are; past `max_lifetime` the rest is
+/// rotated out and the primer refills the emptied stack.
+#[test]
+fn due_sweeps_check_expire_and_rotate_at_their_windows_edges() {
+    check(|| {
+        let server = start();
+        let settings = Settings {
+            reap_interval: Duration::from_millis(1),
+            idle_timeout: IDLE_TIMEOUT,
+            max_lifetime: Some(MAX_LIFETIME),
+            ..quiet(3)
+        };
+        // The sweep is due: its interval is 1 ms.
+        let sweep_after = |by: Duration| {
+            reaper_quiet();
+            model::advance(by);
+            sweep_with(&settings);
+        };
+        pool_model::configure("counting", ARGS, settings.clone()).expect("configure");
+        let held: Vec<_> = (0..3).map(|_| open(ARGS)).collect();
+        drop(held);
+        sweep_after(VALIDATE_AFTER);
+        assert_eq!(
+            server.checks.load(SeqCst),
+            0,
+            "checked one parked exactly validate_after"
+        );
+        sweep_after(IDLE_TIMEOUT - VALIDATE_AFTER);
+        assert_eq!(
+            server.checks.load(SeqCst),
+            3,
+            "stale parked connections not checked"
+        );
+        assert_eq!(
+            server.closes.load(SeqCst),
+            0,
+            "expired one parked exactly idle_timeout"
+        );
+        sweep_after(Duration::from_millis(1));
+        eventually("idle expiry above the floor", || {
+            server.closes.load(SeqCst) == 2
+        });
+        sweep_after(MAX_LIFETIME);
+        eventually("rotation and a fresh primed connection", || {
+            server.closes.load(SeqCst) == 3 && idle(ARGS) == 1
+        });
+        model::settle(PATIENCE).expect("a duty neglected");
+        pool_model::shutdown();
+    });
+}
+
+/// `RollbackOnly` (for a transaction-mode PgBouncer) resets on the releasing thread, in that
+/// mode, never queued behind another connection's reset on the resetter.
+#[test]
+fn rollback_only_resets_on_the_releasing_thread_in_that_mode() {
+    check(|| {
+        let server = start();
+        let settings = Settings {
+            reset_mode: ResetMode::RollbackOnly,
+            ..quiet(1)
+        };
+        pool_model::configure("counting", ARGS, settings).expect("configure");
+        let mut conn = open(ARGS);
+        conn.query("BEGIN", &[]).expect("query");
+        conn.release().expect("release");
+        assert_eq!(
+            server.rollback_resets.load(SeqCst),
+            1,
+            "not reset in RollbackOnly"
+        );
+        assert_eq!(
+            server.background_resets.load(SeqCst),
+            0,
+            "reset on the resetter"
+        );
         pool_model::shutdown();
     });
 }

@@ -72,6 +72,8 @@ struct Server {
     /// The next close waits at the gate (once).
     gate_next_close: AtomicBool,
     gate: Gate,
+    /// A connection that failed a liveness check was attached for a caller.
+    handed_out_dead: AtomicBool,
 }
 
 /// Where a call hangs until the test opens it: however much time passes. A hang nothing
@@ -117,6 +119,8 @@ struct FaultyConn {
     server: Arc<Server>,
     broken: bool,
     dirty: bool,
+    /// It failed a liveness check: the pool must close it, never hand it out.
+    dead: bool,
 }
 
 impl Drop for FaultyConn {
@@ -178,6 +182,7 @@ impl Driver for FaultyDriver {
             server: Arc::clone(server),
             broken: false,
             dirty: false,
+            dead: false,
         })
     }
 
@@ -188,11 +193,7 @@ impl Driver for FaultyDriver {
         if conn.dirty && on_resetter && conn.server.gate_next_reset.swap(false, SeqCst) {
             conn.server.gate.pass();
         }
-        let outcome = if conn.dirty {
-            conn.server.outcome()
-        } else {
-            Outcome::Works
-        };
+        let outcome = conn.server.outcome();
         match outcome {
             Outcome::Works => {
                 conn.dirty = false;
@@ -211,16 +212,23 @@ impl Driver for FaultyDriver {
     }
 
     fn attach(&self, handle: FaultyConn) -> Result<FaultyConn, DriverError> {
+        if handle.dead {
+            self.0.handed_out_dead.store(true, SeqCst);
+        }
         Ok(handle)
     }
 
     fn connected(&self, conn: &mut FaultyConn, timeout: Duration) -> bool {
         match conn.server.outcome() {
             Outcome::Works => true,
-            Outcome::Fails => false,
+            Outcome::Fails => {
+                conn.dead = true;
+                false
+            }
             Outcome::Panics => panic!("model driver: liveness check panicked"),
             Outcome::Hangs => {
                 model::block_for(timeout);
+                conn.dead = true;
                 false
             }
         }
@@ -356,6 +364,10 @@ fn finish(server: &Server, max_open: usize) {
     }
     drop(held);
     model::check_registry().expect("registry invariants");
+    assert!(
+        !server.handed_out_dead.load(SeqCst),
+        "a connection that failed its liveness check was handed out"
+    );
     pool_model::shutdown();
     model::settle(SETTLE_STEPS).expect("a duty neglected after shutdown");
     // A close that hung goes on after its room was freed: it ends when its network does.
