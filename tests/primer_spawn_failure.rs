@@ -8,13 +8,12 @@
 //! it (found by review; this test failed 6 of 6 runs before the fix). Now the wake never
 //! unwinds, and a waiter whose `open` unwinds before it waits leaves the queue anyway.
 //!
-//! Spawn failure is provoked by capping the process's address space (`prlimit --as`) just
+//! Spawn failure is provoked by capping the process's address space (`setrlimit(RLIMIT_AS)`) just
 //! above what it uses, so a new thread's 2 MiB stack cannot be mapped; small allocations still
 //! fit. The subscriber is process-global, so this test has a binary of its own.
 
 mod common;
 
-use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
@@ -55,12 +54,22 @@ fn vm_size_bytes() -> u64 {
     kb * 1024
 }
 
-fn set_address_space_limit(soft: &str) -> bool {
-    let pid = std::process::id().to_string();
-    Command::new("prlimit")
-        .args(["--pid", &pid, &format!("--as={soft}:unlimited")])
-        .status()
-        .is_ok_and(|s| s.success())
+/// Sets the soft cap on this process's address space (`None`: no cap), keeping the hard one.
+/// A system call, not the `prlimit` command: raising the cap again must not need memory of
+/// its own (spawning `prlimit` under the cap failed for good once the process had grown: the
+/// test hung).
+fn set_address_space_limit(soft: Option<u64>) -> bool {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid, writable rlimit; getrlimit only writes to it.
+    if unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut limit) } != 0 {
+        return false;
+    }
+    limit.rlim_cur = soft.map_or(limit.rlim_max, |soft| soft.min(limit.rlim_max));
+    // SAFETY: `limit` is a valid rlimit; setrlimit only reads it.
+    unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) == 0 }
 }
 
 #[test]
@@ -97,15 +106,12 @@ fn a_failed_primer_spawn_with_a_panicking_log_leaves_no_ghost_waiter() {
             // Warm this thread's allocator first, then cap the address space.
             let _warm = vec![0u8; 4096];
             let limit = vm_size_bytes() + (3 << 19);
-            assert!(set_address_space_limit(&limit.to_string()), "prlimit");
+            assert!(set_address_space_limit(Some(limit)), "setrlimit");
             // The open queues to wait for the held reset and wakes the primer: its thread
             // cannot be started under the cap. With `acquire_timeout` 500 ms it then times
             // out (the gate opens only after this thread is done).
             let got = std::panic::catch_unwind(|| pool::open("fake", &a).map(drop));
-            // Spawning prlimit may itself fail under the cap now and then: retry.
-            while !set_address_space_limit("unlimited") {
-                thread::sleep(Duration::from_millis(10));
-            }
+            assert!(set_address_space_limit(None), "setrlimit");
             got.is_err()
         })
         .expect("spawn")
