@@ -11,7 +11,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +35,10 @@ struct Server {
     /// A reset ran on the resetter thread, and one in the `RollbackOnly` mode.
     background_resets: AtomicUsize,
     rollback_resets: AtomicUsize,
+    /// `can_detach` says no (asked when a pool is created).
+    cannot_detach: AtomicBool,
+    /// Liveness checks hang for their whole timeout, then say dead (a silent network).
+    silent: AtomicBool,
 }
 
 struct CountingDriver(Arc<Server>);
@@ -89,9 +93,17 @@ impl Driver for CountingDriver {
         Ok(handle)
     }
 
-    fn connected(&self, _: &mut CountedConn, _: Duration) -> bool {
+    fn connected(&self, _: &mut CountedConn, timeout: Duration) -> bool {
         self.0.checks.fetch_add(1, SeqCst);
+        if self.0.silent.load(SeqCst) {
+            model::block_for(timeout);
+            return false;
+        }
         true
+    }
+
+    fn can_detach(&self) -> bool {
+        !self.0.cannot_detach.load(SeqCst)
     }
 }
 
@@ -443,6 +455,70 @@ fn rollback_only_resets_on_the_releasing_thread_in_that_mode() {
             server.background_resets.load(SeqCst),
             0,
             "reset on the resetter"
+        );
+        pool_model::shutdown();
+    });
+}
+
+/// New settings rule the pool's sweeps at once, not after the old interval: a connection
+/// stale under the new `validate_after` is checked by the sweep that applying them causes.
+#[test]
+fn new_settings_take_effect_in_the_next_sweep_at_once() {
+    check(|| {
+        let server = start();
+        // Created on the defaults: a sweep falls due only every 20 s.
+        open(ARGS).release().expect("release");
+        model::advance(VALIDATE_AFTER + Duration::from_millis(1));
+        sweep_with(&quiet(2));
+        assert_eq!(
+            server.checks.load(SeqCst),
+            1,
+            "the sweep after new settings did not run, or not by them"
+        );
+        pool_model::shutdown();
+    });
+}
+
+/// A liveness check that used up its timeout (the network may be silent) ends the sweep's
+/// checks: the reaper does not wait a `check_timeout` for each parked connection in turn.
+#[test]
+fn a_silent_check_ends_the_sweeps_checks() {
+    check(|| {
+        let server = start();
+        model::let_time_pass();
+        pool_model::configure("counting", ARGS, quiet(2)).expect("configure");
+        let held = (open(ARGS), open(ARGS));
+        drop(held);
+        server.silent.store(true, SeqCst);
+        model::advance(VALIDATE_AFTER + Duration::from_millis(1));
+        sweep_with(&quiet(2));
+        assert_eq!(
+            server.checks.load(SeqCst),
+            1,
+            "the sweep went on checking after a silent check"
+        );
+        server.silent.store(false, SeqCst);
+        pool_model::shutdown();
+    });
+}
+
+/// A driver that cannot detach: nothing is ever parked, every release closes.
+#[test]
+fn a_driver_that_cannot_detach_never_parks() {
+    check(|| {
+        let server = start();
+        server.cannot_detach.store(true, SeqCst);
+        pool_model::configure("counting", ARGS, quiet(1)).expect("configure");
+        open(ARGS).release().expect("release");
+        assert_eq!(
+            idle(ARGS),
+            0,
+            "parked a connection the driver cannot detach"
+        );
+        assert_eq!(
+            server.closes.load(SeqCst),
+            1,
+            "the release did not close it"
         );
         pool_model::shutdown();
     });

@@ -315,7 +315,8 @@ fn open_or_give_up() -> Option<pool_model::Conn> {
     }
 }
 
-/// One caller: open, use (dirty, or broken on its first round if `break_it`), let time pass,
+/// One caller: open, use (broken on its first round if `break_it`, else dirty on even rounds,
+/// untouched on odd ones: a clean release detaches on the caller's thread), let time pass,
 /// release; `rounds` times.
 fn caller(rounds: usize, break_it: bool) {
     for round in 0..rounds {
@@ -332,7 +333,7 @@ fn caller(rounds: usize, break_it: bool) {
         );
         if break_it && round == 0 {
             conn.execute("BREAK", &[]).expect("execute");
-        } else {
+        } else if round % 2 == 0 {
             conn.query("SET x", &[]).expect("query");
         }
         model::advance(Duration::from_millis(100));
