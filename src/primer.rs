@@ -199,6 +199,34 @@ impl Jitter {
 mod tests {
     use super::*;
 
+    /// Jitter exists so pools restarting together do not retry in lockstep: the pauses of
+    /// one generator, and of two generators seeded a moment apart, must differ.
+    #[test]
+    fn jitter_spreads_the_pauses() {
+        let pause = Duration::from_millis(100);
+        let mut one = Jitter::seeded();
+        let draws: Vec<Duration> = (0..1000).map(|_| one.spread(pause)).collect();
+        let distinct: std::collections::BTreeSet<_> = draws.iter().collect();
+        assert!(
+            distinct.len() > 900,
+            "{} distinct pauses of 1000",
+            distinct.len()
+        );
+        let low = draws
+            .iter()
+            .filter(|d| **d < Duration::from_millis(60))
+            .count();
+        let high = draws
+            .iter()
+            .filter(|d| **d > Duration::from_millis(90))
+            .count();
+        assert!(low > 100 && high > 100, "{low} low, {high} high of 1000");
+        std::thread::sleep(Duration::from_millis(5));
+        let mut other = Jitter::seeded();
+        let theirs: Vec<Duration> = (0..10).map(|_| other.spread(pause)).collect();
+        assert_ne!(theirs, draws[..10], "two generators paused alike");
+    }
+
     #[test]
     fn jitter_stays_within_half_and_whole() {
         let mut j = Jitter::seeded();
