@@ -3,6 +3,7 @@
 use std::any::Any;
 use std::fmt;
 use std::marker::PhantomData;
+use std::time::Duration;
 
 use crate::error::Error;
 use pool_driver::{Connection, DriverError, DriverErrorKind, Rows, Value};
@@ -16,6 +17,8 @@ pub(crate) trait Lease {
     fn release(self: Box<Self>) -> Result<(), Error>;
     /// The pool's redacted label, for `Debug`.
     fn label(&self) -> &str;
+    /// Counts a statement that ran past its deadline in the pool's stats.
+    fn count_statement_timeout(&self);
 }
 
 /// A connection from the pool, attached to the thread that opened it.
@@ -28,6 +31,8 @@ pub(crate) trait Lease {
 /// `open` on any thread attaches it again.
 pub struct Conn {
     lease: Option<Box<dyn Lease>>,
+    /// The deadline the driver was given for this lease's statements (for the error).
+    statement_timeout: Option<Duration>,
     _attached_to_this_thread: PhantomData<*const ()>,
 }
 
@@ -42,7 +47,70 @@ impl Conn {
     pub(crate) fn new(lease: Box<dyn Lease>) -> Self {
         Self {
             lease: Some(lease),
+            statement_timeout: None,
             _attached_to_this_thread: PhantomData,
+        }
+    }
+
+    /// Gives the driver the pool's statement deadline for this lease (every `open` does, so a
+    /// lease's own override never reaches the next one). Whether the driver enforces it.
+    pub(crate) fn apply_statement_timeout(&mut self, timeout: Option<Duration>) -> bool {
+        self.statement_timeout = timeout;
+        match self.lease.as_mut().and_then(|l| l.connection()) {
+            Some(conn) => conn.set_statement_timeout(timeout),
+            None => false,
+        }
+    }
+
+    /// Sets the deadline of this lease's statements (`None`: no bound), instead of the pool's
+    /// `statement_timeout`, until the connection is released: for the one slow report query.
+    ///
+    /// ```no_run
+    /// # fn f() -> Result<(), pool::Error> {
+    /// # use std::time::Duration;
+    /// let mut db = pool::open("postgres", "host=localhost dbname=shop")?;
+    /// db.set_statement_timeout(Some(Duration::from_secs(120)))?;
+    /// let report = db.query("SELECT region, sum(total) FROM orders GROUP BY region", &[])?;
+    /// db.release()?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Fails with [`Error::InvalidSettings`] when the driver cannot bound statements and a
+    /// deadline was asked for (all built-in drivers can).
+    pub fn set_statement_timeout(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
+        if timeout.is_some_and(|t| t.is_zero()) {
+            return Err(Error::InvalidSettings {
+                message: "a statement timeout must be longer than zero (or None for no bound)"
+                    .into(),
+            });
+        }
+        self.connection()?;
+        if !self.apply_statement_timeout(timeout) && timeout.is_some() {
+            return Err(Error::InvalidSettings {
+                message: "this driver cannot bound its statements; \
+                          Conn::set_statement_timeout has no effect on it"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Maps a statement's error: a deadline that passed becomes `Error::StatementTimeout`,
+    /// counted and logged.
+    fn statement_error(&self, error: DriverError) -> Error {
+        if error.kind() != DriverErrorKind::StatementTimeout {
+            return Error::Query(error);
+        }
+        let timeout = self.statement_timeout.unwrap_or_default();
+        if let Some(lease) = &self.lease {
+            lease.count_statement_timeout();
+            crate::guard::log(|| {
+                tracing::warn!(pool = lease.label(), ?timeout, %error, "a statement ran past its deadline");
+            });
+        }
+        Error::StatementTimeout {
+            timeout,
+            source: error,
         }
     }
 
@@ -56,14 +124,14 @@ impl Conn {
     /// Runs a statement with `params` (`$1`/`?` placeholders, as the driver expects) and
     /// returns the number of rows it affected.
     pub fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, Error> {
-        self.connection()?
-            .execute(sql, params)
-            .map_err(Error::Query)
+        let outcome = self.connection()?.execute(sql, params);
+        outcome.map_err(|e| self.statement_error(e))
     }
 
     /// Runs a query with `params` and returns every row.
     pub fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, Error> {
-        self.connection()?.query(sql, params).map_err(Error::Query)
+        let outcome = self.connection()?.query(sql, params);
+        outcome.map_err(|e| self.statement_error(e))
     }
 
     /// The driver's own client, for example `postgres::Client` or `mysql::Conn`.

@@ -69,6 +69,16 @@ pub enum Error {
     },
     /// A statement failed; the connection may still be usable unless the driver marked it broken.
     Query(DriverError),
+    /// A statement ran past its deadline (`Settings::statement_timeout`, or
+    /// `Conn::set_statement_timeout` for this lease). The driver cancelled it on the server;
+    /// the connection goes back to the pool on release if the server acknowledged the cancel,
+    /// and is closed otherwise. Transient: answer 503 (or 504) and let the client retry.
+    StatementTimeout {
+        /// The deadline the statement ran past.
+        timeout: Duration,
+        /// What the driver saw (the server's cancel error, or that the server stayed silent).
+        source: DriverError,
+    },
     /// `native::<T>()` asked for a type the driver does not have.
     NativeType {
         /// The type asked for.
@@ -116,6 +126,7 @@ impl Error {
             Error::Timeout(_)
             | Error::Connect { .. }
             | Error::TooManyWaiting { .. }
+            | Error::StatementTimeout { .. }
             | Error::ShutDown => true,
             Error::Query(e) => {
                 matches!(e.kind(), DriverErrorKind::Broken | DriverErrorKind::Timeout)
@@ -201,6 +212,12 @@ impl fmt::Display for Error {
                  max_open or max_waiting"
             ),
             Error::Query(e) => write!(f, "query failed: {e}"),
+            Error::StatementTimeout { timeout, source } => write!(
+                f,
+                "the statement ran past its deadline of {timeout:.1?} and was stopped: {source}. \
+                 Find what it waited for (a lock, a slow plan, a silent server), or raise \
+                 statement_timeout (or Conn::set_statement_timeout for this one query)"
+            ),
             Error::NativeType { requested, actual } => write!(
                 f,
                 "this connection's native client is `{actual}`, not `{requested}`"
@@ -215,7 +232,9 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Connect { source, .. } | Error::Query(source) => Some(source),
+            Error::Connect { source, .. }
+            | Error::Query(source)
+            | Error::StatementTimeout { source, .. } => Some(source),
             _ => None,
         }
     }

@@ -158,6 +158,7 @@ mod enabled {
                 ("pool_acquire_waits_total", stats.waits),
                 ("pool_acquire_timeouts_total", stats.timeouts),
                 ("pool_acquire_shed_total", stats.shed),
+                ("pool_statement_timeouts_total", stats.statement_timeouts),
             ];
             for (name, value) in counters {
                 counter!(name, labels.iter()).absolute(value);

@@ -62,6 +62,21 @@ pub struct Settings {
     /// inline either way.) Applies to [`ResetMode::Full`] only: a `RollbackOnly` reset always
     /// runs on the releasing thread (see `resets_in_background`).
     pub background_reset: bool,
+    /// The deadline of every statement (`Conn::execute`, `Conn::query`, and the native client
+    /// where the driver bounds it too: see the driver's docs). On expiry the driver cancels the
+    /// statement on the server (PostgreSQL's cancel request, MariaDB's `KILL QUERY`; Redis has
+    /// no cancel, so its connection is closed) and the call fails with
+    /// [`crate::Error::StatementTimeout`] within the deadline plus a short grace, even when the
+    /// server has stopped answering. A session whose statement the server cancelled goes back
+    /// to the pool after its reset; any other is closed. Override it for one lease with
+    /// [`crate::Conn::set_statement_timeout`] (the one slow report).
+    ///
+    /// Default 30 s: the same as `acquire_timeout`, since a web handler that waited longer than
+    /// that for its statement has lost its client anyway (load balancers give up at 30–60 s),
+    /// and an unbounded default is how one stuck lock wait or one silent proxy takes a whole
+    /// service's worker threads (README, "When a statement hangs"). `None` removes the bound
+    /// (for batch jobs and migrations; prefer the per-lease override).
+    pub statement_timeout: Option<Duration>,
     /// Longest pause between two failed primer attempts (the pause doubles from 50 ms up to
     /// this, with jitter). Default 10 s.
     pub primer_backoff_max: Duration,
@@ -84,6 +99,7 @@ impl Default for Settings {
             max_lifetime: Some(Duration::from_secs(30 * 60)),
             primer_backoff_max: Duration::from_secs(10),
             background_reset: true,
+            statement_timeout: Some(Duration::from_secs(30)),
         }
     }
 }
@@ -136,6 +152,7 @@ impl Settings {
         for (name, value) in [
             ("leak_threshold", self.leak_threshold),
             ("max_lifetime", self.max_lifetime),
+            ("statement_timeout", self.statement_timeout),
         ] {
             if value.is_some_and(|v| v.is_zero()) {
                 return Err(format!(

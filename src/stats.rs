@@ -50,6 +50,8 @@ pub struct Stats {
     pub timeouts: u64,
     /// `open` calls refused with `Error::TooManyWaiting` (load shedding).
     pub shed: u64,
+    /// Statements that ran past their deadline (`Error::StatementTimeout`).
+    pub statement_timeouts: u64,
     /// Total time spent waiting at the limit.
     pub total_wait: Duration,
 }
@@ -69,6 +71,7 @@ pub(crate) struct Counters {
     pub(crate) waits: AtomicU64,
     pub(crate) timeouts: AtomicU64,
     pub(crate) shed: AtomicU64,
+    pub(crate) statement_timeouts: AtomicU64,
     pub(crate) wait_nanos: AtomicU64,
 }
 
@@ -98,6 +101,7 @@ impl Counters {
         stats.waits = self.waits.load(Relaxed);
         stats.timeouts = self.timeouts.load(Relaxed);
         stats.shed = self.shed.load(Relaxed);
+        stats.statement_timeouts = self.statement_timeouts.load(Relaxed);
         stats.total_wait = Duration::from_nanos(self.wait_nanos.load(Relaxed));
     }
 }

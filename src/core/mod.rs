@@ -129,6 +129,8 @@ pub(crate) struct KeyCore<T> {
     leak_detection: AtomicBool,
     /// Mirror of `settings.resets_in_background()`.
     background_reset: AtomicBool,
+    /// Mirror of `settings.statement_timeout` in nanoseconds (`u64::MAX`: none).
+    statement_timeout: AtomicU64,
     /// The release counter: each release takes the next number, its place in the LIFO order
     /// (`State`'s invariant 5).
     releases: AtomicU64,
@@ -155,6 +157,7 @@ impl<T: Parkable> KeyCore<T> {
             max_lifetime: AtomicU64::new(u64::MAX),
             leak_detection: AtomicBool::new(false),
             background_reset: AtomicBool::new(false),
+            statement_timeout: AtomicU64::new(u64::MAX),
             releases: AtomicU64::new(NEVER_RELEASED + 1),
             top_released: AtomicU64::new(0),
             state: Mutex::new(State::new(settings, parks)),
@@ -213,6 +216,12 @@ impl<T: Parkable> KeyCore<T> {
         );
         publish(&self.leak_detection, settings.leak_threshold.is_some());
         publish(&self.background_reset, settings.resets_in_background());
+        publish_u64(
+            &self.statement_timeout,
+            settings
+                .statement_timeout
+                .map_or(u64::MAX, saturating_nanos),
+        );
         if !state.has_wakes() {
             return;
         }
@@ -630,6 +639,15 @@ impl<T: Parkable> KeyCore<T> {
     #[inline]
     pub(crate) fn max_lifetime_nanos(&self) -> u64 {
         self.max_lifetime.load(Ordering::Relaxed)
+    }
+
+    /// The statement deadline every `open` gives its connection (`settings.statement_timeout`).
+    #[inline]
+    pub(crate) fn statement_timeout(&self) -> Option<Duration> {
+        match self.statement_timeout.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            nanos => Some(Duration::from_nanos(nanos)),
+        }
     }
 
     /// Whether `open` should capture a backtrace for leak reports.

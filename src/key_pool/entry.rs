@@ -130,4 +130,10 @@ impl<D: Driver> Lease for Entry<D> {
     fn label(&self) -> &str {
         self.pool.as_ref().map_or("released", |p| p.label())
     }
+
+    fn count_statement_timeout(&self) {
+        if let Some(pool) = self.pool {
+            pool.count_statement_timeout();
+        }
+    }
 }

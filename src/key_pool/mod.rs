@@ -28,7 +28,7 @@ use crate::primer::{Primed, Primer};
 use crate::reaper::{Reaped, ReaperWake};
 use crate::resetter::Resetter;
 use crate::settings::Settings;
-use crate::stats::Stats;
+use crate::stats::{Counters, Stats};
 use crate::sync::{lock, AtomicBool, Mutex, Ordering};
 use entry::Entry;
 use pool_driver::{ConnArgs, Driver, DriverError};
@@ -45,6 +45,8 @@ pub(crate) struct KeyPool<D: Driver> {
     parks: bool,
     /// `open` found a dead connection: the reaper should check the rest now.
     sweep_requested: AtomicBool,
+    /// The warning that this driver cannot bound statements was logged (once per pool).
+    warned_unbounded: AtomicBool,
     /// When the reaper should next look at this pool. Touched only by the reaper thread.
     next_reap: Mutex<Tick>,
     primer: Primer,
@@ -83,6 +85,7 @@ impl<D: Driver> KeyPool<D> {
             driver,
             args,
             sweep_requested: AtomicBool::new(false),
+            warned_unbounded: AtomicBool::new(false),
             primer: Primer::default(),
             closer: Closer::default(),
             resetter: Resetter::default(),
@@ -93,6 +96,23 @@ impl<D: Driver> KeyPool<D> {
 
     pub(crate) fn label(&self) -> &str {
         self.core.label()
+    }
+
+    /// Counts a statement that ran past its deadline.
+    pub(crate) fn count_statement_timeout(&self) {
+        Counters::bump(&self.core.counters.statement_timeouts);
+    }
+
+    /// Logs, once for this pool, that its driver ignores `statement_timeout`.
+    fn warn_unbounded_statements(&self) {
+        if !self.warned_unbounded.swap(true, Ordering::Relaxed) {
+            crate::guard::log(|| {
+                tracing::warn!(
+                    pool = self.label(),
+                    "this driver cannot bound statements: statement_timeout has no effect here"
+                );
+            });
+        }
     }
 
     /// Identifies this pool in the per-thread held counts.

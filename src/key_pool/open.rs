@@ -145,7 +145,14 @@ impl<D: Driver> KeyPool<D> {
         entry.record.begin(now, at);
         entry.lease = lease;
         entry.pool = Some(self);
-        Conn::new(entry)
+        let mut conn = Conn::new(entry);
+        // On the guard, not the entry: a driver that panics here unwinds through the guard's
+        // drop, which gives the room back.
+        let timeout = self.core.statement_timeout();
+        if !conn.apply_statement_timeout(timeout) && timeout.is_some() {
+            self.warn_unbounded_statements();
+        }
+        conn
     }
 
     /// Opens a connection for a caller whose room is reserved.

@@ -96,6 +96,25 @@ pub trait Connection: 'static {
     /// The type name of the native client, used in the error for a mismatched downcast.
     fn native_type_name(&self) -> &'static str;
 
+    /// Bounds every statement run from now on, through `execute` and `query` and through the
+    /// native client where the driver can (its docs say how far), to `timeout` (`None`: no
+    /// bound). The pool calls it on every `open` with the pool's `statement_timeout`, and
+    /// `Conn::set_statement_timeout` for one lease.
+    ///
+    /// On expiry the driver cancels the statement on the server (bounded: a silent server
+    /// cannot hold the caller much past the deadline), then returns
+    /// [`DriverErrorKind::StatementTimeout`](crate::DriverErrorKind::StatementTimeout). If the
+    /// server acknowledged the cancel and the session is idle again, the connection stays
+    /// usable (its release resets it as usual); otherwise it is marked broken, so the pool
+    /// closes it. A cancel must never reach a later statement.
+    ///
+    /// Returns whether the driver enforces the bound. The default does not (`false`): the pool
+    /// then warns once per pool that statements there are unbounded.
+    fn set_statement_timeout(&mut self, timeout: Option<Duration>) -> bool {
+        let _ = timeout;
+        false
+    }
+
     /// Whether anything could have changed the session since it was opened or last reset (a
     /// statement ran, the native client was reached, by `native` or `native_mut`). `false`
     /// promises that

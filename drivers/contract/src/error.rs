@@ -13,6 +13,12 @@ pub enum DriverErrorKind {
     Timeout,
     /// The server rejected a statement; the connection is still usable.
     Query,
+    /// A statement ran past its deadline ([`crate::Connection::set_statement_timeout`]) and the
+    /// driver stopped waiting for it: it asked the server to cancel it (PostgreSQL's cancel
+    /// request, MariaDB's `KILL QUERY`) or closed the connection (Redis, or a server that did
+    /// not answer the cancel in time). [`crate::Connection::is_broken`] says which: a
+    /// connection whose statement the server acknowledged cancelling stays usable.
+    StatementTimeout,
     /// The connection is unusable (server gone, socket closed, fatal server error).
     Broken,
     /// The driver cannot do what was asked (for example detach).

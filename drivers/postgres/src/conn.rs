@@ -4,10 +4,10 @@ use std::any::Any;
 use std::cell::Cell;
 use std::time::Duration;
 
-use pool_driver::{ConnArgs, Connection, DriverError, Rows, Value};
+use pool_driver::{ConnArgs, Connection, DriverError, DriverErrorKind, Rows, Value};
 use tokio_postgres::SimpleQueryMessage;
 
-use crate::client::PgClient;
+use crate::client::{Expired, PgClient, CANCEL_GRACE};
 use crate::{cells, describe, error, params};
 
 /// An open PostgreSQL connection, attached or parked (the driver's `Conn` and `Handle` alike:
@@ -36,6 +36,7 @@ pub struct PgConn {
 
 impl PgConn {
     pub(crate) fn new(client: PgClient, args: ConnArgs, reset_bound: Duration) -> Self {
+        client.set_cancel_grace(CANCEL_GRACE.min(reset_bound));
         Self {
             client: Box::new(client),
             broken: false,
@@ -45,8 +46,27 @@ impl PgConn {
         }
     }
 
-    /// Maps `err`, remembering whether it broke the connection.
+    /// Maps `err`, remembering whether it broke the connection. A statement that ran past its
+    /// deadline (the client's `take_expired`) becomes `StatementTimeout`, whatever error the
+    /// cancel left behind.
     pub(crate) fn fail(&mut self, err: &tokio_postgres::Error) -> DriverError {
+        if let Some(expired) = self.client.take_expired() {
+            let timeout = self.client.statement_timeout().unwrap_or_default();
+            let message = match expired {
+                Expired::Cancelled => format!(
+                    "the statement ran past its deadline of {timeout:.1?}; the server cancelled \
+                     it and the session is still usable"
+                ),
+                Expired::Closed => {
+                    self.broken = true;
+                    format!(
+                        "the statement ran past its deadline of {timeout:.1?} and the server did \
+                         not acknowledge its cancel in time; the connection was closed"
+                    )
+                }
+            };
+            return DriverError::new(DriverErrorKind::StatementTimeout, message);
+        }
         let mapped = error::map(err, &self.args);
         if mapped.is_fatal() {
             self.broken = true;
@@ -144,6 +164,13 @@ impl Connection for PgConn {
 
     fn is_broken(&self) -> bool {
         self.broken || self.client.is_closed()
+    }
+
+    /// Bounds the uniform API's statements and the native client's alike (`PgClient`'s
+    /// statement methods and its transactions'; not what runs inside `block_on`/`run`).
+    fn set_statement_timeout(&mut self, timeout: Option<Duration>) -> bool {
+        self.client.set_statement_timeout(timeout);
+        true
     }
 
     /// Marks the session used: `&PgClient` runs statements (its methods take `&self`), and

@@ -27,6 +27,7 @@
 
 mod cancel;
 mod copy;
+mod deadline;
 mod notifications;
 mod statements;
 mod sync_api;
@@ -50,6 +51,8 @@ use crate::tls::MakeTls;
 
 pub use cancel::PgCancelToken;
 pub use copy::{CopyInWriter, CopyOutReader};
+pub use deadline::Expired;
+pub(crate) use deadline::CANCEL_GRACE;
 pub use notifications::{Notifications, NotificationsIter, TimeoutIter};
 pub use transaction::PgTransaction;
 
@@ -92,6 +95,8 @@ struct Io {
     notifications: VecDeque<Notification>,
     /// Why the connection ended, if it failed: the cause behind a later "connection closed".
     failure: Option<Error>,
+    /// The statement deadline and what cancelling needs (`deadline.rs`).
+    deadline: deadline::Deadline,
 }
 
 impl PgClient {
@@ -101,6 +106,7 @@ impl PgClient {
         conn: PgConnection,
         tls: MakeTls,
     ) -> Self {
+        let deadline = deadline::Deadline::new(client.cancel_token(), tls.clone());
         PgClient {
             client,
             tls,
@@ -110,6 +116,7 @@ impl PgClient {
                 connection: Some(conn),
                 notifications: VecDeque::new(),
                 failure: None,
+                deadline,
             }),
         }
     }
@@ -191,13 +198,49 @@ impl PgClient {
             .map(str::to_owned)
     }
 
-    /// Runs `future` and, if it failed because the connection ended, reports why it ended
-    /// instead of tokio-postgres' bare "connection closed".
+    /// Bounds every statement of this client (its statement methods, its transactions', and
+    /// the uniform API's) to `timeout`; `None` (the default for a client of its own) removes
+    /// the bound. The pool sets its `statement_timeout` on every `open`. A statement past its
+    /// deadline is cancelled on the server; see [`PgClient::take_expired`] for how it ended.
+    /// Requests run through [`PgClient::block_on`] or [`PgClient::run`] are not bounded:
+    /// use `tokio::time::timeout` inside them.
+    pub fn set_statement_timeout(&self, timeout: Option<Duration>) {
+        if let Ok(mut io) = self.io.try_borrow_mut() {
+            io.deadline.timeout = timeout;
+        }
+    }
+
+    /// The current statement deadline.
+    pub fn statement_timeout(&self) -> Option<Duration> {
+        self.io.try_borrow().ok().and_then(|io| io.deadline.timeout)
+    }
+
+    /// How long a late statement's cancel may take before the connection is closed instead
+    /// (1 s by default, at least 1 ms).
+    pub(crate) fn set_cancel_grace(&self, grace: Duration) {
+        if let Ok(mut io) = self.io.try_borrow_mut() {
+            io.deadline.grace = grace.max(Duration::from_millis(1));
+        }
+    }
+
+    /// Whether a statement ran past its deadline since the last call, and how it ended: the
+    /// server cancelled it (its error is SQLSTATE 57014, and the session is usable), or the
+    /// connection was closed.
+    pub fn take_expired(&self) -> Option<Expired> {
+        self.io.try_borrow_mut().ok()?.deadline.expired.take()
+    }
+
+    /// Runs `future` under the statement deadline and, if it failed because the connection
+    /// ended, reports why it ended instead of tokio-postgres' bare "connection closed".
     pub(crate) fn request<T>(
         &self,
         future: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
-        request_on(&self.io, future)
+        request_on(
+            &self.io,
+            future,
+            Some(|| -> deadline::Probe<'_> { Box::pin(self.client.simple_query("SELECT 1")) }),
+        )
     }
 
     /// Runs `future` for at most `timeout`; `None` if it did not finish in time.
@@ -213,18 +256,28 @@ impl PgClient {
 }
 
 /// [`PgClient::request`] on the `io` of a client whose `tokio_postgres::Client` is borrowed
-/// elsewhere (by a transaction).
-fn request_on<T>(
+/// elsewhere (by a transaction), with the deadline's `probe` made on it (see `deadline.rs`).
+fn request_on<'p, T>(
     io: &RefCell<Io>,
     future: impl Future<Output = Result<T, Error>>,
+    probe: Option<impl FnOnce() -> deadline::Probe<'p>>,
 ) -> Result<T, Error> {
-    match io.try_borrow_mut() {
-        Ok(mut io) => match io.block_on(future) {
-            Err(err) if err.is_closed() => Err(io.failure.take().unwrap_or(err)),
-            other => other,
-        },
-        Err(_) => panic!("PgClient used inside a block_on of the same client"),
+    let Ok(mut io) = io.try_borrow_mut() else {
+        panic!("PgClient used inside a block_on of the same client")
+    };
+    let answer = match io.deadline.timeout {
+        Some(timeout) => io.bounded(timeout, future, probe),
+        None => io.block_on(future),
+    };
+    match answer {
+        Err(err) if err.is_closed() => Err(io.failure.take().unwrap_or(err)),
+        other => other,
     }
+}
+
+/// No probe: for the requests that consume or borrow their transaction.
+fn no_probe<'p>() -> Option<fn() -> deadline::Probe<'p>> {
+    None
 }
 
 impl Io {
@@ -236,6 +289,7 @@ impl Io {
             connection,
             notifications,
             failure,
+            ..
         } = self;
         let mut future = pin!(future);
         runtime.block_on(poll_fn(|cx| {

@@ -84,6 +84,7 @@ impl Iterator for TimeoutIter<'_> {
             connection,
             notifications,
             failure,
+            ..
         } = &mut *io;
         runtime.block_on(async {
             let arrival = poll_fn(|cx| {
