@@ -65,7 +65,7 @@ mod params;
 pub mod reset;
 mod tls;
 
-pub use client::{PgClient, PgTransaction};
+pub use client::{Expired, PgClient, PgTransaction};
 pub use conn::PgConn;
 pub use driver::PgDriver;
 pub use tls::verify as tls_verifiers;

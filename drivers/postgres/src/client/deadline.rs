@@ -89,7 +89,10 @@ impl Io {
         probe: Option<impl FnOnce() -> Probe<'p>>,
     ) -> Result<T, Error> {
         let mut request = std::pin::pin!(request);
-        if let Ok(answer) = self.block_on(tokio::time::timeout(timeout, request.as_mut())) {
+        // Timers are made inside the `async` block: tokio ties them to the runtime they are
+        // created in, and only inside `block_on` is that the connection's.
+        let bounded = async { tokio::time::timeout(timeout, request.as_mut()).await };
+        if let Ok(answer) = self.block_on(bounded) {
             return answer;
         }
         let grace_end = Instant::now() + self.deadline.grace;
