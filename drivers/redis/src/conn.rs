@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pool_driver::{ConnArgs, Connection, DriverError, Rows, Value};
+use pool_driver::{ConnArgs, Connection, DriverError, DriverErrorKind, Rows, Value};
 use redis::{ConnectionLike, Value as Reply};
 
 use crate::convert;
@@ -35,7 +35,11 @@ pub struct RedisConn {
     /// shared borrow, and only the reset puts the session's own timeouts back. (`Cell<bool>` is
     /// `Send`, which is all the pool needs: a connection is used by one thread at a time.)
     touched: Cell<bool>,
+    /// The socket timeouts the arguments asked for (none unless `read_timeout`/`write_timeout`).
     session: SessionTimeouts,
+    /// The statement deadline (`Connection::set_statement_timeout`): the socket's read and
+    /// write timeouts are the shorter of it and `session`'s.
+    deadline: Option<Duration>,
     /// The bound on the driver's own exchanges (reset, rollback): the connect timeout.
     op_bound: Duration,
     handshake: Arc<Handshake>,
@@ -72,6 +76,7 @@ impl RedisConn {
             broken: false,
             touched: Cell::new(false),
             session,
+            deadline: None,
             op_bound,
             handshake,
             facts,
@@ -115,12 +120,32 @@ impl RedisConn {
         Ok(())
     }
 
-    /// Puts the session's read and write timeouts back on the socket.
+    /// The socket timeouts commands run under: the session's, shortened to the deadline.
+    fn command_timeouts(&self) -> SessionTimeouts {
+        let shorter = |own: Option<Duration>| match (own, self.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        SessionTimeouts {
+            read: shorter(self.session.read),
+            write: shorter(self.session.write),
+        }
+    }
+
+    /// Whether the statement deadline is what bounds a command's read (not a shorter
+    /// `read_timeout` of the arguments).
+    fn deadline_bounds_reads(&self) -> bool {
+        self.deadline.is_some() && self.command_timeouts().read == self.deadline
+    }
+
+    /// Puts the session's read and write timeouts (shortened to the deadline) back on the
+    /// socket.
     pub(crate) fn restore_timeouts(&mut self) -> Result<(), DriverError> {
+        let timeouts = self.command_timeouts();
         let result = self
             .conn
-            .set_read_timeout(self.session.read)
-            .and_then(|()| self.conn.set_write_timeout(self.session.write));
+            .set_read_timeout(timeouts.read)
+            .and_then(|()| self.conn.set_write_timeout(timeouts.write));
         result.map_err(|e| {
             self.broken = true;
             error::map(
@@ -142,6 +167,19 @@ impl RedisConn {
         match self.conn.req_command(&cmd) {
             Ok(Reply::ServerError(e)) => Err(error::server(&e.into(), &self.args, "")),
             Ok(reply) => Ok(reply),
+            Err(e) if e.is_timeout() && self.deadline_bounds_reads() => {
+                // Redis has no cancel: the reply may still come, so the connection cannot be
+                // used again.
+                self.broken = true;
+                let deadline = self.deadline.unwrap_or_default();
+                Err(DriverError::new(
+                    DriverErrorKind::StatementTimeout,
+                    format!(
+                        "the command ran past its deadline of {deadline:.1?}; Redis cannot \
+                         cancel a command, so the connection was closed"
+                    ),
+                ))
+            }
             Err(e) => {
                 let mapped = error::map(&e, Phase::Session, &self.args, "");
                 if mapped.is_fatal() {
@@ -170,6 +208,21 @@ impl Connection for RedisConn {
     /// the server close the connection (also through the native client).
     fn is_broken(&self) -> bool {
         self.broken || !self.conn.is_open()
+    }
+
+    /// The deadline is the socket's read and write timeout (the shorter of it and the
+    /// arguments' own `read_timeout`/`write_timeout`), so it bounds the native client's
+    /// commands too. Redis cannot cancel a command: one past its deadline (a blocking
+    /// `BLPOP key 0`, a slow script, a silent server) closes the connection. Give blocking
+    /// commands a server timeout shorter than the deadline (`BLPOP key 5`), or raise the
+    /// lease's deadline above it with `Conn::set_statement_timeout`.
+    fn set_statement_timeout(&mut self, timeout: Option<Duration>) -> bool {
+        if self.deadline != timeout {
+            self.deadline = timeout;
+            // A socket that refuses a timeout is broken: `restore_timeouts` marks it.
+            let _ = self.restore_timeouts();
+        }
+        true
     }
 
     /// Marks the session used: even a shared borrow can change it (the socket timeouts).
