@@ -214,7 +214,7 @@ impl fmt::Display for Error {
             Error::Query(e) => write!(f, "query failed: {e}"),
             Error::StatementTimeout { timeout, source } => write!(
                 f,
-                "the statement ran past its deadline of {timeout:.1?} and was stopped: {source}. \
+                "statement timeout after {timeout:.1?}: {source}. \
                  Find what it waited for (a lock, a slow plan, a silent server), or raise \
                  statement_timeout (or Conn::set_statement_timeout for this one query)"
             ),

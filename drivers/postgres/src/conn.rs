@@ -51,18 +51,15 @@ impl PgConn {
     /// cancel left behind.
     pub(crate) fn fail(&mut self, err: &tokio_postgres::Error) -> DriverError {
         if let Some(expired) = self.client.take_expired() {
-            let timeout = self.client.statement_timeout().unwrap_or_default();
             let message = match expired {
-                Expired::Cancelled => format!(
-                    "the statement ran past its deadline of {timeout:.1?}; the server cancelled \
-                     it and the session is still usable"
-                ),
+                Expired::Cancelled => {
+                    "past its deadline, the statement was cancelled by the server; the session \
+                     is still usable"
+                }
                 Expired::Closed => {
                     self.broken = true;
-                    format!(
-                        "the statement ran past its deadline of {timeout:.1?} and the server did \
-                         not acknowledge its cancel in time; the connection was closed"
-                    )
+                    "past its deadline, the statement's cancel was not acknowledged in time; the \
+                     connection was closed"
                 }
             };
             return DriverError::new(DriverErrorKind::StatementTimeout, message);

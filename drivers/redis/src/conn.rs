@@ -171,13 +171,10 @@ impl RedisConn {
                 // Redis has no cancel: the reply may still come, so the connection cannot be
                 // used again.
                 self.broken = true;
-                let deadline = self.deadline.unwrap_or_default();
                 Err(DriverError::new(
                     DriverErrorKind::StatementTimeout,
-                    format!(
-                        "the command ran past its deadline of {deadline:.1?}; Redis cannot \
-                         cancel a command, so the connection was closed"
-                    ),
+                    "past its deadline, the command could not be cancelled (Redis has no \
+                     cancel), so the connection was closed",
                 ))
             }
             Err(e) => {
