@@ -31,6 +31,9 @@
 //! * **faults** ([`faults`]): a session killed by the server is broken and refused by `detach`;
 //!   `connected` is bounded on a silent peer; after a server restart old handles are dead and a
 //!   fresh connect works.
+//! * **deadlines** ([`deadlines`]): a driver that bounds statements stops a slow one in time
+//!   with `StatementTimeout`, and leaves the same working session or a broken one that is
+//!   never parked; statements within a deadline, or without one, run as usual.
 //! * **errors** ([`errors`]): wrong credentials and an unreachable server are clear errors of
 //!   the right kind, within the connect timeout, and no password appears in any error or in
 //!   `Debug` output.
@@ -47,6 +50,7 @@
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
+pub mod deadlines;
 pub mod errors;
 pub mod faults;
 #[doc(hidden)]
@@ -56,6 +60,7 @@ pub mod state;
 mod subject;
 pub mod tls;
 
+pub use deadlines::*;
 pub use errors::*;
 pub use faults::*;
 /// The TLS test servers' types a [`TlsSubject`] is built from.
@@ -85,6 +90,7 @@ macro_rules! conformance_tests {
             rollback_only_never_hands_on_what_it_cannot_undo,
             killed_session_is_broken_and_not_parked,
             connected_is_bounded_on_a_silent_peer,
+            statement_past_its_deadline_is_stopped_in_time,
             wrong_password_is_a_clear_error_without_the_password,
             unreachable_server_is_a_clear_error_within_the_timeout,
             passwords_never_appear_in_debug_output,

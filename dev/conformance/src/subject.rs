@@ -201,6 +201,15 @@ pub trait Subject: Sync {
         None
     }
 
+    /// A statement that runs for about `seconds` and changes nothing (PostgreSQL
+    /// `SELECT pg_sleep(s)::text`, MariaDB `SELECT SLEEP(s)`, Redis `BLPOP` on an empty key),
+    /// for the deadline check. Required of a driver whose `set_statement_timeout` says it
+    /// bounds statements. Default: none.
+    fn slow_statement(&self, seconds: f64) -> Option<Statement> {
+        let _ = seconds;
+        None
+    }
+
     /// A statement that changes nothing and needs a live session.
     fn trivial(&self) -> Statement {
         Statement::new("SELECT 1")

@@ -203,6 +203,10 @@ impl Subject for Maria {
         ]
     }
 
+    fn slow_statement(&self, seconds: f64) -> Option<Statement> {
+        Some(Statement::new(format!("SELECT SLEEP({seconds})")))
+    }
+
     fn transaction_probe(&self) -> StateProbe {
         StateProbe {
             name: "a write in an open transaction",

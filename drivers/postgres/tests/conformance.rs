@@ -172,6 +172,10 @@ impl Subject for Postgres {
         ]
     }
 
+    fn slow_statement(&self, seconds: f64) -> Option<Statement> {
+        Some(Statement::new(format!("SELECT pg_sleep({seconds})::text")))
+    }
+
     fn transaction_probe(&self) -> StateProbe {
         StateProbe {
             name: "a write in an open transaction",

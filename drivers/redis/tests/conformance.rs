@@ -370,6 +370,16 @@ impl Subject for Redis {
         Statement::new("PING")
     }
 
+    fn slow_statement(&self, seconds: f64) -> Option<Statement> {
+        Some(Statement::with(
+            "BLPOP",
+            vec![
+                Value::from("conformance:always-empty"),
+                Value::from(seconds.to_string()),
+            ],
+        ))
+    }
+
     /// `rediss://` URLs with redis-cli's names (`cacert`, `cert`, `key`, `insecure`) for the
     /// required cases, `key=value` (`tls=on`) for some extra ones. No `prefer` (Redis has no
     /// such mode) and no probe (the servers' ports speak TLS only, so a session that works is
