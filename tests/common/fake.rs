@@ -76,6 +76,8 @@ pub struct FakeDb {
     pub caller_connects: AtomicUsize,
     pub check_gate: Gate,
     pub detach_gate: Gate,
+    /// `set_statement_timeout` says the driver cannot bound statements (and ignores it).
+    pub unbounded_statements: AtomicBool,
 }
 
 impl FakeDb {
@@ -170,6 +172,8 @@ pub struct FakeConn {
     broken: bool,
     /// A statement ran or the native connection was borrowed mutably since the last reset.
     touched: bool,
+    /// The statement deadline the pool gave it (`SLEEP <ms>` longer than it fails).
+    pub deadline: Option<Duration>,
 }
 
 impl Drop for FakeConn {
@@ -242,6 +246,7 @@ impl Driver for FakeDriver {
             var: None,
             broken: false,
             touched: false,
+            deadline: None,
         })
     }
 
@@ -283,7 +288,9 @@ impl Driver for FakeDriver {
 }
 
 impl Connection for FakeConn {
-    /// `BEGIN`, `SET <value>`, `BREAK`; anything else is a no-op.
+    /// `BEGIN`, `SET <value>`, `BREAK`, `SLEEP <ms>` (no real sleep: past the deadline it
+    /// fails with `StatementTimeout` at once, the session usable, as after a server's cancel;
+    /// otherwise it counts `<ms>`); anything else is a no-op.
     fn execute(&mut self, sql: &str, _params: &[Value]) -> Result<u64, DriverError> {
         self.touched = true;
         if !self.alive() {
@@ -293,9 +300,27 @@ impl Connection for FakeConn {
             ("BEGIN", _) => self.in_tx = true,
             ("SET", value) => self.var = Some(value.to_owned()),
             ("BREAK", _) => self.broken = true,
+            ("SLEEP", ms) => {
+                let ms: u64 = ms.parse().expect("SLEEP <ms>");
+                if self.deadline.is_some_and(|d| d < Duration::from_millis(ms)) {
+                    return Err(DriverError::new(
+                        DriverErrorKind::StatementTimeout,
+                        "past its deadline, the statement was cancelled",
+                    ));
+                }
+                return Ok(ms);
+            }
             _ => {}
         }
         Ok(0)
+    }
+
+    fn set_statement_timeout(&mut self, timeout: Option<Duration>) -> bool {
+        if self.db.unbounded_statements.load(SeqCst) {
+            return false;
+        }
+        self.deadline = timeout;
+        true
     }
 
     /// One row: id, epoch, in_tx, var.
