@@ -83,6 +83,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@checks $subject;
             detached_session_moves_between_threads,
             untouched_session_detaches_without_io,
+            unchanged_session_detaches_without_io,
             native_client_is_reachable_by_its_type,
             no_session_state_reaches_the_next_user,
             no_native_session_state_reaches_the_next_user,

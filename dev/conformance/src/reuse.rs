@@ -67,10 +67,71 @@ pub fn untouched_session_detaches_without_io<S: Subject>(subject: &S) {
         .connect(&subject.args(Some(proxy.port())))
         .expect("connect through the proxy");
     assert!(!conn.needs_reset(), "a fresh session needs no reset");
+    assert!(
+        detaches_without_io(subject, conn, proxy),
+        "detaching an untouched session must succeed without I/O"
+    );
+}
+
+/// A session that ran only statements the driver promises leave it unchanged
+/// ([`Subject::unchanging_statements`], for example Redis `GET`/`SET`) says it needs no reset
+/// and detaches with no I/O (proven through the silent proxy); each state probe's statements
+/// make it need the reset.
+pub fn unchanged_session_detaches_without_io<S: Subject>(subject: &S) {
+    let statements = subject.unchanging_statements();
+    if statements.is_empty() {
+        eprintln!("note: this driver resets every used session; check skipped");
+        return;
+    }
+    let proxy = proxy(subject);
+    let mut conn = subject
+        .connect(&subject.args(Some(proxy.port())))
+        .expect("connect through the proxy");
+    for statement in &statements {
+        run(&mut conn, statement);
+        assert!(
+            !conn.needs_reset(),
+            "`{}` leaves the session unchanged, so it needs no reset",
+            statement.text
+        );
+    }
+    assert!(
+        detaches_without_io(subject, conn, proxy),
+        "detaching a session that changed nothing must succeed without I/O"
+    );
+
+    // Every state probe, on a session that ran only unchanging statements before it (its
+    // `prepare` too, where that is one of them): the probe alone must make it need the reset.
+    // A driver that skips the reset of a session it believes unchanged must never believe
+    // that of one that ran a probe.
+    let mut checked = 0;
+    for probe in subject.state_probes() {
+        let mut conn = subject.connect(&subject.args(None)).expect("connect");
+        for statement in statements.iter().chain(&probe.prepare) {
+            run(&mut conn, statement);
+        }
+        if conn.needs_reset() {
+            continue; // its `prepare` changed the session: it cannot be checked alone
+        }
+        for statement in &probe.set {
+            run(&mut conn, statement);
+        }
+        assert!(conn.needs_reset(), "{}: the session changed", probe.name);
+        checked += 1;
+    }
+    assert!(checked > 0, "at least one state probe can be checked alone");
+}
+
+/// Detaches `conn` (connected through `proxy`) with the proxy silent, on a thread of its own:
+/// whether it succeeded within 2 s, which a driver doing I/O there cannot.
+fn detaches_without_io<S: Subject>(
+    subject: &S,
+    conn: <S::Driver as Driver>::Conn,
+    proxy: Proxy,
+) -> bool {
     proxy.set_mode(ProxyMode::Blackhole);
     let (tx, rx) = mpsc::channel();
-    // On a thread of its own: a driver that does I/O here would block on the silent proxy.
-    let driver_detach = thread::scope(|scope| {
+    let detached = thread::scope(|scope| {
         scope.spawn(move || {
             let handle = subject.driver().detach(conn, ResetMode::Full);
             let _ = tx.send(handle.is_ok());
@@ -81,11 +142,7 @@ pub fn untouched_session_detaches_without_io<S: Subject>(subject: &S) {
         drop(proxy);
         detached
     });
-    assert_eq!(
-        driver_detach,
-        Ok(true),
-        "detaching an untouched session must succeed without I/O"
-    );
+    detached == Ok(true)
 }
 
 /// `native`/`native_mut` reach the driver's own client by its type, and the type name says it.

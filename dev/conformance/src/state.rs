@@ -64,6 +64,11 @@ fn dirty_session<S: Subject>(
     for statement in &probe.set {
         run(&mut conn, statement);
     }
+    assert!(
+        conn.needs_reset(),
+        "{}: a session that ran the probe must need its reset",
+        probe.name
+    );
     assert_ne!(
         value(&mut conn, &probe.observe),
         baseline,

@@ -210,6 +210,14 @@ pub trait Subject: Sync {
         None
     }
 
+    /// Statements the driver promises leave a session unchanged, so that a session that ran
+    /// only these needs no reset (Redis: the server's data-only commands, `GET`, `SET`…),
+    /// checked by [`crate::unchanged_session_detaches_without_io`]; every state probe must
+    /// still make the session need its reset. Default: none (every used session is reset).
+    fn unchanging_statements(&self) -> Vec<Statement> {
+        Vec::new()
+    }
+
     /// A statement that changes nothing and needs a live session.
     fn trivial(&self) -> Statement {
         Statement::new("SELECT 1")

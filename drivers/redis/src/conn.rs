@@ -1,12 +1,14 @@
 //! [`RedisConn`]: an open `redis::Connection`, the uniform command surface on it, and what the
-//! driver must know to reset it: whether it was used at all, whether it is broken.
+//! driver must know to reset it: whether anything ran that may have changed it, whether it is
+//! broken.
 //!
-//! It deliberately does not know *what* ran. Deciding from the command text which state a
-//! session may hold (a `CLIENT SETNAME`, a `SUBSCRIBE`) misses every command the text does not
-//! show: queued in `MULTI` and run by `EXEC`, sent through the native client, set by a
-//! command the list forgot. So the only fact kept is "used since the last reset"; the reset
-//! of a used session is unconditional (`RESET` and the whole handshake), and the rollback-only
-//! cleanup decides from what the server reports (see `crate::reset`).
+//! It never guesses *which* state a session holds from the text it ran: a list of "commands
+//! that set state" misses what the text does not show (queued in `MULTI` and run by `EXEC`,
+//! sent through the native client, a command the list forgot). The one fact kept is whether
+//! something ran that the *server* does not class as data-only (`commands.rs`: `MULTI`,
+//! `SELECT`, `CLIENT`, scripts, an unknown command all count), or the native client was
+//! reached; the reset of such a session is unconditional (`RESET` and the whole handshake), and
+//! the rollback-only cleanup decides from what the server reports (see `crate::reset`).
 
 use std::any::Any;
 use std::cell::Cell;
@@ -18,6 +20,7 @@ use std::time::Duration;
 use pool_driver::{ConnArgs, Connection, DriverError, DriverErrorKind, Rows, Value};
 use redis::{ConnectionLike, Value as Reply};
 
+use crate::commands::DataOnly;
 use crate::convert;
 use crate::error::{self, Phase};
 use crate::opts::{Handshake, SessionTimeouts};
@@ -28,13 +31,18 @@ use crate::reset::ServerFacts;
 pub struct RedisConn {
     conn: redis::Connection,
     broken: bool,
-    /// Anything ran, or the native client was reached at all, since open or the last reset.
+    /// Something ran that may have changed the session since open or the last reset: a command
+    /// the server does not class as data-only (`commands.rs`), or the native client was reached
+    /// at all. Only a changed session is reset on release; one that ran data-only commands is
+    /// parked with no I/O.
     ///
     /// A `Cell`, because `native(&self)` must set it too: `redis::Connection::set_read_timeout`
     /// and `set_write_timeout` take `&self`, so a handler can change the socket through a
     /// shared borrow, and only the reset puts the session's own timeouts back. (`Cell<bool>` is
     /// `Send`, which is all the pool needs: a connection is used by one thread at a time.)
-    touched: Cell<bool>,
+    changed: Cell<bool>,
+    /// The server's data-only commands (`None`: it could not say, so every command changes).
+    data_only: Option<Arc<DataOnly>>,
     /// The socket timeouts the arguments asked for (none unless `read_timeout`/`write_timeout`).
     session: SessionTimeouts,
     /// The statement deadline (`Connection::set_statement_timeout`): the socket's read and
@@ -70,11 +78,13 @@ impl RedisConn {
         handshake: Arc<Handshake>,
         facts: Arc<ServerFacts>,
         args: Arc<ConnArgs>,
+        data_only: Option<Arc<DataOnly>>,
     ) -> Self {
         Self {
             conn,
             broken: false,
-            touched: Cell::new(false),
+            changed: Cell::new(false),
+            data_only,
             session,
             deadline: None,
             op_bound,
@@ -84,8 +94,12 @@ impl RedisConn {
         }
     }
 
-    pub(crate) fn is_touched(&self) -> bool {
-        self.touched.get()
+    /// **For tests only** (the negative control of the leak tests): forgets that the session
+    /// changed, so its next release parks it without a reset, as a wrong command class would.
+    /// A leak test must then see the state reach the next user.
+    #[doc(hidden)]
+    pub fn negative_control_forget_changes(&mut self) {
+        self.changed.set(false);
     }
 
     pub(crate) fn mark_broken(&mut self) {
@@ -116,7 +130,7 @@ impl RedisConn {
     /// again (the driver's exchange, or a handler through the native client, changed them).
     pub(crate) fn reset_done(&mut self) -> Result<(), DriverError> {
         self.restore_timeouts()?;
-        self.touched.set(false);
+        self.changed.set(false);
         Ok(())
     }
 
@@ -163,7 +177,12 @@ impl RedisConn {
             return Err(error::already_broken());
         }
         let cmd = convert::command(sql, params)?;
-        self.touched.set(true);
+        // Decided by the command's name, which `convert::command` sends as the command
+        // itself, against the server's own classes: never by what the arguments say.
+        let name = sql.split_whitespace().next().unwrap_or_default();
+        if !self.data_only.as_ref().is_some_and(|d| d.contains(name)) {
+            self.changed.set(true);
+        }
         match self.conn.req_command(&cmd) {
             Ok(Reply::ServerError(e)) => Err(error::server(&e.into(), &self.args, "")),
             Ok(reply) => Ok(reply),
@@ -224,14 +243,14 @@ impl Connection for RedisConn {
 
     /// Marks the session used: even a shared borrow can change it (the socket timeouts).
     fn native(&self) -> &dyn Any {
-        self.touched.set(true);
+        self.changed.set(true);
         &self.conn
     }
 
     /// Marks the session used: native code can do anything to it, which the release's reset
     /// undoes (or, rollback-only, refuses: see `crate::reset::rollback`).
     fn native_mut(&mut self) -> &mut dyn Any {
-        self.touched.set(true);
+        self.changed.set(true);
         &mut self.conn
     }
 
@@ -239,8 +258,10 @@ impl Connection for RedisConn {
         std::any::type_name::<redis::Connection>()
     }
 
+    /// Only when something ran that may have changed the session (see `changed`): a
+    /// session that ran only data-only commands is parked with no I/O.
     fn needs_reset(&self) -> bool {
-        self.touched.get()
+        self.changed.get()
     }
 }
 
@@ -249,7 +270,7 @@ impl fmt::Debug for RedisConn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisConn")
             .field("broken", &self.broken)
-            .field("touched", &self.touched.get())
+            .field("changed", &self.changed.get())
             .field("args", &*self.args)
             .finish()
     }

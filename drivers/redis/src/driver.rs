@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use pool_driver::{ConnArgs, Connection, Driver, DriverError, DriverErrorKind, ResetMode};
 use redis::{ConnectionLike, Value as Reply};
 
+use crate::commands::DataOnly;
 use crate::conn::RedisConn;
 use crate::error::{self, Phase};
 use crate::opts;
@@ -116,6 +117,8 @@ impl Driver for RedisDriver {
             }
         }
         let facts = self.server_facts(target);
+        let left = plan.connect_timeout.saturating_sub(started.elapsed());
+        let data_only = data_only(&facts, &mut conn, left);
         let mut conn = RedisConn::new(
             conn,
             plan.session,
@@ -123,14 +126,16 @@ impl Driver for RedisDriver {
             Arc::new(plan.handshake),
             facts,
             Arc::new(args),
+            data_only,
         );
         conn.restore_timeouts()
             .map_err(|e| DriverError::new(DriverErrorKind::Connect, e.message()))?;
         Ok(conn)
     }
 
-    /// Nothing for a session nothing touched (no I/O; the native client counts, even through
-    /// `native(&self)`). Otherwise the same exchange whatever the session ran — `Full`: one
+    /// Nothing for a session that ran only the server's data-only commands (no I/O; the native
+    /// client counts as a change, even through `native(&self)`). Otherwise the same exchange
+    /// whatever the session ran — `Full`: one
     /// round trip of `RESET`, the handshake again and `PING <nonce>` (see `reset::full`); on a
     /// server without `RESET`, the rollback-only cleanup with the handshake. `RollbackOnly`:
     /// one round trip that rolls back, undoes replies-off, tracking and RESP3, and asks the
@@ -141,7 +146,7 @@ impl Driver for RedisDriver {
         if conn.is_broken() {
             return Err(error::already_broken());
         }
-        if !conn.is_touched() {
+        if !conn.needs_reset() {
             return Ok(conn);
         }
         let outcome = match reset {
@@ -296,4 +301,42 @@ fn rollback_only(conn: &mut RedisConn, replay: bool) -> Result<(), DriverError> 
     let parts = conn.parts();
     let restore = replay.then_some(parts.handshake);
     reset::rollback(parts.raw, restore, parts.bound, parts.args, parts.facts)
+}
+
+/// The server's data-only commands (`commands.rs`), asked with `COMMAND` on the first connect
+/// to this server that gets an answer, within what is left of the connect bound (`left`).
+/// `None`: the server cannot say (remembered), or this connect could not ask (asked again by
+/// the next one); every used session is then reset.
+fn data_only(
+    facts: &ServerFacts,
+    conn: &mut redis::Connection,
+    left: Duration,
+) -> Option<Arc<DataOnly>> {
+    if let Some(known) = facts.data_only.get() {
+        return known.clone();
+    }
+    let bound = Some(left.max(Duration::from_millis(1)));
+    let asked = conn
+        .set_read_timeout(bound)
+        .and_then(|()| conn.set_write_timeout(bound))
+        .and_then(|()| conn.req_command(&redis::cmd("COMMAND")));
+    let reply = match asked {
+        Ok(reply) => reply,
+        Err(e) => {
+            tracing::debug!(error = %e, "redis: COMMAND failed; this session is reset on every release");
+            return None;
+        }
+    };
+    let classes = DataOnly::from_reply(&reply);
+    match &classes {
+        Some(classes) => tracing::debug!(
+            data_only = classes.len(),
+            "redis: the server's data-only commands are known; sessions that ran only those need no reset"
+        ),
+        None => tracing::info!(
+            "redis: the server does not classify its commands (COMMAND refused or without ACL \
+             categories); every used session is reset on release"
+        ),
+    }
+    facts.data_only.get_or_init(|| classes).clone()
 }

@@ -97,11 +97,15 @@
 //!
 //! # Release
 //!
-//! A session nothing touched is parked with no I/O; running a command, and reaching the native
-//! client at all (`native()` too: a shared borrow can change the socket's timeouts), counts as
-//! use. A used session gets the same exchange whatever it ran: no decision reads the command
-//! text (a command queued in `MULTI` and run by `EXEC`, or sent through the native client,
-//! shows no text to read).
+//! A session that ran only commands the server classes as data-only (`GET`, `SET`, `HGET`,
+//! `INCR`, `EXPIRE`…: ACL categories `@read`/`@write` and none of `@connection`, `@pubsub`,
+//! `@transaction`, `@scripting`, `@admin`, `@dangerous`, asked once per server with `COMMAND`)
+//! is parked with no I/O: nothing it ran can have changed the connection. Any other command
+//! (`SELECT`, `CLIENT …`, `MULTI`, `WATCH`, `SUBSCRIBE`, scripts, one the server does not list),
+//! and reaching the native client at all (`native()` too: a shared borrow can change the
+//! socket's timeouts), makes the release reset it; a server that cannot classify its commands
+//! gets every used session reset. The reset is the same exchange whatever ran (a command queued
+//! in `MULTI` and run by `EXEC`, or sent through the native client, shows no text to read).
 //!
 //! [`pool_driver::ResetMode::Full`] is one round trip: `RESET` (discards `MULTI`, unwatches,
 //! leaves pub/sub, `MONITOR` and tracking, `CLIENT REPLY ON`, back to RESP2 and db 0, clears
@@ -133,6 +137,7 @@
 #![warn(unreachable_pub)]
 #![deny(unsafe_code)]
 
+mod commands;
 mod conn;
 mod convert;
 mod driver;

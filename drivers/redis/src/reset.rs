@@ -36,6 +36,10 @@ pub(crate) struct ServerFacts {
     /// The server could not report a session's state to the rollback-only cleanup (`CLIENT
     /// INFO` unknown before Redis 6.2, or denied to the user); logged once, at INFO.
     pub(crate) unreported: AtomicBool,
+    /// The commands that cannot change a connection, as the server classifies them (see
+    /// `commands.rs`), asked once: `None` inside when the server could not say (then every
+    /// used session is reset). Unset until a connect got an answer.
+    pub(crate) data_only: std::sync::OnceLock<Option<std::sync::Arc<crate::commands::DataOnly>>>,
 }
 
 /// What the full reset found.

@@ -370,6 +370,19 @@ impl Subject for Redis {
         Statement::new("PING")
     }
 
+    /// The server's data-only commands (`commands.rs`): a session that ran only these is
+    /// parked with no reset.
+    fn unchanging_statements(&self) -> Vec<Statement> {
+        let key: Value = "conformance_unchanging".into();
+        vec![
+            Statement::with("SET", vec![key.clone(), "1".into()]),
+            Statement::with("GET", vec![key.clone()]),
+            Statement::with("INCR", vec![key.clone()]),
+            Statement::with("EXPIRE", vec![key.clone(), "60".into()]),
+            Statement::with("DEL", vec![key]),
+        ]
+    }
+
     fn slow_statement(&self, seconds: f64) -> Option<Statement> {
         Some(Statement::with(
             "BLPOP",
