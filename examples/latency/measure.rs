@@ -32,6 +32,13 @@ pub enum Method {
     /// Open, one row of a small table by primary key (a parameter), release.
     OpenRowRelease,
     R2d2Row,
+    /// The floor: `SELECT 1` on a dedicated connection no pool touches, open for the whole run,
+    /// in one round trip.
+    FloorSelect,
+    /// The floor of a Redis request: `GET` on a dedicated connection.
+    FloorGet,
+    /// The floor of the row by id: one round trip on a dedicated connection.
+    FloorRow,
 }
 
 impl Method {
@@ -52,6 +59,9 @@ impl Method {
             Method::R2d2GetCommand => "r2d2_get_get_drop",
             Method::OpenRowRelease => "pool_open_select_row_release",
             Method::R2d2Row => "r2d2_get_select_row_drop",
+            Method::FloorSelect => "floor_select1",
+            Method::FloorGet => "floor_get",
+            Method::FloorRow => "floor_select_row",
         }
     }
 
@@ -83,6 +93,9 @@ impl Method {
             Method::R2d2GetCommand => "r2d2 get + GET + drop",
             Method::OpenRowRelease => "pool::open + row by id ($1) + release",
             Method::R2d2Row => "r2d2 get + row by id ($1) + drop",
+            Method::FloorSelect => "floor: SELECT 1 on a dedicated connection",
+            Method::FloorGet => "floor: GET on a dedicated connection",
+            Method::FloorRow => "floor: row by id on a dedicated connection",
         }
     }
 }

@@ -69,6 +69,22 @@ pub fn mysql(args: &str) -> Result<Target, BoxError> {
     let r2d2_row = r2d2.clone();
     let mut next = Ids::default();
     let opts = mysql::Opts::from(builder);
+    let mut floor_conn = mysql::Conn::new(opts.clone())?;
+    let mut floor_row_conn = mysql::Conn::new(opts.clone())?;
+    let mut floor_ids = Ids::default();
+    let floor_select: Step = Box::new(move || {
+        let started = Instant::now();
+        let _: Vec<i64> = floor_conn.query("SELECT 1")?;
+        Ok(started.elapsed().into())
+    });
+    let floor_row: Step = Box::new(move || {
+        let id = floor_ids.next();
+        let started = Instant::now();
+        // Prepared once, then cached by the crate: one round trip per row.
+        let name: Option<String> = floor_row_conn.exec_first(ROW, (id,))?;
+        name.ok_or("row missing")?;
+        Ok(started.elapsed().into())
+    });
     let cold: Step = Box::new(move || {
         let started = Instant::now();
         let conn = mysql::Conn::new(opts.clone())?;
@@ -103,7 +119,13 @@ pub fn mysql(args: &str) -> Result<Target, BoxError> {
         args,
         encrypted,
         cold,
-        R2d2Steps { get, select, row },
+        R2d2Steps {
+            get,
+            select,
+            row,
+            floor_select,
+            floor_row,
+        },
         ROW,
     ))
 }

@@ -65,6 +65,22 @@ pub fn postgres(args: &str) -> Result<Target, BoxError> {
     let r2d2_select = r2d2.clone();
     let r2d2_row = r2d2.clone();
     let mut next = Ids::default();
+    let mut floor_client = config.connect(connector.clone())?;
+    let mut floor_row_client = config.connect(connector.clone())?;
+    let mut floor_ids = Ids::default();
+    let floor_select: Step = Box::new(move || {
+        let started = Instant::now();
+        // One round trip, the unnamed statement: as the pool's driver runs it.
+        floor_client.query_typed("SELECT 1", &[])?;
+        Ok(started.elapsed().into())
+    });
+    let floor_row: Step = Box::new(move || {
+        let id = floor_ids.next() as i32;
+        let started = Instant::now();
+        let row = floor_row_client.query_typed_one(ROW, &[(&id, postgres::types::Type::INT4)])?;
+        let _: String = row.get(0);
+        Ok(started.elapsed().into())
+    });
     let cold: Step = Box::new(move || {
         let started = Instant::now();
         let client = config.connect(connector.clone())?;
@@ -98,7 +114,13 @@ pub fn postgres(args: &str) -> Result<Target, BoxError> {
         args,
         encrypted,
         cold,
-        R2d2Steps { get, select, row },
+        R2d2Steps {
+            get,
+            select,
+            row,
+            floor_select,
+            floor_row,
+        },
         ROW,
     ))
 }

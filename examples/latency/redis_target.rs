@@ -33,6 +33,13 @@ pub fn redis(args: &str) -> Result<Target, BoxError> {
     conn.execute("SET", &[KEY.into(), VALUE.into()])?;
     conn.release()?;
     let r2d2 = r2d2::Pool::new(client.clone()).map_err(|e| format!("redis r2d2 pool: {e}"))?;
+    let mut floor_conn = client.get_connection()?;
+    let floor_get: Step = Box::new(move || {
+        let started = Instant::now();
+        let value: String = redis::cmd("GET").arg(KEY).query(&mut floor_conn)?;
+        check(&value)?;
+        Ok(started.elapsed().into())
+    });
     let cold: Step = Box::new(move || {
         let started = Instant::now();
         // Connect (+ the TLS handshake), then one pipelined round trip: AUTH (+ SELECT),
@@ -60,6 +67,7 @@ pub fn redis(args: &str) -> Result<Target, BoxError> {
             (Method::OpenRelease, pooled(Method::OpenRelease)),
             (Method::OpenGetRelease, get_step(args.to_owned())),
             (Method::R2d2GetCommand, get_get),
+            (Method::FloorGet, floor_get),
         ],
         cold_every: 1,
     })

@@ -45,6 +45,8 @@ Notes: times are per call, in µs, from one interleaved run (every round runs ea
   the pool's resetter thread: the caller's release is a hand-off, and the connection is parked
   once its reset is done (an open meanwhile takes another or waits for it).
   The row rows read one row of a 100-row table by primary key, a different id each call.
+  The floor rows run the same statement on a dedicated connection of the driver's native
+  crate, open for the whole run, in one round trip: a request with no pool at all.
   r2d2 does NO reset when a connection is returned. With its default settings it tests every
   checkout (postgres: an empty query, one round trip; mysql: COM_PING), and r2d2_mysql pings
   again on return (has_broken). So r2d2 get+drop is 1 (postgres) or 2 (mysql) round trips,
@@ -53,8 +55,11 @@ Notes: times are per call, in µs, from one interleaved run (every round runs ea
 /// Added to the notes when a Redis target was measured.
 pub const REDIS_FOOTNOTE: &str = "\
 Redis: the pool's GET is one round trip through the uniform API (`conn.query(\"GET\", …)`);
-  release after it is the full reset, one pipelined round trip (RESET, AUTH, CLIENT SETNAME
-  <name or \"\">, PING <nonce>; SELECT too when a db is configured), on the resetter thread.
+  release after it needs no reset and no I/O: GET is data-only as the server classifies its
+  commands (`COMMAND`, once per server), so nothing it did can have changed the connection. A
+  session that ran any other command (SELECT, CLIENT …, MULTI, a script) gets the full reset,
+  one pipelined round trip (RESET, AUTH, CLIENT SETNAME <name or \"\">, PING <nonce>; SELECT
+  too when a db is configured), on the resetter thread.
   Cold connect is redis::Client::get_connection (what the driver does): TCP connect + one
   pipelined round trip (AUTH, CLIENT SETINFO ×2); close drops the socket (no QUIT).
   r2d2 is the redis crate's `r2d2` feature with default settings: test_on_check_out makes
@@ -189,6 +194,24 @@ pub fn summarize(samples: &Samples) -> DriverReport {
             "r2d2 get+row+drop ÷ pool open+row+release",
             Method::R2d2Row,
             Method::OpenRowRelease,
+        ),
+        ratio(
+            "pool_select_over_floor",
+            "pool open+SELECT 1+release ÷ the floor",
+            Method::OpenSelectRelease,
+            Method::FloorSelect,
+        ),
+        ratio(
+            "pool_get_over_floor",
+            "pool open+GET+release ÷ the floor",
+            Method::OpenGetRelease,
+            Method::FloorGet,
+        ),
+        ratio(
+            "pool_row_over_floor",
+            "pool open+row+release ÷ the floor",
+            Method::OpenRowRelease,
+            Method::FloorRow,
         ),
         ratio(
             "release_after_select_over_select",

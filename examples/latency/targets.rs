@@ -56,6 +56,11 @@ pub struct R2d2Steps {
     pub get: Step,
     pub select: Step,
     pub row: Step,
+    /// The floor: `SELECT 1`, and the row, each on a dedicated connection of the driver's
+    /// native crate held open for the whole run, in one round trip: what a request costs
+    /// with no pool at all.
+    pub floor_select: Step,
+    pub floor_row: Step,
 }
 
 /// The pool's steps next to the native cold connect and r2d2's, for a SQL target.
@@ -84,6 +89,8 @@ pub fn sql_target(
                 row_step(driver, args.to_owned(), row_sql),
             ),
             (Method::R2d2Row, r2d2.row),
+            (Method::FloorSelect, r2d2.floor_select),
+            (Method::FloorRow, r2d2.floor_row),
         ],
         cold_every: 1,
     }
