@@ -38,7 +38,7 @@ Notes: times are per call, in µs, from one interleaved run (every round runs ea
   pool::open (steady state) times only `open`; its `release` runs untimed right after.
   The \"of which\" rows split the open + SELECT 1 + release call. The pool driver's statements
   are one round trip (PostgreSQL: an unnamed statement with server-inferred parameter types;
-  MariaDB: a text query, or a prepared statement when there are parameters). r2d2's `query` is
+  MariaDB: a text query, parameters sent as literals, nothing prepared). r2d2's `query` is
   prepare + execute on PostgreSQL (two round trips), as most code written against it does.
   Release resets the session with the full reset (PostgreSQL: BEGIN; ROLLBACK + reset batch;
   MariaDB: COM_RESET_CONNECTION), nothing for an untouched session, and after a statement on

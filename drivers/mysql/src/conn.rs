@@ -6,11 +6,11 @@ use std::fmt;
 use std::time::Duration;
 
 use mysql::prelude::Queryable;
-use mysql::Params;
 use pool_driver::{ConnArgs, Connection, DriverError, DriverErrorKind, Rows, Value};
 
 use crate::convert::{self, Outcome};
 use crate::error::{self, Phase};
+use crate::literals;
 use crate::opts::SessionTimeouts;
 use crate::reset::Identity;
 use crate::socket;
@@ -170,8 +170,8 @@ impl MyConn {
         mapped
     }
 
-    /// Runs `sql`: the text protocol without parameters (one round trip, nothing prepared), the
-    /// binary protocol with them (prepared once per connection, then cached by the `mysql` crate).
+    /// Runs `sql` through the text protocol, its parameters as literals (`literals.rs`): one
+    /// round trip, nothing prepared on the server.
     fn run(
         &mut self,
         sql: &str,
@@ -182,16 +182,19 @@ impl MyConn {
             return Err(error::already_broken());
         }
         self.touched.set(true);
-        let result = if params.is_empty() {
-            self.conn
-                .query_iter(sql)
-                .and_then(|r| convert::drain(r, keep_rows))
+        // Parameters go into the text as literals (`literals.rs`): one round trip, nothing
+        // prepared on the server for the release's reset to drop.
+        let text;
+        let sql = if params.is_empty() {
+            sql
         } else {
-            let params = Params::Positional(params.iter().map(convert::param).collect());
-            self.conn
-                .exec_iter(sql, params)
-                .and_then(|r| convert::drain(r, keep_rows))
+            text = literals::interpolate(sql, params)?;
+            text.as_str()
         };
+        let result = self
+            .conn
+            .query_iter(sql)
+            .and_then(|r| convert::drain(r, keep_rows));
         result.map_err(|e| self.fail(&e, ""))
     }
 }

@@ -38,18 +38,6 @@ impl ColumnKind {
     }
 }
 
-/// A parameter for the binary protocol. Booleans go as 0/1, MySQL's own spelling.
-pub(crate) fn param(value: &Value) -> MyValue {
-    match value {
-        Value::Null => MyValue::NULL,
-        Value::Bool(b) => MyValue::Int(i64::from(*b)),
-        Value::Int(i) => MyValue::Int(*i),
-        Value::Float(f) => MyValue::Double(*f),
-        Value::Text(s) => MyValue::Bytes(s.as_bytes().to_vec()),
-        Value::Bytes(b) => MyValue::Bytes(b.clone()),
-    }
-}
-
 /// A cell of a column of `kind`, from either protocol.
 pub(crate) fn cell(value: MyValue, kind: &ColumnKind) -> Value {
     match value {
@@ -288,16 +276,5 @@ mod tests {
             cell(MyValue::NULL, &kind(MYSQL_TYPE_LONG, 63, 0)),
             Value::Null
         );
-    }
-
-    #[test]
-    fn params() {
-        assert_eq!(param(&Value::Bool(true)), MyValue::Int(1));
-        assert_eq!(
-            param(&Value::Text("x".into())),
-            MyValue::Bytes(b"x".to_vec())
-        );
-        assert_eq!(param(&Value::Float(2.5)), MyValue::Double(2.5));
-        assert_eq!(param(&Value::Null), MyValue::NULL);
     }
 }

@@ -26,9 +26,10 @@
 //!   decided by reading the SQL that ran. `RollbackOnly` is one `ROLLBACK`. A session nothing
 //!   ran on (and whose native client nobody reached) is parked with no round trip.
 //! * **Liveness** is a `COM_PING` with a socket timeout set around just that exchange.
-//! * **Queries** without parameters use the text protocol (one round trip); with parameters
-//!   the binary protocol, with prepared statements cached per connection; both map cells
-//!   by column type, so the same query gives the same [`pool_driver::Value`]s either way.
+//! * **Queries** use the text protocol, one round trip, with any parameters sent as literals
+//!   (hex literals for strings and bytes, so no value can change the statement; see
+//!   `literals.rs`): nothing is prepared on the server, so the release's reset drops nothing
+//!   a later request would prepare again. Cells are mapped by column type.
 //!
 //! # Values
 //!
@@ -45,6 +46,7 @@ mod conn;
 mod convert;
 mod driver;
 mod error;
+mod literals;
 mod opts;
 mod reset;
 mod socket;

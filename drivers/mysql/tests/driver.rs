@@ -74,7 +74,7 @@ fn aliases_reach_the_same_server() {
     assert_eq!(text(&mut conn, "SELECT DATABASE()"), "pool_test");
 }
 
-/// The same rows through the text protocol (no parameters) and the binary protocol.
+/// The same rows without parameters and with them (sent as literals).
 #[test]
 fn values_round_trip_in_both_protocols() {
     let mut conn = connect();
@@ -267,7 +267,7 @@ fn clears_session_state(with_use: bool) {
         .execute("EXECUTE probe_stmt", &[])
         .expect_err("statement gone");
     assert_eq!(err.code(), Some("1243"));
-    // The crate's statement cache was cleared with the server's statements.
+    // A statement with parameters still runs (nothing of the driver's was prepared).
     assert_eq!(
         conn.query("SELECT ? + 1", &[1.into()])
             .expect("re-exec")
