@@ -8,7 +8,8 @@
 //! ```
 //!
 //! The three services run side by side on one tokio runtime against one PostgreSQL (private,
-//! unless `DATABASE_URL` names one); the rounds alternate between them, so background noise on
+//! unless `DATABASE_URL` names one; `DATABASE_URL=mariadb` for a private MariaDB, against
+//! `r2d2_mysql`); the rounds alternate between them, so background noise on
 //! a shared machine lands on all three alike. Each client thread has its own `ureq` agent (one
 //! kept-alive connection) and walks the ids in its own order. Output: requests/s and p50/p99
 //! latency per way, and the ratios.
@@ -21,6 +22,7 @@ use pool::{ResetMode, Settings};
 
 use crate::app::{self, App, Db, PoolDb};
 use crate::baselines::{ColdDb, R2d2Db};
+use crate::baselines_mysql::{ColdMyDb, R2d2MyDb};
 
 /// Per-request client timeout: a request that takes longer counts as an error.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -81,14 +83,18 @@ impl Tally {
 pub fn run(args: &[String]) -> Result<(), String> {
     let o = options(args)?;
     let (url, _server) = crate::database()?;
-    if app::Dialect::of_url(&url)?.driver != "postgres" {
-        return Err("the load comparison runs against PostgreSQL (r2d2_postgres)".into());
-    }
+    let postgres = app::Dialect::of_url(&url)?.driver == "postgres";
     let pool_db = PoolDb::connect(&url, crate::SEED)?;
     // The same pool with only a rollback on release (another key: the same server and user,
-    // another application_name): r2d2 resets nothing, so this shows what the full reset costs.
+    // another application_name, or on MariaDB another connect_timeout): r2d2 resets nothing,
+    // so this shows what the full reset costs.
     let separator = if url.contains('?') { '&' } else { '?' };
-    let rollback_url = format!("{url}{separator}application_name=web_rollback_only");
+    let other_key = if postgres {
+        "application_name=web_rollback_only"
+    } else {
+        "connect_timeout=9"
+    };
+    let rollback_url = format!("{url}{separator}{other_key}");
     let rollback_only = Settings {
         reset_mode: ResetMode::RollbackOnly,
         ..app::service_settings()
@@ -98,8 +104,22 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let ways: Vec<(&str, Arc<dyn Db>)> = vec![
         ("pool::open", Arc::new(pool_db)),
         ("pool::open, RollbackOnly", Arc::new(rollback_db)),
-        ("r2d2", Arc::new(R2d2Db::new(&url, max_open as u32)?)),
-        ("cold connect", Arc::new(ColdDb::new(&url)?)),
+        (
+            "r2d2",
+            if postgres {
+                Arc::new(R2d2Db::new(&url, max_open as u32)?)
+            } else {
+                Arc::new(R2d2MyDb::new(&url, max_open as u32)?)
+            },
+        ),
+        (
+            "cold connect",
+            if postgres {
+                Arc::new(ColdDb::new(&url)?)
+            } else {
+                Arc::new(ColdMyDb::new(&url)?)
+            },
+        ),
     ];
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     let mut bases = Vec::new();
@@ -112,7 +132,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     }
     println!(
         "GET /items/{{id}}: {} client threads, {} rounds of {:.1} s per way, on {} cores shared by \
-         clients, service and PostgreSQL",
+         clients, service and database",
         o.threads,
         o.rounds,
         o.seconds,

@@ -7,7 +7,8 @@
 //!
 //! Serving: with no `DATABASE_URL` it starts a private PostgreSQL (the test helper in
 //! `dev/testservers`, deleted on exit), creates and fills its `items` table, and prints the
-//! URLs to try. With `DATABASE_URL=postgres://…` or `mysql://…` it uses that server. `PORT`
+//! URLs to try. With `DATABASE_URL=postgres://…` or `mysql://…` it uses that server, and with
+//! `DATABASE_URL=mariadb` a private MariaDB. `PORT`
 //! picks the port (default: any free one). Ctrl-C stops it.
 //!
 //! Routes: `GET /items/{id}`, `POST /items` (`{"name": …, "price_cents": …}`, in a
@@ -16,13 +17,14 @@
 
 mod app;
 mod baselines;
+mod baselines_mysql;
 mod load;
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use app::{App, PoolDb};
-use pool_testservers::PgServer;
+use pool_testservers::{MariaServer, PgServer};
 
 /// Items created in an empty table.
 const SEED: i64 = 1000;
@@ -48,15 +50,28 @@ fn main() -> ExitCode {
     }
 }
 
-/// A database to run against: `DATABASE_URL`, or a private PostgreSQL kept alive by the
-/// returned handle.
-fn database() -> Result<(String, Option<PgServer>), String> {
+/// A private server, kept alive (and deleted when dropped) for as long as the service runs:
+/// held only for its `Drop`.
+#[allow(dead_code)]
+enum Private {
+    Pg(PgServer),
+    Maria(MariaServer),
+}
+
+/// A database to run against: `DATABASE_URL`, or a private server kept alive by the returned
+/// handle: PostgreSQL, or MariaDB when `DATABASE_URL` is `mariadb` (no URL: start one).
+fn database() -> Result<(String, Option<Private>), String> {
     match std::env::var("DATABASE_URL") {
+        Ok(url) if url == "mariadb" => {
+            eprintln!("DATABASE_URL=mariadb: starting a private MariaDB…");
+            let server = MariaServer::start().map_err(|e| e.to_string())?;
+            Ok((server.url(), Some(Private::Maria(server))))
+        }
         Ok(url) if !url.is_empty() => Ok((url, None)),
         _ => {
             eprintln!("no DATABASE_URL: starting a private PostgreSQL…");
             let server = PgServer::start().map_err(|e| e.to_string())?;
-            Ok((server.url(), Some(server)))
+            Ok((server.url(), Some(Private::Pg(server))))
         }
     }
 }
