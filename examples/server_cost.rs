@@ -113,6 +113,18 @@ fn cpu_per_reset(url: &str) -> Result<(), BoxError> {
         (full - select) / select,
         rollback - select
     );
+    // Each statement of the full reset on its own, inside one multi-statement query with the
+    // SELECT 1 (as the reset sends them: one query, no extra round trip), over SELECT 1 alone.
+    println!("each statement of the full reset, in one query with a SELECT 1, over SELECT 1:");
+    let statements = pool_postgres::reset::FULL_RESET
+        .strip_prefix("BEGIN; ROLLBACK; ")
+        .ok_or("FULL_RESET starts with BEGIN; ROLLBACK")?
+        .split("; ");
+    for statement in std::iter::once("BEGIN; ROLLBACK").chain(statements) {
+        let batch = format!("SELECT 1; {statement}");
+        let cost = measure(statement, &[batch.as_str()])? - select;
+        println!("    => {cost:>6.1} µs");
+    }
     Ok(())
 }
 
