@@ -4,7 +4,7 @@
 //! A password written without quotes (`password=correct horse=battery`) reads as more pairs
 //! than the user meant; whatever its pieces turn into (an unknown key, a known key of another
 //! driver, the value of a key the driver knows), the error must name none of them. Each
-//! driver runs [`assert_no_piece_leaks`] over its own parser with its own argument names.
+//! driver runs `assert_no_piece_leaks` over its own parser with its own argument names.
 
 use crate::{ConnArgs, DriverError};
 
