@@ -820,3 +820,135 @@ fn the_floor_is_filled_while_a_dead_connection_is_closing() {
         pool_model::shutdown();
     });
 }
+
+/// The engine's log events, captured for the tests that check what it reports (a subscriber
+/// for the whole test binary, installed once; each event as its fields, by name). Only the
+/// events at INFO and above of the pools a test watches are kept: the others cost nothing.
+mod captured {
+    use std::fmt;
+    use std::sync::{Mutex, Once, PoisonError};
+
+    use tracing::field::{Field, Visit};
+    use tracing_subscriber::filter::LevelFilter;
+    use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+
+    pub(crate) type Event = Vec<(String, String)>;
+
+    static EVENTS: Mutex<Vec<Event>> = Mutex::new(Vec::new());
+    static WATCHED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    struct Fields(Event);
+
+    impl Visit for Fields {
+        fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+            self.0.push((field.name().to_owned(), format!("{value:?}")));
+        }
+
+        fn record_str(&mut self, field: &Field, value: &str) {
+            self.0.push((field.name().to_owned(), value.to_owned()));
+        }
+    }
+
+    struct Capture;
+
+    impl<S: tracing::Subscriber> Layer<S> for Capture {
+        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+            let mut fields = Fields(Vec::new());
+            event.record(&mut fields);
+            let watched = WATCHED.lock().unwrap_or_else(PoisonError::into_inner);
+            if watched.iter().any(|pool| of_pool(&fields.0, pool)) {
+                events().push(fields.0);
+            }
+        }
+    }
+
+    fn events() -> std::sync::MutexGuard<'static, Vec<Event>> {
+        EVENTS.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Keeps the events of `pool` from now on.
+    pub(crate) fn watch(pool: &str) {
+        static INSTALL: Once = Once::new();
+        INSTALL.call_once(|| {
+            let subscriber =
+                tracing_subscriber::registry().with(Capture.with_filter(LevelFilter::INFO));
+            tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+        });
+        let mut watched = WATCHED.lock().unwrap_or_else(PoisonError::into_inner);
+        if !watched.iter().any(|watching| watching == pool) {
+            watched.push(pool.to_owned());
+        }
+    }
+
+    pub(crate) fn field<'a>(event: &'a Event, name: &str) -> Option<&'a str> {
+        event
+            .iter()
+            .find(|(field, _)| field == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    fn of_pool(event: &Event, pool: &str) -> bool {
+        field(event, "pool") == Some(pool)
+    }
+
+    /// Drops the events of `pool` (each execution starts afresh).
+    pub(crate) fn forget(pool: &str) {
+        events().retain(|event| !of_pool(event, pool));
+    }
+
+    /// The events of `pool` whose message contains `text`.
+    pub(crate) fn of(pool: &str, text: &str) -> Vec<Event> {
+        events()
+            .iter()
+            .filter(|event| of_pool(event, pool))
+            .filter(|event| field(event, "message").is_some_and(|m| m.contains(text)))
+            .cloned()
+            .collect()
+    }
+}
+
+const LEAK_ARGS: &str = "db=duties-leaks";
+const LEAK_THRESHOLD: Duration = Duration::from_millis(20);
+
+/// A connection held longer than `leak_threshold` is reported by the next sweep, once, naming
+/// its pool, where it was opened and the backtrace of that `open`; one held exactly
+/// `leak_threshold` is not.
+#[test]
+fn a_connection_held_past_leak_threshold_is_reported_once_with_its_origin() {
+    let body = || {
+        start();
+        let pool = format!("counting {LEAK_ARGS}");
+        captured::watch(&pool);
+        captured::forget(&pool);
+        let leaks = || captured::of(&pool, "possible leak");
+        let settings = Settings {
+            leak_threshold: Some(LEAK_THRESHOLD),
+            ..quiet(2)
+        };
+        sweep_of(LEAK_ARGS, &settings);
+        let held = open(LEAK_ARGS);
+        model::advance(LEAK_THRESHOLD);
+        sweep_of(LEAK_ARGS, &settings);
+        assert_eq!(
+            leaks(),
+            Vec::<captured::Event>::new(),
+            "held exactly leak_threshold"
+        );
+        model::advance(Duration::from_millis(1));
+        sweep_of(LEAK_ARGS, &settings);
+        let reported = leaks();
+        assert_eq!(reported.len(), 1, "not reported once: {reported:?}");
+        let opened_at = captured::field(&reported[0], "opened_at").unwrap_or_default();
+        let backtrace = captured::field(&reported[0], "backtrace").unwrap_or_default();
+        assert!(
+            opened_at.contains("duties.rs") && backtrace != "(not captured)",
+            "the report misses where it was opened: {reported:?}"
+        );
+        sweep_of(LEAK_ARGS, &settings);
+        assert_eq!(leaks().len(), 1, "reported again");
+        drop(held);
+        pool_model::shutdown();
+    };
+    // Fewer schedules: each report formats a backtrace, and what it checks is sequential.
+    common::check(body, common::iterations(40));
+}
