@@ -134,8 +134,8 @@ impl Leases {
         }
     }
 
-    /// Open connections with a record (test bookkeeping).
-    #[cfg(all(test, not(pool_model)))]
+    /// Open connections with a record (the checkers' bookkeeping).
+    #[cfg(any(test, pool_model))]
     pub(crate) fn live(&self) -> usize {
         self.records.iter().flatten().count()
     }

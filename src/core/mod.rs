@@ -871,11 +871,21 @@ impl<T: Parkable> KeyCore<T> {
     pub(crate) fn quiescence_violation(&self) -> Option<String> {
         let state = lock(&self.state);
         let broken = state.quiescence_violation();
+        let total = state.total();
         let closed = self.closed.load(Ordering::SeqCst);
         drop(state);
         let broken = broken.or_else(|| {
             (closed && self.fast.is_occupied())
                 .then(|| "a connection sits in the fast slot after shutdown".to_owned())
+        });
+        // The stats count every connection the pool opened and closed: with nothing in
+        // flight, what they leave open is exactly what the pool holds (parked or in use).
+        let broken = broken.or_else(|| {
+            let opened = self.counters.opened.load(Ordering::Relaxed);
+            let shut = self.counters.closed.load(Ordering::Relaxed);
+            (opened.checked_sub(shut) != Some(total as u64)).then(|| {
+                format!("the stats say {opened} opened and {shut} closed, the pool holds {total}")
+            })
         });
         broken.map(|broken| format!("{}: {broken}", self.label))
     }

@@ -945,6 +945,16 @@ impl<E> State<E> {
         if let Some((what, count)) = in_flight.iter().find(|(_, count)| *count > 0) {
             return Some(format!("{count} still {what} with nothing in flight"));
         }
+        // Every connection the pool holds has its lease record (for the timeout report and
+        // leak detection), and a closed one has none: a record freed under the wrong lease
+        // leaks one slot and drops another's.
+        let records = self.leases.live();
+        if records != self.total() {
+            return Some(format!(
+                "{records} lease records for the {} connections held",
+                self.total()
+            ));
+        }
         if self.prime_pending && self.could_deliver_prime() {
             return Some("a prime is pending with room for it and no primer at work".into());
         }

@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pool_model::{model, ConnArgs, Driver, DriverError, Error, ResetMode, Settings};
+use pool_model::{
+    model, ConnArgs, Driver, DriverError, DriverErrorKind, Error, ResetMode, Settings,
+};
 use shuttle::thread;
 
 const ARGS: &str = "db=duties";
@@ -39,6 +41,35 @@ struct Server {
     cannot_detach: AtomicBool,
     /// Liveness checks hang for their whole timeout, then say dead (a silent network).
     silent: AtomicBool,
+    /// The connection whose number is one less than this is dead (0: none).
+    dead: AtomicUsize,
+    /// Connects wait here while it is shut.
+    connects_gate: Gate,
+    /// Resets of a changed session wait here while it is shut.
+    resets_gate: Gate,
+    /// Closes wait here while it is shut.
+    closes_gate: Gate,
+}
+
+/// Where a driver call waits (yielding) while the test holds it shut; open unless shut. Plain
+/// atomics, so a connection dropped after the execution passes without touching shuttle.
+#[derive(Default)]
+struct Gate(AtomicBool);
+
+impl Gate {
+    fn shut(&self) {
+        self.0.store(true, SeqCst);
+    }
+
+    fn open(&self) {
+        self.0.store(false, SeqCst);
+    }
+
+    fn pass(&self) {
+        while self.0.load(SeqCst) {
+            thread::yield_now();
+        }
+    }
 }
 
 struct CountingDriver(Arc<Server>);
@@ -49,10 +80,15 @@ struct CountedConn {
     id: usize,
     broken: bool,
     dirty: bool,
+    /// Its session holds state the driver cannot reset (its reset says `NotReusable`).
+    cannot_reset: bool,
+    /// Its reset fails.
+    reset_fails: bool,
 }
 
 impl Drop for CountedConn {
     fn drop(&mut self) {
+        self.server.closes_gate.pass();
         self.server.closes.fetch_add(1, SeqCst);
     }
 }
@@ -68,16 +104,26 @@ impl Driver for CountingDriver {
     }
 
     fn connect(&self, _: &ConnArgs, _: Duration) -> Result<CountedConn, DriverError> {
+        self.0.connects_gate.pass();
         Ok(CountedConn {
             server: Arc::clone(&self.0),
             id: self.0.connects.fetch_add(1, SeqCst),
             broken: false,
             dirty: false,
+            cannot_reset: false,
+            reset_fails: false,
         })
     }
 
     fn detach(&self, mut conn: CountedConn, mode: ResetMode) -> Result<CountedConn, DriverError> {
+        if conn.cannot_reset {
+            return Err(DriverError::new(DriverErrorKind::NotReusable, "SET ROLE"));
+        }
+        if conn.reset_fails {
+            return Err(DriverError::new(DriverErrorKind::Broken, "reset failed"));
+        }
         if conn.dirty {
+            self.0.resets_gate.pass();
             if thread::current().name() == Some("pool-reset") {
                 self.0.background_resets.fetch_add(1, SeqCst);
             }
@@ -93,8 +139,12 @@ impl Driver for CountingDriver {
         Ok(handle)
     }
 
-    fn connected(&self, _: &mut CountedConn, timeout: Duration) -> bool {
+    fn connected(&self, conn: &mut CountedConn, timeout: Duration) -> bool {
         self.0.checks.fetch_add(1, SeqCst);
+        let id = conn.id;
+        if self.0.dead.load(SeqCst) == id + 1 {
+            return false;
+        }
         if self.0.silent.load(SeqCst) {
             model::block_for(timeout);
             return false;
@@ -173,10 +223,19 @@ fn reaper_quiet() {
 
 /// Wakes the reaper (applying `settings` does) and waits for the pass that follows.
 fn sweep_with(settings: &Settings) {
+    sweep_of(ARGS, settings);
+}
+
+/// Applies `settings` to the pool of `args` and waits for the reaper pass that follows.
+fn sweep_of(args: &str, settings: &Settings) {
     reaper_quiet();
     let before = model::reaper_passes();
-    pool_model::configure("counting", ARGS, settings.clone()).expect("configure");
+    pool_model::configure("counting", args, settings.clone()).expect("configure");
     eventually("a reaper pass", || model::reaper_passes() > before);
+}
+
+fn stats(args: &str) -> pool_model::Stats {
+    pool_model::stats("counting", args).expect("stats")
 }
 
 fn idle(args: &str) -> usize {
@@ -522,4 +581,376 @@ fn a_driver_that_cannot_detach_never_parks() {
         );
         pool_model::shutdown();
     });
+}
+
+// ---- What operators see: stats, errors and reports ------------------------------------------
+
+const STATS_ARGS: &str = "db=duties-stats";
+
+/// The counts and counters a pool reports follow what happened, exactly: a connect in flight
+/// counts as opening; a session the driver cannot reset is closed and counted as not reusable,
+/// a failed reset as a reset failure and dropped dead; a parked connection found dead at
+/// `open` is dropped and the caller served by the next parked one (a fresh connect only after
+/// a silent check); and the stats' opened and closed are the server's connects and closes.
+#[test]
+fn stats_count_exactly_what_happened() {
+    check(|| {
+        // No primer: every connect below is a caller's. No reaper: none of its checks takes a
+        // parked connection out from under an `open` below.
+        model::refuse_spawns("pool-primer");
+        model::refuse_spawns("pool-reaper");
+        let server = start();
+        pool_model::configure("counting", STATS_ARGS, quiet(3)).expect("configure");
+        let empty = stats(STATS_ARGS);
+        assert_eq!(
+            (empty.driver.as_str(), empty.pool.as_str(), empty.max_open),
+            ("counting", STATS_ARGS, 3),
+            "the stats do not name their pool and limit"
+        );
+        server.connects_gate.shut();
+        let opener = thread::spawn(|| open(STATS_ARGS).release().expect("release"));
+        eventually("a connect in flight counted as opening", || {
+            stats(STATS_ARGS).opening == 1
+        });
+        server.connects_gate.open();
+        opener.join().expect("opener");
+
+        // Two of one kind and one of the other: a mix-up of the two cannot add up the same.
+        let mut released = [open(STATS_ARGS), open(STATS_ARGS), open(STATS_ARGS)];
+        counted(&mut released[0]).cannot_reset = true;
+        counted(&mut released[1]).cannot_reset = true;
+        counted(&mut released[2]).reset_fails = true;
+        for conn in released {
+            conn.release().expect("release");
+        }
+        let after_resets = stats(STATS_ARGS);
+        assert_eq!(
+            (
+                after_resets.not_reusable,
+                after_resets.reset_failures,
+                after_resets.dropped_dead,
+                after_resets.closed,
+                after_resets.idle,
+            ),
+            (2, 1, 1, 3, 0),
+            "(not_reusable, reset_failures, dropped_dead, closed, idle) after two releases \
+             the driver cannot reset and one whose reset failed"
+        );
+
+        let (a, b) = (open(STATS_ARGS), open(STATS_ARGS));
+        let (a_id, b_id) = (id(&a), id(&b));
+        a.release().expect("release");
+        b.release().expect("release");
+        model::advance(VALIDATE_AFTER + Duration::from_millis(1));
+        server.dead.store(b_id + 1, SeqCst);
+        let again = open(STATS_ARGS);
+        assert_eq!(
+            id(&again),
+            a_id,
+            "after dropping a dead parked connection, not served by the next parked one"
+        );
+        again.release().expect("release");
+        model::settle(PATIENCE).expect("a duty neglected");
+        let end = stats(STATS_ARGS);
+        assert_eq!(
+            (
+                end.opened,
+                end.closed,
+                end.dropped_dead,
+                end.idle,
+                end.in_use
+            ),
+            (5, 4, 2, 1, 0),
+            "(opened, closed, dropped_dead, idle, in_use) at the end"
+        );
+        assert_eq!(
+            (server.connects.load(SeqCst), server.closes.load(SeqCst)),
+            (5, 4),
+            "the server's (connects, closes)"
+        );
+        pool_model::shutdown();
+    });
+}
+
+fn counted(conn: &mut pool_model::Conn) -> &mut CountedConn {
+    conn.native_mut::<CountedConn>()
+        .expect("a counted connection")
+}
+
+const TIMEOUT_ARGS: &str = "db=duties-timeout";
+
+/// An `open` that times out at the limit says which pool, what holds its connections (a
+/// connection being reset counts as in use: it was a moment ago), and where the longest-held
+/// one was opened and for how long; a reset in flight shows in the stats.
+#[test]
+fn a_timeout_names_its_pool_counts_and_longest_holder() {
+    check(|| {
+        let server = start();
+        model::let_time_pass();
+        let settings = Settings {
+            acquire_timeout: Duration::from_secs(3),
+            ..quiet(2)
+        };
+        pool_model::configure("counting", TIMEOUT_ARGS, settings).expect("configure");
+        let held = open(TIMEOUT_ARGS);
+        let mut dirty = open(TIMEOUT_ARGS);
+        dirty.query("SET x", &[]).expect("query");
+        server.resets_gate.shut();
+        dirty.release().expect("release");
+        let during = stats(TIMEOUT_ARGS);
+        assert_eq!(
+            (during.resetting, during.in_use, during.idle),
+            (1, 1, 0),
+            "(resetting, in_use, idle) with one reset in flight"
+        );
+        model::advance(Duration::from_millis(5));
+        let detail = match pool_model::open("counting", TIMEOUT_ARGS) {
+            Err(Error::Timeout(detail)) => detail,
+            Ok(_) => panic!("handed out a third connection with max_open 2"),
+            Err(error) => panic!("not a timeout: {error}"),
+        };
+        server.resets_gate.open();
+        assert_eq!(
+            detail.pool,
+            format!("counting {TIMEOUT_ARGS}"),
+            "{detail:?}"
+        );
+        assert_eq!(
+            (
+                detail.in_use,
+                detail.idle,
+                detail.max_open,
+                detail.held_by_this_thread
+            ),
+            (2, 0, 2, 1),
+            "(in_use, idle, max_open, held_by_this_thread): {detail:?}"
+        );
+        match &detail.longest_held {
+            Some((at, held_for)) => assert!(
+                at.contains("duties.rs") && *held_for >= Duration::from_millis(5),
+                "the longest holder misreported: {detail:?}"
+            ),
+            None => panic!("no longest holder reported: {detail:?}"),
+        }
+        let after = stats(TIMEOUT_ARGS);
+        assert_eq!((after.waits, after.timeouts), (1, 1), "(waits, timeouts)");
+        drop(held);
+        pool_model::shutdown();
+    });
+}
+
+/// Only a prime per emptied stack: while the prime asked for is pending (its connect waits
+/// here), taking the fast slot's connection again asks for none, whatever the lock-free
+/// mirrors say; the pool never opens a connection nobody asked for.
+#[test]
+fn a_prime_is_asked_for_once_per_emptied_stack() {
+    check(|| {
+        let server = start();
+        pool_model::configure("counting", ARGS, quiet(3)).expect("configure");
+        let mut conn = open(ARGS);
+        server.connects_gate.shut();
+        for _ in 0..3 {
+            conn.release().expect("release");
+            conn = open(ARGS);
+        }
+        server.connects_gate.open();
+        eventually("the primed connection", || idle(ARGS) == 1);
+        model::settle(PATIENCE).expect("a duty neglected");
+        assert_eq!(
+            server.connects.load(SeqCst),
+            2,
+            "primed more than one connection for one emptied stack"
+        );
+        drop(conn);
+        pool_model::shutdown();
+    });
+}
+
+/// Below a microsecond a lifetime has no cut (thousandths of it round to zero), so its edge
+/// is exact: a connection exactly `max_lifetime` old is kept on release, one a nanosecond
+/// older is closed.
+#[test]
+fn a_release_rotates_only_past_max_lifetime() {
+    check(|| {
+        let server = start();
+        let settings = Settings {
+            max_lifetime: Some(Duration::from_nanos(999)),
+            ..quiet(1)
+        };
+        pool_model::configure("counting", ARGS, settings).expect("configure");
+        let conn = open(ARGS);
+        model::advance(Duration::from_nanos(999));
+        conn.release().expect("release");
+        let conn = open(ARGS);
+        assert_eq!(
+            (server.closes.load(SeqCst), server.connects.load(SeqCst)),
+            (0, 1),
+            "rotated a connection exactly max_lifetime old"
+        );
+        model::advance(Duration::from_nanos(1));
+        conn.release().expect("release");
+        assert_eq!(
+            server.closes.load(SeqCst),
+            1,
+            "kept a connection past max_lifetime"
+        );
+        pool_model::shutdown();
+    });
+}
+
+/// A dead connection still being closed does not count toward the `min_idle` floor: the
+/// primer fills the floor meanwhile.
+#[test]
+fn the_floor_is_filled_while_a_dead_connection_is_closing() {
+    check(|| {
+        let server = start();
+        pool_model::configure("counting", ARGS, quiet(3)).expect("configure");
+        let mut conn = open(ARGS);
+        conn.execute("BREAK", &[]).expect("execute");
+        server.closes_gate.shut();
+        conn.release().expect("release");
+        let floor = Settings {
+            min_idle: 2,
+            ..quiet(3)
+        };
+        pool_model::configure("counting", ARGS, floor).expect("configure");
+        eventually("the min_idle floor while a close is in flight", || {
+            idle(ARGS) == 2
+        });
+        server.closes_gate.open();
+        model::settle(PATIENCE).expect("a duty neglected");
+        pool_model::shutdown();
+    });
+}
+
+/// The engine's log events, captured for the tests that check what it reports (a subscriber
+/// for the whole test binary, installed once; each event as its fields, by name). Only the
+/// events at INFO and above of the pools a test watches are kept: the others cost nothing.
+mod captured {
+    use std::fmt;
+    use std::sync::{Mutex, Once, PoisonError};
+
+    use tracing::field::{Field, Visit};
+    use tracing_subscriber::filter::LevelFilter;
+    use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+
+    pub(crate) type Event = Vec<(String, String)>;
+
+    static EVENTS: Mutex<Vec<Event>> = Mutex::new(Vec::new());
+    static WATCHED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    struct Fields(Event);
+
+    impl Visit for Fields {
+        fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+            self.0.push((field.name().to_owned(), format!("{value:?}")));
+        }
+
+        fn record_str(&mut self, field: &Field, value: &str) {
+            self.0.push((field.name().to_owned(), value.to_owned()));
+        }
+    }
+
+    struct Capture;
+
+    impl<S: tracing::Subscriber> Layer<S> for Capture {
+        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+            let mut fields = Fields(Vec::new());
+            event.record(&mut fields);
+            let watched = WATCHED.lock().unwrap_or_else(PoisonError::into_inner);
+            if watched.iter().any(|pool| of_pool(&fields.0, pool)) {
+                events().push(fields.0);
+            }
+        }
+    }
+
+    fn events() -> std::sync::MutexGuard<'static, Vec<Event>> {
+        EVENTS.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Keeps the events of `pool` from now on.
+    pub(crate) fn watch(pool: &str) {
+        static INSTALL: Once = Once::new();
+        INSTALL.call_once(|| {
+            let subscriber =
+                tracing_subscriber::registry().with(Capture.with_filter(LevelFilter::INFO));
+            tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+        });
+        let mut watched = WATCHED.lock().unwrap_or_else(PoisonError::into_inner);
+        if !watched.iter().any(|watching| watching == pool) {
+            watched.push(pool.to_owned());
+        }
+    }
+
+    pub(crate) fn field<'a>(event: &'a Event, name: &str) -> Option<&'a str> {
+        event
+            .iter()
+            .find(|(field, _)| field == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    fn of_pool(event: &Event, pool: &str) -> bool {
+        field(event, "pool") == Some(pool)
+    }
+
+    /// Drops the events of `pool` (each execution starts afresh).
+    pub(crate) fn forget(pool: &str) {
+        events().retain(|event| !of_pool(event, pool));
+    }
+
+    /// The events of `pool` whose message contains `text`.
+    pub(crate) fn of(pool: &str, text: &str) -> Vec<Event> {
+        events()
+            .iter()
+            .filter(|event| of_pool(event, pool))
+            .filter(|event| field(event, "message").is_some_and(|m| m.contains(text)))
+            .cloned()
+            .collect()
+    }
+}
+
+const LEAK_ARGS: &str = "db=duties-leaks";
+const LEAK_THRESHOLD: Duration = Duration::from_millis(20);
+
+/// A connection held longer than `leak_threshold` is reported by the next sweep, once, naming
+/// its pool, where it was opened and the backtrace of that `open`; one held exactly
+/// `leak_threshold` is not.
+#[test]
+fn a_connection_held_past_leak_threshold_is_reported_once_with_its_origin() {
+    let body = || {
+        start();
+        let pool = format!("counting {LEAK_ARGS}");
+        captured::watch(&pool);
+        captured::forget(&pool);
+        let leaks = || captured::of(&pool, "possible leak");
+        let settings = Settings {
+            leak_threshold: Some(LEAK_THRESHOLD),
+            ..quiet(2)
+        };
+        sweep_of(LEAK_ARGS, &settings);
+        let held = open(LEAK_ARGS);
+        model::advance(LEAK_THRESHOLD);
+        sweep_of(LEAK_ARGS, &settings);
+        assert_eq!(
+            leaks(),
+            Vec::<captured::Event>::new(),
+            "held exactly leak_threshold"
+        );
+        model::advance(Duration::from_millis(1));
+        sweep_of(LEAK_ARGS, &settings);
+        let reported = leaks();
+        assert_eq!(reported.len(), 1, "not reported once: {reported:?}");
+        let opened_at = captured::field(&reported[0], "opened_at").unwrap_or_default();
+        let backtrace = captured::field(&reported[0], "backtrace").unwrap_or_default();
+        assert!(
+            opened_at.contains("duties.rs") && backtrace != "(not captured)",
+            "the report misses where it was opened: {reported:?}"
+        );
+        sweep_of(LEAK_ARGS, &settings);
+        assert_eq!(leaks().len(), 1, "reported again");
+        drop(held);
+        pool_model::shutdown();
+    };
+    // Fewer schedules: each report formats a backtrace, and what it checks is sequential.
+    common::check(body, common::iterations(40));
 }
