@@ -1,7 +1,10 @@
 //! # pool
 //!
 //! A cross-thread detach/attach connection pool: getting a database connection in a web
-//! handler costs microseconds instead of the milliseconds of a fresh connect.
+//! handler costs microseconds instead of the milliseconds of a fresh connect. (The package is
+//! `pool-db` on crates.io; the library is `pool`.)
+//!
+//! ## Open, use, release
 //!
 //! ```no_run
 //! # fn handler() -> Result<(), pool::Error> {
@@ -11,6 +14,59 @@
 //! db.release()?; // rollback + reset + park; dropping `db` does the same
 //! # Ok(()) }
 //! ```
+//!
+//! [`open`] takes the driver name (`"postgres"`, `"mysql"`, `"redis"`, or one you
+//! [`register`]) and its connection arguments (`key=value` text or a URL). The first `open` of
+//! a key creates its pool; later ones hand out the most recently released connection in
+//! microseconds. [`Conn::release`] (or dropping the [`Conn`]) gives it back; the pool resets
+//! the session before anyone else gets it. [`Conn::native_mut`] reaches the driver's own
+//! client for everything the small uniform API (`execute`, `query`) lacks.
+//!
+//! ## Settings
+//!
+//! ```no_run
+//! # fn set_up(args: &str) -> Result<(), pool::Error> {
+//! use std::time::Duration;
+//! pool::configure("postgres", args, pool::Settings {
+//!     max_open: 16,
+//!     acquire_timeout: Duration::from_secs(5),
+//!     statement_timeout: Some(Duration::from_secs(10)),
+//!     ..pool::Settings::default()
+//! })?;
+//! # Ok(()) }
+//! ```
+//!
+//! [`Settings`] per key ([`configure`]) or for every key ([`configure_defaults`]): the limit,
+//! the waits, idle expiry, `max_lifetime`, the warm floor, leak detection, load shedding, the
+//! reset mode and the statement deadline. [`stats`] and [`all_stats`] report each pool;
+//! [`shutdown`] closes everything.
+//!
+//! ## Errors
+//!
+//! [`Error`] has a variant per situation a handler acts on ([`Error::Timeout`],
+//! [`Error::TooManyWaiting`], [`Error::StatementTimeout`], [`Error::Connect`],
+//! [`Error::Query`], [`Error::WouldDeadlock`], …); [`Error::is_transient`] says which to answer
+//! with 503 and retry. No error, log line or `Debug` output holds a password.
+//!
+//! ## What the pool guarantees
+//!
+//! * Nothing of one request reaches the next: every used session is reset (transaction,
+//!   roles, settings, temp tables, locks, prepared statements), deciding from what the server
+//!   reports, never from the text of the statements.
+//! * Every wait is bounded: at the limit by `acquire_timeout`, connects and checks by their
+//!   timeouts, statements by `statement_timeout` with a server-side cancel; a thread that holds
+//!   every connection and asks for another gets [`Error::WouldDeadlock`] at once.
+//! * A database restart or a silent network costs requests in flight, not the service:
+//!   parked connections are validated, dead ones closed off the caller's thread.
+//! * Never more than `max_open` connections per key; a broken connection or one whose holder
+//!   panicked is closed, never parked.
+//!
+//! ## Features
+//!
+//! `postgres`, `mysql`, `redis` (the built-in drivers, all on by default) and `metrics` (the
+//! pools' gauges, counters and histograms through the `metrics` facade).
+//!
+//! ## How it works
 //!
 //! * One process-wide registry keyed by driver name + normalised connection arguments
 //!   (credentials included): each key owns one pool, and keys never block each other.
@@ -26,6 +82,12 @@
 
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
+
+/// The README's code blocks, compiled (and the ones that need no server run) as doctests, so
+/// the examples a newcomer copies cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 mod clock;
 mod closer;
