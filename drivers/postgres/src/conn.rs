@@ -50,7 +50,9 @@ impl PgConn {
     /// deadline (the client's `take_expired`) becomes `StatementTimeout`, whatever error the
     /// cancel left behind.
     pub(crate) fn fail(&mut self, err: &tokio_postgres::Error) -> DriverError {
-        if let Some(expired) = self.client.take_expired() {
+        let by_the_deadline =
+            err.is_closed() || err.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED);
+        if let Some(expired) = self.client.take_expired().filter(|_| by_the_deadline) {
             let message = match expired {
                 Expired::Cancelled => {
                     "past its deadline, the statement was cancelled by the server; the session \

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio_postgres::CancelToken;
 
+use super::cancel_delivery::{deliver, CancelAddress};
 use crate::tls::MakeTls;
 
 /// Cancels the query running on the connection it came from
@@ -19,28 +20,34 @@ use crate::tls::MakeTls;
 pub struct PgCancelToken {
     token: CancelToken,
     tls: MakeTls,
+    address: CancelAddress,
 }
 
 impl PgCancelToken {
-    pub(super) fn new(token: CancelToken, tls: MakeTls) -> Self {
-        PgCancelToken { token, tls }
+    pub(super) fn new(token: CancelToken, tls: MakeTls, address: CancelAddress) -> Self {
+        PgCancelToken {
+            token,
+            tls,
+            address,
+        }
     }
 
     /// Asks the server to cancel whatever the connection is running, waiting at most
-    /// `timeout` for the request to be delivered. The query then fails with SQLSTATE 57014
+    /// `timeout` for the request to be delivered and acted on (the server closes the cancel
+    /// connection once it has signalled the session: see `cancel_delivery.rs`). The query then fails with SQLSTATE 57014
     /// (`query_canceled`); if nothing is running, nothing happens. Errors: the cancel
     /// connection failed (`io::ErrorKind::Other`, wrapping the `tokio_postgres::Error`), or
     /// `TimedOut`.
     pub fn cancel_query(&self, timeout: Duration) -> io::Result<()> {
         let runtime = super::runtime()?;
-        let (connector, _) = self.tls.attempt();
         let outcome = runtime.block_on(async {
-            tokio::time::timeout(timeout, self.token.cancel_query(connector)).await
+            let delivery = deliver(&self.token, &self.address, &self.tls);
+            tokio::time::timeout(timeout, delivery).await
         });
         runtime.shutdown_background();
         match outcome {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(err)) => Err(io::Error::other(err)),
+            Ok(Err(err)) => Err(io::Error::other(err.to_string())),
             Err(_) => Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!("the cancel request was not delivered within {timeout:?}"),

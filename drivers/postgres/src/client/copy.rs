@@ -100,10 +100,13 @@ impl BufRead for CopyOutReader<'_> {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         while !self.current.has_remaining() {
             let mut stream = self.stream.as_mut();
-            match self.client.block_on(async move { stream.next().await }) {
-                Some(Ok(chunk)) => self.current = chunk,
-                Some(Err(err)) => return Err(io::Error::other(err)),
-                None => break,
+            // Each wait for data is a request under the statement deadline (`deadline.rs`):
+            // a server that stops sending mid-COPY is cancelled like any statement.
+            let next = async move { stream.next().await.transpose() };
+            match self.client.request(next) {
+                Ok(Some(chunk)) => self.current = chunk,
+                Ok(None) => break,
+                Err(err) => return Err(io::Error::other(err)),
             }
         }
         Ok(&self.current)

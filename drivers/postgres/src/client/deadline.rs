@@ -3,12 +3,15 @@
 //!
 //! On expiry (all on the calling thread, inside the connection's runtime, no thread started):
 //!
-//! 1. A cancel request goes to the server over a new connection (`CancelToken`, the same host
-//!    and the same TLS checks as the session), and the driver waits for the server to close
-//!    that connection: PostgreSQL sends the backend its `SIGINT` before it does.
+//! 1. A cancel request goes to the server over a new connection (the host and port the session
+//!    was opened on, the same TLS checks), and the driver waits for the server to close that
+//!    connection: PostgreSQL sends the backend its `SIGINT` before it does
+//!    (`cancel_delivery.rs`; `CancelToken::cancel_query` alone returns before that, which let
+//!    a late signal cancel the next user's statement: `tests/deadline_races.rs`).
 //! 2. The driver keeps waiting for the statement's own answer: normally SQLSTATE 57014
-//!    (`query_canceled`); a statement that finished just in time answers with its result,
-//!    which is returned as it is (never a wrong result).
+//!    (`query_canceled`), the one answer that counts as the cancel ([`Expired::Cancelled`]); a
+//!    statement that finished just in time answers with its result or its own error, returned
+//!    as they are (never a wrong result, never a relabelled error).
 //! 3. **A probe** (`SELECT 1`) makes sure the cancel cannot reach a later statement. A backend
 //!    that gets the cancel while idle ignores it, but one that gets it while it is still
 //!    reading the next message holds it and fires it at that message (libpq's documented race).
@@ -17,6 +20,11 @@
 //!    fails with 57014), or the cancel was already dropped; any error answer also clears a
 //!    held cancel (the backend's error recovery forgets it). Once the probe is answered no
 //!    cancel of ours is left on the session.
+//!
+//! Bounded are the statement methods of [`PgClient`](super::PgClient) and its transactions,
+//! and each wait for data of a `COPY … TO STDOUT`; each chunk written to a `COPY … FROM STDIN`
+//! is bounded on its own (a chunk past the deadline closes the connection: the probe cannot
+//! go out while the copy is open), and code run inside `block_on`/`run` is not bounded.
 //!
 //! All three steps share one grace (`min(1 s, connect_timeout)` for the pool's connections). If
 //! any of them fails or runs out of it (a stopped backend, a silent proxy, a cancel that could
@@ -29,8 +37,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
+use tokio_postgres::error::SqlState;
 use tokio_postgres::{CancelToken, Error};
 
+use super::cancel_delivery::{self, CancelAddress};
 use super::Io;
 use crate::tls::MakeTls;
 
@@ -56,6 +66,8 @@ pub(crate) struct Deadline {
     pub(crate) grace: Duration,
     token: CancelToken,
     tls: MakeTls,
+    /// The session's server, as its connect reached it (see `cancel_delivery.rs`).
+    address: CancelAddress,
     /// Set when a request ran past its deadline; read (and cleared) by the next `take`.
     pub(crate) expired: Option<Expired>,
 }
@@ -65,12 +77,13 @@ pub(crate) type Probe<'a> =
     Pin<Box<dyn Future<Output = Result<Vec<tokio_postgres::SimpleQueryMessage>, Error>> + 'a>>;
 
 impl Deadline {
-    pub(crate) fn new(token: CancelToken, tls: MakeTls) -> Self {
+    pub(crate) fn new(token: CancelToken, tls: MakeTls, address: CancelAddress) -> Self {
         Deadline {
             timeout: None,
             grace: CANCEL_GRACE,
             token,
             tls,
+            address,
             expired: None,
         }
     }
@@ -97,10 +110,16 @@ impl Io {
         }
         let grace_end = Instant::now() + self.deadline.grace;
         let left = move || grace_end.saturating_duration_since(Instant::now());
-        let (connector, _) = self.deadline.tls.attempt();
-        let token = self.deadline.token.clone();
-        let sent = self
-            .block_on(async { tokio::time::timeout(left(), token.cancel_query(connector)).await });
+        let Deadline {
+            token,
+            tls,
+            address,
+            ..
+        } = &self.deadline;
+        let (token, tls, address) = (token.clone(), tls.clone(), address.clone());
+        let sent = self.block_on(async {
+            tokio::time::timeout(left(), cancel_delivery::deliver(&token, &address, &tls)).await
+        });
         let answer = match sent {
             Ok(Ok(())) => self
                 .block_on(async { tokio::time::timeout(left(), request.as_mut()).await })
@@ -126,10 +145,13 @@ impl Io {
         };
         match answer {
             Some(Ok(value)) if settled => Ok(value),
-            Some(Err(err)) if settled => {
+            // The cancel's own error: the statement was stopped.
+            Some(Err(err)) if settled && err.code() == Some(&SqlState::QUERY_CANCELED) => {
                 self.deadline.expired = Some(Expired::Cancelled);
                 Err(err)
             }
+            // The statement's own error, which came before the cancel could stop it.
+            Some(Err(err)) if settled => Err(err),
             _ => {
                 tracing::debug!(
                     ?timeout,

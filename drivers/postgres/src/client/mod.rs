@@ -26,6 +26,7 @@
 //! context (as with `postgres::Client`, blocking there panics): use `spawn_blocking`.
 
 mod cancel;
+mod cancel_delivery;
 mod copy;
 mod deadline;
 mod notifications;
@@ -50,6 +51,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use crate::tls::MakeTls;
 
 pub use cancel::PgCancelToken;
+pub(crate) use cancel_delivery::CancelAddress;
 pub use copy::{CopyInWriter, CopyOutReader};
 pub use deadline::Expired;
 pub(crate) use deadline::CANCEL_GRACE;
@@ -78,6 +80,8 @@ pub struct PgClient {
     io: RefCell<Io>,
     /// The connector the connection was made with, for cancel requests (same TLS checks).
     tls: MakeTls,
+    /// Where this session's cancel requests go (`cancel_delivery.rs`).
+    cancel_address: CancelAddress,
     /// A cancel token was handed out: it holds the backend's pid and secret key, which no
     /// reset can change, so it could cancel a later user's statement. The session is then
     /// closed on release instead of parked (see `PgDriver::detach`).
@@ -105,11 +109,13 @@ impl PgClient {
         client: tokio_postgres::Client,
         conn: PgConnection,
         tls: MakeTls,
+        address: CancelAddress,
     ) -> Self {
-        let deadline = deadline::Deadline::new(client.cancel_token(), tls.clone());
+        let deadline = deadline::Deadline::new(client.cancel_token(), tls.clone(), address.clone());
         PgClient {
             client,
             tls,
+            cancel_address: address,
             cancel_handed_out: std::cell::Cell::new(false),
             io: RefCell::new(Io {
                 runtime: ManuallyDrop::new(runtime),
@@ -265,6 +271,8 @@ fn request_on<'p, T>(
     let Ok(mut io) = io.try_borrow_mut() else {
         panic!("PgClient used inside a block_on of the same client")
     };
+    // What an earlier request's deadline left is no news about this one.
+    io.deadline.expired = None;
     let answer = match io.deadline.timeout {
         Some(timeout) => io.bounded(timeout, future, probe),
         None => io.block_on(future),

@@ -64,7 +64,11 @@ impl PgClient {
     /// do not keep it past the release.)
     pub fn cancel_token(&self) -> PgCancelToken {
         self.cancel_handed_out.set(true);
-        PgCancelToken::new(self.client.cancel_token(), self.tls.clone())
+        PgCancelToken::new(
+            self.client.cancel_token(),
+            self.tls.clone(),
+            self.cancel_address.clone(),
+        )
     }
 
     /// The `NOTIFY` payloads received on this connection (after `LISTEN`).

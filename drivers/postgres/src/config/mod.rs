@@ -140,6 +140,22 @@ impl Target {
         }
     }
 
+    /// Where a cancel request for a session on this host goes (`hostaddr` when given).
+    pub(crate) fn cancel_address(&self) -> crate::client::CancelAddress {
+        match &self.host {
+            Host::Tcp(name) => crate::client::CancelAddress::Tcp {
+                host: self
+                    .hostaddr
+                    .map_or_else(|| name.clone(), |a| a.to_string()),
+                port: self.port,
+                tls_name: name.clone(),
+            },
+            Host::Unix(dir) => {
+                crate::client::CancelAddress::Unix(dir.join(format!(".s.PGSQL.{}", self.port)))
+            }
+        }
+    }
+
     pub(crate) fn is_unix(&self) -> bool {
         matches!(self.host, Host::Unix(_))
     }

@@ -34,12 +34,13 @@ use crate::tls::{MakeTls, SslMode};
 /// SQLSTATE `invalid_password`: no point retrying with other encryption.
 const INVALID_PASSWORD: &str = "28P01";
 
-/// The first host that accepts the login, or `None` with every failure in `failures`.
-pub(super) async fn first_that_answers(
-    plan: &Plan,
+/// The first host that accepts the login (and which it was), or `None` with every failure in
+/// `failures`.
+pub(super) async fn first_that_answers<'p>(
+    plan: &'p Plan,
     tls: &MakeTls,
     failures: &RefCell<Vec<Failure>>,
-) -> Option<(Client, PgConnection)> {
+) -> Option<(Client, PgConnection, &'p Target)> {
     let mut order: Vec<&Target> = plan.targets.iter().collect();
     if plan.random_order {
         shuffle(&mut order);
@@ -61,8 +62,8 @@ pub(super) async fn first_that_answers(
                 }
             },
         };
-        if connected.is_some() {
-            return connected;
+        if let Some((client, connection)) = connected {
+            return Some((client, connection, target));
         }
     }
     None

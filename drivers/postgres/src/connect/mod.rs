@@ -38,8 +38,9 @@ pub(crate) fn connect(args: &ConnArgs, timeout: Duration) -> Result<PgClient, Dr
         tokio::time::timeout(timeout, attempts).await
     });
     let overall = match outcome {
-        Ok(Some((client, connection))) => {
-            return Ok(PgClient::new(runtime, client, connection, tls))
+        Ok(Some((client, connection, target))) => {
+            let address = target.cancel_address();
+            return Ok(PgClient::new(runtime, client, connection, tls, address));
         }
         Ok(None) => None,
         Err(_elapsed) => Some(timeout),
