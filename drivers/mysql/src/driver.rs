@@ -7,6 +7,7 @@ use mysql::{DriverError as MyDriverError, Error as MyError};
 use pool_driver::{ConnArgs, Driver, DriverError, DriverErrorKind, ResetMode};
 
 use crate::conn::MyConn;
+use crate::deadline::KillTarget;
 use crate::error::{self, Phase, TlsFailure};
 use crate::opts::ConnectPlan;
 use crate::tls::{self, SslMode};
@@ -68,12 +69,17 @@ impl Driver for MysqlDriver {
             )
         })?;
         let op_bound = timeout.max(Duration::from_millis(1));
+        let session = plan.session;
+        // The plan stays with the connection: a statement past its deadline is killed from a
+        // side connection made the same way (see `deadline.rs`).
+        let kill_target = KillTarget::new(plan, encrypted, args.clone());
         Ok(MyConn::new(
             conn,
-            plan.session,
+            session,
             op_bound,
             args,
             identity,
+            kill_target,
             encrypted,
         ))
     }

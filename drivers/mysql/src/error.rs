@@ -142,6 +142,23 @@ fn classify(
     }
 }
 
+/// Whether `err` is a socket timeout (a read or write that waited its whole bound).
+pub(crate) fn is_timeout(err: &MyError) -> bool {
+    let io = match err {
+        MyError::IoError(e) => Some(e),
+        MyError::CodecError(e) => {
+            std::error::Error::source(e).and_then(|source| source.downcast_ref::<io::Error>())
+        }
+        _ => None,
+    };
+    io.is_some_and(|e| {
+        matches!(
+            e.kind(),
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+        )
+    })
+}
+
 /// An I/O error: a timeout (`EAGAIN` is what a socket read timeout gives), a failed TLS
 /// handshake (rustls reports it as an I/O error carrying its own), or a lost connection.
 fn io_error(e: &io::Error, connecting: bool) -> (DriverErrorKind, String, Option<String>) {

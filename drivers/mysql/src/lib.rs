@@ -26,6 +26,15 @@
 //!   decided by reading the SQL that ran. `RollbackOnly` is one `ROLLBACK`. A session nothing
 //!   ran on (and whose native client nobody reached) is parked with no round trip.
 //! * **Liveness** is a `COM_PING` with a socket timeout set around just that exchange.
+//! * **Statement deadlines** (`statement_timeout`): at its deadline a statement of `execute`
+//!   or `query` is killed on the server with `KILL QUERY` from a short-lived side connection
+//!   (same options and TLS as the session), issued by one process-wide watchdog thread
+//!   (`pool-mysql-deadline`, gone after 10 s with nothing armed). The caller gets
+//!   `StatementTimeout` within the deadline plus `min(1 s, connect timeout)`, even from a
+//!   silent server (the socket's timeouts are capped at that); the session stays usable when
+//!   the kill was confirmed, otherwise it is closed. No kill reaches a later statement (a probe
+//!   runs after every kill). Native statements are not bounded, except through
+//!   [`MyConn::with_deadline`].
 //! * **Queries** use the text protocol, one round trip, with any parameters sent as literals
 //!   (hex literals for strings and bytes, so no value can change the statement; see
 //!   `literals.rs`): nothing is prepared on the server, so the release's reset drops nothing
@@ -44,6 +53,7 @@
 
 mod conn;
 mod convert;
+mod deadline;
 mod driver;
 mod error;
 mod literals;
