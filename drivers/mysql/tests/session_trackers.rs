@@ -34,15 +34,20 @@ const SETUP: &str = "CREATE ROLE IF NOT EXISTS trackers_role; \
      CREATE TABLE IF NOT EXISTS pool_test.trackers_t (id INT PRIMARY KEY) ENGINE=InnoDB; \
      INSERT IGNORE INTO pool_test.trackers_t VALUES (1)";
 
-fn session() -> Conn {
+/// A login as the test user on the shared server, asking for `capabilities` on top.
+fn opts(capabilities: CapabilityFlags) -> OptsBuilder {
     let server = shared_maria();
-    let opts = OptsBuilder::new()
+    OptsBuilder::new()
         .ip_or_hostname(Some("127.0.0.1"))
         .tcp_port(server.port())
         .user(Some(server.user()))
         .pass(Some(server.password()))
         .db_name(Some(server.database()))
-        .additional_capabilities(CapabilityFlags::CLIENT_SESSION_TRACK);
+        .additional_capabilities(capabilities)
+}
+
+fn session() -> Conn {
+    let opts = opts(CapabilityFlags::CLIENT_SESSION_TRACK);
     let mut conn = Conn::new(opts).expect("connect");
     conn.query_drop(
         "SET SESSION session_track_state_change = ON, \
@@ -234,14 +239,6 @@ fn what_the_session_trackers_report() {
 /// not usable with the `mysql` crate: the connect fails.
 #[test]
 fn the_mysql_crate_cannot_end_result_sets_with_ok_packets() {
-    let server = shared_maria();
-    let opts = OptsBuilder::new()
-        .ip_or_hostname(Some("127.0.0.1"))
-        .tcp_port(server.port())
-        .user(Some(server.user()))
-        .pass(Some(server.password()))
-        .additional_capabilities(
-            CapabilityFlags::CLIENT_SESSION_TRACK | CapabilityFlags::CLIENT_DEPRECATE_EOF,
-        );
+    let opts = opts(CapabilityFlags::CLIENT_SESSION_TRACK | CapabilityFlags::CLIENT_DEPRECATE_EOF);
     assert!(Conn::new(opts).is_err());
 }

@@ -10,11 +10,10 @@
 mod common;
 
 use std::io::Read;
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{connect, int, recycle, trust};
+use common::{connect, int, recycle, signal, trust};
 use pool_driver::{Connection, DriverErrorKind, ResetMode, Value};
 use pool_postgres::PgClient;
 use pool_testservers::shared_pg;
@@ -25,14 +24,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn signal(pid: i64, which: &str) {
-    let status = Command::new("kill")
-        .args([which, &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success(), "kill {which} {pid}");
 }
 
 /// The parent of a backend: the postmaster.

@@ -5,11 +5,10 @@
 
 mod common;
 
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{connect, int, recycle, trust, unique};
+use common::{connect, int, recycle, signal, trust, unique};
 use pool_driver::{Connection, DriverErrorKind, ResetMode, Value};
 use pool_postgres::PgConn;
 use pool_testservers::{shared_pg, Proxy, ProxyMode};
@@ -29,14 +28,6 @@ fn activity(observer: &mut PgConn, pid: i64) -> (String, String) {
     let row = rows.rows().first().expect("the session is listed");
     let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
     (text(&row[0]), text(&row[1]))
-}
-
-fn signal(pid: i64, which: &str) {
-    let status = Command::new("kill")
-        .args([which, &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success(), "kill {which} {pid}");
 }
 
 /// `pg_sleep(10)` under a 500 ms deadline: `StatementTimeout` within 600 ms, on the same

@@ -67,3 +67,13 @@ pub fn unique(prefix: &str) -> String {
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// Sends `which` (`-STOP`, `-CONT`) to process `pid`: a backend or the postmaster of a private
+/// server, stopped to play a silent server.
+pub fn signal(pid: i64, which: &str) {
+    let status = std::process::Command::new("kill")
+        .args([which, &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill {which} {pid}");
+}
