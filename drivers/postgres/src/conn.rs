@@ -8,6 +8,7 @@ use pool_driver::{ConnArgs, Connection, DriverError, DriverErrorKind, Rows, Valu
 use tokio_postgres::SimpleQueryMessage;
 
 use crate::client::{Expired, PgClient, CANCEL_GRACE};
+use crate::role::SessionAttrs;
 use crate::{cells, describe, error, params};
 
 /// An open PostgreSQL connection, attached or parked (the driver's `Conn` and `Handle` alike:
@@ -32,6 +33,9 @@ pub struct PgConn {
     /// The bound on the driver's own reset: the connect timeout it was opened with (the
     /// contract gives `detach` none). A reset that runs into it marks the connection broken.
     pub(crate) reset_bound: Duration,
+    /// The key's `target_session_attrs`: which server this connection must stay on (see
+    /// [`crate::role`]).
+    pub(crate) attrs: SessionAttrs,
 }
 
 impl PgConn {
@@ -41,9 +45,25 @@ impl PgConn {
             client: Box::new(client),
             broken: false,
             touched: Cell::new(false),
+            attrs: SessionAttrs::of(&args),
             args,
             reset_bound: reset_bound.max(Duration::from_millis(1)),
         }
+    }
+
+    /// Whether the server still fits the key's `target_session_attrs`, by what it reported
+    /// with its last answer (no I/O; see [`crate::role`]). If not, the connection is marked
+    /// broken, so the pool closes it on release and checks the key's other parked
+    /// connections before handing them out. `None` when it fits or nothing tells.
+    pub(crate) fn role_moved(&mut self) -> Option<String> {
+        if matches!(self.attrs, SessionAttrs::Any | SessionAttrs::PreferStandby) {
+            return None;
+        }
+        let why = self
+            .attrs
+            .reported_mismatch(|name| self.client.parameter(name))?;
+        self.broken = true;
+        Some(why)
     }
 
     /// Maps `err`, remembering whether it broke the connection. A statement that ran past its
@@ -67,6 +87,17 @@ impl PgConn {
             return DriverError::new(DriverErrorKind::StatementTimeout, message);
         }
         let mapped = error::map(err, &self.args);
+        if self.attrs.write_refused(&mapped) {
+            // The node stopped taking writes (a failover): no later write of this key may
+            // land here. Broken, so transient for the caller and closed by the pool.
+            self.broken = true;
+            let why = format!("the server refused a write: {}", mapped.message());
+            let moved = self.attrs.moved(&why);
+            return match mapped.code() {
+                Some(code) => moved.with_code(code),
+                None => moved,
+            };
+        }
         if mapped.is_fatal() {
             self.broken = true;
         }
@@ -118,13 +149,17 @@ impl Connection for PgConn {
                 SimpleQueryMessage::CommandComplete(n) => Some(*n),
                 _ => None,
             });
+            self.role_moved();
             return Ok(count.unwrap_or(0));
         }
         let bound = params::bind(params);
         let refs = params::typed_refs(&bound);
-        self.client
+        let count = self
+            .client
             .execute_typed(sql, &refs)
-            .map_err(|e| self.fail_with(&e, params))
+            .map_err(|e| self.fail_with(&e, params))?;
+        self.role_moved();
+        Ok(count)
     }
 
     /// One round trip when rows come back: parse, bind, describe and execute the unnamed
@@ -143,6 +178,9 @@ impl Connection for PgConn {
             .client
             .query_typed(sql, &refs)
             .map_err(|e| self.fail_with(&e, params))?;
+        // The statement's answer stands; a server that changed role under it is noted for
+        // the release (see `role_moved`).
+        self.role_moved();
         if let Some(first) = rows.first() {
             return cells::rows(first.columns(), &rows);
         }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use pool_driver::{ConnArgs, Driver, DriverError, DriverErrorKind, ResetMode};
 
-use crate::{config, connect, reset, PgConn};
+use crate::{config, connect, reset, role, PgConn};
 
 /// The built-in PostgreSQL driver, registered as `"postgres"`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -58,6 +58,10 @@ impl Driver for PgDriver {
         }
         match reset::reset(&conn.client, mode, conn.reset_bound) {
             Ok(()) => {
+                // The reset's answer carries what the server last reported about its role.
+                if let Some(why) = conn.role_moved() {
+                    return Err(conn.attrs.moved(&why));
+                }
                 conn.touched.set(false);
                 Ok(conn)
             }
@@ -98,13 +102,35 @@ impl Driver for PgDriver {
     /// An empty simple query, bounded by `timeout`. A server restart is noticed here even
     /// though `is_closed` stays false until something reads the socket. A check that timed
     /// out leaves its request in flight, so the connection is marked broken either way.
+    ///
+    /// For a key whose `target_session_attrs` must keep holding (`read-write`, `read-only`,
+    /// `primary`, `standby`) the query asks the server's role instead ([`role::ROLE_QUERY`]):
+    /// the same one round trip, and a connection on a server that changed role in a failover
+    /// fails the check, so it is closed instead of handed out.
     fn connected(&self, handle: &mut PgConn, timeout: Duration) -> bool {
         if handle.broken || handle.client.is_closed() {
             return false;
         }
-        let check = handle.client.client().simple_query("");
+        let attrs = handle.attrs;
+        let query = match attrs.is_checked() {
+            true => role::ROLE_QUERY,
+            false => "",
+        };
+        let check = handle.client.client().simple_query(query);
         match handle.client.within(timeout, check) {
-            Some(Ok(_)) => true,
+            Some(Ok(_)) if !attrs.is_checked() => true,
+            Some(Ok(answer)) => match role::parse_answer(&answer) {
+                Some(role) if attrs.accepts(role) => true,
+                role => {
+                    handle.broken = true;
+                    let why = role.map_or_else(
+                        || "the role check's answer made no sense".to_owned(),
+                        |role| attrs.mismatch(role),
+                    );
+                    tracing::info!(%why, "postgres connection's server changed role; closing it");
+                    false
+                }
+            },
             Some(Err(err)) => {
                 handle.broken = true;
                 tracing::debug!(error = %handle.fail(&err), "postgres connection check failed");

@@ -63,6 +63,7 @@ mod driver;
 mod error;
 mod params;
 pub mod reset;
+mod role;
 mod tls;
 
 pub use client::{Expired, PgClient, PgTransaction};

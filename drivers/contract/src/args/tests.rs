@@ -54,6 +54,47 @@ fn url_with_socket_host_and_ipv6() {
 }
 
 #[test]
+fn url_with_a_host_list_gives_host_and_port_lists() {
+    let a = ConnArgs::parse(
+        "postgres://app:p%2Cw@db1:5432,db2:5433/shop?target_session_attrs=read-write",
+    )
+    .unwrap();
+    let kv = ConnArgs::parse(
+        "user=app password=p,w host=db1,db2 port=5432,5433 dbname=shop \
+         target_session_attrs=read-write",
+    )
+    .unwrap();
+    assert_eq!(a, kv);
+    // No port anywhere: no port key; a port on some: an empty entry for the others.
+    let b = ConnArgs::parse("postgresql://u@a,b/db").unwrap();
+    assert_eq!((b.get("host"), b.get("port")), (Some("a,b"), None));
+    let c = ConnArgs::parse("postgresql://u@a,[::1]:6000,%2Frun%2Fpg/db").unwrap();
+    assert_eq!(
+        (c.get("host"), c.get("port")),
+        (Some("a,::1,/run/pg"), Some(",6000,"))
+    );
+    // A comma in the user info is not a host separator.
+    let d = ConnArgs::parse("redis://u:a,b@h:1/0").unwrap();
+    assert_eq!((d.get("password"), d.get("host")), (Some("a,b"), Some("h")));
+}
+
+#[test]
+fn a_bad_host_in_a_url_host_list_is_named_by_position() {
+    for (url, position) in [
+        ("postgres://u:Sekr1tValue@a:1,b:notaport/db", "host 2"),
+        ("postgres://u:Sekr1tValue@a:1,,c:3/db", "host 2"),
+        ("postgres://u:Sekr1tValue@,b:2/db", "host 1"),
+    ] {
+        let message = ConnArgs::parse(url).unwrap_err().message().to_owned();
+        assert!(message.contains(position), "{url}: {message}");
+        assert!(
+            !message.contains("Sekr1t") && !message.contains("notaport"),
+            "{message}"
+        );
+    }
+}
+
+#[test]
 fn a_malformed_argument_is_named_by_position_never_by_its_text() {
     let error = ConnArgs::parse("host=db password=Zebra Stripes-Secret-91 user=app")
         .expect_err("an unquoted space splits the value");

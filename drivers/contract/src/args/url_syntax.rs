@@ -9,6 +9,12 @@
 //! A host in brackets is an IPv6 address; a percent-encoded host such as `%2Frun%2Fpg` is a
 //! socket directory, as in libpq.
 //!
+//! A host list (`postgres://app@h1:5432,h2:5433/shop`, as libpq and most multi-host clients
+//! write it) gives `host=h1,h2 port=5432,5433`: the `url` crate takes one host only, so the
+//! authority's hosts are split at commas here and each is read on its own. A host written
+//! without a port gets an empty entry in the port list (`port=,5433`), which a driver reads
+//! as its default port, as libpq does; when no host has a port, there is no `port` key.
+//!
 //! Errors say which part is wrong, never what it held. Each query parameter remembers its
 //! position, and whether it may be a piece of a password (see [`Origin::after_secret`]): one
 //! written after a secret parameter (`?password=a&b=c`: an unencoded `&` in the password), or
@@ -24,16 +30,10 @@ use crate::DriverError;
 
 /// Parses a whole connection URL (the caller has seen `scheme://`).
 pub(super) fn parse(text: &str) -> Result<ConnArgs, DriverError> {
-    let url = Url::parse(text).map_err(|error| {
-        // `url`'s messages name the rule broken ("invalid port number"), never the input.
-        invalid(format!(
-            "the connection URL is malformed ({error}); expected \
-             scheme://user:password@host:port/dbname?key=value, with reserved characters in \
-             the user name or password percent-encoded"
-        ))
-    })?;
+    let (text, more_hosts) = split_host_list(text)?;
+    let url = parse_url(&text)?;
     let mut args = ConnArgs::default();
-    let spilled = has_spilled_user_info(text);
+    let spilled = has_spilled_user_info(&text);
     let part = Origin {
         place: Place::UrlPart,
         after_secret: spilled,
@@ -44,19 +44,38 @@ pub(super) fn parse(text: &str) -> Result<ConnArgs, DriverError> {
     match url.password() {
         Some(password) => args.set_parsed("password", decode(password, "password")?, part),
         // `user:@host`: the `url` crate drops an empty password; libpq keeps it (as `''`).
-        None if has_empty_password(text) => args.set_parsed("password", "", part),
+        None if has_empty_password(&text) => args.set_parsed("password", "", part),
         None => {}
     }
-    match url.host() {
-        Some(Host::Ipv6(address)) => args.set_parsed("host", address.to_string(), part),
-        Some(Host::Ipv4(address)) => args.set_parsed("host", address.to_string(), part),
-        Some(Host::Domain(host)) if !host.is_empty() => {
-            args.set_parsed("host", decode(host, "host")?, part)
-        }
-        _ => {}
+    let mut hosts = vec![host_and_port(&url)?];
+    for (index, authority) in more_hosts.iter().enumerate() {
+        let one = parse_url(&format!("{}://{authority}", url.scheme())).map_err(|_| {
+            invalid(format!(
+                "host {} of the connection URL's host list is malformed; expected \
+                 scheme://user:password@host1:port1,host2:port2/dbname",
+                index + 2
+            ))
+        })?;
+        hosts.push(host_and_port(&one)?);
     }
-    if let Some(port) = url.port() {
-        args.set_parsed("port", port.to_string(), part);
+    if let Some(empty) = hosts.iter().position(|(host, _)| host.is_none()) {
+        if hosts.len() > 1 {
+            return Err(empty_host(empty));
+        }
+    }
+    if hosts.iter().any(|(host, _)| host.is_some()) {
+        let names: Vec<&str> = hosts
+            .iter()
+            .map(|(h, _)| h.as_deref().unwrap_or(""))
+            .collect();
+        args.set_parsed("host", names.join(","), part);
+    }
+    if hosts.iter().any(|(_, port)| port.is_some()) {
+        let ports: Vec<String> = hosts
+            .iter()
+            .map(|(_, p)| p.map(|p| p.to_string()).unwrap_or_default())
+            .collect();
+        args.set_parsed("port", ports.join(","), part);
     }
     let path = url.path().strip_prefix('/').unwrap_or(url.path());
     if !path.is_empty() {
@@ -82,6 +101,80 @@ pub(super) fn parse(text: &str) -> Result<ConnArgs, DriverError> {
         after_secret |= is_secret_key(&key);
     }
     Ok(args)
+}
+
+/// `Url::parse`, with an error that names the rule broken, never the input.
+fn parse_url(text: &str) -> Result<Url, DriverError> {
+    Url::parse(text).map_err(|error| {
+        // `url`'s messages name the rule broken ("invalid port number"), never the input.
+        invalid(format!(
+            "the connection URL is malformed ({error}); expected \
+             scheme://user:password@host:port/dbname?key=value, with reserved characters in \
+             the user name or password percent-encoded"
+        ))
+    })
+}
+
+/// The host (decoded: a name, an IP address, or a socket directory) and port of `url`.
+fn host_and_port(url: &Url) -> Result<(Option<String>, Option<u16>), DriverError> {
+    let host = match url.host() {
+        Some(Host::Ipv6(address)) => Some(address.to_string()),
+        Some(Host::Ipv4(address)) => Some(address.to_string()),
+        Some(Host::Domain(host)) if !host.is_empty() => Some(decode(host, "host")?),
+        _ => None,
+    };
+    Ok((host, url.port()))
+}
+
+/// Splits a host list off the URL's authority: the URL with its first host only, and the
+/// other hosts' `host:port` texts. A URL with one host comes back as it was. The authority
+/// ends at the first `/`, `?` or `#`, and its hosts start after its last `@` (the user info
+/// may hold commas); a comma inside `[...]` is not a separator (an IPv6 address has none,
+/// but the `url` crate will say so, not this).
+fn split_host_list(text: &str) -> Result<(std::borrow::Cow<'_, str>, Vec<String>), DriverError> {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return Ok((text.into(), Vec::new()));
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (user_info, hosts) = match authority.rfind('@') {
+        Some(at) => authority.split_at(at + 1),
+        None => ("", authority),
+    };
+    let mut entries = Vec::new();
+    let (mut depth, mut start) = (0usize, 0);
+    for (i, c) in hosts.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                entries.push(&hosts[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if entries.is_empty() {
+        return Ok((text.into(), Vec::new()));
+    }
+    entries.push(&hosts[start..]);
+    if let Some(empty) = entries.iter().position(|e| e.is_empty()) {
+        return Err(empty_host(empty));
+    }
+    let first = format!("{scheme}://{user_info}{}{tail}", entries[0]);
+    Ok((
+        first.into(),
+        entries[1..].iter().map(|e| e.to_string()).collect(),
+    ))
+}
+
+/// The error for the empty host at `index` of a URL's host list.
+fn empty_host(index: usize) -> DriverError {
+    invalid(format!(
+        "host {} of the connection URL's host list is empty; expected \
+         scheme://user:password@host1:port1,host2:port2/dbname",
+        index + 1
+    ))
 }
 
 /// Whether an `@` comes after the authority (`scheme://user:password@host:port`): the user info

@@ -309,7 +309,7 @@ impl Io {
 
 /// Polls `connection` until it has nothing more to do now; drops it when it ended, which fails
 /// every request still waiting for an answer (with "connection closed").
-fn drive(
+pub(crate) fn drive(
     connection: &mut Option<PgConnection>,
     notifications: &mut VecDeque<Notification>,
     failure: &mut Option<Error>,

@@ -4,7 +4,7 @@
 //! aliases so that two spellings of the same target share one pool, rejects what this driver
 //! cannot honour (unknown keys, malformed values, TLS settings that contradict each other), and
 //! builds the plan a connect follows: a `tokio_postgres::Config` without hosts (user, password,
-//! database, options, keepalives, `target_session_attrs`, `channel_binding`), the list of hosts
+//! database, options, keepalives, `channel_binding`), the list of hosts
 //! in libpq's order, libpq's per-host `connect_timeout`, and the TLS settings (see
 //! [`crate::tls`]).
 //!
@@ -27,8 +27,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use pool_driver::{ConnArgs, DriverError, DriverErrorKind};
-use tokio_postgres::config::{ChannelBinding, TargetSessionAttrs};
+use tokio_postgres::config::ChannelBinding;
 
+use crate::role::SessionAttrs;
 use crate::tls::TlsArgs;
 
 #[cfg(test)]
@@ -98,6 +99,8 @@ pub(crate) struct Plan {
     pub(crate) per_host: Option<Duration>,
     /// `load_balance_hosts=random`.
     pub(crate) random_order: bool,
+    /// `target_session_attrs`, which the driver checks itself (see [`crate::role`]).
+    pub(crate) attrs: SessionAttrs,
     /// `sslmode`, `sslrootcert`, `sslcert`, `sslkey`.
     pub(crate) tls: TlsArgs,
 }
@@ -190,6 +193,7 @@ pub(crate) fn plan(args: &ConnArgs) -> Result<Plan, DriverError> {
     base.tcp_user_timeout(DEFAULT_TCP_USER_TIMEOUT);
     let mut per_host = None;
     let mut random_order = false;
+    let mut attrs = SessionAttrs::Any;
     let (mut hosts, mut hostaddrs, mut ports) = (Vec::new(), Vec::new(), Vec::new());
     for (key, value) in args.iter() {
         match key {
@@ -213,11 +217,15 @@ pub(crate) fn plan(args: &ConnArgs) -> Result<Plan, DriverError> {
                 }
             }
             "port" => {
-                for port in value.split(',') {
-                    let port: u16 = port
-                        .trim()
-                        .parse()
-                        .map_err(|_| bad_value(args, key, "port numbers, comma-separated"))?;
+                for port in value.split(',').map(str::trim) {
+                    // An empty entry is the default port, as in libpq (`port=,5433`; a URL
+                    // host list with a port on some hosts only reads so).
+                    let port: u16 = match port.is_empty() {
+                        true => DEFAULT_PORT,
+                        false => port
+                            .parse()
+                            .map_err(|_| bad_value(args, key, "port numbers, comma-separated"))?,
+                    };
                     ports.push(port);
                 }
             }
@@ -259,12 +267,8 @@ pub(crate) fn plan(args: &ConnArgs) -> Result<Plan, DriverError> {
                 base.keepalives_retries(number(args, key, "a whole number")?);
             }
             "target_session_attrs" => {
-                base.target_session_attrs(match value {
-                    "any" => TargetSessionAttrs::Any,
-                    "read-write" => TargetSessionAttrs::ReadWrite,
-                    "read-only" => TargetSessionAttrs::ReadOnly,
-                    _ => return Err(bad_value(args, key, "any, read-write or read-only")),
-                });
+                attrs = SessionAttrs::parse(value)
+                    .ok_or_else(|| bad_value(args, key, SessionAttrs::SPELLINGS))?;
             }
             "channel_binding" => {
                 base.channel_binding(match value {
@@ -309,6 +313,7 @@ pub(crate) fn plan(args: &ConnArgs) -> Result<Plan, DriverError> {
         targets,
         per_host,
         random_order,
+        attrs,
         tls,
     })
 }

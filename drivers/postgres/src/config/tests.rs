@@ -95,10 +95,7 @@ fn options_pass_through() {
     assert_eq!(plan.base.get_application_name(), Some("web"));
     assert_eq!(plan.base.get_options(), Some("-c search_path=app"));
     assert!(!plan.base.get_keepalives());
-    assert_eq!(
-        plan.base.get_target_session_attrs(),
-        TargetSessionAttrs::ReadWrite
-    );
+    assert_eq!(plan.attrs, crate::role::SessionAttrs::ReadWrite);
     assert_eq!(plan.base.get_channel_binding(), ChannelBinding::Disable);
     assert!(plan.random_order);
 }
@@ -150,7 +147,7 @@ fn unsupported_arguments_are_rejected_without_leaking_secrets() {
     for bad in [
         "host=h frobnicate=1 password=hunter2",
         "host=h port=five password=hunter2",
-        "host=h target_session_attrs=primary password=hunter2",
+        "host=h target_session_attrs=master password=hunter2",
         "user=app password=hunter2",
     ] {
         let err = norm(bad).unwrap_err();
@@ -248,4 +245,33 @@ fn no_piece_of_a_generated_password_reaches_an_error() {
         ],
         |text| norm(text).map(drop),
     );
+}
+
+/// libpq's URL host list: one target per host, an empty port entry being the default port.
+#[test]
+fn a_url_host_list_gives_one_target_per_host() {
+    let plan =
+        plan_of("postgres://app@db1:5433,db2,[::1]:6000/shop?target_session_attrs=prefer-standby");
+    assert_eq!(
+        plan.targets,
+        vec![tcp("db1", 5433), tcp("db2", 5432), tcp("::1", 6000)]
+    );
+    assert_eq!(plan.attrs, crate::role::SessionAttrs::PreferStandby);
+    let plan = plan_of("host=a,b port=,5433");
+    assert_eq!(plan.targets, vec![tcp("a", 5432), tcp("b", 5433)]);
+}
+
+#[test]
+fn every_target_session_attrs_value_of_libpq_is_taken() {
+    for value in [
+        "any",
+        "read-write",
+        "read-only",
+        "primary",
+        "standby",
+        "prefer-standby",
+    ] {
+        let plan = plan_of(&format!("host=h target_session_attrs={value}"));
+        assert_eq!(plan.attrs.as_str(), value);
+    }
 }

@@ -31,6 +31,9 @@ pub(super) enum Cause {
     Pg(tokio_postgres::Error, String),
     /// The attempt ran past `connect_timeout`.
     TimedOut(Duration),
+    /// The server answered but is not what `target_session_attrs` asks for (or its answer to
+    /// the role check made no sense); why, without secrets.
+    WrongRole(String),
 }
 
 /// SQLSTATE `invalid_authorization_specification`: among others, pg_hba.conf has no line
@@ -93,6 +96,7 @@ fn describe(failure: &Failure, args: &ConnArgs) -> (String, Option<String>) {
                 None,
             )
         }
+        Cause::WrongRole(why) => return (why.clone(), None),
         Cause::Pg(err, _) => err,
     };
     if let Some(db) = err.as_db_error() {
@@ -110,7 +114,7 @@ fn describe(failure: &Failure, args: &ConnArgs) -> (String, Option<String>) {
     }
     let host = match &failure.cause {
         Cause::Pg(_, host) => host.as_str(),
-        Cause::TimedOut(_) => "",
+        Cause::TimedOut(_) | Cause::WrongRole(_) => "",
     };
     match tls::describe(err, failure.mode, host, failure.encrypted, args) {
         Some((described, code)) => (described, Some(code.to_owned())),

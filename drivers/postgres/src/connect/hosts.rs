@@ -1,11 +1,13 @@
 //! The host list, and the TLS fallbacks of `sslmode=allow` and `prefer`, as libpq walks them.
 //!
 //! Hosts are tried in the order written (shuffled for `load_balance_hosts=random`), each
-//! attempt bounded by `connect_timeout` when set, until one accepts the login and passes
+//! attempt bounded by `connect_timeout` when set, until one accepts the login and fits
 //! `target_session_attrs`. Each attempt is `tokio_postgres::Config::connect` for that one
 //! host: it resolves the name, tries each address, sets keepalives and `tcp_user_timeout`,
-//! negotiates TLS, logs in, checks `target_session_attrs`, and keeps the host in the client so
-//! a `CancelToken` can reach it. What each failed attempt says is kept for the final error.
+//! negotiates TLS, logs in, and keeps the host in the client so a `CancelToken` can reach it.
+//! Then the driver checks the server's role itself (`crate::role`: `tokio-postgres` knows only
+//! three of libpq's six values), inside the same per-host bound. What each failed attempt
+//! says is kept for the final error, so a failover's error names every host's answer.
 //!
 //! Per host, by `sslmode`:
 //!
@@ -20,22 +22,28 @@
 //! * `require`, `verify-ca`, `verify-full`: TLS or nothing.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
 use std::hash::{BuildHasher, RandomState};
+use std::pin::pin;
 use std::sync::atomic::Ordering;
 
 use tokio_postgres::config::SslMode as WireMode;
 use tokio_postgres::Client;
 
 use super::failure::{Cause, Failure};
-use crate::client::PgConnection;
+use crate::client::{self, PgConnection};
 use crate::config::{Plan, Target};
+use crate::role::{self, Role, SessionAttrs};
 use crate::tls::{MakeTls, SslMode};
 
 /// SQLSTATE `invalid_password`: no point retrying with other encryption.
 const INVALID_PASSWORD: &str = "28P01";
 
-/// The first host that accepts the login (and which it was), or `None` with every failure in
-/// `failures`.
+/// The first host that accepts the login and fits `target_session_attrs` (and which it was),
+/// or `None` with every failure in `failures`. For `prefer-standby`, the first host that
+/// answered but is not a standby is kept open while the others are tried, and is the answer
+/// when none is a standby.
 pub(super) async fn first_that_answers<'p>(
     plan: &'p Plan,
     tls: &MakeTls,
@@ -45,12 +53,21 @@ pub(super) async fn first_that_answers<'p>(
     if plan.random_order {
         shuffle(&mut order);
     }
+    let wanted = match plan.attrs {
+        SessionAttrs::PreferStandby => SessionAttrs::Standby,
+        attrs => attrs,
+    };
+    let mut fallback = None;
     for target in order {
-        let attempt = one_host(plan, tls, target, failures);
-        let connected = match plan.per_host {
+        let attempt = async {
+            let (client, connection) = one_host(plan, tls, target, failures).await?;
+            let checked = fits(wanted, &client, connection).await;
+            Some((client, checked))
+        };
+        let answered = match plan.per_host {
             None => attempt.await,
             Some(bound) => match tokio::time::timeout(bound, attempt).await {
-                Ok(connected) => connected,
+                Ok(answered) => answered,
                 Err(_elapsed) => {
                     failures.borrow_mut().push(Failure {
                         target: target.label(),
@@ -62,11 +79,94 @@ pub(super) async fn first_that_answers<'p>(
                 }
             },
         };
-        if let Some((client, connection)) = connected {
-            return Some((client, connection, target));
-        }
+        let Some((client, checked)) = answered else {
+            continue;
+        };
+        let cause = match checked {
+            Checked::Fits(connection) => return Some((client, connection, target)),
+            Checked::Other(connection, _) if plan.attrs == SessionAttrs::PreferStandby => {
+                fallback.get_or_insert((client, connection, target));
+                continue;
+            }
+            Checked::Other(_, why) => Cause::WrongRole(why),
+            Checked::Failed(Cause::Pg(err, _)) => Cause::Pg(err, target.tls_name()),
+            Checked::Failed(cause) => cause,
+        };
+        failures.borrow_mut().push(Failure {
+            target: target.label(),
+            mode: plan.tls.mode,
+            encrypted: false,
+            cause,
+        });
     }
-    None
+    fallback
+}
+
+/// What [`fits`] found.
+enum Checked {
+    /// The server fits the key's `target_session_attrs`.
+    Fits(PgConnection),
+    /// It answered but does not fit; why, in libpq's words.
+    Other(PgConnection, String),
+    /// The check itself failed (the connection broke, or the answer made no sense).
+    Failed(Cause),
+}
+
+/// Whether the server behind a fresh connection fits `wanted`. From what it reported at login
+/// when it can (PostgreSQL 14+ reports `in_hot_standby` and `default_transaction_read_only`,
+/// which libpq also uses), otherwise by asking [`role::ROLE_QUERY`]: one round trip, and none
+/// for `any`.
+async fn fits(wanted: SessionAttrs, client: &Client, connection: PgConnection) -> Checked {
+    if !wanted.is_checked() {
+        return Checked::Fits(connection);
+    }
+    let (connection, role) = match reported_role(&connection) {
+        Some(role) => (connection, role),
+        None => match ask(client, connection).await {
+            Ok(asked) => asked,
+            Err(cause) => return Checked::Failed(cause),
+        },
+    };
+    match wanted.accepts(role) {
+        true => Checked::Fits(connection),
+        false => Checked::Other(connection, wanted.mismatch(role)),
+    }
+}
+
+/// The role the server reported at login, if it reports it (PostgreSQL 14+).
+fn reported_role(connection: &PgConnection) -> Option<Role> {
+    let in_recovery = connection.parameter("in_hot_standby")? == "on";
+    let default_read_only = connection.parameter("default_transaction_read_only") == Some("on");
+    Some(Role {
+        in_recovery,
+        read_only: in_recovery || default_read_only,
+    })
+}
+
+/// Asks [`role::ROLE_QUERY`] on a connection no `PgClient` drives yet: the socket half is
+/// polled here alongside the query, as `PgClient::block_on` does.
+async fn ask(client: &Client, connection: PgConnection) -> Result<(PgConnection, Role), Cause> {
+    let mut live = Some(connection);
+    let (mut notifications, mut failure) = (VecDeque::new(), None);
+    let mut query = pin!(client.simple_query(role::ROLE_QUERY));
+    let answer = poll_fn(|cx| {
+        client::drive(&mut live, &mut notifications, &mut failure, cx);
+        query.as_mut().poll(cx)
+    })
+    .await;
+    let target = String::new();
+    let messages = answer.map_err(|err| Cause::Pg(failure.unwrap_or(err), target))?;
+    match (live, role::parse_answer(&messages)) {
+        (Some(connection), Some(role)) => Ok((connection, role)),
+        (None, _) => Err(Cause::WrongRole(
+            "the connection closed right after the role check".to_owned(),
+        )),
+        (Some(_), None) => Err(Cause::WrongRole(
+            "the server's answer to the role check (pg_is_in_recovery, transaction_read_only) \
+             was not one row of two columns"
+                .to_owned(),
+        )),
+    }
 }
 
 /// Connects to `target` as its `sslmode` says (see the module docs).
