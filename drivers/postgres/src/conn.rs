@@ -61,7 +61,7 @@ impl PgConn {
         }
         let why = self
             .attrs
-            .reported_mismatch(|name| self.client.parameter(name))?;
+            .reported_mismatch(|| self.client.reported_as("in_hot_standby", "on"))?;
         self.broken = true;
         Some(why)
     }

@@ -150,21 +150,21 @@ impl SessionAttrs {
     /// What the server last reported on its own (PostgreSQL 14+ sends `in_hot_standby`
     /// whenever it changes, with the next answer), if it shows this key's server changed
     /// role: a `read-write` or `primary` key's server went into recovery, or a `standby` key's
-    /// server was promoted. `reported` looks a parameter up. `None` when nothing was reported
+    /// server was promoted. `in_hot_standby_is_on` reads the last reported value. `None` when nothing was reported
     /// (an older server) or nothing contradicts the key. `default_transaction_read_only` is
     /// not used here: a session's own `SET` changes it too, and that is no failover; and a
     /// `read-only` key's server leaving recovery may still be read-only: the validation's
     /// query decides those.
     pub(crate) fn reported_mismatch(
         self,
-        reported: impl Fn(&str) -> Option<String>,
+        in_hot_standby_is_on: impl Fn() -> Option<bool>,
     ) -> Option<String> {
         let wants_recovery = match self {
             Self::ReadWrite | Self::Primary => false,
             Self::Standby => true,
             Self::Any | Self::PreferStandby | Self::ReadOnly => return None,
         };
-        let in_recovery = reported("in_hot_standby")? == "on";
+        let in_recovery = in_hot_standby_is_on()?;
         let role = Role {
             in_recovery,
             read_only: in_recovery,
@@ -235,9 +235,9 @@ mod tests {
 
     #[test]
     fn a_reported_change_of_role_is_seen_only_where_it_matters() {
-        let promoted = |name: &str| (name == "in_hot_standby").then(|| "off".to_owned());
-        let demoted = |name: &str| (name == "in_hot_standby").then(|| "on".to_owned());
-        let silent = |_: &str| None;
+        let promoted = || Some(false);
+        let demoted = || Some(true);
+        let silent = || None;
         assert!(SessionAttrs::Standby.reported_mismatch(promoted).is_some());
         // A primary may be read-only too: only the validation's query can tell.
         assert!(SessionAttrs::ReadOnly.reported_mismatch(promoted).is_none());

@@ -204,6 +204,15 @@ impl PgClient {
             .map(str::to_owned)
     }
 
+    /// Whether the server last reported `name` as `value` (no allocation: read after every
+    /// statement of a key whose server role is watched, see `crate::role`). `None` if it never
+    /// reported `name` or the connection ended.
+    pub(crate) fn reported_as(&self, name: &str, value: &str) -> Option<bool> {
+        let io = self.io.try_borrow().ok()?;
+        let reported = io.connection.as_ref()?.parameter(name)?;
+        Some(reported == value)
+    }
+
     /// Bounds every statement of this client (its statement methods, its transactions', and
     /// the uniform API's) to `timeout`; `None` (the default for a client of its own) removes
     /// the bound. The pool sets its `statement_timeout` on every `open`. A statement past its
