@@ -208,7 +208,7 @@ impl MyConn {
         let Some(timeout) = self.statement_timeout else {
             return self.session;
         };
-        let cap = timeout.saturating_add(self.grace);
+        let cap = timeout.saturating_add(self.grace.min(deadline::ANSWER_PATIENCE));
         let capped = |own: Option<Duration>| Some(own.map_or(cap, |own| own.min(cap)));
         SessionTimeouts {
             read: capped(self.session.read),

@@ -24,7 +24,9 @@
 //!    (same account, same TLS as the session got), the connect bounded by what is left of the
 //!    grace (itself at most the connect timeout), runs `KILL QUERY <connection id>`, and marks
 //!    the job `Done`. The watchdog's lock is never held while connecting or killing.
-//! 3. **The caller** that finds `Killing` waits (condvar, bounded by the grace) for `Done`.
+//! 3. **The caller** that finds `Killing` waits (condvar) for `Done`: at most
+//!    [`KILL_AFTER_ANSWER`] once its statement has answered, never past the grace. A kill not
+//!    done by then fails the session (closed, as below).
 //!    Once the kill was issued the statement's result is never returned: the caller gets
 //!    `StatementTimeout` (a killed `SELECT SLEEP(10)` answers `1` on MariaDB, not an error).
 //! 4. **The probe.** A `KILL QUERY` that reaches a session after its statement ended must not
@@ -42,19 +44,25 @@
 //!
 //!    Also observed on MariaDB 10.11: when several sessions running `SLEEP()` are killed at
 //!    the same moment, some `KILL QUERY` statements take about a second to return (the killed
-//!    session answers 1317 at once, but the `KILL` itself is slow; most likely the server's
-//!    wake-up retries on the mutex all `SLEEP()` calls share). Such a kill misses the grace
-//!    and its connection is closed: safe, only costlier. Lock waits and running statements
-//!    are killed at once.
+//!    session answers at once, but the `KILL` itself is slow: after setting the kill flag,
+//!    the server's `THD::awake` broadcasts to the victim and then retries `trylock` on the
+//!    mutex the victim waited on, sleeping 50 ms between tries for up to 2 s, and every
+//!    `SLEEP()` waits on one shared mutex). The caller does not wait for such a kill: past
+//!    [`KILL_AFTER_ANSWER`] its session is closed, which is safe and costs a new connection,
+//!    where waiting held the connection (and the caller) for a second. Lock waits and running
+//!    statements are killed at once.
 //!
 //! Any failure (the side connection could not be made, `KILL` failed, the grace ran out while
 //! killing, the probe failed or was late) marks the connection broken: the pool closes it, and a
 //! kill still in flight then finds no statement of ours to hit.
 //!
 //! The caller's own wait is bounded independently of all this: during a bounded statement the
-//! session socket's read and write timeouts are the deadline plus the grace (or the user's own
-//! `read_timeout`/`write_timeout`, if smaller), so a silent server (stopped, or a blackholed
-//! network) cannot hold the caller longer even if the watchdog could not run.
+//! session socket's read and write timeouts are the deadline plus [`ANSWER_PATIENCE`] (or the
+//! grace, or the user's own `read_timeout`/`write_timeout`, if smaller), so a silent server
+//! (stopped, or a blackholed network) or a stuck kill cannot hold the caller longer even if the
+//! watchdog could not run. So a caller is back by its deadline plus about a quarter second at
+//! worst (the answer's patience, then [`KILL_AFTER_ANSWER`]), and within milliseconds of it
+//! when the kill works.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -72,6 +80,20 @@ use crate::socket;
 /// The longest a caller waits, past its deadline, for the kill and the probe (capped by the
 /// connection's connect timeout), as PostgreSQL's driver does for its cancel.
 pub(crate) const KILL_GRACE: Duration = Duration::from_secs(1);
+
+/// How long a caller whose statement has answered waits for a kill still under way before it
+/// gives up on the session (closed, not reused). The answer means the server is done with the
+/// statement; a `KILL` that has not returned by then is most often stuck in MariaDB's wake-up
+/// retries (see the module docs), which can take a second or two, and holding the connection
+/// (and the caller) for that long costs more than a new connection.
+pub(crate) const KILL_AFTER_ANSWER: Duration = Duration::from_millis(100);
+
+/// How long past its deadline a statement's answer is waited for (each socket read of a
+/// statement under a deadline times out this long after the deadline, if the grace is not
+/// shorter). A kill that works is answered within milliseconds: the victim sees the kill flag
+/// as soon as it is set. One stuck in MariaDB's wake-up retries can hold the victim's answer
+/// back as long as it holds the `KILL` (up to two seconds): the session is then given up.
+pub(crate) const ANSWER_PATIENCE: Duration = Duration::from_millis(150);
 
 /// How long the watchdog thread stays with nothing armed before it exits.
 pub(crate) const IDLE_EXIT: Duration = Duration::from_secs(10);
@@ -379,7 +401,8 @@ pub(crate) struct Deadline {
 
 impl Deadline {
     /// The statement's answer is in: disarm. If the kill was already issued, waits for it
-    /// (until the deadline plus the grace) and says how it went.
+    /// (at most [`KILL_AFTER_ANSWER`], and never past the deadline plus the grace) and says
+    /// how it went.
     pub(crate) fn disarm(mut self) -> Fired {
         let Some(job) = self.job.take() else {
             return Fired::No;
@@ -391,8 +414,9 @@ impl Deadline {
             lock(&self.watchdog.armed).jobs.remove(&self.key);
             return Fired::No;
         }
+        let until = job.until.min(Instant::now() + KILL_AFTER_ANSWER);
         while *state == JobState::Killing {
-            let left = job.until.saturating_duration_since(Instant::now());
+            let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Fired::Failed;
             }
@@ -507,16 +531,28 @@ mod tests {
         thread::sleep(Duration::from_millis(20));
         assert_eq!(armed.disarm(), Fired::Failed);
 
+        // A kill that outlasts the statement's answer is given up on soon after it: the
+        // caller does not sit out the grace (it used to: a second with MariaDB's SLEEP).
         let slow = fake(Duration::from_secs(2), true);
         let started = Instant::now();
-        let armed = dog.arm(started, GRACE, 7, slow);
+        let armed = dog.arm(started, Duration::from_secs(1), 7, slow);
+        thread::sleep(Duration::from_millis(20));
+        let answered = Instant::now();
+        assert_eq!(armed.disarm(), Fired::Failed);
+        let waited = answered.elapsed();
+        assert!(
+            waited >= KILL_AFTER_ANSWER && waited < KILL_AFTER_ANSWER + Duration::from_millis(150),
+            "{waited:?}"
+        );
+
+        // Never past the grace, either.
+        let slow = fake(Duration::from_secs(2), true);
+        let started = Instant::now();
+        let armed = dog.arm(started, Duration::from_millis(50), 7, slow);
         thread::sleep(Duration::from_millis(20));
         assert_eq!(armed.disarm(), Fired::Failed);
         let took = started.elapsed();
-        assert!(
-            took >= GRACE && took < GRACE + Duration::from_millis(150),
-            "{took:?}"
-        );
+        assert!(took < Duration::from_millis(50 + 100), "{took:?}");
     }
 
     #[test]

@@ -352,8 +352,10 @@ fn threads_named(prefix: &str) -> usize {
         .count()
 }
 
-/// The watchdog threads: named `pool-mysql-deadline` now and 5 ms later (a kill thread the
-/// watchdog starts carries its name until it sets its own).
+/// The watchdog threads: named `pool-mysql-deadline` now and 50 ms later (a kill thread the
+/// watchdog starts carries its name until it sets its own, which on a loaded machine took
+/// longer than 5 ms: CI saw two "watchdogs"; by 50 ms a kill thread has renamed itself or
+/// ended).
 fn watchdogs() -> usize {
     let named = |task: &std::path::Path| {
         std::fs::read_to_string(task.join("comm"))
@@ -365,7 +367,7 @@ fn watchdogs() -> usize {
         .map(|task| task.path())
         .filter(|task| named(task))
         .collect();
-    thread::sleep(Duration::from_millis(5));
+    thread::sleep(Duration::from_millis(50));
     tasks.iter().filter(|task| named(task)).count()
 }
 
