@@ -106,8 +106,40 @@ fn bench_postgres(c: &mut Criterion) {
     open_release(&mut group, "postgres-sync", &plain);
     open_select_release(&mut group, "postgres-sync", &plain);
     group.finish();
+    bench_postgres_roles(c, &server);
     drop(r2d2);
     pool::shutdown();
+}
+
+/// What watching the server's role costs (issue 21), side by side with a key that does not:
+/// the liveness check of a parked connection (`Driver::connected`, run after `validate_after`
+/// or when the key's parked connections are suspect): an empty query for `any`, the role
+/// query for `read-write`; and the whole request through each key, where `read-write` reads
+/// the reported `in_hot_standby` after each statement and reset.
+fn bench_postgres_roles(c: &mut Criterion, server: &pool_testservers::PgServer) {
+    use pool_driver::Driver;
+    let any = format!("{}?sslmode=disable", server.url());
+    let read_write = format!("{any}&target_session_attrs=read-write");
+    let mut group = c.benchmark_group("postgres roles");
+    configure(&mut group);
+    for (name, args) in [("any", &any), ("read_write", &read_write)] {
+        let driver = pool_postgres::PgDriver;
+        let parsed = driver.parse_args(args).expect("args");
+        let mut conn = driver
+            .connect(&parsed, Duration::from_secs(10))
+            .expect("connect");
+        group.bench_function(format!("validation_check_{name}"), |b| {
+            b.iter(|| assert!(driver.connected(&mut conn, Duration::from_secs(10))))
+        });
+        group.bench_function(format!("pool_open_select1_release_{name}"), |b| {
+            b.iter(|| {
+                let mut conn = pool::open("postgres", args).expect("pool::open");
+                black_box(conn.query("SELECT 1", &[]).expect("SELECT 1"));
+                conn.release().expect("release")
+            })
+        });
+    }
+    group.finish();
 }
 
 fn bench_mysql(c: &mut Criterion) {
