@@ -8,7 +8,7 @@ use pool_driver::{ConnArgs, Connection, DriverError, DriverErrorKind, Rows, Valu
 use tokio_postgres::SimpleQueryMessage;
 
 use crate::client::{Expired, PgClient, CANCEL_GRACE};
-use crate::role::SessionAttrs;
+use crate::role::{Role, SessionAttrs};
 use crate::{cells, describe, error, params};
 
 /// An open PostgreSQL connection, attached or parked (the driver's `Conn` and `Handle` alike:
@@ -49,6 +49,21 @@ impl PgConn {
             args,
             reset_bound: reset_bound.max(Duration::from_millis(1)),
         }
+    }
+
+    /// The server's role as it reported it with its last answer (PostgreSQL 14+), for a
+    /// session with no `SET` of its own (a parked one, after its reset): `None` if it reports
+    /// no `in_hot_standby`.
+    pub(crate) fn reported_role(&self) -> Option<Role> {
+        let in_recovery = self.client.reported_as("in_hot_standby", "on")?;
+        let default_read_only = self
+            .client
+            .reported_as("default_transaction_read_only", "on")
+            .unwrap_or(false);
+        Some(Role {
+            in_recovery,
+            read_only: in_recovery || default_read_only,
+        })
     }
 
     /// Whether the server still fits the key's `target_session_attrs`, by what it reported

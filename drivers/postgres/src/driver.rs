@@ -104,43 +104,63 @@ impl Driver for PgDriver {
     /// out leaves its request in flight, so the connection is marked broken either way.
     ///
     /// For a key whose `target_session_attrs` must keep holding (`read-write`, `read-only`,
-    /// `primary`, `standby`) the query asks the server's role instead ([`role::ROLE_QUERY`]):
-    /// the same one round trip, and a connection on a server that changed role in a failover
-    /// fails the check, so it is closed instead of handed out.
+    /// `primary`, `standby`), the server's role is then read from what it reported with that
+    /// answer (PostgreSQL 14+ reports `in_hot_standby` and `default_transaction_read_only`
+    /// before every ReadyForQuery in which they changed, so a promotion is in by then): the
+    /// same one round trip as any key. Only an older server, which reports neither, is asked
+    /// [`role::ROLE_QUERY`] as well. A connection on a server that changed role fails the
+    /// check, so it is closed instead of handed out.
     fn connected(&self, handle: &mut PgConn, timeout: Duration) -> bool {
         if handle.broken || handle.client.is_closed() {
             return false;
         }
+        if !ask(handle, "", timeout) {
+            return false;
+        }
         let attrs = handle.attrs;
-        let query = match attrs.is_checked() {
-            true => role::ROLE_QUERY,
-            false => "",
-        };
-        let check = handle.client.client().simple_query(query);
-        match handle.client.within(timeout, check) {
-            Some(Ok(_)) if !attrs.is_checked() => true,
-            Some(Ok(answer)) => match role::parse_answer(&answer) {
-                Some(role) if attrs.accepts(role) => true,
-                role => {
-                    handle.broken = true;
-                    let why = role.map_or_else(
-                        || "the role check's answer made no sense".to_owned(),
-                        |role| attrs.mismatch(role),
-                    );
-                    tracing::info!(%why, "postgres connection's server changed role; closing it");
-                    false
-                }
-            },
-            Some(Err(err)) => {
-                handle.broken = true;
-                tracing::debug!(error = %handle.fail(&err), "postgres connection check failed");
-                false
-            }
+        if !attrs.is_checked() {
+            return true;
+        }
+        let role = match handle.reported_role() {
+            Some(role) => Some(role),
             None => {
+                let asked = handle.client.client().simple_query(role::ROLE_QUERY);
+                match handle.client.within(timeout, asked) {
+                    Some(Ok(answer)) => role::parse_answer(&answer),
+                    _ => None,
+                }
+            }
+        };
+        match role {
+            Some(role) if attrs.accepts(role) => true,
+            role => {
                 handle.broken = true;
-                tracing::debug!(?timeout, "postgres connection check timed out");
+                let why = role.map_or_else(
+                    || "the role check got no answer that made sense".to_owned(),
+                    |role| attrs.mismatch(role),
+                );
+                tracing::info!(%why, "postgres connection's server changed role; closing it");
                 false
             }
+        }
+    }
+}
+
+/// Runs `query` on a parked connection as a liveness check, bounded by `timeout`; a failure or
+/// a timeout marks it broken (a check that timed out leaves its request in flight).
+fn ask(handle: &mut PgConn, query: &str, timeout: Duration) -> bool {
+    let check = handle.client.client().simple_query(query);
+    match handle.client.within(timeout, check) {
+        Some(Ok(_)) => true,
+        Some(Err(err)) => {
+            handle.broken = true;
+            tracing::debug!(error = %handle.fail(&err), "postgres connection check failed");
+            false
+        }
+        None => {
+            handle.broken = true;
+            tracing::debug!(?timeout, "postgres connection check timed out");
+            false
         }
     }
 }

@@ -174,3 +174,55 @@ fn a_refused_write_breaks_only_a_key_that_asked_for_writes() {
         assert_eq!(conn.is_broken(), breaks, "{value}");
     }
 }
+
+/// A parked connection's liveness check sees a server that stopped fitting the key: here the
+/// server turned read-only for everyone (`ALTER SYSTEM` and a reload), which a `read-write`
+/// key must not keep using and a `read-only` key now may. The check is the same empty query as
+/// for any key; the role comes from what the server reported with its answer. On a private
+/// server: the setting is server-wide.
+#[test]
+fn the_liveness_check_sees_a_server_that_no_longer_fits() {
+    let pg = pool_testservers::PgServer::start().expect("a private server");
+    let login = format!(
+        "host=127.0.0.1 port={} user={} dbname={} sslmode=disable",
+        pg.port(),
+        pg.trust_user(),
+        pg.database()
+    );
+    let open = |value: &str| {
+        let args = PgDriver
+            .parse_args(&format!("{login} target_session_attrs={value}"))
+            .expect("args");
+        PgDriver.connect(&args, common::TIMEOUT)
+    };
+    let mut read_write = open("read-write").expect("a writable server");
+    let mut any = open("any").expect("any server");
+    assert!(PgDriver.connected(&mut read_write, common::TIMEOUT));
+    assert!(open("read-only").is_err(), "not read-only yet");
+
+    pg.psql("ALTER SYSTEM SET default_transaction_read_only = on")
+        .expect("read-only for everyone");
+    pg.psql("SELECT pg_reload_conf()").expect("reload");
+    // The reload reaches the postmaster, then new sessions: a moment.
+    let started = std::time::Instant::now();
+    let mut read_only = loop {
+        match open("read-only") {
+            Ok(conn) => break conn,
+            Err(err) => assert!(
+                started.elapsed() < std::time::Duration::from_secs(5),
+                "the server never turned read-only: {err}"
+            ),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(
+        PgDriver.connected(&mut any, common::TIMEOUT),
+        "any key: fits"
+    );
+    assert!(PgDriver.connected(&mut read_only, common::TIMEOUT));
+    assert!(
+        !PgDriver.connected(&mut read_write, common::TIMEOUT),
+        "a read-write key's parked connection on a read-only server must fail its check"
+    );
+    assert!(read_write.is_broken());
+}
