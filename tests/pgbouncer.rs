@@ -1,11 +1,18 @@
 //! The pool behind PgBouncer (issue 10, "Scale-out behind PgBouncer"): a private PgBouncer 1.18
-//! in front of this binary's private PostgreSQL server, each test with its own PgBouncer.
+//! in front of a private PostgreSQL server, each test with its own PgBouncer.
 //!
 //! * Transaction pooling with `ResetMode::RollbackOnly`: statements with and without
 //!   parameters (bytes among them), zero-row results, transactions, an error inside a
 //!   transaction, and six pools standing in for six application servers sharing PgBouncer's
 //!   four server connections under load.
 //! * Session pooling with the full reset: nothing of one `open`'s session reaches the next.
+//!
+//! Each test runs twice (issue 17): in plain text in front of this binary's shared PostgreSQL
+//! server, and over TLS on both legs ([`Leg::Tls`]): the pool connects to PgBouncer with
+//! `sslmode=verify-full sslrootcert=<the test CA>` (PgBouncer presents a certificate of a
+//! [`TestPki`] and refuses plain clients), and PgBouncer to a PostgreSQL server of the test's
+//! own that accepts only TLS over TCP, with `server_tls_sslmode = verify-full`. One case also
+//! requires client certificates of PgBouncer ([`Leg::TlsClientCert`]).
 //!
 //! PgBouncer runs with `server_round_robin = 1` (see `PgBouncer::config`): once more than one
 //! server connection is open, consecutive transactions land on different ones, so a driver that
@@ -18,23 +25,160 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Deref;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::eventually;
 use pool::{ResetMode, Settings, Value};
-use pool_testservers::{PgBouncer, PgServer, PoolMode};
+use pool_testservers::{ClientCerts, PgBouncer, PgServer, PoolMode, ServerCert, TestPki};
 use postgres::{Client, NoTls, SimpleQueryMessage, SimpleQueryRow};
+use rstest::rstest;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
-/// The PostgreSQL server behind every PgBouncer of this binary.
-fn pg() -> &'static PgServer {
-    pool_testservers::shared_pg()
+/// How the pool reaches PostgreSQL through PgBouncer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Leg {
+    /// Plain TCP on both legs, in front of this binary's shared PostgreSQL server.
+    Plain,
+    /// TLS on both legs: the pool verifies PgBouncer (`sslmode=verify-full`), PgBouncer
+    /// verifies a PostgreSQL server of the test's own that refuses plain TCP.
+    Tls,
+    /// As [`Leg::Tls`], and PgBouncer requires a client certificate signed by the test CA
+    /// (`client_tls_sslmode = verify-full`): the pool sends one (`sslcert`, `sslkey`).
+    TlsClientCert,
 }
 
-fn start(mode: PoolMode) -> PgBouncer {
-    PgBouncer::start(pg(), mode).unwrap_or_else(|e| panic!("starting PgBouncer: {e}"))
+/// A test's PgBouncer, and the PostgreSQL server behind it.
+struct Bouncer {
+    bouncer: PgBouncer,
+    /// The TLS-only PostgreSQL server of a TLS case (dropped after PgBouncer).
+    own_pg: Option<PgServer>,
+    /// The test CA's certificate (TLS cases).
+    ca: Option<std::path::PathBuf>,
+    /// The client certificate and key PgBouncer requires ([`Leg::TlsClientCert`]).
+    client_cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+impl Deref for Bouncer {
+    type Target = PgBouncer;
+    fn deref(&self) -> &PgBouncer {
+        &self.bouncer
+    }
+}
+
+impl Bouncer {
+    /// The PostgreSQL server behind PgBouncer (for `psql` as the superuser, over its socket).
+    fn pg(&self) -> &PgServer {
+        self.own_pg
+            .as_ref()
+            .unwrap_or_else(|| pool_testservers::shared_pg())
+    }
+
+    /// The pool's args for `pool_scram` through PgBouncer: plain, or verified TLS to
+    /// `localhost` (with the client certificate PgBouncer requires).
+    fn pool_args(&self) -> String {
+        match self.bouncer.tls() {
+            Some(_) => self.bouncer.tls_args("verify-full"),
+            None => self.bouncer.args(),
+        }
+    }
+
+    /// A direct (unpooled) `postgres` client through PgBouncer with `args` (PgBouncer's own
+    /// `args()` or `admin_args()`): plain, or over TLS verifying PgBouncer's certificate
+    /// (issued for `127.0.0.1`) against the test CA.
+    fn client(&self, args: &str) -> Client {
+        let connected = match &self.ca {
+            None => Client::connect(args, NoTls),
+            Some(ca) => Client::connect(
+                &format!("{args} sslmode=require"),
+                rustls_connector(ca, self.client_cert.as_ref()),
+            ),
+        };
+        connected.unwrap_or_else(|e| panic!("connecting to PgBouncer: {e}"))
+    }
+
+    fn admin(&self) -> Client {
+        self.client(&self.bouncer.admin_args())
+    }
+}
+
+/// rustls on `ring` trusting only `ca` (host names checked), with a client certificate if given.
+fn rustls_connector(
+    ca: &std::path::Path,
+    client_cert: Option<&(std::path::PathBuf, std::path::PathBuf)>,
+) -> MakeRustlsConnect {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).expect("reading the test CA") {
+        roots
+            .add(cert.expect("a CA certificate"))
+            .expect("trusting the test CA");
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(roots);
+    let config = match client_cert {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_file_iter(cert)
+                    .expect("reading the client certificate")
+                    .collect::<Result<Vec<_>, _>>()
+                    .expect("a client certificate"),
+                PrivateKeyDer::from_pem_file(key).expect("the client key"),
+            )
+            .expect("client auth"),
+        None => builder.with_no_client_auth(),
+    };
+    MakeRustlsConnect::new(config)
+}
+
+fn start(mode: PoolMode, leg: Leg) -> Bouncer {
+    let started = |r: Result<PgBouncer, _>| r.unwrap_or_else(|e| panic!("starting PgBouncer: {e}"));
+    match leg {
+        Leg::Plain => Bouncer {
+            bouncer: started(PgBouncer::start(pool_testservers::shared_pg(), mode)),
+            own_pg: None,
+            ca: None,
+            client_cert: None,
+        },
+        Leg::Tls | Leg::TlsClientCert => {
+            let pki = TestPki::generate().unwrap_or_else(|e| panic!("making the test PKI: {e}"));
+            let pg = PgServer::start_tls(&pki, ServerCert::Valid)
+                .unwrap_or_else(|e| panic!("starting a TLS-only PostgreSQL: {e}"));
+            let certs = if leg == Leg::TlsClientCert {
+                ClientCerts::Required
+            } else {
+                ClientCerts::NotRequested
+            };
+            let bouncer = started(PgBouncer::start_tls(
+                &pg,
+                mode,
+                &pki,
+                ServerCert::Valid,
+                certs,
+            ));
+            assert!(bouncer.server_tls(), "PgBouncer talks TLS to PostgreSQL");
+            let client_cert = (leg == Leg::TlsClientCert).then(|| {
+                let c = pki
+                    .client(pg.scram_user())
+                    .unwrap_or_else(|e| panic!("a client certificate: {e}"));
+                (c.cert().to_path_buf(), c.key().to_path_buf())
+            });
+            Bouncer {
+                bouncer,
+                own_pg: Some(pg),
+                ca: Some(pki.ca_cert().to_path_buf()),
+                client_cert,
+            }
+        }
+    }
 }
 
 /// A name no other test (or run) uses.
@@ -50,8 +194,8 @@ fn unique(prefix: &str) -> String {
 /// A pool key of its own behind `bouncer`: PgBouncer's args plus a harmless `application_name`
 /// (a different key, so a different pool; the same PgBouncer user and database, so the same
 /// PgBouncer server pool).
-fn pool_key(bouncer: &PgBouncer, name: &str) -> String {
-    format!("{} application_name={name}", bouncer.args())
+fn pool_key(bouncer: &Bouncer, name: &str) -> String {
+    format!("{} application_name={name}", bouncer.pool_args())
 }
 
 fn configure(key: &str, settings: Settings) {
@@ -79,10 +223,6 @@ fn int(conn: &mut pool::Conn, sql: &str, params: &[Value]) -> i64 {
         .unwrap_or_else(|| panic!("{sql}: not one integer"))
 }
 
-fn client(args: &str) -> Client {
-    Client::connect(args, NoTls).unwrap_or_else(|e| panic!("connecting to PgBouncer: {e}"))
-}
-
 fn rows(client: &mut Client, sql: &str) -> Vec<SimpleQueryRow> {
     client
         .simple_query(sql)
@@ -98,9 +238,9 @@ fn rows(client: &mut Client, sql: &str) -> Vec<SimpleQueryRow> {
 /// Opens PgBouncer's whole server pool (`default_pool_size` server connections) by holding as
 /// many transactions open at once, then ends them. Without this a lone client would keep
 /// getting the only server connection there is.
-fn warm_up(bouncer: &PgBouncer) {
+fn warm_up(bouncer: &Bouncer) {
     let mut held: Vec<Client> = (0..bouncer.default_pool_size())
-        .map(|_| client(&bouncer.args()))
+        .map(|_| bouncer.client(&bouncer.args()))
         .collect();
     for c in &mut held {
         rows(c, "BEGIN; SELECT 1");
@@ -113,9 +253,9 @@ fn warm_up(bouncer: &PgBouncer) {
 /// The protocol-level named prepared statements on every server connection of `bouncer`'s
 /// pool, by backend pid. Each probe holds a transaction open, which pins one server connection
 /// to it, so `default_pool_size` probes see every server connection the pool may have.
-fn named_statements(bouncer: &PgBouncer) -> BTreeMap<String, String> {
+fn named_statements(bouncer: &Bouncer) -> BTreeMap<String, String> {
     let mut probes: Vec<Client> = (0..bouncer.default_pool_size())
-        .map(|_| client(&bouncer.args()))
+        .map(|_| bouncer.client(&bouncer.args()))
         .collect();
     let mut found = BTreeMap::new();
     for probe in &mut probes {
@@ -141,7 +281,7 @@ fn named_statements(bouncer: &PgBouncer) -> BTreeMap<String, String> {
     found
 }
 
-fn assert_no_named_statements(bouncer: &PgBouncer) {
+fn assert_no_named_statements(bouncer: &Bouncer) {
     let found = named_statements(bouncer);
     assert!(
         found.values().all(String::is_empty),
@@ -151,8 +291,8 @@ fn assert_no_named_statements(bouncer: &PgBouncer) {
 }
 
 /// PgBouncer's view of its server connections to `pool_test`: their backend pids.
-fn server_pids(bouncer: &PgBouncer) -> BTreeSet<String> {
-    let mut admin = client(&bouncer.admin_args());
+fn server_pids(bouncer: &Bouncer) -> BTreeSet<String> {
+    let mut admin = bouncer.admin();
     rows(&mut admin, "SHOW SERVERS")
         .iter()
         .filter(|r| r.get("database") == Some("pool_test"))
@@ -160,14 +300,62 @@ fn server_pids(bouncer: &PgBouncer) -> BTreeSet<String> {
         .collect()
 }
 
+/// Whether every client and server connection of `pool_test` PgBouncer has is TLS (its
+/// `SHOW CLIENTS` / `SHOW SERVERS` `tls` column is set), or every one plain, as `leg` says.
+fn assert_legs(bouncer: &Bouncer, leg: Leg) {
+    let mut admin = bouncer.admin();
+    for show in ["SHOW CLIENTS", "SHOW SERVERS"] {
+        let tls: Vec<String> = rows(&mut admin, show)
+            .iter()
+            .filter(|r| r.get("database") == Some("pool_test"))
+            .map(|r| r.get("tls").unwrap_or_default().to_owned())
+            .collect();
+        assert!(!tls.is_empty(), "{show}: no connection of pool_test");
+        let encrypted = tls.iter().filter(|t| !t.is_empty()).count();
+        let want = if leg == Leg::Plain { 0 } else { tls.len() };
+        assert_eq!(encrypted, want, "{show}, {leg:?}: tls columns {tls:?}");
+    }
+}
+
+/// A TLS PgBouncer refuses the pool in plain text, and without the client certificate it
+/// requires.
+fn assert_tls_enforced(bouncer: &Bouncer) {
+    let refused = |args: String, what: &str| {
+        let err = match pool::open("postgres", &args) {
+            Ok(_) => panic!("{what}: PgBouncer let the pool in"),
+            Err(e) => e,
+        };
+        assert!(
+            matches!(err, pool::Error::Connect { .. }),
+            "{what}: not a connect error: {err:?}"
+        );
+        eprintln!("{what}: {err}");
+    };
+    refused(
+        format!("{} sslmode=disable", bouncer.args()),
+        "plain text to a TLS PgBouncer",
+    );
+    if bouncer.requires_client_certs() {
+        let args = bouncer.tls_args("verify-full");
+        let without_cert = args[..args.find(" sslcert=").expect("sslcert")].to_owned();
+        refused(without_cert, "no client certificate");
+    }
+}
+
 fn pid(conn: &mut pool::Conn) -> i64 {
     int(conn, "SELECT pg_backend_pid()", &[])
 }
 
 /// Statements through a transaction-mode PgBouncer give the results they give without it.
-#[test]
-fn transaction_mode_statements_params_bytes_and_zero_rows() {
-    let bouncer = start(PoolMode::Transaction);
+#[rstest]
+#[case::plain(Leg::Plain)]
+#[case::tls(Leg::Tls)]
+#[case::tls_client_cert(Leg::TlsClientCert)]
+fn transaction_mode_statements_params_bytes_and_zero_rows(#[case] leg: Leg) {
+    let bouncer = start(PoolMode::Transaction, leg);
+    if leg != Leg::Plain {
+        assert_tls_enforced(&bouncer);
+    }
     warm_up(&bouncer);
     let key = pool_key(&bouncer, "pgb_statements");
     configure(
@@ -321,7 +509,8 @@ fn transaction_mode_statements_params_bytes_and_zero_rows() {
     assert_eq!(count(&mut conn, 10), 1, "committed");
     assert_eq!(count(&mut conn, 11), 0, "rolled back");
     assert_eq!(count(&mut conn, 12), 0, "rolled back by the reset");
-    let direct = pg()
+    let direct = bouncer
+        .pg()
         .psql(&format!(
             "SELECT string_agg(k::text, ',' ORDER BY k) FROM {table}"
         ))
@@ -354,12 +543,16 @@ fn transaction_mode_statements_params_bytes_and_zero_rows() {
     execute(&mut conn, &format!("DROP TABLE {table}"), &[]);
     conn.release().expect("release");
     let stats = pool::stats("postgres", &key).expect("stats");
+    // (The primer may have opened its spare meanwhile, up to `max_open`: that is no
+    // replacement, which would also close one.)
     assert_eq!(
-        (stats.opened, stats.closed, stats.reset_failures),
-        (stats_before.opened, stats_before.closed, 0),
+        (stats.closed, stats.dropped_dead, stats.reset_failures),
+        (stats_before.closed, 0, 0),
         "no connection was closed or replaced: {stats:?}"
     );
+    assert!(stats.opened <= 2, "{stats:?}");
 
+    assert_legs(&bouncer, leg);
     assert_no_named_statements(&bouncer);
 }
 
@@ -462,19 +655,23 @@ fn work(key: &str, table: &str, app: usize, worker: usize, seq: i64) -> Result<i
 /// Six application servers (a pool each, `max_open` 3, four worker threads each) share
 /// PgBouncer's four server connections for a few seconds: no error, and PgBouncer really
 /// multiplexed them.
-#[test]
-fn transaction_mode_six_app_servers_share_four_server_connections() {
+#[rstest]
+#[case::plain(Leg::Plain)]
+#[case::tls(Leg::Tls)]
+fn transaction_mode_six_app_servers_share_four_server_connections(#[case] leg: Leg) {
     const APPS: usize = 6;
     const WORKERS: usize = 4;
     const MAX_OPEN: usize = 3;
     const LOAD: Duration = Duration::from_secs(3);
-    let bouncer = start(PoolMode::Transaction);
+    let bouncer = start(PoolMode::Transaction, leg);
     let table = unique("pgb_load");
-    pg().psql(&format!(
-        "CREATE TABLE {table} (id int8 PRIMARY KEY, app int4, payload bytea); \
+    bouncer
+        .pg()
+        .psql(&format!(
+            "CREATE TABLE {table} (id int8 PRIMARY KEY, app int4, payload bytea); \
          GRANT ALL ON {table} TO pool_scram"
-    ))
-    .expect("create table");
+        ))
+        .expect("create table");
     let keys: Vec<String> = (0..APPS)
         .map(|app| pool_key(&bouncer, &format!("pgb_app{app}")))
         .collect();
@@ -547,7 +744,8 @@ fn transaction_mode_six_app_servers_share_four_server_connections() {
         backends.is_subset(&servers) && servers.len() <= bouncer.default_pool_size(),
         "backends seen {backends:?}, PgBouncer's server connections {servers:?}"
     );
-    let direct = pg()
+    let direct = bouncer
+        .pg()
         .psql(&format!(
             "SELECT count(*) FROM pg_stat_activity WHERE pid IN ({})",
             backends.iter().cloned().collect::<Vec<_>>().join(",")
@@ -559,14 +757,17 @@ fn transaction_mode_six_app_servers_share_four_server_connections() {
         "still PostgreSQL's backends"
     );
 
+    assert_legs(&bouncer, leg);
     assert_no_named_statements(&bouncer);
-    pg().psql(&format!("DROP TABLE {table}"))
+    bouncer
+        .pg()
+        .psql(&format!("DROP TABLE {table}"))
         .expect("drop table");
 }
 
 /// Clients waiting in PgBouncer's queue for a server connection, by `application_name`.
-fn waiting_clients(bouncer: &PgBouncer, application_name: &str) -> usize {
-    let mut admin = client(&bouncer.admin_args());
+fn waiting_clients(bouncer: &Bouncer, application_name: &str) -> usize {
+    let mut admin = bouncer.admin();
     rows(&mut admin, "SHOW CLIENTS")
         .iter()
         .filter(|r| {
@@ -591,9 +792,13 @@ fn waiting_clients(bouncer: &PgBouncer, application_name: &str) -> usize {
 /// thread of its own as a request handler would: each pool's first release is a used, idle
 /// session whose rollback must wait for a server connection, released while four failed
 /// transactions (two per pool) hold all four; then those four are released.
-#[test]
-fn rollback_only_resets_never_wait_on_each_other_for_pgbouncers_server_connections() {
-    let bouncer = start(PoolMode::Transaction);
+#[rstest]
+#[case::plain(Leg::Plain)]
+#[case::tls(Leg::Tls)]
+fn rollback_only_resets_never_wait_on_each_other_for_pgbouncers_server_connections(
+    #[case] leg: Leg,
+) {
+    let bouncer = start(PoolMode::Transaction, leg);
     let names = ["pgb_deadlock_a", "pgb_deadlock_b"];
     let keys: Vec<String> = names.iter().map(|n| pool_key(&bouncer, n)).collect();
     for key in &keys {
@@ -655,6 +860,7 @@ fn rollback_only_resets_never_wait_on_each_other_for_pgbouncers_server_connectio
         assert_eq!(stats().in_use, 0);
         assert_eq!(stats().reset_failures, 0);
     }
+    assert_legs(&bouncer, leg);
 }
 
 /// A request handler on a thread of its own: opens a connection of `key`, does `work` on it and
@@ -712,9 +918,11 @@ fn dirty(conn: &mut pool::Conn) {
 
 /// Session pooling pins a server connection to each client connection, so the session a pool
 /// parks is the one it hands out next: the full reset must clean it, and does.
-#[test]
-fn session_mode_full_reset_leaves_nothing_for_the_next_open() {
-    let bouncer = start(PoolMode::Session);
+#[rstest]
+#[case::plain(Leg::Plain)]
+#[case::tls(Leg::Tls)]
+fn session_mode_full_reset_leaves_nothing_for_the_next_open(#[case] leg: Leg) {
+    let bouncer = start(PoolMode::Session, leg);
     let key = pool_key(&bouncer, "pgb_session");
     configure(
         &key,
@@ -760,4 +968,5 @@ fn session_mode_full_reset_leaves_nothing_for_the_next_open() {
     let kept = session_state(&mut conn);
     assert!(kept.contains("search_path=pg_temp, public"), "{kept}");
     conn.release().expect("release");
+    assert_legs(&bouncer, leg);
 }

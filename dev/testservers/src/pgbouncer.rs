@@ -11,6 +11,21 @@
 //! the PostgreSQL server), in the foreground (no `-d`), as our child: it is stopped with SIGTERM
 //! ("immediate shutdown"; SIGINT would wait for clients in transaction mode to go idle) when the
 //! handle drops, and gets the same signal from the kernel if the test process dies.
+//!
+//! # TLS
+//!
+//! [`PgBouncer::start_tls`] starts it with TLS towards its clients (`client_tls_sslmode`,
+//! `client_tls_cert_file`, `client_tls_key_file` and `client_tls_ca_file`, names as in
+//! PgBouncer 1.18's `pgbouncer.ini`), presenting a server certificate of a [`TestPki`]; plain
+//! clients are then refused. In front of a TLS [`PgServer`] ([`PgServer::start_tls`], which
+//! refuses plain TCP) PgBouncer connects to it over verified TLS (`server_tls_sslmode =
+//! verify-full`, `server_tls_ca_file`), whichever way it was started.
+//!
+//! # Moving the target
+//!
+//! [`PgBouncer::retarget`] points the `[databases]` entry at another port (a promoted standby,
+//! say), rewrites `pgbouncer.ini` and has PgBouncer `RELOAD` it, as an operator or a failover
+//! manager would.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -21,7 +36,9 @@ use std::time::Duration;
 
 use crate::error::ServerError;
 use crate::pg::PgServer;
-use crate::process::{self, ServiceUser};
+use crate::pki::{InstalledTls, ServerCert, ServerTls, TestPki};
+use crate::process::{self, conn_value, ServiceUser};
+use crate::redis::ClientCerts;
 use crate::supervisor::Supervisor;
 use crate::workdir::WorkDir;
 
@@ -81,7 +98,33 @@ pub struct PgBouncer {
     stderr_path: PathBuf,
     bin: PathBuf,
     service_user: Option<ServiceUser>,
+    /// TLS towards the clients ([`PgBouncer::start_tls`]).
+    client_tls: Option<ClientTls>,
+    /// PgBouncer's copy of the CA of a TLS PostgreSQL server behind it (`server_tls_ca_file`):
+    /// the server leg is TLS, verified, when set.
+    server_tls_ca: Option<PathBuf>,
     sup: Supervisor,
+}
+
+/// What [`PgBouncer::start_tls`] was started with.
+#[derive(Debug)]
+struct ClientTls {
+    tls: ServerTls,
+    client_certs: ClientCerts,
+    /// PgBouncer's own copies of its certificate, key and the CA (owned by its user).
+    installed: InstalledTls,
+}
+
+impl ClientTls {
+    /// `client_tls_sslmode`: PgBouncer's `verify-ca` and `verify-full` both mean "the client
+    /// must present a certificate signed by `client_tls_ca_file`"; `require` asks for none
+    /// (and would not validate one).
+    fn sslmode(&self) -> &'static str {
+        match self.client_certs {
+            ClientCerts::Required => "verify-full",
+            ClientCerts::NotRequested | ClientCerts::Optional => "require",
+        }
+    }
 }
 
 impl PgBouncer {
@@ -89,11 +132,66 @@ impl PgBouncer {
     ///
     /// PgBouncer connects to `pg` lazily, on the first client transaction (session mode: the
     /// first client), so `pg` must keep running while this is used.
+    ///
+    /// In front of a TLS server ([`PgServer::start_tls`]) PgBouncer's connections to it are
+    /// TLS, verified against the server's CA and host name (`server_tls_sslmode =
+    /// verify-full`); towards its clients it stays plain.
     pub fn start(pg: &PgServer, mode: PoolMode) -> Result<PgBouncer, ServerError> {
+        Self::start_with(pg, mode, None)
+    }
+
+    /// Like [`start`](Self::start), with TLS towards the clients: PgBouncer presents the
+    /// server certificate `cert` of `pki` and refuses clients that do not speak TLS.
+    ///
+    /// * [`ClientCerts::NotRequested`]: `client_tls_sslmode = require`, no client certificate
+    ///   asked for.
+    /// * [`ClientCerts::Required`]: `client_tls_sslmode = verify-full` (in PgBouncer the same
+    ///   as `verify-ca`): a client must also present a certificate signed by `pki`'s CA
+    ///   (`client_tls_ca_file`); [`tls_args`](Self::tls_args) then carries one
+    ///   ([`TestPki::client`]`("pool_scram")`). Authentication stays SCRAM either way.
+    /// * [`ClientCerts::Optional`] is refused: PgBouncer 1.18 either requires a valid client
+    ///   certificate or validates none.
+    ///
+    /// The server leg is TLS if `pg` is a TLS server, as with [`start`](Self::start).
+    pub fn start_tls(
+        pg: &PgServer,
+        mode: PoolMode,
+        pki: &TestPki,
+        cert: ServerCert,
+        client_certs: ClientCerts,
+    ) -> Result<PgBouncer, ServerError> {
+        if client_certs == ClientCerts::Optional {
+            return Err(ServerError::io(
+                "starting PgBouncer with optional client certificates",
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "PgBouncer has no optional client certificates: use Required or NotRequested",
+                ),
+            ));
+        }
+        Self::start_with(pg, mode, Some((ServerTls::new(pki, cert), client_certs)))
+    }
+
+    fn start_with(
+        pg: &PgServer,
+        mode: PoolMode,
+        client_tls: Option<(ServerTls, ClientCerts)>,
+    ) -> Result<PgBouncer, ServerError> {
         let bin = process::find_binary("pgbouncer", &[], "pgbouncer")?;
         let service_user = process::service_user("postgres")?;
         let workdir = WorkDir::create("pgbouncer", service_user)?;
         let dir = workdir.path().to_path_buf();
+        let client_tls = match client_tls {
+            Some((tls, client_certs)) => {
+                let installed = tls.install(&workdir.subdir("tls", service_user)?, service_user)?;
+                Some(ClientTls {
+                    tls,
+                    client_certs,
+                    installed,
+                })
+            }
+            None => None,
+        };
         // The server's own args are the one source of the role, password and database names.
         let scram = pg.scram_args();
         let arg = |key: &str| -> Result<String, ServerError> {
@@ -121,9 +219,19 @@ impl PgBouncer {
             dir,
             bin,
             service_user,
+            client_tls,
+            server_tls_ca: None,
             sup: Supervisor::new(workdir, libc::SIGTERM),
         };
         bouncer.write_file(&bouncer.dir.join("userlist.txt"), &bouncer.auth_file())?;
+        if let Some(tls) = pg.tls() {
+            // The PKI's directory is private to the test's user: PgBouncer gets its own copy.
+            let path = bouncer.dir.join("server-ca.crt");
+            let ca = fs::read_to_string(tls.ca_cert())
+                .map_err(|e| ServerError::io(format!("reading {}", tls.ca_cert().display()), e))?;
+            bouncer.write_file(&path, &ca)?;
+            bouncer.server_tls_ca = Some(path);
+        }
         process::launch_on_free_port(
             &mut bouncer,
             |bouncer, port| {
@@ -156,17 +264,23 @@ impl PgBouncer {
         self.wait_ready()
     }
 
-    /// Ready once something on our port answers a PostgreSQL `SSLRequest` the way PgBouncer
-    /// without TLS does (`N`). A bare TCP connect could also reach another program that took
-    /// the port between our pick and PgBouncer's bind; PgBouncer then exits and the supervisor
+    /// Ready once something on our port answers a PostgreSQL `SSLRequest` the way this
+    /// PgBouncer does: `N` without TLS towards clients, `S` with it (the handshake is then
+    /// left unfinished). A bare TCP connect could also reach another program that took the
+    /// port between our pick and PgBouncer's bind; PgBouncer then exits and the supervisor
     /// sees it, but only the protocol answer shows that PgBouncer is the one listening.
     fn wait_ready(&self) -> Result<(), ServerError> {
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let expected = if self.client_tls.is_some() {
+            b'S'
+        } else {
+            b'N'
+        };
         self.sup.wait_ready(
             self.port,
             READY_TIMEOUT,
             Duration::from_millis(10),
-            || Ok(answers_ssl_request(addr)),
+            || Ok(answers_ssl_request(addr) == Some(expected)),
             |what| ServerError::StartFailed {
                 what,
                 log_tail: process::log_tail(&[&self.log_path, &self.stderr_path], 30),
@@ -221,7 +335,33 @@ impl PgBouncer {
     ///   PgBouncer 1.18 then refuses the connection, which is right, since it could not apply
     ///   those settings to every server connection).
     /// * `logfile`, `pidfile` in the temp dir.
+    /// * With [`start_tls`](Self::start_tls): `client_tls_sslmode` (`require`, or
+    ///   `verify-full` when client certificates are required), `client_tls_cert_file`,
+    ///   `client_tls_key_file`, `client_tls_ca_file` (PgBouncer's own copies).
+    /// * In front of a TLS PostgreSQL server: `server_tls_sslmode = verify-full` and
+    ///   `server_tls_ca_file` (its CA, copied); the `[databases]` entry's `host=127.0.0.1` is
+    ///   one of the names in the server's certificate.
     pub fn config(&self) -> String {
+        let mut tls = String::new();
+        if let Some(client) = &self.client_tls {
+            tls.push_str(&format!(
+                "client_tls_sslmode = {}\n\
+                 client_tls_cert_file = {}\n\
+                 client_tls_key_file = {}\n\
+                 client_tls_ca_file = {}\n",
+                client.sslmode(),
+                client.installed.cert.display(),
+                client.installed.key.display(),
+                client.installed.ca.display(),
+            ));
+        }
+        if let Some(ca) = &self.server_tls_ca {
+            tls.push_str(&format!(
+                "server_tls_sslmode = verify-full\n\
+                 server_tls_ca_file = {}\n",
+                ca.display()
+            ));
+        }
         format!(
             "[databases]\n\
              {db} = host=127.0.0.1 port={pg_port} dbname={db}\n\
@@ -238,7 +378,8 @@ impl PgBouncer {
              max_client_conn = {MAX_CLIENT_CONN}\n\
              server_round_robin = 1\n\
              logfile = {log}\n\
-             pidfile = {pid}\n",
+             pidfile = {pid}\n\
+             {tls}",
             db = self.dbname,
             pg_port = self.pg_port,
             port = self.port,
@@ -282,6 +423,109 @@ impl PgBouncer {
         )
     }
 
+    /// What [`start_tls`](Self::start_tls) was started with towards the clients (the PKI,
+    /// for the CA, and which certificate PgBouncer presents); `None` for
+    /// [`start`](Self::start).
+    pub fn tls(&self) -> Option<&ServerTls> {
+        self.client_tls.as_ref().map(|c| &c.tls)
+    }
+
+    /// Whether a client must present a certificate ([`ClientCerts::Required`] to
+    /// [`start_tls`](Self::start_tls)).
+    pub fn requires_client_certs(&self) -> bool {
+        self.client_tls
+            .as_ref()
+            .is_some_and(|c| c.client_certs == ClientCerts::Required)
+    }
+
+    /// Whether PgBouncer talks TLS to the PostgreSQL server behind it (it is a TLS server).
+    pub fn server_tls(&self) -> bool {
+        self.server_tls_ca.is_some()
+    }
+
+    /// libpq args for `pool_scram` to `pool_test` through a TLS PgBouncer, to `localhost` (a
+    /// name in its certificate), with `sslmode=<sslmode>` and `sslrootcert=<the CA>`, plus
+    /// `sslcert`/`sslkey` ([`TestPki::client`]`("pool_scram")`) when PgBouncer requires client
+    /// certificates: the counterpart of [`PgServer::tls_args`].
+    ///
+    /// # Panics
+    ///
+    /// If PgBouncer was started without TLS, or the client certificate cannot be made.
+    pub fn tls_args(&self, sslmode: &str) -> String {
+        let Some(client_tls) = &self.client_tls else {
+            panic!("PgBouncer::tls_args on a PgBouncer started without TLS: use start_tls")
+        };
+        let mut args = format!(
+            "host=localhost port={} user={} password={} dbname={} sslmode={sslmode}              sslrootcert={}",
+            self.port,
+            self.user,
+            self.password,
+            self.dbname,
+            conn_value(&client_tls.tls.ca_cert().to_string_lossy()),
+        );
+        args.push_str(&self.client_cert_args());
+        args
+    }
+
+    /// ` sslcert=... sslkey=...` of `pool_scram`'s client certificate when PgBouncer requires
+    /// one, else empty.
+    fn client_cert_args(&self) -> String {
+        match &self.client_tls {
+            Some(c) if c.client_certs == ClientCerts::Required => {
+                let user = &self.user;
+                let cert = c
+                    .tls
+                    .pki()
+                    .client(user)
+                    .unwrap_or_else(|e| panic!("making the client certificate of {user}: {e}"));
+                format!(
+                    " sslcert={} sslkey={}",
+                    conn_value(&cert.cert().to_string_lossy()),
+                    conn_value(&cert.key().to_string_lossy()),
+                )
+            }
+            _ => String::new(),
+        }
+    }
+
+    /// The port of the PostgreSQL server the `[databases]` entry points at.
+    pub fn target_port(&self) -> u16 {
+        self.pg_port
+    }
+
+    /// Points the `[databases]` entry at the PostgreSQL server on `127.0.0.1:pg_port` (the
+    /// same roles and database; TLS towards it as before), rewrites `pgbouncer.ini` and has
+    /// PgBouncer [`reload`](Self::reload) it. PgBouncer closes its server connections to the
+    /// old target as they become idle (at once, the ones already idle), and opens new ones to
+    /// the new target; its client connections stay.
+    pub fn retarget(&mut self, pg_port: u16) -> Result<(), ServerError> {
+        self.pg_port = pg_port;
+        self.write_file(&self.config_path, &self.config())?;
+        self.reload()
+    }
+
+    /// `RELOAD` over the console (with `psql`, which returns once PgBouncer has read
+    /// `pgbouncer.ini` again): what an operator runs after editing it.
+    pub fn reload(&self) -> Result<(), ServerError> {
+        let psql = process::find_binary("psql", &[], "postgresql-client")?;
+        let mut cmd = Command::new(psql);
+        let conninfo = match &self.client_tls {
+            Some(c) => format!(
+                "{} sslmode=verify-full sslrootcert={}{}",
+                self.admin_args(),
+                conn_value(&c.tls.ca_cert().to_string_lossy()),
+                self.client_cert_args()
+            ),
+            None => format!("{} sslmode=disable", self.admin_args()),
+        };
+        cmd.env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("PGCONNECT_TIMEOUT", "10")
+            .args(["-X", "-A", "-t", "-q", "-c", "RELOAD", "-d"])
+            .arg(conninfo);
+        process::run(cmd, None).map(drop)
+    }
+
     /// PgBouncer's log file.
     pub fn log_path(&self) -> &Path {
         &self.log_path
@@ -304,17 +548,18 @@ impl Drop for PgBouncer {
     }
 }
 
-/// Sends a PostgreSQL `SSLRequest` to `addr` and checks for the one-byte refusal `N`.
-fn answers_ssl_request(addr: SocketAddr) -> bool {
+/// Sends a PostgreSQL `SSLRequest` to `addr`; its one-byte answer (`N`: no TLS, `S`: TLS), if
+/// one came.
+fn answers_ssl_request(addr: SocketAddr) -> Option<u8> {
     const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
-    let attempt = || -> std::io::Result<bool> {
+    let attempt = || -> std::io::Result<u8> {
         let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
         stream.set_read_timeout(Some(Duration::from_secs(1)))?;
         stream.set_write_timeout(Some(Duration::from_secs(1)))?;
         stream.write_all(&SSL_REQUEST)?;
         let mut answer = [0u8; 1];
         stream.read_exact(&mut answer)?;
-        Ok(answer[0] == b'N')
+        Ok(answer[0])
     };
-    attempt().unwrap_or(false)
+    attempt().ok()
 }
