@@ -103,6 +103,9 @@ pub struct PgBouncer {
     /// PgBouncer's copy of the CA of a TLS PostgreSQL server behind it (`server_tls_ca_file`):
     /// the server leg is TLS, verified, when set.
     server_tls_ca: Option<PathBuf>,
+    /// Settings given with [`PgBouncer::set`], in order: written after the others in
+    /// `[pgbouncer]`, so they win.
+    extra: Vec<(String, String)>,
     sup: Supervisor,
 }
 
@@ -221,6 +224,7 @@ impl PgBouncer {
             service_user,
             client_tls,
             server_tls_ca: None,
+            extra: Vec::new(),
             sup: Supervisor::new(workdir, libc::SIGTERM),
         };
         bouncer.write_file(&bouncer.dir.join("userlist.txt"), &bouncer.auth_file())?;
@@ -341,10 +345,11 @@ impl PgBouncer {
     /// * In front of a TLS PostgreSQL server: `server_tls_sslmode = verify-full` and
     ///   `server_tls_ca_file` (its CA, copied); the `[databases]` entry's `host=127.0.0.1` is
     ///   one of the names in the server's certificate.
+    /// * Last, what [`set`](Self::set) was given.
     pub fn config(&self) -> String {
-        let mut tls = String::new();
+        let mut tail = String::new();
         if let Some(client) = &self.client_tls {
-            tls.push_str(&format!(
+            tail.push_str(&format!(
                 "client_tls_sslmode = {}\n\
                  client_tls_cert_file = {}\n\
                  client_tls_key_file = {}\n\
@@ -356,11 +361,14 @@ impl PgBouncer {
             ));
         }
         if let Some(ca) = &self.server_tls_ca {
-            tls.push_str(&format!(
+            tail.push_str(&format!(
                 "server_tls_sslmode = verify-full\n\
                  server_tls_ca_file = {}\n",
                 ca.display()
             ));
+        }
+        for (name, value) in &self.extra {
+            tail.push_str(&format!("{name} = {value}\n"));
         }
         format!(
             "[databases]\n\
@@ -379,7 +387,7 @@ impl PgBouncer {
              server_round_robin = 1\n\
              logfile = {log}\n\
              pidfile = {pid}\n\
-             {tls}",
+             {tail}",
             db = self.dbname,
             pg_port = self.pg_port,
             port = self.port,
@@ -495,11 +503,38 @@ impl PgBouncer {
 
     /// Points the `[databases]` entry at the PostgreSQL server on `127.0.0.1:pg_port` (the
     /// same roles and database; TLS towards it as before), rewrites `pgbouncer.ini` and has
-    /// PgBouncer [`reload`](Self::reload) it. PgBouncer closes its server connections to the
-    /// old target as they become idle (at once, the ones already idle), and opens new ones to
-    /// the new target; its client connections stay.
+    /// PgBouncer [`reload`](Self::reload) it. PgBouncer marks its server connections to the
+    /// old target "close needed" (closed at the end of their transaction in transaction mode,
+    /// of their client's session in session mode) and opens new ones to the new target; its
+    /// client connections stay. After failed connects to the old target it still refuses
+    /// clients for `server_login_retry` (see [`set`](Self::set)).
     pub fn retarget(&mut self, pg_port: u16) -> Result<(), ServerError> {
         self.pg_port = pg_port;
+        self.write_file(&self.config_path, &self.config())?;
+        self.reload()
+    }
+
+    /// Sets `name = value` in the `[pgbouncer]` section (after every other setting, so it
+    /// wins; a later `set` of the same name replaces it), rewrites `pgbouncer.ini` and
+    /// [`reload`](Self::reload)s it. For settings PgBouncer applies on `RELOAD`, e.g.
+    /// `server_login_retry`: how long PgBouncer refuses clients ("server login has been
+    /// failing, try again later") after a failed connect to the server, 15 s by default,
+    /// which a `RELOAD` that moves the target does not cut short.
+    ///
+    /// # Panics
+    ///
+    /// If `name` is not a setting name (letters, digits, `_`) or `value` spans lines.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), ServerError> {
+        assert!(
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "not a PgBouncer setting name: {name:?}"
+        );
+        assert!(
+            !value.contains(['\n', '\r']),
+            "a PgBouncer setting's value spans lines: {value:?}"
+        );
+        self.extra.retain(|(n, _)| n != name);
+        self.extra.push((name.to_owned(), value.to_owned()));
         self.write_file(&self.config_path, &self.config())?;
         self.reload()
     }
