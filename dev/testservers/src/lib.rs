@@ -66,6 +66,7 @@
 mod error;
 mod maria;
 mod pg;
+mod pg_replication;
 mod pgbouncer;
 mod pki;
 mod process;
@@ -80,6 +81,7 @@ use std::sync::{Once, OnceLock};
 pub use error::ServerError;
 pub use maria::MariaServer;
 pub use pg::PgServer;
+pub use pg_replication::{PgReplication, Replication};
 pub use pgbouncer::{PgBouncer, PoolMode};
 pub use pki::{ClientCert, ServerCert, ServerTls, TestPki};
 pub use proxy::{Proxy, ProxyMode};

@@ -63,22 +63,7 @@ impl Bins {
     /// The binaries of the highest PostgreSQL version under `/usr/lib/postgresql/*/bin`
     /// (override with `POOL_TESTSERVERS_PG_BINDIR`), then `PATH`.
     fn locate() -> Result<Bins, ServerError> {
-        let mut dirs = Vec::new();
-        if let Some(d) = std::env::var_os("POOL_TESTSERVERS_PG_BINDIR") {
-            dirs.push(PathBuf::from(d));
-        }
-        let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| {
-                let v = e.file_name().to_str()?.parse::<u32>().ok()?;
-                Some((v, e.path().join("bin")))
-            })
-            .filter(|(_, bin)| bin.join("postgres").is_file())
-            .collect();
-        versions.sort();
-        dirs.extend(versions.into_iter().rev().map(|(_, d)| d));
+        let dirs = bin_dirs();
         Ok(Bins {
             initdb: process::find_binary("initdb", &dirs, "postgresql")?,
             postgres: process::find_binary("postgres", &dirs, "postgresql")?,
@@ -86,6 +71,34 @@ impl Bins {
             psql: process::find_binary("psql", &dirs, "postgresql-client")?,
         })
     }
+}
+
+/// Where PostgreSQL's binaries are looked for, best first: `POOL_TESTSERVERS_PG_BINDIR`, then
+/// `/usr/lib/postgresql/*/bin` from the highest version down.
+fn bin_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(d) = std::env::var_os("POOL_TESTSERVERS_PG_BINDIR") {
+        dirs.push(PathBuf::from(d));
+    }
+    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse::<u32>().ok()?;
+            Some((v, e.path().join("bin")))
+        })
+        .filter(|(_, bin)| bin.join("postgres").is_file())
+        .collect();
+    versions.sort();
+    dirs.extend(versions.into_iter().rev().map(|(_, d)| d));
+    dirs
+}
+
+/// Another PostgreSQL tool (`pg_basebackup`, `pg_ctl`), from where [`PgServer`] takes
+/// `postgres`, so that both are of the same version.
+pub(crate) fn find_pg_binary(name: &str) -> Result<PathBuf, ServerError> {
+    process::find_binary(name, &bin_dirs(), "postgresql")
 }
 
 /// A throwaway PostgreSQL server. Dropping it stops the server and deletes all its files.
@@ -170,6 +183,39 @@ impl PgServer {
             |server| server.sup.is_running(),
         )?;
         server.setup()?;
+        Ok(server)
+    }
+
+    /// Starts `postgres` on a data directory made elsewhere (a standby's, copied by
+    /// `pg_basebackup`) on a free port: no `initdb` and no setup, the roles and the database
+    /// came with the copy. `data_dir` and `socket_dir` lie in `workdir` (its `postgresql.conf`
+    /// must name `socket_dir`), which the server owns from now on, like one [`start`] made.
+    ///
+    /// [`start`]: Self::start
+    pub(crate) fn start_on_copy(
+        workdir: WorkDir,
+        data_dir: PathBuf,
+        socket_dir: PathBuf,
+    ) -> Result<PgServer, ServerError> {
+        let log_path = workdir.path().join("postgres.log");
+        let mut server = PgServer {
+            port: 0,
+            socket_dir,
+            data_dir,
+            log_path,
+            bins: Bins::locate()?,
+            user: process::service_user("postgres")?,
+            tls: None,
+            sup: Supervisor::new(workdir, libc::SIGINT),
+        };
+        process::launch_on_free_port(
+            &mut server,
+            |server, port| {
+                server.port = port;
+                server.launch()
+            },
+            |server| server.sup.is_running(),
+        )?;
         Ok(server)
     }
 
@@ -458,7 +504,7 @@ impl Drop for PgServer {
 }
 
 /// A minimal, predictable environment for the server tools (no inherited `PG*` variables).
-fn clean_env(cmd: &mut Command) {
+pub(crate) fn clean_env(cmd: &mut Command) {
     cmd.env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .env("LC_ALL", "C");
