@@ -898,14 +898,11 @@ fn roles_change_under_parked_connections() {
 /// started; what the server then reports marks the session broken), so at most `max_open`
 /// reads per key; after that the key must not read from the new primary at all.
 ///
-/// Ignored: the driver does not hold this for `read-only` yet. The `standby` key's sessions
-/// are dropped after the first statement that sees `in_hot_standby` turned off, but a
-/// `read-only` key ignores the reported change (`SessionAttrs::reported_mismatch` returns
-/// `None` for it), so its busy sessions stay on the promoted node for as long as they are
-/// busy: every read of the 2 s after the promotion (about 3,000) was answered by the new
-/// primary. Run it with `cargo test --test failover -- --ignored`.
+/// Seen failing before the fix: the `read-only` key ignored the reported change
+/// (`SessionAttrs::reported_mismatch` returned `None` for it), so its busy sessions stayed on
+/// the promoted node for as long as they were busy: every read of the 2 s after the
+/// promotion (about 3,000) was answered by the new primary.
 #[test]
-#[ignore = "driver: a busy read-only key keeps its sessions on a promoted node (issue 21)"]
 fn busy_read_keys_stop_reading_from_a_promoted_node() {
     const READERS: usize = 2;
     let _serial = one_pair_at_a_time();

@@ -74,9 +74,7 @@ impl PgConn {
         if matches!(self.attrs, SessionAttrs::Any | SessionAttrs::PreferStandby) {
             return None;
         }
-        let why = self
-            .attrs
-            .reported_mismatch(|| self.client.reported_as("in_hot_standby", "on"))?;
+        let why = self.attrs.reported_mismatch(self.reported_role())?;
         self.broken = true;
         Some(why)
     }

@@ -30,19 +30,20 @@
 //!   check. Only a server older than 14, which reports neither, is asked [`ROLE_QUERY`] as
 //!   well (a second round trip; asking it instead of the empty query measured 44 µs more per
 //!   check than the empty query, `examples/role_check_cost.rs`).
-//! * PostgreSQL 14 and later report `in_hot_standby` with every answer in which it changed
-//!   (before its ReadyForQuery). After each statement and each reset of a `read-write`,
-//!   `primary` or `standby` key the driver reads the last reported value (a map lookup, no
-//!   I/O); a session whose server changed role is marked broken, so the pool closes it on
-//!   release and checks the key's other parked connections before handing them out.
+//! * PostgreSQL 14 and later report `in_hot_standby` and `default_transaction_read_only` with
+//!   every answer in which they changed (before its ReadyForQuery). After each statement and
+//!   each reset of a key that watches, the driver reads the last reported values (map lookups,
+//!   no I/O); a session whose server changed role is marked broken, so the pool closes it on
+//!   release and checks the key's other parked connections before handing them out. So a busy
+//!   key, whose parked connections never get old enough to be validated, still leaves a
+//!   promoted server after one statement per session.
 //! * SQLSTATE 25006 (`read_only_sql_transaction`) on a `read-write` or `primary` key means the
 //!   node stopped taking writes: the connection is broken, with the same effect.
 //!
 //! What no check can see without a round trip: a parked connection of a `standby` or
-//! `read-only` key whose server was promoted while nobody used the key. It is handed out until
-//! the key's next validation (`validate_after`) or until any of the key's sessions runs a
-//! statement and sees the change; its reads are then answered by the new primary, which has
-//! all the data. A write never reaches a standby through a `read-write`/`primary` key: a
+//! `read-only` key whose server was promoted since its last answer. Its next statement is
+//! answered by the new primary (which has all the data), and the session is closed on
+//! release; a key idle for `validate_after` has its parked connections checked first. A write never reaches a standby through a `read-write`/`primary` key: a
 //! server becomes a standby only by restarting, which ends every session it had.
 
 use pool_driver::{ConnArgs, DriverError, DriverErrorKind};
@@ -151,29 +152,23 @@ impl SessionAttrs {
             && error.code() == Some(READ_ONLY_SQL_TRANSACTION)
     }
 
-    /// What the server last reported on its own (PostgreSQL 14+ sends `in_hot_standby`
-    /// whenever it changes, with the next answer), if it shows this key's server changed
-    /// role: a `read-write` or `primary` key's server went into recovery, or a `standby` key's
-    /// server was promoted. `in_hot_standby_is_on` reads the last reported value. `None` when nothing was reported
-    /// (an older server) or nothing contradicts the key. `default_transaction_read_only` is
-    /// not used here: a session's own `SET` changes it too, and that is no failover; and a
-    /// `read-only` key's server leaving recovery may still be read-only: the validation's
-    /// query decides those.
-    pub(crate) fn reported_mismatch(
-        self,
-        in_hot_standby_is_on: impl Fn() -> Option<bool>,
-    ) -> Option<String> {
-        let wants_recovery = match self {
-            Self::ReadWrite | Self::Primary => false,
-            Self::Standby => true,
-            Self::Any | Self::PreferStandby | Self::ReadOnly => return None,
+    /// What the server last reported on its own (PostgreSQL 14+ sends `in_hot_standby` and
+    /// `default_transaction_read_only` whenever they change, with the next answer), if it shows
+    /// this key's server changed role: a `read-write` or `primary` key's server went into
+    /// recovery, a `standby` key's server was promoted, or a `read-only` key's server was
+    /// promoted and its sessions now take writes. `reported` is what the session last heard
+    /// (`None`: nothing, an older server). For `read-write` and `primary` only recovery counts:
+    /// the session's own `SET default_transaction_read_only` changes the other report too, and
+    /// that is no failover (the validation's check, after a reset, decides that case).
+    pub(crate) fn reported_mismatch(self, reported: Option<Role>) -> Option<String> {
+        let role = reported?;
+        let moved = match self {
+            Self::ReadWrite | Self::Primary => role.in_recovery,
+            Self::Standby => !role.in_recovery,
+            Self::ReadOnly => !role.read_only,
+            Self::Any | Self::PreferStandby => false,
         };
-        let in_recovery = in_hot_standby_is_on()?;
-        let role = Role {
-            in_recovery,
-            read_only: in_recovery,
-        };
-        (in_recovery != wants_recovery).then(|| self.mismatch(role))
+        moved.then(|| self.mismatch(role))
     }
 
     /// The error for a connection found on a server that no longer fits.
@@ -239,12 +234,22 @@ mod tests {
 
     #[test]
     fn a_reported_change_of_role_is_seen_only_where_it_matters() {
-        let promoted = || Some(false);
-        let demoted = || Some(true);
-        let silent = || None;
+        let promoted = Some(Role {
+            in_recovery: false,
+            read_only: false,
+        });
+        let demoted = Some(STANDBY);
+        let silent = None;
         assert!(SessionAttrs::Standby.reported_mismatch(promoted).is_some());
-        // A primary may be read-only too: only the validation's query can tell.
-        assert!(SessionAttrs::ReadOnly.reported_mismatch(promoted).is_none());
+        assert!(SessionAttrs::ReadOnly.reported_mismatch(promoted).is_some());
+        // A primary whose sessions default to read-only still fits a read-only key.
+        assert!(SessionAttrs::ReadOnly
+            .reported_mismatch(Some(READ_ONLY_PRIMARY))
+            .is_none());
+        // A read-write key's own `SET default_transaction_read_only` is no failover.
+        assert!(SessionAttrs::ReadWrite
+            .reported_mismatch(Some(READ_ONLY_PRIMARY))
+            .is_none());
         assert!(SessionAttrs::Primary.reported_mismatch(promoted).is_none());
         assert!(SessionAttrs::ReadWrite.reported_mismatch(demoted).is_some());
         assert!(SessionAttrs::Primary.reported_mismatch(demoted).is_some());
