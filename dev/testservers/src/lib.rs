@@ -72,6 +72,7 @@ mod pki;
 mod process;
 mod proxy;
 mod redis;
+mod redis_sentinel;
 mod silent;
 mod supervisor;
 mod workdir;
@@ -86,6 +87,7 @@ pub use pgbouncer::{PgBouncer, PoolMode};
 pub use pki::{ClientCert, ServerCert, ServerTls, TestPki};
 pub use proxy::{Proxy, ProxyMode};
 pub use redis::{ClientCerts, RedisServer};
+pub use redis_sentinel::RedisSentinel;
 pub use silent::{Preamble, SilentListener};
 
 static SHARED_PG: OnceLock<PgServer> = OnceLock::new();

@@ -15,9 +15,9 @@ use crate::process::{self, conn_value};
 use crate::supervisor::Supervisor;
 use crate::workdir::WorkDir;
 
-const USER: &str = "pool_user";
-const PASSWORD: &str = "redis-secret-pw";
-const DEFAULT_PASSWORD: &str = "redis-default-pw";
+pub(crate) const USER: &str = "pool_user";
+pub(crate) const PASSWORD: &str = "redis-secret-pw";
+pub(crate) const DEFAULT_PASSWORD: &str = "redis-default-pw";
 /// What `pool_user` may do: everything but the `@dangerous` commands (`CONFIG`, `FLUSHALL`,
 /// `DEBUG`, `KEYS`, most of `CLIENT` and `ACL`), plus the few connection commands a pooled
 /// session uses: naming itself, turning replies off, tracking, and asking who it is. A test can
@@ -345,6 +345,14 @@ impl RedisServer {
         self.sup.stop()?;
         let _ = std::fs::remove_file(&self.socket_path);
         self.launch()
+    }
+
+    /// Like [`restart`](Self::restart), with `extra` replacing the extra arguments the server
+    /// was started with (from now on, later restarts use them too): for example
+    /// `["--replicaof", "127.0.0.1", "<port>"]` to bring an old master back as a replica.
+    pub fn restart_with(&mut self, extra: &[&str]) -> Result<(), ServerError> {
+        self.extra = extra.iter().map(|s| (*s).to_owned()).collect();
+        self.restart()
     }
 
     /// Whether the server process is alive.

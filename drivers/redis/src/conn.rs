@@ -25,6 +25,7 @@ use crate::convert;
 use crate::error::{self, Phase};
 use crate::opts::{Handshake, SessionTimeouts};
 use crate::reset::ServerFacts;
+use crate::sentinel::{self, Bound};
 
 /// A Redis connection: both the attached connection and the parked handle of
 /// [`crate::RedisDriver`] (a `redis::Connection` is `Send`, so detaching needs no conversion).
@@ -57,6 +58,10 @@ pub struct RedisConn {
     facts: Arc<ServerFacts>,
     /// The arguments it was opened with, to scrub secrets from every message.
     args: Arc<ConnArgs>,
+    /// For a Sentinel key: the service and master this connection was opened to. Checked
+    /// before every command and by `is_broken`: once the Sentinels name another master, the
+    /// connection is broken (see `crate::sentinel`).
+    sentinel: Option<Bound>,
 }
 
 /// A [`RedisConn`] taken apart for one of the driver's exchanges (see `reset`).
@@ -91,7 +96,24 @@ impl RedisConn {
             handshake,
             facts,
             args,
+            sentinel: None,
         }
+    }
+
+    /// Ties the connection to the Sentinel service whose master it was opened to.
+    pub(crate) fn bind_sentinel(&mut self, bound: Bound) {
+        self.sentinel = Some(bound);
+    }
+
+    /// Whether the connection came through the Sentinels (its role is checked by the
+    /// liveness check).
+    pub(crate) fn via_sentinel(&self) -> bool {
+        self.sentinel.is_some()
+    }
+
+    /// Whether the Sentinels moved the master away from this connection's node.
+    fn master_moved(&self) -> bool {
+        self.sentinel.as_ref().is_some_and(Bound::stale)
     }
 
     /// **For tests only** (the negative control of the leak tests): forgets that the session
@@ -173,6 +195,11 @@ impl RedisConn {
 
     /// Runs one command of the uniform surface (see the crate docs).
     fn run(&mut self, sql: &str, params: &[Value]) -> Result<Reply, DriverError> {
+        if let Some(bound) = self.sentinel.as_ref().filter(|b| b.stale()) {
+            // Not sent: on the old master it would be acknowledged and then lost.
+            self.broken = true;
+            return Err(bound.moved());
+        }
         if self.is_broken() {
             return Err(error::already_broken());
         }
@@ -184,7 +211,14 @@ impl RedisConn {
             self.changed.set(true);
         }
         match self.conn.req_command(&cmd) {
-            Ok(Reply::ServerError(e)) => Err(error::server(&e.into(), &self.args, "")),
+            Ok(Reply::ServerError(e)) => {
+                let e = e.into();
+                let refused = error::server(&e, &self.args, "");
+                if self.sentinel.is_some() && sentinel::demoted(e.code()) {
+                    return Err(self.demoted(refused));
+                }
+                Err(refused)
+            }
             Ok(reply) => Ok(reply),
             Err(e) if e.is_timeout() && self.deadline_bounds_reads() => {
                 // Redis has no cancel: the reply may still come, so the connection cannot be
@@ -198,11 +232,35 @@ impl RedisConn {
             }
             Err(e) => {
                 let mapped = error::map(&e, Phase::Session, &self.args, "");
+                if self.sentinel.is_some() && sentinel::demoted(e.code()) {
+                    return Err(self.demoted(mapped));
+                }
                 if mapped.is_fatal() {
                     self.broken = true;
                 }
                 Err(mapped)
             }
+        }
+    }
+
+    /// A Sentinel key's connection got `READONLY` or `MASTERDOWN`: its node is no longer the
+    /// master. Broken (closed on release, the parked ones checked before hand-out), with the
+    /// server's code and a word on what happened.
+    fn demoted(&mut self, refused: DriverError) -> DriverError {
+        self.broken = true;
+        let service = self.sentinel.as_ref().map_or("", Bound::service);
+        let error = DriverError::new(
+            DriverErrorKind::Broken,
+            format!(
+                "{} (this node is no longer the master of `{service}`: the connection is closed \
+                 and the next one asks the Sentinels; the command did not run, so it may be \
+                 retried)",
+                refused.message()
+            ),
+        );
+        match refused.code() {
+            Some(code) => error.with_code(code),
+            None => error,
         }
     }
 }
@@ -221,9 +279,12 @@ impl Connection for RedisConn {
     }
 
     /// Broken after an I/O error or timeout through this surface, or once the `redis` crate saw
-    /// the server close the connection (also through the native client).
+    /// the server close the connection (also through the native client). A Sentinel key's
+    /// connection is also broken once the Sentinels moved the master away from its node, or
+    /// began replacing it (one atomic load while nothing changed), and after `READONLY` or
+    /// `MASTERDOWN`.
     fn is_broken(&self) -> bool {
-        self.broken || !self.conn.is_open()
+        self.broken || !self.conn.is_open() || self.master_moved()
     }
 
     /// The deadline is the socket's read and write timeout (the shorter of it and the
@@ -272,6 +333,7 @@ impl fmt::Debug for RedisConn {
             .field("broken", &self.broken)
             .field("changed", &self.changed.get())
             .field("args", &*self.args)
+            .field("sentinel", &self.sentinel)
             .finish()
     }
 }

@@ -11,7 +11,8 @@ use crate::commands::DataOnly;
 use crate::conn::RedisConn;
 use crate::error::{self, Phase};
 use crate::opts;
-use crate::reset::{self, Reset, ServerFacts};
+use crate::reset::{self, Reset, Role, ServerFacts};
+use crate::sentinel::{self, SentinelArgs, Watches};
 use crate::tls;
 
 /// The `redis` driver, on the `redis` crate's synchronous connection.
@@ -19,9 +20,14 @@ use crate::tls;
 /// It remembers, per server (host and port, or socket), whether that server lacks `RESET`
 /// (Redis < 6.2), so only the first release there pays for finding out, and whether it was
 /// seen unable to report a session's state (logged once).
+///
+/// For Sentinel keys it also keeps one watch per Sentinel service (the master as last seen,
+/// and the watcher thread that follows `+switch-master`: see the crate docs, "Redis
+/// Sentinel").
 #[derive(Debug, Default)]
 pub struct RedisDriver {
     servers: Mutex<HashMap<String, Arc<ServerFacts>>>,
+    watches: Watches,
 }
 
 impl RedisDriver {
@@ -34,48 +40,24 @@ impl RedisDriver {
         let mut map = self.servers.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(map.entry(target).or_default())
     }
-}
 
-impl Driver for RedisDriver {
-    type Conn = RedisConn;
-    type Handle = RedisConn;
-
-    fn name(&self) -> &str {
-        "redis"
-    }
-
-    /// Accepts `key=value` text and `redis://user:password@host:port/db` URLs (`rediss://`
-    /// for TLS, recorded as `tls=on`), folds aliases and flag spellings so every spelling of
-    /// the same target shares one pool, and rejects unknown keys, TLS arguments without TLS,
-    /// and TLS on a unix socket.
-    fn parse_args(&self, args: &str) -> Result<ConnArgs, DriverError> {
-        let scheme = opts::check_scheme(args)?;
-        let mut parsed = ConnArgs::parse(args)?;
-        opts::apply_scheme(&mut parsed, scheme)?;
-        opts::normalise(&mut parsed)?;
-        Ok(parsed)
-    }
-
-    /// Connects (TCP connect, TLS handshake and Redis handshake bounded by `timeout`, or a
-    /// smaller `connect_timeout=`), authenticates (`AUTH user password`, or `AUTH password`
-    /// for `default`), selects the db, sets the client name if one is given, then puts the
-    /// session's read/write timeouts on the socket.
+    /// The normal path to one node, as `plan` says (TCP or socket, TLS, `AUTH`, `SELECT`,
+    /// name): the connection, its server's facts, its data-only commands. The socket's
+    /// timeouts are the connect's until the caller restores the session's.
     ///
-    /// With TLS the `cacert`, `cert` and `key` files are read here, on every connect (a rotated
-    /// certificate is used by the next one), and the connect always ends in one round trip of
-    /// its own (`CLIENT SETNAME`, or `PING`): rustls shakes hands on the first read or write,
-    /// and that round trip makes sure it happened, and failed if it must, inside this bound
-    /// and as a `Connect` error, whatever the `redis` crate's own setup sent.
-    fn connect(&self, args: &ConnArgs, timeout: Duration) -> Result<RedisConn, DriverError> {
-        let mut args = args.clone();
-        opts::normalise(&mut args)?;
-        let plan = opts::plan(&args, timeout)?;
-        let target = opts::target(&args);
-        let context = match plan.tls {
-            Some(_) => format!("connecting to redis at {target} over TLS"),
-            None => format!("connecting to redis at {target}"),
-        };
-        let fail = |e: &redis::RedisError| error::map(e, Phase::Connect, &args, &context);
+    /// With TLS the `cacert`, `cert` and `key` files are read here, on every connect, and the
+    /// connect always ends in one round trip of its own (`CLIENT SETNAME`, or `PING`): rustls
+    /// shakes hands on the first read or write, and that round trip makes sure it happened,
+    /// and failed if it must, inside the bound and as a `Connect` error, whatever the `redis`
+    /// crate's own setup sent.
+    fn open(
+        &self,
+        args: ConnArgs,
+        plan: opts::Plan,
+        target: String,
+        context: &str,
+    ) -> Result<RedisConn, DriverError> {
+        let fail = |e: &redis::RedisError| error::map(e, Phase::Connect, &args, context);
         let started = Instant::now();
         let client = match &plan.tls {
             Some(settings) => {
@@ -87,8 +69,8 @@ impl Driver for RedisDriver {
         }
         .map_err(|e| fail(&e))?;
         let mut conn = match &plan.tls {
-            Some(_) => connect_tls(&client, &plan, &args, &context)?,
-            None => connect_plain(&client, &plan, &args, &context)?,
+            Some(_) => connect_tls(&client, &plan, &args, context)?,
+            None => connect_plain(&client, &plan, &args, context)?,
         };
         let confirm = match &plan.handshake.name {
             Some(name) => Some(redis::cmd("CLIENT").arg("SETNAME").arg(name).clone()),
@@ -119,7 +101,7 @@ impl Driver for RedisDriver {
         let facts = self.server_facts(target);
         let left = plan.connect_timeout.saturating_sub(started.elapsed());
         let data_only = data_only(&facts, &mut conn, left);
-        let mut conn = RedisConn::new(
+        Ok(RedisConn::new(
             conn,
             plan.session,
             plan.connect_timeout,
@@ -127,7 +109,140 @@ impl Driver for RedisDriver {
             facts,
             Arc::new(args),
             data_only,
-        );
+        ))
+    }
+
+    /// A Sentinel key's connect, all within the connect timeout: ask the Sentinels for the
+    /// master ([`sentinel::ask`]), connect to it by the normal path, check it says it is the
+    /// master ([`reset::role`]), and bind the connection to the service's watch (which starts
+    /// the watcher thread if none runs). A node that answers as a replica, or an answer the
+    /// watcher saw overtaken by a switch, is tried again (the Sentinels asked anew) while time
+    /// is left; the error then says what the Sentinels named and what the node said.
+    fn connect_via_sentinels(
+        &self,
+        args: ConnArgs,
+        sentinels: &SentinelArgs,
+        timeout: Duration,
+    ) -> Result<RedisConn, DriverError> {
+        let total = opts::connect_timeout(&args, timeout)?;
+        let started = Instant::now();
+        let deadline = started + total;
+        let watch = self.watches.get(sentinels, total);
+        let mut refused = Vec::new();
+        loop {
+            let asked_at = watch.generation();
+            let answer = sentinel::ask(sentinels, &watch, total, deadline, &args)?;
+            let (host, port) = (answer.addr.0.as_str(), answer.addr.1);
+            let node = sentinel::show(host, port);
+            let left = deadline.saturating_duration_since(Instant::now());
+            let plan = opts::plan_at(&args, left, Some((host, port)))?;
+            let context = format!(
+                "connecting to redis at {node}{} (the master of `{}` as Sentinel {} named it)",
+                if plan.tls.is_some() { " over TLS" } else { "" },
+                sentinels.service,
+                answer.sentinel,
+            );
+            let mut conn = self.open(args.clone(), plan, node.clone(), &context)?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let parts = conn.parts();
+            let role = reset::role(
+                parts.raw,
+                left.max(Duration::from_millis(1)),
+                parts.args,
+                parts.facts,
+            )
+            .map_err(|e| {
+                DriverError::new(
+                    DriverErrorKind::Connect,
+                    format!("{context}: checking its role: {}", e.message()),
+                )
+            })?;
+            match role {
+                Role::Master | Role::Unknown => {
+                    if let Some(bound) = watch.bind(answer.addr.clone(), asked_at) {
+                        conn.bind_sentinel(bound);
+                        watch.ensure_running();
+                        conn.restore_timeouts()
+                            .map_err(|e| DriverError::new(DriverErrorKind::Connect, e.message()))?;
+                        return Ok(conn);
+                    }
+                    refused.push(format!(
+                        "{node} is being replaced by a failover, or the master moved while \
+                         connecting"
+                    ));
+                }
+                Role::Replica => refused.push(format!("{node} answers as a replica")),
+                Role::Other(what) => refused.push(format!("{node} answers as `{what}`")),
+            }
+            drop(conn);
+            // A failover in progress: the Sentinels' view lags the nodes'. Ask again shortly,
+            // while the bound allows.
+            let pause = Duration::from_millis(50);
+            if refused.len() >= 3 || deadline.saturating_duration_since(Instant::now()) <= pause {
+                return Err(DriverError::new(
+                    DriverErrorKind::Connect,
+                    args.scrub(&format!(
+                        "connecting to the master of `{}` through the redis Sentinels: the \
+                         node named is not the master ({}; a failover may be in progress)",
+                        sentinels.service,
+                        refused.join("; ")
+                    )),
+                )
+                .with_code("SENTINEL_NOT_MASTER"));
+            }
+            std::thread::sleep(pause);
+        }
+    }
+}
+
+impl Driver for RedisDriver {
+    type Conn = RedisConn;
+    type Handle = RedisConn;
+
+    fn name(&self) -> &str {
+        "redis"
+    }
+
+    /// Accepts `key=value` text and `redis://user:password@host:port/db` URLs (`rediss://`
+    /// for TLS, recorded as `tls=on`; `redis+sentinel://s1:p1,s2:p2/service[/db]` recorded as
+    /// `sentinel=s1:p1,s2:p2 service_name=service`), folds aliases and flag spellings so every
+    /// spelling of the same target shares one pool, and rejects unknown keys, TLS arguments
+    /// without TLS, TLS on a unix socket, and `host`/`port`/`socket` with `sentinel`.
+    fn parse_args(&self, args: &str) -> Result<ConnArgs, DriverError> {
+        let scheme = opts::check_scheme(args)?;
+        let mut parsed = ConnArgs::parse(args)?;
+        opts::apply_scheme(&mut parsed, scheme)?;
+        opts::normalise(&mut parsed)?;
+        Ok(parsed)
+    }
+
+    /// Connects (TCP connect, TLS handshake and Redis handshake bounded by `timeout`, or a
+    /// smaller `connect_timeout=`), authenticates (`AUTH user password`, or `AUTH password`
+    /// for `default`), selects the db, sets the client name if one is given, then puts the
+    /// session's read/write timeouts on the socket.
+    ///
+    /// With TLS the `cacert`, `cert` and `key` files are read here, on every connect (a rotated
+    /// certificate is used by the next one), and the connect always ends in one round trip of
+    /// its own (`CLIENT SETNAME`, or `PING`): rustls shakes hands on the first read or write,
+    /// and that round trip makes sure it happened, and failed if it must, inside this bound
+    /// and as a `Connect` error, whatever the `redis` crate's own setup sent.
+    ///
+    /// A Sentinel key (`sentinel=…`, `redis+sentinel://`) first asks the Sentinels for the
+    /// master, then connects to it the same way and checks its role, all within the same
+    /// bound (see `connect_via_sentinels`).
+    fn connect(&self, args: &ConnArgs, timeout: Duration) -> Result<RedisConn, DriverError> {
+        let mut args = args.clone();
+        opts::normalise(&mut args)?;
+        if let Some(sentinels) = SentinelArgs::from_args(&args)? {
+            return self.connect_via_sentinels(args, &sentinels, timeout);
+        }
+        let plan = opts::plan(&args, timeout)?;
+        let target = opts::target(&args);
+        let context = match plan.tls {
+            Some(_) => format!("connecting to redis at {target} over TLS"),
+            None => format!("connecting to redis at {target}"),
+        };
+        let mut conn = self.open(args, plan, target, &context)?;
         conn.restore_timeouts()
             .map_err(|e| DriverError::new(DriverErrorKind::Connect, e.message()))?;
         Ok(conn)
@@ -169,18 +284,37 @@ impl Driver for RedisDriver {
         }
     }
 
-    /// No I/O: the handle is the connection.
+    /// No I/O: the handle is the connection. A Sentinel key's connection whose master moved
+    /// since it was parked is refused (`Broken`, so the pool closes it and takes another).
     fn attach(&self, handle: RedisConn) -> Result<RedisConn, DriverError> {
+        if handle.is_broken() {
+            return Err(error::already_broken());
+        }
         Ok(handle)
     }
 
     /// `PING <nonce>` with the socket's timeouts set to `timeout`; only the nonce counts.
+    ///
+    /// A Sentinel key's connection is refused at once if the master moved away from its node
+    /// (no I/O), and otherwise asked its role in the same round trip (`ROLE` + `PING`, see
+    /// `reset::role`): a node that is now a replica (an old master brought back, or demoted
+    /// by the Sentinels) is not handed out.
     fn connected(&self, handle: &mut RedisConn, timeout: Duration) -> bool {
         if handle.is_broken() {
             return false;
         }
+        let via_sentinel = handle.via_sentinel();
         let parts = handle.parts();
-        let pinged = reset::ping(parts.raw, timeout, parts.args);
+        let pinged = if via_sentinel {
+            reset::role(parts.raw, timeout, parts.args, parts.facts).and_then(|role| match role {
+                Role::Master | Role::Unknown => Ok(()),
+                Role::Replica | Role::Other(_) => Err(error::broken(
+                    "the node is no longer the master (its role changed since the connect)",
+                )),
+            })
+        } else {
+            reset::ping(parts.raw, timeout, parts.args)
+        };
         match pinged.and_then(|()| handle.restore_timeouts()) {
             Ok(()) => true,
             Err(e) => {
@@ -190,6 +324,21 @@ impl Driver for RedisDriver {
             }
         }
     }
+}
+
+/// The bound to hand the `redis` crate's connect so that the whole of it stays within
+/// `total`.
+///
+/// The crate (0.32) sets the socket's timeouts once, to what the TCP connect left of the
+/// bound, then reads *every* reply of its setup pipeline — `AUTH` when there is a password,
+/// `SELECT` when the db is not 0, and its two `CLIENT SETINFO`s — even after one read timed
+/// out. Against a server that accepts and says nothing, each read waits the whole bound: a
+/// connect given 1 s took 2 s without a password, 3 s with one and 4 s with a db as well.
+/// Giving it `total / (replies + 1)` keeps the TCP connect plus every read within `total`;
+/// a server that answers pays nothing for it (its replies come in one round trip).
+pub(crate) fn crate_bound(total: Duration, info: &redis::RedisConnectionInfo) -> Duration {
+    let replies = 2 + u32::from(info.password.is_some()) + u32::from(info.db != 0);
+    (total / (replies + 1)).max(Duration::from_millis(1))
 }
 
 /// The `redis` crate's plain connect. When the server hangs up during the handshake (what a
@@ -203,7 +352,8 @@ fn connect_plain(
     context: &str,
 ) -> Result<redis::Connection, DriverError> {
     let started = Instant::now();
-    let err = match client.get_connection_with_timeout(plan.connect_timeout) {
+    let bound = crate_bound(plan.connect_timeout, &plan.info.redis);
+    let err = match client.get_connection_with_timeout(bound) {
         Ok(conn) => return Ok(conn),
         Err(err) => err,
     };
@@ -250,7 +400,7 @@ fn connect_tls(
         .connect_timeout
         .saturating_sub(reserve)
         .max(Duration::from_millis(1));
-    let err = match client.get_connection_with_timeout(handshake) {
+    let err = match client.get_connection_with_timeout(crate_bound(handshake, &plan.info.redis)) {
         Ok(conn) => return Ok(conn),
         Err(err) => err,
     };

@@ -17,6 +17,7 @@ use std::time::Duration;
 use pool_driver::{ConnArgs, DriverError, DriverErrorKind};
 use redis::{ConnectionAddr, ConnectionInfo, ProtocolVersion, RedisConnectionInfo};
 
+use crate::sentinel;
 use crate::tls::{self, TlsArgs};
 
 /// The keys this driver understands (after aliases are folded). These and the aliases must all
@@ -38,6 +39,10 @@ const KNOWN: &[&str] = &[
     "cert",
     "key",
     "insecure",
+    "sentinel",
+    "service_name",
+    "sentinel_user",
+    "sentinel_password",
 ];
 
 /// The read and write timeout user commands run under unless `read_timeout=`/`write_timeout=`
@@ -55,6 +60,9 @@ const ALIASES: &[(&str, &str)] = &[
     ("path", "socket"),
     ("client_name", "name"),
     ("clientname", "name"),
+    ("sentinels", "sentinel"),
+    ("master_name", "service_name"),
+    ("sentinel_username", "sentinel_user"),
 ];
 
 /// Folds aliases and checks every value, in place.
@@ -68,6 +76,7 @@ pub(crate) fn normalise(args: &mut ConnArgs) -> Result<(), DriverError> {
         }
     }
     args.check_known_keys("redis", KNOWN)?;
+    sentinel::normalise(args)?;
     db(args)?;
     port(args)?;
     for key in ["connect_timeout", "read_timeout", "write_timeout"] {
@@ -132,11 +141,16 @@ pub(crate) enum Scheme {
     Plain,
     /// A `rediss://` URL: TLS, as `redis-cli -u rediss://…` and the `redis` crate read it.
     Tls,
+    /// A `redis+sentinel://` URL: the hosts are Sentinels, the path `/service_name[/db]`.
+    Sentinel,
+    /// `rediss+sentinel://`: the same over TLS (to the Sentinels and to the master).
+    SentinelTls,
 }
 
-/// Accepts the `redis://` and `rediss://` URL schemes (or none: `key=value` text). The
-/// contract's parser drops the scheme, so the caller must record `rediss://` as `tls=on`
-/// ([`apply_scheme`]): otherwise a TLS URL would connect in plain text.
+/// Accepts the `redis://`, `rediss://`, `redis+sentinel://` and `rediss+sentinel://` URL
+/// schemes (or none: `key=value` text). The contract's parser drops the scheme, so the caller
+/// must record what it meant ([`apply_scheme`]): otherwise a TLS URL would connect in plain
+/// text, and a Sentinel URL would connect to a Sentinel as if it were the master.
 pub(crate) fn check_scheme(text: &str) -> Result<Scheme, DriverError> {
     let text = text.trim();
     let Some((scheme, _)) = text.split_once("://") else {
@@ -148,23 +162,90 @@ pub(crate) fn check_scheme(text: &str) -> Result<Scheme, DriverError> {
     match scheme.to_ascii_lowercase().as_str() {
         "redis" => Ok(Scheme::Plain),
         "rediss" => Ok(Scheme::Tls),
+        "redis+sentinel" => Ok(Scheme::Sentinel),
+        "rediss+sentinel" => Ok(Scheme::SentinelTls),
         other => Err(invalid(format!(
-            "unsupported URL scheme `{other}://` for the redis driver (use redis:// or \
-             rediss://)"
+            "unsupported URL scheme `{other}://` for the redis driver (use redis://, \
+             rediss://, or redis+sentinel://host1:port1,host2:port2/service_name[/db])"
         ))),
     }
 }
 
 /// Records a `rediss://` scheme as `tls=on`, before [`normalise`]. A `rediss://` URL that
 /// also says `?tls=off` contradicts itself and is refused rather than guessed at.
+///
+/// A `redis+sentinel://` URL becomes the `key=value` form it stands for, so both spellings
+/// share a pool: its hosts (`host=h1,h2 port=p1,p2` from the contract's parser) become
+/// `sentinel=h1:p1,h2:p2` (a host without a port gets Sentinel's 26379), the first path
+/// segment `service_name`, the second (if any) `db`.
 pub(crate) fn apply_scheme(args: &mut ConnArgs, scheme: Scheme) -> Result<(), DriverError> {
-    if scheme == Scheme::Tls {
+    if matches!(scheme, Scheme::Sentinel | Scheme::SentinelTls) {
+        sentinel_url(args)?;
+    }
+    if matches!(scheme, Scheme::Tls | Scheme::SentinelTls) {
         if args.get("tls").and_then(tls::flag) == Some(false) {
             return Err(invalid(
                 "a rediss:// URL is TLS, but it also says tls=off: drop one of them".into(),
             ));
         }
         args.set("tls", "on");
+    }
+    Ok(())
+}
+
+/// See [`apply_scheme`]. Messages name parts and keys, never values.
+fn sentinel_url(args: &mut ConnArgs) -> Result<(), DriverError> {
+    const FORM: &str = "redis+sentinel://[user:password@]host1:port1,host2:port2/service_name[/db]";
+    let Some(hosts) = args.remove("host") else {
+        return Err(invalid(format!(
+            "a redis+sentinel:// URL names the Sentinels as its hosts: {FORM}"
+        )));
+    };
+    if args.get("sentinel").is_some() || args.get("sentinels").is_some() {
+        return Err(invalid(format!(
+            "a redis+sentinel:// URL names the Sentinels as its hosts, so not also as \
+             `sentinel`: {FORM}"
+        )));
+    }
+    let hosts: Vec<&str> = hosts.split(',').collect();
+    let ports = args.remove("port");
+    let ports: Vec<&str> = match &ports {
+        Some(ports) => ports.split(',').collect(),
+        None => vec![""; hosts.len()],
+    };
+    if ports.len() != hosts.len() {
+        return Err(invalid(format!(
+            "the redis+sentinel:// URL's hosts and ports do not pair up: {FORM}"
+        )));
+    }
+    let mut list = Vec::with_capacity(hosts.len());
+    for (host, port) in hosts.iter().zip(&ports) {
+        let port = match port.parse::<u16>() {
+            Ok(port) => port,
+            Err(_) if port.is_empty() => sentinel::DEFAULT_PORT,
+            Err(_) => {
+                return Err(invalid(format!(
+                    "a Sentinel's port in the URL is not a port: {FORM}"
+                )))
+            }
+        };
+        list.push(sentinel::show(host, port));
+    }
+    args.set("sentinel", list.join(","));
+    if let Some(path) = args.remove("dbname") {
+        let (service, db) = path.split_once('/').unwrap_or((path.as_str(), ""));
+        if !service.is_empty() {
+            if args.get("service_name").is_some() || args.get("master_name").is_some() {
+                return Err(invalid(format!(
+                    "the redis+sentinel:// URL names the service in its path and as \
+                     `service_name` too: keep one ({FORM})"
+                )));
+            }
+            args.set("service_name", service);
+        }
+        if !db.is_empty() {
+            args.set("dbname", db);
+        }
     }
     Ok(())
 }
@@ -202,18 +283,36 @@ pub(crate) struct Handshake {
 
 /// Builds the plan; `timeout` is the pool's connect timeout (a smaller `connect_timeout=` wins).
 pub(crate) fn plan(args: &ConnArgs, timeout: Duration) -> Result<Plan, DriverError> {
+    plan_at(args, timeout, None)
+}
+
+/// [`plan`], to `at` (host, port) instead of the arguments' `host`/`port`: the master a
+/// Sentinel named. With TLS the certificate is checked against that host as the Sentinel
+/// wrote it (an IP address, unless the Sentinels run with `announce-hostnames yes`).
+pub(crate) fn plan_at(
+    args: &ConnArgs,
+    timeout: Duration,
+    at: Option<(&str, u16)>,
+) -> Result<Plan, DriverError> {
     let tls = tls::from_args(args)?;
-    let host = || args.get("host").unwrap_or("127.0.0.1").to_owned();
+    let host = || match at {
+        Some((host, _)) => host.to_owned(),
+        None => args.get("host").unwrap_or("127.0.0.1").to_owned(),
+    };
+    let port = || match at {
+        Some((_, port)) => Ok(port),
+        None => port(args),
+    };
     let addr = match (args.get("socket"), &tls) {
         (Some(path), _) => ConnectionAddr::Unix(PathBuf::from(path)),
         // The certificate is checked against `host` as written (and it is the SNI name).
         (None, Some(tls)) => ConnectionAddr::TcpTls {
             host: host(),
-            port: port(args)?,
+            port: port()?,
             insecure: tls.insecure,
             tls_params: None,
         },
-        (None, None) => ConnectionAddr::Tcp(host(), port(args)?),
+        (None, None) => ConnectionAddr::Tcp(host(), port()?),
     };
     let handshake = Handshake {
         user: args
@@ -236,10 +335,7 @@ pub(crate) fn plan(args: &ConnArgs, timeout: Duration) -> Result<Plan, DriverErr
             protocol: ProtocolVersion::RESP2,
         },
     };
-    let connect_timeout = seconds(args, "connect_timeout")?
-        .flatten()
-        .map_or(timeout, |t| t.min(timeout))
-        .max(Duration::from_millis(1));
+    let connect_timeout = connect_timeout(args, timeout)?;
     let session = SessionTimeouts {
         read: seconds(args, "read_timeout")?.unwrap_or(Some(DEFAULT_IO_TIMEOUT)),
         write: seconds(args, "write_timeout")?.unwrap_or(Some(DEFAULT_IO_TIMEOUT)),
@@ -251,6 +347,14 @@ pub(crate) fn plan(args: &ConnArgs, timeout: Duration) -> Result<Plan, DriverErr
         handshake,
         tls,
     })
+}
+
+/// The bound on a connect: the pool's `timeout`, or a smaller `connect_timeout=`.
+pub(crate) fn connect_timeout(args: &ConnArgs, timeout: Duration) -> Result<Duration, DriverError> {
+    Ok(seconds(args, "connect_timeout")?
+        .flatten()
+        .map_or(timeout, |t| t.min(timeout))
+        .max(Duration::from_millis(1)))
 }
 
 /// Where the arguments point, for messages: `127.0.0.1:6379` or the socket path. No secrets.
@@ -364,6 +468,14 @@ mod tests {
         );
         assert_eq!(check_scheme("rediss://h:1/0").ok(), Some(Scheme::Tls));
         assert_eq!(check_scheme("REDISS://h:1/0").ok(), Some(Scheme::Tls));
+        assert_eq!(
+            check_scheme("redis+sentinel://s:1/m").ok(),
+            Some(Scheme::Sentinel)
+        );
+        assert_eq!(
+            check_scheme("rediss+sentinel://s:1/m").ok(),
+            Some(Scheme::SentinelTls)
+        );
         assert!(check_scheme("postgres://h/db").is_err());
     }
 
@@ -414,6 +526,126 @@ mod tests {
         apply_scheme(&mut args, scheme).unwrap_or_else(|e| panic!("{text}: {e}"));
         normalise(&mut args).unwrap_or_else(|e| panic!("{text}: {e}"));
         args
+    }
+
+    /// `redis+sentinel://` and the `key=value` form are the same arguments, so the same pool;
+    /// the URL's hosts become `sentinel` (26379 filled in), its path `service_name` and `db`.
+    #[test]
+    fn sentinel_spellings_share_a_key() {
+        let url = parse_args_of(
+            "redis+sentinel://app:p%40ss@s1:26380,s2,[::1]:26381/mymaster/2?sentinel_password=sp",
+        );
+        let kv = parse_args_of(
+            "sentinels=s1:26380,s2:26379,[::1]:26381 master_name=mymaster user=app pass=p@ss \
+             db=2 sentinel_password=sp",
+        );
+        assert_eq!(url, kv);
+        assert_eq!(url.get("sentinel"), Some("s1:26380,s2:26379,[::1]:26381"));
+        assert_eq!(url.get("service_name"), Some("mymaster"));
+        assert_eq!(url.get("db"), Some("2"));
+        assert_eq!(url.get("host"), None);
+        // The short spelling of the list is the same key.
+        assert_eq!(
+            parse_args_of("sentinel=s1 service_name=m"),
+            parse_args_of("sentinel=s1:26379 service_name=m")
+        );
+        assert_eq!(
+            parse_args_of("redis+sentinel://s1/m"),
+            parse_args_of("sentinel=s1:26379 service_name=m")
+        );
+        // The service may come as a query parameter instead of the path.
+        assert_eq!(
+            parse_args_of("redis+sentinel://s1:1?service_name=m&db=3"),
+            parse_args_of("sentinel=s1:1 service_name=m db=3")
+        );
+        // TLS to the Sentinels and the master.
+        let tls = parse_args_of("rediss+sentinel://s1:1/m?cacert=/ca.pem");
+        assert_eq!(tls.get("tls"), Some("on"));
+        assert_eq!(
+            tls,
+            parse_args_of("sentinel=s1:1 service_name=m tls=on cacert=/ca.pem")
+        );
+        // The passwords are secrets: never in the redacted form.
+        let shown = url.redacted();
+        assert!(!shown.contains("p@ss") && !shown.contains("sp "), "{shown}");
+    }
+
+    #[test]
+    fn sentinel_arguments_that_cannot_work_are_refused() {
+        for (text, says) in [
+            (
+                "sentinel=s1 host=h service_name=m",
+                "`host` cannot go with `sentinel`",
+            ),
+            (
+                "sentinel=s1 port=1 service_name=m",
+                "`port` cannot go with `sentinel`",
+            ),
+            (
+                "sentinel=s1 socket=/r.sock service_name=m",
+                "`socket` cannot go with `sentinel`",
+            ),
+            ("sentinel=s1", "needs `service_name`"),
+            ("sentinel=s1 service_name=", "needs `service_name`"),
+            (
+                "sentinel=s1,,s2 service_name=m",
+                "entry 2 of redis `sentinel` is empty",
+            ),
+            (
+                "sentinel=s1:0 service_name=m",
+                "entry 1 of redis `sentinel` has no valid port",
+            ),
+            (
+                "host=h service_name=m",
+                "`service_name` only goes with `sentinel`",
+            ),
+            (
+                "host=h sentinel_password=x",
+                "`sentinel_password` only goes with `sentinel`",
+            ),
+            ("redis+sentinel:///m", "names the Sentinels as its hosts"),
+            (
+                "redis+sentinel://s1/m?sentinel=s2",
+                "not also as `sentinel`",
+            ),
+            ("redis+sentinel://s1/m?service_name=n", "keep one"),
+            ("redis+sentinel://s1,s2/m?port=1", "pair up"),
+        ] {
+            let error = parse_args(text).expect_err(text);
+            assert_eq!(error.kind(), DriverErrorKind::InvalidArgs, "{text}");
+            assert!(
+                error.message().contains(says),
+                "{text}: {}",
+                error.message()
+            );
+        }
+    }
+
+    #[test]
+    fn sentinel_passwords_never_reach_an_error() {
+        leak_check::assert_no_piece_leaks(
+            &own_names(),
+            &[
+                "sentinel=s1 service_name=m sentinel_password={} name=web",
+                "sentinel=s1 service_name=m password={} sentinel_password=x",
+                "redis+sentinel://s1/m?sentinel_password={}&name=web",
+                "redis+sentinel://app:{}@s1:1,s2:2/m/0",
+            ],
+            parse_args,
+        );
+        leak_check::assert_refused_without_pieces(
+            &[
+                (
+                    "sentinel=s1 service_name=m sentinel_password=correct horse=battery",
+                    &["correct", "horse", "battery"][..],
+                ),
+                (
+                    "sentinel=s1 sentinel_password=correct sentinel=battery",
+                    &["correct", "battery"],
+                ),
+            ],
+            |text| parse_args(text).map(drop),
+        );
     }
 
     /// What would not do what it says is refused at parse time, naming the key, not its value.

@@ -40,6 +40,23 @@ pub(crate) struct ServerFacts {
     /// `commands.rs`), asked once: `None` inside when the server could not say (then every
     /// used session is reset). Unset until a connect got an answer.
     pub(crate) data_only: std::sync::OnceLock<Option<std::sync::Arc<crate::commands::DataOnly>>>,
+    /// How this server tells its role ([`role`]): 0 `ROLE` (until refused), 1 `HELLO`'s `role`
+    /// field (`ROLE` is `@admin @dangerous`, denied to most application users), 2 neither
+    /// (both refused: the role cannot be checked, only liveness).
+    pub(crate) role_by: std::sync::atomic::AtomicU8,
+}
+
+/// What a node says it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// `master` (ROLE) or `master` (HELLO).
+    Master,
+    /// `slave` (ROLE) or `replica` (HELLO).
+    Replica,
+    /// Something else (`sentinel`…), as the server wrote it.
+    Other(String),
+    /// The server would not say (both commands refused).
+    Unknown,
 }
 
 /// What the full reset found.
@@ -513,6 +530,106 @@ pub(crate) fn ping(
     let packed = redis::cmd("PING").arg(&nonce).get_packed_command();
     send(conn, &packed, timeout, args, "pinging")?;
     check(conn, &Expect::Nonce, &nonce, deadline, args, "pinging")
+}
+
+/// `ROLE` (or `HELLO`, see [`ServerFacts::role_by`]) and `PING <nonce>` in one round trip
+/// within `timeout`: what the node is, and that it is alive and in step. A refused `ROLE` is
+/// remembered for the server and asked again as `HELLO` (a second round trip, once per
+/// server); when both are refused the answer is [`Role::Unknown`].
+///
+/// `HELLO` without arguments only reports (protocol, id, mode, role…): it changes nothing on
+/// the connection (Redis ≥ 6.2; 6.0 wants a protocol version and refuses it).
+pub(crate) fn role(
+    conn: &mut Connection,
+    timeout: Duration,
+    args: &ConnArgs,
+    facts: &ServerFacts,
+) -> Result<Role, DriverError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let by = facts.role_by.load(Ordering::Relaxed);
+        let nonce = nonce();
+        let mut pipe = redis::pipe();
+        match by {
+            0 => {
+                pipe.cmd("ROLE");
+            }
+            1 => {
+                pipe.cmd("HELLO");
+            }
+            _ => {}
+        }
+        pipe.cmd("PING").arg(&nonce);
+        let left = deadline.saturating_duration_since(Instant::now());
+        send(
+            conn,
+            &pipe.get_packed_pipeline(),
+            left,
+            args,
+            "checking the role",
+        )?;
+        let answer = if by < 2 {
+            Some(read_reply(conn, deadline, args, "checking the role")?)
+        } else {
+            None
+        };
+        check(
+            conn,
+            &Expect::Nonce,
+            &nonce,
+            deadline,
+            args,
+            "checking the role",
+        )?;
+        let Some(answer) = answer else {
+            return Ok(Role::Unknown);
+        };
+        match (by, answer) {
+            // `NOPERM` (ACL), unknown (renamed away), or `HELLO` on Redis 6.0 (wants a
+            // protocol version): ask the next way.
+            (_, Reply::ServerError(_)) => {
+                facts.role_by.store(by + 1, Ordering::Relaxed);
+                tracing::debug!(
+                    args = %args,
+                    refused = if by == 0 { "ROLE" } else { "HELLO" },
+                    "redis: the server refused the role question; asking another way"
+                );
+            }
+            (0, reply) => return role_of(&reply, "role"),
+            (_, reply) => return role_of(&reply, "hello"),
+        }
+    }
+}
+
+/// The role in `ROLE`'s reply (its first element) or `HELLO`'s (the `role` field of a map,
+/// or of a flat array of pairs on RESP2).
+fn role_of(reply: &Reply, asked: &str) -> Result<Role, DriverError> {
+    let text = |v: &Reply| match v {
+        Reply::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Reply::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    };
+    let word = match (asked, reply) {
+        ("role", Reply::Array(items)) => items.first().and_then(text),
+        (_, Reply::Array(items)) => items
+            .chunks(2)
+            .find(|pair| pair.first().and_then(text).as_deref() == Some("role"))
+            .and_then(|pair| pair.get(1).and_then(text)),
+        (_, Reply::Map(pairs)) => pairs
+            .iter()
+            .find(|(k, _)| text(k).as_deref() == Some("role"))
+            .and_then(|(_, v)| text(v)),
+        _ => None,
+    };
+    match word.as_deref() {
+        Some("master") => Ok(Role::Master),
+        Some("slave" | "replica") => Ok(Role::Replica),
+        Some(other) => Ok(Role::Other(other.to_owned())),
+        None => Err(unexpected(
+            if asked == "role" { "ROLE" } else { "HELLO" },
+            reply,
+        )),
+    }
 }
 
 /// Reads the reply `step` expects, skipping RESP3 pushes only (the full reset and the ping:

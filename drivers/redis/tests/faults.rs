@@ -341,3 +341,31 @@ fn rollback_only_without_client_info_undoes_resp3_and_tracking() {
         .expect_err("a subscribed session is not parked");
     assert_eq!(err.kind(), DriverErrorKind::NotReusable, "{err}");
 }
+
+/// A plain connect to a server that accepts and never answers stays within its timeout,
+/// whatever the handshake holds. (The `redis` crate reads each reply of its setup pipeline
+/// under the whole bound even after one timed out: before `crate_bound` this took 2, 3 and
+/// 4 times the timeout.)
+#[test]
+fn a_plain_connect_to_a_silent_server_stays_within_its_timeout() {
+    let silent = pool_testservers::SilentListener::start().expect("silent listener");
+    let driver = RedisDriver::new();
+    let bound = Duration::from_secs(1);
+    for extra in [
+        "",
+        " password=x",
+        " password=x db=2",
+        " user=u password=x db=2",
+    ] {
+        let text = format!("host=127.0.0.1 port={}{extra}", silent.port());
+        let args = driver.parse_args(&text).expect("args");
+        let started = Instant::now();
+        let err = driver.connect(&args, bound).expect_err("silent");
+        let took = started.elapsed();
+        assert_eq!(err.kind(), DriverErrorKind::Timeout, "{text}: {err}");
+        assert!(
+            took < bound + Duration::from_millis(200),
+            "{text}: {took:?}"
+        );
+    }
+}

@@ -1,0 +1,1116 @@
+//! Redis Sentinel: the arguments (`sentinel`, `service_name`, `sentinel_user`,
+//! `sentinel_password`, or a `redis+sentinel://` URL), asking the Sentinels for the current
+//! master, and following the master when it moves.
+//!
+//! # What the connect does
+//!
+//! It follows Redis' "Sentinel client spec": ask the Sentinels in turn, the one that answered
+//! last first (`SENTINEL GET-MASTER-ADDR-BY-NAME <service>`), connect to the address named
+//! through the normal path (TLS, `AUTH`, `SELECT`, name: everything a `host`/`port` key does),
+//! then ask that node what it is (`ROLE`, or `HELLO`'s `role` where `ROLE` is denied, as it is
+//! to a user without `@dangerous`). A node that says it is a replica is refused: the Sentinel
+//! answered from an old view (a failover in progress), and writing there would fail with
+//! `READONLY` at best. The whole stays within the connect timeout: each Sentinel gets a slice
+//! (the timeout over the number of Sentinels plus one, so a silent Sentinel cannot use up
+//! the master's share), the master's connect gets what is left.
+//!
+//! Why not the `redis` crate's own `sentinel` module (0.32): it connects to the Sentinels and
+//! to the master-to-be-checked with no timeout at all (a silent Sentinel would hang the
+//! connect, and so the pool's primer, for the operating system's TCP timeout), opens a second
+//! connection to the master just to ask its role, and builds the master's connection itself,
+//! without this driver's TLS handling and errors. The protocol is three commands; this module
+//! speaks it under the driver's own bounds.
+//!
+//! # Following the master: why a watcher thread
+//!
+//! A crash is easy: the old master's connections fail with I/O errors and are closed; new
+//! connects ask the Sentinels again. A *switchover* (`SENTINEL FAILOVER`, an upgrade, a
+//! failover while the old master still runs) is not: the old master keeps running as a
+//! master, with every pooled connection to it still working, until the Sentinel gets round to
+//! turning it into a replica — about ten seconds later with Redis 7.0 (it waits
+//! `4 × 2 s` after the old master reports its role, and asks replicas every 10 s). Every
+//! write sent there in between is acknowledged and then thrown away when the old master
+//! resyncs from the new one. No reply says so: the connection has nothing to notice.
+//!
+//! So the first connect of a Sentinel service starts one thread (`pool-redis-sentinel`) that
+//! subscribes to the Sentinel's events (the spec's "subscribe to Sentinel events"), and asks
+//! for the master again after every (re)subscription, so a message missed while disconnected
+//! is made up for. Every connection of the service remembers the address it was opened to
+//! and the generation of the service's state it last saw; the connection checks the
+//! generation (one atomic load) before each command, on `attach`, on release (`is_broken`)
+//! and in the liveness check, and compares its address only when the generation moved.
+//!
+//! Two moments matter, and a Sentinel announces both:
+//!
+//! 1. `+failover-state-send-slaveof-noone`: the failover's leader is about to promote a
+//!    replica. From then on the old master's acknowledgements are worthless (the replica
+//!    stops following it), yet the Sentinels keep naming it until the promotion shows in the
+//!    new master's `INFO`, about a second later. Measured before this was followed: a
+//!    switchover under load lost ~24,000 acknowledged writes in that second. So the old
+//!    master is *fenced*: its connections' commands are refused before they are sent (code
+//!    `SENTINEL_FAILOVER`) and a connect that lands on it is not bound (and retried), until
+//!    the promotion or an abort (`-failover-abort-*`) is heard, or [`FENCE_MAX`] passed. A
+//!    second of transient errors instead of a second of silent loss.
+//! 2. `+promoted-slave` / `+switch-master`: the new master is known; the old master's
+//!    connections are refused (`SENTINEL_MASTER_MOVED`) and closed as they are next used,
+//!    released, attached or checked. A connect that finds a new master before the watcher
+//!    hears of it (`GET-MASTER-ADDR-BY-NAME` names the promoted replica as soon as it is seen
+//!    promoted) moves the service on by itself.
+//!
+//! The thread lives while connections of the service exist: it checks every 250 ms and ends
+//! once none is left (after `pool::shutdown`, within that tick or one bounded reconnect
+//! attempt); the next connect starts a new one. A Sentinel that goes silent is noticed by a
+//! `PING` after 5 s without traffic, and the thread moves to the next Sentinel.
+//!
+//! What stays out of reach: with several Sentinels the watcher listens to one. If another
+//! leads the failover, only the leader announces the promotion's start (no fence), and this
+//! one repeats `+switch-master` after it hears of it from the leader's hello messages (up
+//! to 2 s later); writes acknowledged by the old master in between are lost, as with any
+//! client. Writes the old master acknowledged before the promotion began and had not yet
+//! sent to the replica are lost too: that is Redis' asynchronous replication (`WAIT`, or
+//! `min-replicas-to-write` on the server, narrow it).
+//!
+//! # Errors that mean "not the master any more"
+//!
+//! On a Sentinel key, a `READONLY` reply (a write to a node that became a replica) and a
+//! `MASTERDOWN` reply (a replica that lost its master and does not serve stale data) mark the
+//! connection broken (kind `Broken`, the server's code kept): the pool closes it, marks the
+//! parked ones suspect so each is checked (`ROLE`) before it is handed out, and the next
+//! connect asks the Sentinels. On a plain `host`/`port` key the same replies stay `Query`
+//! errors: such a key may point at a replica on purpose.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use pool_driver::{ConnArgs, DriverError, DriverErrorKind};
+use redis::Value as Reply;
+use redis::{ConnectionAddr, ConnectionInfo, ConnectionLike, ProtocolVersion, RedisConnectionInfo};
+
+use crate::error::{self, Phase};
+use crate::tls::{self, TlsArgs};
+
+/// The port a Sentinel listens on unless the list says otherwise.
+pub(crate) const DEFAULT_PORT: u16 = 26379;
+
+/// Keys that only mean something with `sentinel`.
+const SENTINEL_ONLY_KEYS: &[&str] = &["service_name", "sentinel_user", "sentinel_password"];
+
+/// How often the watcher wakes to see whether it is still needed.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Silence on the subscription after which the watcher pings the Sentinel.
+const QUIET: Duration = Duration::from_secs(5);
+
+/// The longest a watcher's own connect or ping may take (less when the key's connect timeout
+/// is shorter).
+const WATCH_BOUND: Duration = Duration::from_secs(2);
+
+/// A Sentinel's address.
+type Addr = (String, u16);
+
+/// Checks the Sentinel keys, in place: the list is read and written back in one spelling
+/// (`host:port` entries, the default port filled in, so `sentinel=h` and `sentinel=h:26379`
+/// share a pool); `service_name` is required; `host`, `port` and `socket` are refused (the
+/// Sentinels name the master); the Sentinel-only keys are refused without `sentinel`. No
+/// message shows a value: only key names and positions.
+pub(crate) fn normalise(args: &mut ConnArgs) -> Result<(), DriverError> {
+    let Some(list) = args.get("sentinel") else {
+        if let Some(key) = SENTINEL_ONLY_KEYS.iter().find(|k| args.get(k).is_some()) {
+            return Err(invalid(format!(
+                "redis `{key}` only goes with `sentinel` (the Sentinels to ask for the master): \
+                 give `sentinel=host1:port1,host2:port2`, or drop `{key}`"
+            )));
+        }
+        return Ok(());
+    };
+    let sentinels = parse_list(list)?;
+    for key in ["host", "port", "socket"] {
+        if args.get(key).is_some() {
+            return Err(invalid(format!(
+                "redis `{key}` cannot go with `sentinel`: the Sentinels name the master's \
+                 address (in a redis+sentinel:// URL the hosts are the Sentinels)"
+            )));
+        }
+    }
+    if args.get("service_name").is_none_or(|s| s.trim().is_empty()) {
+        return Err(invalid(
+            "redis `sentinel` needs `service_name`: the name the Sentinels monitor the master \
+             under (`sentinel monitor <name> …`), e.g. service_name=mymaster, or \
+             redis+sentinel://host:26379/mymaster"
+                .into(),
+        ));
+    }
+    args.set("sentinel", render(&sentinels));
+    Ok(())
+}
+
+/// `h1:p1,h2,[::1]:p3` → the addresses, the default port filled in.
+fn parse_list(text: &str) -> Result<Vec<Addr>, DriverError> {
+    let mut out = Vec::new();
+    for (index, entry) in text.split(',').enumerate() {
+        let entry = entry.trim();
+        let at = index + 1;
+        let bad = |what: &str| invalid(format!("entry {at} of redis `sentinel` {what}"));
+        if entry.is_empty() {
+            return Err(bad("is empty; expected host1:port1,host2:port2"));
+        }
+        let (host, port) = if let Some(rest) = entry.strip_prefix('[') {
+            let (host, after) = rest
+                .split_once(']')
+                .ok_or_else(|| bad("opens `[` without `]`"))?;
+            match after.strip_prefix(':') {
+                Some(port) => (host, Some(port)),
+                None if after.is_empty() => (host, None),
+                None => return Err(bad("has text after `]` that is not `:port`")),
+            }
+        } else if entry.matches(':').count() > 1 {
+            // A bare IPv6 address: no port can be told apart.
+            (entry, None)
+        } else {
+            match entry.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (entry, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(bad("has no host"));
+        }
+        let port = match port {
+            None => DEFAULT_PORT,
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| bad("has no valid port"))?,
+        };
+        out.push((host.to_owned(), port));
+    }
+    Ok(out)
+}
+
+fn render(list: &[Addr]) -> String {
+    list.iter()
+        .map(|(host, port)| show(host, *port))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `host:port`, an IPv6 address in brackets.
+pub(crate) fn show(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+fn invalid(message: String) -> DriverError {
+    DriverError::new(DriverErrorKind::InvalidArgs, message)
+}
+
+/// What reaching the Sentinels takes: read from normalised arguments.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct SentinelArgs {
+    pub(crate) sentinels: Vec<Addr>,
+    pub(crate) service: String,
+    /// The Sentinels' own credentials (`sentinel_user`, `sentinel_password`): a Sentinel's
+    /// `requirepass` is its own, not the data nodes'.
+    user: Option<String>,
+    password: Option<String>,
+    /// The key's TLS settings, used for the Sentinels too (a deployment with TLS on its data
+    /// nodes runs its Sentinels on `tls-port` as well).
+    tls: Option<TlsArgs>,
+}
+
+impl SentinelArgs {
+    /// `None` for a key without `sentinel`.
+    pub(crate) fn from_args(args: &ConnArgs) -> Result<Option<SentinelArgs>, DriverError> {
+        let Some(list) = args.get("sentinel") else {
+            return Ok(None);
+        };
+        Ok(Some(SentinelArgs {
+            sentinels: parse_list(list)?,
+            service: args
+                .get("service_name")
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+            user: args
+                .get("sentinel_user")
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned),
+            password: args.get("sentinel_password").map(str::to_owned),
+            tls: tls::from_args(args)?,
+        }))
+    }
+
+    /// What tells one watched service from another: the Sentinels, the service and how they
+    /// are reached. Holds the Sentinels' password: a map key only, never shown.
+    pub(crate) fn identity(&self) -> String {
+        format!(
+            "{}\n{}\n{:?}\n{:?}\n{:?}",
+            render(&self.sentinels),
+            self.service,
+            self.user,
+            self.password,
+            self.tls
+        )
+    }
+
+    /// The secrets to scrub from messages about the Sentinels.
+    fn secrets(&self) -> ConnArgs {
+        ConnArgs::from_pairs(
+            self.password
+                .iter()
+                .map(|p| ("sentinel_password", p.clone())),
+        )
+    }
+}
+
+/// The master's address, as one Sentinel named it.
+pub(crate) struct Answer {
+    pub(crate) addr: Addr,
+    /// `host:port` of the Sentinel that answered, for messages.
+    pub(crate) sentinel: String,
+}
+
+/// Asks the Sentinels for the master of the service, in `watch`'s order (the one that
+/// answered last first), each within `total / (sentinels + 1)` and all before `deadline`.
+/// The error says what each Sentinel answered (`Timeout` when every one timed out, else
+/// `Connect`; code `SENTINEL_UNKNOWN_SERVICE` when every one answered that it does not
+/// monitor the service, else `SENTINEL_UNREACHABLE`).
+pub(crate) fn ask(
+    s: &SentinelArgs,
+    watch: &Watch,
+    total: Duration,
+    deadline: Instant,
+    args: &ConnArgs,
+) -> Result<Answer, DriverError> {
+    let slice = total / (s.sentinels.len() as u32 + 1);
+    let mut said = Vec::new();
+    let (mut timeouts, mut unknown) = (0, 0);
+    for index in watch.order() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let (host, port) = &s.sentinels[index];
+        let name = show(host, *port);
+        match ask_one(s, index, slice.min(left), args) {
+            Ok(Some(addr)) => {
+                watch.prefer(index);
+                return Ok(Answer {
+                    addr,
+                    sentinel: name,
+                });
+            }
+            Ok(None) => {
+                unknown += 1;
+                said.push(format!(
+                    "{name} does not monitor `{}` (check service_name)",
+                    s.service
+                ));
+            }
+            Err(e) => {
+                if e.kind() == DriverErrorKind::Timeout {
+                    timeouts += 1;
+                }
+                said.push(format!("{name}: {}", e.message()));
+            }
+        }
+    }
+    if said.len() < s.sentinels.len() {
+        said.push(format!(
+            "{} not asked (the connect timeout ran out)",
+            s.sentinels.len() - said.len()
+        ));
+    }
+    let kind = if timeouts == said.len() || said.is_empty() {
+        DriverErrorKind::Timeout
+    } else {
+        DriverErrorKind::Connect
+    };
+    let code = if unknown == s.sentinels.len() {
+        "SENTINEL_UNKNOWN_SERVICE"
+    } else {
+        "SENTINEL_UNREACHABLE"
+    };
+    let message = format!(
+        "asking the redis Sentinels for the master of `{}`: {}",
+        s.service,
+        said.join("; ")
+    );
+    Err(DriverError::new(kind, scrub(args, s, &message)).with_code(code))
+}
+
+/// `SENTINEL GET-MASTER-ADDR-BY-NAME` on Sentinel `index`, connect and question within
+/// `bound`. `Ok(None)`: the Sentinel does not know the service.
+fn ask_one(
+    s: &SentinelArgs,
+    index: usize,
+    bound: Duration,
+    args: &ConnArgs,
+) -> Result<Option<Addr>, DriverError> {
+    let started = Instant::now();
+    let mut conn = connect_sentinel(s, index, bound, args)?;
+    let left = Some(
+        bound
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(1)),
+    );
+    let mut question = redis::cmd("SENTINEL");
+    question.arg("GET-MASTER-ADDR-BY-NAME").arg(&s.service);
+    let reply = conn
+        .set_read_timeout(left)
+        .and_then(|()| conn.set_write_timeout(left))
+        .and_then(|()| conn.req_command(&question))
+        .map_err(|e| error::map(&e, Phase::Connect, args, ""))?;
+    match reply {
+        Reply::Nil => Ok(None),
+        Reply::Array(items) => match items.as_slice() {
+            [Reply::BulkString(ip), Reply::BulkString(port)] => {
+                let ip = String::from_utf8_lossy(ip).into_owned();
+                let port = std::str::from_utf8(port)
+                    .ok()
+                    .and_then(|p| p.parse::<u16>().ok());
+                match port {
+                    Some(port) => Ok(Some((ip, port))),
+                    None => Err(connect_error("answered a port that is not a number")),
+                }
+            }
+            _ => Err(connect_error("answered something that is not ip, port")),
+        },
+        Reply::ServerError(e) => Err(connect_error(&error::server_text(&e.into()))),
+        _ => Err(connect_error("answered something that is not ip, port")),
+    }
+}
+
+fn connect_error(text: &str) -> DriverError {
+    DriverError::new(DriverErrorKind::Connect, text)
+}
+
+/// A connection to Sentinel `index` (its own credentials, the key's TLS), within `bound`.
+fn connect_sentinel(
+    s: &SentinelArgs,
+    index: usize,
+    bound: Duration,
+    args: &ConnArgs,
+) -> Result<redis::Connection, DriverError> {
+    let (host, port) = s.sentinels[index].clone();
+    let addr = match &s.tls {
+        Some(settings) => ConnectionAddr::TcpTls {
+            host,
+            port,
+            insecure: settings.insecure,
+            tls_params: None,
+        },
+        None => ConnectionAddr::Tcp(host, port),
+    };
+    let info = ConnectionInfo {
+        addr,
+        redis: RedisConnectionInfo {
+            db: 0,
+            username: s.user.clone(),
+            password: s.password.clone(),
+            protocol: ProtocolVersion::RESP2,
+        },
+    };
+    let fail = |e: &redis::RedisError| error::map(e, Phase::Connect, args, "");
+    let info_redis = info.redis.clone();
+    let client = match &s.tls {
+        Some(settings) => {
+            let certificates = tls::certificates(settings)?;
+            tls::ensure_provider();
+            redis::Client::build_with_tls(info, certificates)
+        }
+        None => redis::Client::open(info),
+    }
+    .map_err(|e| fail(&e))?;
+    let bound = crate::driver::crate_bound(bound, &info_redis);
+    client
+        .get_connection_with_timeout(bound)
+        .map_err(|e| fail(&e))
+}
+
+/// Scrubs the key's secrets and the Sentinels' password from `message`.
+fn scrub(args: &ConnArgs, s: &SentinelArgs, message: &str) -> String {
+    s.secrets().scrub(&args.scrub(message))
+}
+
+/// One Sentinel service as the driver follows it: the master's address as last seen, a
+/// generation bumped whenever it moves, the connections that depend on it, and the watcher
+/// thread (see the module docs). Shared by every key with the same Sentinels and service.
+pub(crate) struct Watch {
+    sentinels: SentinelArgs,
+    /// The bound on the watcher's own connects and pings.
+    bound: Duration,
+    /// The master as last seen (by a connect or the watcher), and the fence of a failover in
+    /// progress.
+    master: Mutex<Master>,
+    /// Bumped when the master moves from one address to another, and when a fence goes up
+    /// or comes down.
+    generation: AtomicU64,
+    /// Open connections bound to this service ([`Bound`]s alive).
+    users: AtomicUsize,
+    /// Whether a watcher thread runs (it clears this itself, under the lock, when it ends).
+    running: Mutex<bool>,
+    /// The Sentinel that answered last: asked first next time.
+    preferred: AtomicUsize,
+}
+
+impl fmt::Debug for Watch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Watch")
+            .field("service", &self.sentinels.service)
+            .field("sentinels", &render(&self.sentinels.sentinels))
+            .field("master", &*lock(&self.master))
+            .field("generation", &self.generation.load(Ordering::Relaxed))
+            .field("users", &self.users.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// How long a fence holds at most when neither the promotion nor an abort is heard (a missed
+/// message must not keep the master fenced for good).
+const FENCE_MAX: Duration = Duration::from_secs(10);
+
+/// The master as the driver knows it.
+#[derive(Debug, Default)]
+struct Master {
+    addr: Option<Addr>,
+    /// The master a Sentinel has begun to replace (`+failover-state-send-slaveof-noone`), until
+    /// when: from that moment a replica is being promoted, and every write the old master
+    /// acknowledges is lost when it is demoted. Commands to it are refused, and connects to it
+    /// are not bound, until the promotion (`+promoted-slave`, `+switch-master`, or a connect
+    /// finding the new master) or an abort (`-failover-abort-*`) is heard, or [`FENCE_MAX`].
+    fence: Option<(Addr, Instant)>,
+}
+
+impl Master {
+    /// Whether `addr` is the master and may be written to now.
+    fn serves(&self, addr: &Addr) -> bool {
+        self.addr.as_ref() == Some(addr) && !self.fenced(addr)
+    }
+
+    fn fenced(&self, addr: &Addr) -> bool {
+        self.fence
+            .as_ref()
+            .is_some_and(|(fenced, until)| fenced == addr && Instant::now() < *until)
+    }
+}
+
+impl Watch {
+    /// A watch for `sentinels`, with `connect_timeout` bounding the watcher's own work (at
+    /// most [`WATCH_BOUND`]).
+    pub(crate) fn new(sentinels: SentinelArgs, connect_timeout: Duration) -> Watch {
+        Watch {
+            sentinels,
+            bound: connect_timeout.min(WATCH_BOUND),
+            master: Mutex::new(Master::default()),
+            generation: AtomicU64::new(0),
+            users: AtomicUsize::new(0),
+            running: Mutex::new(false),
+            preferred: AtomicUsize::new(0),
+        }
+    }
+
+    /// The current generation: read before asking the Sentinels, given back to [`bind`].
+    ///
+    /// [`bind`]: Watch::bind
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The Sentinels' indexes, the preferred one first.
+    fn order(&self) -> impl Iterator<Item = usize> {
+        let n = self.sentinels.sentinels.len();
+        let first = self.preferred.load(Ordering::Relaxed) % n.max(1);
+        (0..n).map(move |i| (first + i) % n)
+    }
+
+    fn prefer(&self, index: usize) {
+        self.preferred.store(index, Ordering::Relaxed);
+    }
+
+    /// Binds a connection just opened to `addr` (named by the Sentinels while the generation
+    /// was `asked_at`) to this service. `None` when the master moved to another address in
+    /// between (the watcher saw a switch): the answer is stale, ask again; and `None` while
+    /// `addr` is fenced (a failover is replacing it). Otherwise the address becomes the known
+    /// master — if it replaces another one (the watcher was not running, or missed the
+    /// switch), the generation moves on and the old master's connections are closed as they
+    /// are next used or checked.
+    pub(crate) fn bind(self: &Arc<Self>, addr: Addr, asked_at: u64) -> Option<Bound> {
+        let mut master = lock(&self.master);
+        if master.fenced(&addr) {
+            return None;
+        }
+        if master.addr.as_ref() != Some(&addr) {
+            if self.generation() != asked_at {
+                return None;
+            }
+            self.record(&mut master, addr.clone(), "a connect");
+        }
+        self.users.fetch_add(1, Ordering::SeqCst);
+        Some(Bound {
+            watch: Arc::clone(self),
+            addr,
+            seen: Cell::new(self.generation()),
+        })
+    }
+
+    /// Records `addr` as the master (the lock held); bumps the generation when it replaces
+    /// another address. A fence on another address comes down: the promotion it waited for
+    /// is done.
+    fn record(&self, master: &mut Master, addr: Addr, by: &str) {
+        if master.addr.as_ref() == Some(&addr) {
+            return;
+        }
+        if master
+            .fence
+            .as_ref()
+            .is_some_and(|(fenced, _)| *fenced != addr)
+        {
+            master.fence = None;
+        }
+        if let Some((host, port)) = master.addr.replace(addr.clone()) {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            tracing::info!(
+                service = %self.sentinels.service,
+                from = %show(&host, port),
+                to = %show(&addr.0, addr.1),
+                seen_by = by,
+                "redis: the Sentinels moved the master; connections to the old master are \
+                 closed when next used, released or checked"
+            );
+        }
+    }
+
+    fn observe(&self, addr: Addr) {
+        let mut master = lock(&self.master);
+        self.record(&mut master, addr, "the Sentinel watcher");
+    }
+
+    /// A Sentinel began replacing the master at `old`: fence it (see [`Master::fence`]).
+    fn fence(&self, old: Addr) {
+        let mut master = lock(&self.master);
+        if master.addr.as_ref() != Some(&old) || master.fenced(&old) {
+            return;
+        }
+        tracing::info!(
+            service = %self.sentinels.service,
+            master = %show(&old.0, old.1),
+            "redis: a Sentinel is promoting a replica; writes to the old master are refused \
+             until the new one is known"
+        );
+        master.fence = Some((old, Instant::now() + FENCE_MAX));
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The failover was aborted: the master stays; its fence comes down.
+    fn unfence(&self) {
+        let mut master = lock(&self.master);
+        if master.fence.take().is_some() {
+            tracing::info!(
+                service = %self.sentinels.service,
+                "redis: the Sentinel failover was aborted; the master stays"
+            );
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    fn hear(&self, event: Event) {
+        match event {
+            Event::Promoting { old } => self.fence(old),
+            Event::Promoted(addr) => self.observe(addr),
+            Event::Aborted => self.unfence(),
+        }
+    }
+
+    /// Starts the watcher thread unless one runs. Called after [`bind`] counted a user, so a
+    /// watcher deciding to end (it checks the count under the same lock) either sees that
+    /// user or has already cleared `running` when this looks.
+    ///
+    /// [`bind`]: Watch::bind
+    pub(crate) fn ensure_running(self: &Arc<Self>) {
+        let mut running = lock(&self.running);
+        if *running {
+            return;
+        }
+        let watch = Arc::clone(self);
+        let spawned = thread::Builder::new()
+            .name("pool-redis-sentinel".into())
+            .spawn(move || follow(&watch));
+        match spawned {
+            Ok(_) => *running = true,
+            // Connections still work; they only learn of a switchover later (from READONLY
+            // once the old master is demoted). The next connect tries again.
+            Err(e) => tracing::warn!(
+                service = %self.sentinels.service,
+                error = %e,
+                "redis: could not start the Sentinel watcher thread"
+            ),
+        }
+    }
+
+    /// Whether the watcher should end (no connection depends on it); if so, clears `running`
+    /// under the lock that [`ensure_running`](Watch::ensure_running) takes.
+    fn retire(&self) -> bool {
+        if self.users.load(Ordering::SeqCst) > 0 {
+            return false;
+        }
+        let mut running = lock(&self.running);
+        if self.users.load(Ordering::SeqCst) > 0 {
+            return false;
+        }
+        *running = false;
+        true
+    }
+
+    /// One subscription: the first Sentinel (in order) that takes `SUBSCRIBE +switch-master`
+    /// is followed until its connection fails or the watcher retires.
+    ///
+    /// Through the `redis` crate's `PubSub`: its `get_message` may time out and be called
+    /// again. (A timed-out `recv_response` makes the crate skip the next reply, as it would
+    /// be the late answer to a request: on a subscription that would drop a message.)
+    fn listen(&self) -> Listen {
+        let args = ConnArgs::default();
+        let s = &self.sentinels;
+        for index in self.order() {
+            let bound = Some(self.bound.max(Duration::from_millis(1)));
+            let subscribed = connect_sentinel(s, index, self.bound, &args).and_then(|conn| {
+                conn.set_write_timeout(bound)
+                    .and_then(|()| conn.set_read_timeout(bound))
+                    .map_err(|e| error::map(&e, Phase::Connect, &args, ""))?;
+                Ok(conn)
+            });
+            let mut conn = match subscribed {
+                Ok(conn) => conn,
+                Err(e) => {
+                    self.log_failure(index, e.message());
+                    continue;
+                }
+            };
+            let mut pubsub = conn.as_pubsub();
+            let subscribed = pubsub
+                .subscribe(&CHANNELS[..])
+                .and_then(|()| pubsub.psubscribe(ABORTS));
+            if let Err(e) = subscribed {
+                self.log_failure(index, &e.to_string());
+                continue;
+            }
+            self.prefer(index);
+            // Whatever happened while nobody listened.
+            if let Ok(Some(addr)) = ask_one(s, index, self.bound, &args) {
+                self.observe(addr);
+            }
+            return self.follow_messages(&mut pubsub).unwrap_or(Listen::Lost);
+        }
+        Listen::Failed
+    }
+
+    fn log_failure(&self, index: usize, error: &str) {
+        let s = &self.sentinels;
+        tracing::debug!(
+            service = %s.service,
+            sentinel = %show(&s.sentinels[index].0, s.sentinels[index].1),
+            error = %s.secrets().scrub(error),
+            "redis: the Sentinel watcher could not subscribe"
+        );
+    }
+
+    /// Reads `+switch-master` messages until the connection fails (`None`) or the watcher
+    /// retires. After [`QUIET`] without a message it pings (within the watcher's bound): a
+    /// Sentinel that went silent is left for the next.
+    fn follow_messages(&self, pubsub: &mut redis::PubSub<'_>) -> Option<Listen> {
+        pubsub.set_read_timeout(Some(TICK)).ok()?;
+        let mut heard = Instant::now();
+        loop {
+            match pubsub.get_message() {
+                Ok(message) => {
+                    heard = Instant::now();
+                    let payload: String = message.get_payload().unwrap_or_default();
+                    let channel = message.get_channel_name();
+                    if let Some(event) = event(channel, &payload, &self.sentinels.service) {
+                        self.hear(event);
+                    }
+                }
+                Err(e) if e.is_timeout() => {
+                    if self.retire() {
+                        return Some(Listen::Retired);
+                    }
+                    if heard.elapsed() > QUIET {
+                        pubsub.set_read_timeout(Some(self.bound)).ok()?;
+                        pubsub.ping::<Reply>().ok()?;
+                        pubsub.set_read_timeout(Some(TICK)).ok()?;
+                        heard = Instant::now();
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(
+                        service = %self.sentinels.service,
+                        error = %self.sentinels.secrets().scrub(&e.to_string()),
+                        "redis: the Sentinel watcher lost its subscription"
+                    );
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// How a subscription ended.
+enum Listen {
+    /// No connection depends on the watch any more: the thread ends.
+    Retired,
+    /// It was subscribed and the connection failed: try again soon.
+    Lost,
+    /// No Sentinel took the subscription: try again after a growing pause.
+    Failed,
+}
+
+/// The watcher thread: subscribe, follow, resubscribe, until no connection needs it.
+fn follow(watch: &Watch) {
+    let mut pause = Duration::from_millis(100);
+    loop {
+        if watch.retire() {
+            return;
+        }
+        match watch.listen() {
+            Listen::Retired => return,
+            Listen::Lost => pause = Duration::from_millis(100),
+            Listen::Failed => pause = (pause * 2).min(WATCH_BOUND),
+        }
+        let until = Instant::now() + pause;
+        while Instant::now() < until {
+            if watch.users.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            thread::sleep(Duration::from_millis(50).min(pause));
+        }
+    }
+}
+
+/// The Sentinel events the watcher follows (see [`event`]).
+const CHANNELS: [&str; 3] = [
+    "+switch-master",
+    "+failover-state-send-slaveof-noone",
+    "+promoted-slave",
+];
+
+/// The failover aborts (`-failover-abort-not-elected`, `-no-good-slave`, `-slave-timeout`…).
+const ABORTS: &str = "-failover-abort-*";
+
+/// What a Sentinel event means for the watched service.
+#[derive(Debug, PartialEq, Eq)]
+enum Event {
+    /// The leader is about to send `REPLICAOF NO ONE` to a replica of the master at `old`.
+    Promoting { old: Addr },
+    /// The master is now at this address (`+promoted-slave`, `+switch-master`).
+    Promoted(Addr),
+    /// The failover of the service was aborted.
+    Aborted,
+}
+
+/// Reads one event about `service` from its channel and payload:
+///
+/// * `+switch-master`: `<name> <old ip> <old port> <new ip> <new port>`;
+/// * `+failover-state-send-slaveof-noone` and `+promoted-slave`: the replica, then its
+///   master: `slave <ip:port> <ip> <port> @ <name> <master ip> <master port>`;
+/// * `-failover-abort-*`: the master, `master <name> <ip> <port>`.
+fn event(channel: &str, payload: &str, service: &str) -> Option<Event> {
+    let words: Vec<&str> = payload.split_whitespace().collect();
+    let addr = |ip: &str, port: &str| Some((ip.to_owned(), port.parse().ok()?));
+    match (channel, words.as_slice()) {
+        ("+switch-master", [name, _, _, ip, port]) if *name == service => {
+            addr(ip, port).map(Event::Promoted)
+        }
+        (
+            "+failover-state-send-slaveof-noone",
+            ["slave", _, _, _, "@", name, master_ip, master_port],
+        ) if *name == service => addr(master_ip, master_port).map(|old| Event::Promoting { old }),
+        ("+promoted-slave", ["slave", _, ip, port, "@", name, _, _]) if *name == service => {
+            addr(ip, port).map(Event::Promoted)
+        }
+        (abort, ["master", name, ..])
+            if abort.starts_with("-failover-abort-") && *name == service =>
+        {
+            Some(Event::Aborted)
+        }
+        _ => None,
+    }
+}
+
+/// A connection's tie to its Sentinel service: the address it was opened to and the
+/// generation it last saw. Dropping it (the connection closed) uncounts a user of the watch.
+pub(crate) struct Bound {
+    watch: Arc<Watch>,
+    addr: Addr,
+    /// The generation at which `addr` was last known to be the master. A `Cell`: the check
+    /// runs through `&self` (`is_broken`); a connection is used by one thread at a time.
+    seen: Cell<u64>,
+}
+
+impl Bound {
+    /// Whether the master moved away from this connection's node. One atomic load while the
+    /// generation is unchanged; the address is compared only after a switch.
+    pub(crate) fn stale(&self) -> bool {
+        let now = self.watch.generation();
+        if now == self.seen.get() {
+            return false;
+        }
+        if lock(&self.watch.master).serves(&self.addr) {
+            self.seen.set(now);
+            false
+        } else {
+            true
+        }
+    }
+
+    /// The error for a command refused because the master moved or is being replaced (see
+    /// [`stale`](Bound::stale)).
+    pub(crate) fn moved(&self) -> DriverError {
+        let master = lock(&self.watch.master);
+        if master.fenced(&self.addr) {
+            return DriverError::new(
+                DriverErrorKind::Broken,
+                format!(
+                    "a Sentinel is promoting a replica to replace the master of `{}` ({}): the \
+                     command was not sent (the old master would acknowledge it and lose it) \
+                     and the connection is closed; retry: connections go to the new master \
+                     once it is promoted",
+                    self.watch.sentinels.service,
+                    show(&self.addr.0, self.addr.1)
+                ),
+            )
+            .with_code("SENTINEL_FAILOVER");
+        }
+        let now = master
+            .addr
+            .as_ref()
+            .map_or_else(|| "another node".to_owned(), |(h, p)| show(h, *p));
+        drop(master);
+        DriverError::new(
+            DriverErrorKind::Broken,
+            format!(
+                "the Sentinels moved the master of `{}` to {now}; this connection is to the \
+                 old master {}, so the command was not sent and the connection is closed (retry: \
+                 the next connection goes to the new master)",
+                self.watch.sentinels.service,
+                show(&self.addr.0, self.addr.1)
+            ),
+        )
+        .with_code("SENTINEL_MASTER_MOVED")
+    }
+
+    /// The service name, for messages.
+    pub(crate) fn service(&self) -> &str {
+        &self.watch.sentinels.service
+    }
+}
+
+impl Drop for Bound {
+    fn drop(&mut self) {
+        self.watch.users.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl fmt::Debug for Bound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bound")
+            .field("service", &self.watch.sentinels.service)
+            .field("node", &show(&self.addr.0, self.addr.1))
+            .finish()
+    }
+}
+
+/// The watches of one driver, by [`SentinelArgs::identity`].
+#[derive(Debug, Default)]
+pub(crate) struct Watches(Mutex<HashMap<String, Arc<Watch>>>);
+
+impl Watches {
+    /// The watch of `sentinels`, made on first use.
+    pub(crate) fn get(&self, sentinels: &SentinelArgs, connect_timeout: Duration) -> Arc<Watch> {
+        let mut map = lock(&self.0);
+        Arc::clone(
+            map.entry(sentinels.identity())
+                .or_insert_with(|| Arc::new(Watch::new(sentinels.clone(), connect_timeout))),
+        )
+    }
+}
+
+/// Whether a server error code means "this node is not the master any more": `READONLY` (a
+/// write to a replica) or `MASTERDOWN` (a replica that lost its master).
+pub(crate) fn demoted(code: Option<&str>) -> bool {
+    matches!(code, Some("READONLY" | "MASTERDOWN"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_are_read_in_every_spelling() {
+        assert_eq!(
+            parse_list("h1:1,h2, [::1]:3,::1,[fe80::1]").expect("list"),
+            vec![
+                ("h1".to_owned(), 1),
+                ("h2".to_owned(), DEFAULT_PORT),
+                ("::1".to_owned(), 3),
+                ("::1".to_owned(), DEFAULT_PORT),
+                ("fe80::1".to_owned(), DEFAULT_PORT),
+            ]
+        );
+        assert_eq!(
+            render(&parse_list("h1,[::1]:3").expect("list")),
+            "h1:26379,[::1]:3"
+        );
+        for bad in ["", "h1,", ":1", "h:0", "h:x", "[::1", "[::1]x"] {
+            let e = parse_list(bad).expect_err(bad);
+            assert_eq!(e.kind(), DriverErrorKind::InvalidArgs);
+            assert!(e.message().contains("entry"), "{}", e.message());
+        }
+    }
+
+    #[test]
+    fn events_are_read_for_the_service_only() {
+        let promoted = |ip: &str, port| Some(Event::Promoted((ip.to_owned(), port)));
+        assert_eq!(
+            event(
+                "+switch-master",
+                "mymaster 10.0.0.1 6379 10.0.0.2 6380",
+                "mymaster"
+            ),
+            promoted("10.0.0.2", 6380)
+        );
+        assert_eq!(
+            event(
+                "+switch-master",
+                "other 10.0.0.1 6379 10.0.0.2 6380",
+                "mymaster"
+            ),
+            None
+        );
+        assert_eq!(event("+switch-master", "mymaster x", "mymaster"), None);
+        assert_eq!(
+            event("+switch-master", "mymaster a 1 b port", "mymaster"),
+            None
+        );
+        let replica = "slave 10.0.0.2:6380 10.0.0.2 6380 @ mymaster 10.0.0.1 6379";
+        assert_eq!(
+            event("+failover-state-send-slaveof-noone", replica, "mymaster"),
+            Some(Event::Promoting {
+                old: ("10.0.0.1".to_owned(), 6379)
+            })
+        );
+        assert_eq!(
+            event("+promoted-slave", replica, "mymaster"),
+            promoted("10.0.0.2", 6380)
+        );
+        assert_eq!(event("+promoted-slave", replica, "other"), None);
+        assert_eq!(
+            event(
+                "-failover-abort-no-good-slave",
+                "master mymaster 10.0.0.1 6379",
+                "mymaster"
+            ),
+            Some(Event::Aborted)
+        );
+        assert_eq!(
+            event(
+                "-failover-abort-no-good-slave",
+                "master other 10.0.0.1 6379",
+                "mymaster"
+            ),
+            None
+        );
+    }
+
+    /// A fence refuses the old master's connections and binds, until the promotion or an
+    /// abort is heard.
+    #[test]
+    fn fences() {
+        let watch = watch();
+        let a = ("a".to_owned(), 1);
+        let b = ("b".to_owned(), 2);
+        let on_a = watch.bind(a.clone(), watch.generation()).expect("bind");
+        watch.hear(Event::Promoting { old: a.clone() });
+        assert!(on_a.stale());
+        assert_eq!(on_a.moved().code(), Some("SENTINEL_FAILOVER"));
+        assert!(
+            watch.bind(a.clone(), watch.generation()).is_none(),
+            "fenced"
+        );
+        watch.hear(Event::Aborted);
+        assert!(!on_a.stale(), "the failover was aborted: the master stays");
+        watch.hear(Event::Promoting { old: a.clone() });
+        watch.hear(Event::Promoted(b.clone()));
+        assert!(on_a.stale());
+        assert_eq!(on_a.moved().code(), Some("SENTINEL_MASTER_MOVED"));
+        assert!(watch.bind(b, watch.generation()).is_some());
+        assert!(
+            lock(&watch.master).fence.is_none(),
+            "the promotion lifts the fence"
+        );
+    }
+
+    fn watch() -> Arc<Watch> {
+        let s = SentinelArgs {
+            sentinels: vec![("h".into(), 1)],
+            service: "svc".into(),
+            user: None,
+            password: Some("sentinel-pw".into()),
+            tls: None,
+        };
+        Arc::new(Watch::new(s, Duration::from_secs(1)))
+    }
+
+    /// A connection goes stale when the master moves away from its node, and only then; a
+    /// connect whose answer predates a switch is not bound.
+    #[test]
+    fn generations() {
+        let watch = watch();
+        let a = ("a".to_owned(), 1);
+        let b = ("b".to_owned(), 2);
+        let asked = watch.generation();
+        let on_a = watch.bind(a.clone(), asked).expect("first bind");
+        assert!(!on_a.stale());
+        assert_eq!(watch.users.load(Ordering::SeqCst), 1);
+        watch.observe(a.clone());
+        assert!(!on_a.stale(), "the same master again is no move");
+        watch.observe(b.clone());
+        assert!(on_a.stale());
+        assert_eq!(on_a.moved().code(), Some("SENTINEL_MASTER_MOVED"));
+        assert!(
+            on_a.moved().message().contains("b:2"),
+            "{}",
+            on_a.moved().message()
+        );
+        // An answer naming `a` from before the switch must not bind.
+        assert!(watch.bind(a.clone(), asked).is_none());
+        let on_b = watch.bind(b.clone(), watch.generation()).expect("bind b");
+        assert!(!on_b.stale());
+        drop(on_a);
+        drop(on_b);
+        assert_eq!(watch.users.load(Ordering::SeqCst), 0);
+        assert!(watch.retire());
+        assert!(!*lock(&watch.running));
+    }
+
+    #[test]
+    fn debug_shows_no_password() {
+        let watch = watch();
+        let shown = format!("{watch:?}");
+        assert!(!shown.contains("sentinel-pw"), "{shown}");
+        let bound = watch.bind(("a".into(), 1), 0).expect("bind");
+        assert!(!format!("{bound:?}").contains("sentinel-pw"));
+    }
+}
