@@ -6,9 +6,11 @@
 //!   transaction, and six pools standing in for six application servers sharing PgBouncer's
 //!   four server connections under load.
 //! * Session pooling with the full reset: nothing of one `open`'s session reaches the next.
+//! * PgBouncer in front of a failover (issue 21): its target's primary is killed, the standby
+//!   promoted and PgBouncer repointed at it under load; the pool's key stays the same.
 //!
-//! Each test runs twice (issue 17): in plain text in front of this binary's shared PostgreSQL
-//! server, and over TLS on both legs ([`Leg::Tls`]): the pool connects to PgBouncer with
+//! The first four run in plain text in front of this binary's shared PostgreSQL server, and
+//! over TLS on both legs (issue 17, [`Leg::Tls`]): the pool connects to PgBouncer with
 //! `sslmode=verify-full sslrootcert=<the test CA>` (PgBouncer presents a certificate of a
 //! [`TestPki`] and refuses plain clients), and PgBouncer to a PostgreSQL server of the test's
 //! own that accepts only TLS over TCP, with `server_tls_sslmode = verify-full`. One case also
@@ -18,9 +20,10 @@
 //! server connection is open, consecutive transactions land on different ones, so a driver that
 //! relies on anything living on "its" server connection between two transactions (a
 //! protocol-level named prepared statement, say) fails deterministically, not only under an
-//! unlucky interleaving. Each test checks that its statements really did move between server
-//! connections, and ends by looking at every server connection for named statements left
-//! behind (a describe that prepared `s7` on one server connection and closed it on another).
+//! unlucky interleaving. The transaction-mode tests check that their statements really did
+//! move between server connections, and end by looking at every server connection for named
+//! statements left behind (a describe that prepared `s7` on one server connection and closed
+//! it on another).
 
 mod common;
 
@@ -33,7 +36,9 @@ use std::time::{Duration, Instant};
 
 use common::eventually;
 use pool::{ResetMode, Settings, Value};
-use pool_testservers::{ClientCerts, PgBouncer, PgServer, PoolMode, ServerCert, TestPki};
+use pool_testservers::{
+    ClientCerts, PgBouncer, PgReplication, PgServer, PoolMode, Replication, ServerCert, TestPki,
+};
 use postgres::{Client, NoTls, SimpleQueryMessage, SimpleQueryRow};
 use rstest::rstest;
 use rustls::pki_types::pem::PemObject;
@@ -969,4 +974,187 @@ fn session_mode_full_reset_leaves_nothing_for_the_next_open(#[case] leg: Leg) {
     assert!(kept.contains("search_path=pg_temp, public"), "{kept}");
     conn.release().expect("release");
     assert_legs(&bouncer, leg);
+}
+
+/// Issue 21, "PgBouncer in front of the failover": the pool's key names PgBouncer, PgBouncer's
+/// `[databases]` entry names the primary of a synchronous primary + standby pair. Under load
+/// (writer threads: open, INSERT a unique id, release, through a transaction-mode PgBouncer)
+/// the primary is killed (SIGKILL), the standby promoted a second later, and PgBouncer
+/// repointed at it (its ini rewritten, `RELOAD` over its console), as an operator or a
+/// failover manager would. The pool's key never changes.
+///
+/// Every failed call is transient (a 503 for a handler) and bounded, writes go through again
+/// soon after the repoint, and no write the pool acknowledged is missing on the new primary
+/// (synchronous replication: every acknowledged commit was on the standby). The test prints
+/// the error window, the time from the repoint to the first successful write and the slowest
+/// call.
+#[test]
+fn writes_go_on_through_pgbouncer_when_its_target_fails_over() {
+    const WRITERS: usize = 4;
+    const BEFORE: Duration = Duration::from_secs(1);
+    const DOWN_FOR: Duration = Duration::from_secs(1);
+    const AFTER: Duration = Duration::from_secs(3);
+    let mut pair = PgReplication::start(Replication::Synchronous)
+        .unwrap_or_else(|e| panic!("starting a primary and a synchronous standby: {e}"));
+    let mut bouncer = PgBouncer::start(pair.primary(), PoolMode::Transaction)
+        .unwrap_or_else(|e| panic!("starting PgBouncer: {e}"));
+    // After a failed connect to its server PgBouncer refuses every client for
+    // `server_login_retry` ("server login has been failing, try again later"), 15 s by
+    // default, and a RELOAD that moves its target does not cut that short: with the default,
+    // writes resumed 13.8 s after the repoint (an error window of 15.0 s). A deployment that
+    // repoints PgBouncer on failover lowers it, as here.
+    bouncer
+        .set("server_login_retry", "1")
+        .unwrap_or_else(|e| panic!("setting server_login_retry: {e}"));
+    let table = unique("pgb_failover");
+    pair.primary()
+        .psql(&format!(
+            "CREATE TABLE {table} (id int8 PRIMARY KEY, writer int4); \
+             GRANT ALL ON {table} TO pool_scram"
+        ))
+        .expect("create table");
+    pair.wait_caught_up().expect("the table on the standby");
+    let key = format!("{} application_name=pgb_failover", bouncer.args());
+    let settings = Settings {
+        max_open: WRITERS,
+        reset_mode: ResetMode::RollbackOnly,
+        acquire_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(1),
+        check_timeout: Duration::from_secs(1),
+        statement_timeout: Some(Duration::from_secs(2)),
+        primer_backoff_max: Duration::from_millis(500),
+        ..Settings::default()
+    };
+    // Waiting for a connection, connecting, then a statement past its deadline and the cancel,
+    // with room for a slow, shared machine.
+    let bound = settings.acquire_timeout
+        + settings.connect_timeout
+        + settings.statement_timeout.unwrap_or_default()
+        + Duration::from_secs(2);
+    configure(&key, settings);
+
+    struct Outcome {
+        finished: Instant,
+        took: Duration,
+        /// The id, if the pool acknowledged the write (the INSERT and the release succeeded).
+        acked: Option<i64>,
+        error: Option<String>,
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let outcomes = Mutex::new(Vec::new());
+    let (mut killed, mut promoted, mut repointed) =
+        (Instant::now(), Instant::now(), Instant::now());
+    thread::scope(|s| {
+        for writer in 0..WRITERS {
+            let (stop, outcomes, key, table) = (&stop, &outcomes, &key, &table);
+            s.spawn(move || {
+                let mut seq = 0i64;
+                while !stop.load(Ordering::SeqCst) {
+                    seq += 1;
+                    let id = writer as i64 * 1_000_000 + seq;
+                    let started = Instant::now();
+                    let result = (|| {
+                        let mut conn = pool::open("postgres", key)?;
+                        conn.execute(
+                            &format!("INSERT INTO {table} (id, writer) VALUES ($1, $2)"),
+                            &[Value::Int(id), Value::Int(writer as i64)],
+                        )?;
+                        conn.release()
+                    })();
+                    let error = match result {
+                        Ok(()) => None,
+                        Err(e) => {
+                            assert!(e.is_transient(), "not a 503-able error: {e:?}");
+                            Some(e.to_string())
+                        }
+                    };
+                    outcomes.lock().unwrap().push(Outcome {
+                        finished: Instant::now(),
+                        took: started.elapsed(),
+                        acked: error.is_none().then_some(id),
+                        error,
+                    });
+                }
+            });
+        }
+        thread::sleep(BEFORE);
+        killed = Instant::now();
+        pair.kill_primary().expect("kill the primary");
+        thread::sleep(DOWN_FOR);
+        pair.promote_standby().expect("promote the standby");
+        promoted = Instant::now();
+        bouncer
+            .retarget(pair.primary().port())
+            .unwrap_or_else(|e| panic!("repointing PgBouncer: {e}"));
+        repointed = Instant::now();
+        thread::sleep(AFTER);
+        stop.store(true, Ordering::SeqCst);
+    });
+
+    let outcomes = outcomes.into_inner().unwrap();
+    let slowest = outcomes.iter().map(|o| o.took).max().unwrap_or_default();
+    let errors: Vec<&Outcome> = outcomes.iter().filter(|o| o.error.is_some()).collect();
+    let first_error = errors.iter().map(|o| o.finished).min();
+    let last_error = errors.iter().map(|o| o.finished).max();
+    let first_write_after_repoint = outcomes
+        .iter()
+        .filter(|o| o.acked.is_some() && o.finished > repointed)
+        .map(|o| o.finished.duration_since(repointed))
+        .min();
+    let acked: BTreeSet<i64> = outcomes.iter().filter_map(|o| o.acked).collect();
+    let stored: BTreeSet<i64> = pair
+        .primary()
+        .psql(&format!("SELECT id FROM {table}"))
+        .expect("reading the writes back from the new primary")
+        .lines()
+        .map(|l| l.parse().expect("an id"))
+        .collect();
+    let lost = acked.difference(&stored).count();
+    let unacked_but_stored = stored.difference(&acked).count();
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    for e in errors.iter().filter_map(|o| o.error.as_deref()) {
+        // The message without the pool's key and advice: what a handler saw, grouped.
+        let kind = e.split(": ").skip(1).take(2).collect::<Vec<_>>().join(": ");
+        *kinds.entry(kind).or_default() += 1;
+    }
+    eprintln!(
+        "PgBouncer in front of a failover (synchronous replication, {WRITERS} writers): {} \
+         calls, {} failed; killed → promoted {:?}, promoted → repointed {:?}; error window {:?} \
+         (first error {:?} after the kill, last {:?} after the repoint); repoint → first \
+         successful write {:?}; slowest call {slowest:?} (bound {bound:?}); acknowledged writes \
+         {}, lost {lost}; committed but not acknowledged {unacked_but_stored}\nerrors by kind: \
+         {kinds:#?}",
+        outcomes.len(),
+        errors.len(),
+        promoted.duration_since(killed),
+        repointed.duration_since(promoted),
+        first_error
+            .zip(last_error)
+            .map(|(f, l)| l.duration_since(f)),
+        first_error.map(|f| f.saturating_duration_since(killed)),
+        last_error.map(|l| l.saturating_duration_since(repointed)),
+        first_write_after_repoint,
+        acked.len(),
+    );
+    assert!(!errors.is_empty(), "the failover was noticed");
+    assert!(
+        slowest <= bound,
+        "a call took {slowest:?} (bound {bound:?})"
+    );
+    assert!(
+        first_write_after_repoint.is_some_and(|t| t <= Duration::from_secs(2)),
+        "writes resumed {first_write_after_repoint:?} after the repoint"
+    );
+    let late: Vec<&str> = errors
+        .iter()
+        .filter(|o| o.finished > repointed + Duration::from_secs(2))
+        .filter_map(|o| o.error.as_deref())
+        .collect();
+    assert!(
+        late.is_empty(),
+        "failures more than 2 s after the repoint: {late:#?}"
+    );
+    assert_eq!(lost, 0, "acknowledged writes missing on the new primary");
+    let stats = pool::stats("postgres", &key).expect("stats");
+    assert!(stats.in_use == 0 && stats.waiting == 0, "{stats:?}");
 }
