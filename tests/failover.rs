@@ -979,3 +979,55 @@ fn busy_read_keys_stop_reading_from_a_promoted_node() {
         );
     }
 }
+
+/// `load_balance_hosts=random` spreads a key's connects over its hosts, and still takes only
+/// hosts that fit its `target_session_attrs`: 16 connections held at once (16 connects) of an
+/// `any` key land on both nodes; of `prefer-standby`, `standby` and `read-write` keys, only on
+/// the node that fits.
+#[test]
+fn random_load_balancing_spreads_over_the_nodes_that_fit() {
+    const HELD: usize = 16;
+    let _serial = one_pair_at_a_time();
+    let pair = start_pair(Replication::Asynchronous);
+    let (primary, standby) = (
+        i64::from(pair.primary().port()),
+        i64::from(pair.standby().port()),
+    );
+    for (attrs, expected) in [
+        ("any", vec![primary, standby]),
+        ("prefer-standby", vec![standby]),
+        ("standby", vec![standby]),
+        ("read-write", vec![primary]),
+    ] {
+        let args = format!(
+            "{} load_balance_hosts=random",
+            key(&pair, attrs, &app_name("random"))
+        );
+        pool::configure(
+            DRIVER,
+            &args,
+            Settings {
+                max_open: HELD,
+                ..settings()
+            },
+        )
+        .expect("configure");
+        let mut ports: Vec<i64> = park(&args, HELD).iter().map(|s| s.port).collect();
+        let per_node: Vec<usize> = expected
+            .iter()
+            .map(|p| ports.iter().filter(|q| *q == p).count())
+            .collect();
+        eprintln!("load_balance_hosts=random, {attrs}: {per_node:?} of {HELD} per node");
+        ports.sort();
+        ports.dedup();
+        assert_eq!(
+            ports,
+            {
+                let mut e = expected.clone();
+                e.sort();
+                e
+            },
+            "{attrs}: the nodes its {HELD} connections landed on"
+        );
+    }
+}
