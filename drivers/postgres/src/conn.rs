@@ -36,6 +36,9 @@ pub struct PgConn {
     /// The key's `target_session_attrs`: which server this connection must stay on (see
     /// [`crate::role`]).
     pub(crate) attrs: SessionAttrs,
+    /// Why the server no longer fits `attrs`, once a statement's answer showed it: every later
+    /// statement is refused (see `refuse_if_moved`).
+    moved: Option<String>,
 }
 
 impl PgConn {
@@ -46,15 +49,20 @@ impl PgConn {
             broken: false,
             touched: Cell::new(false),
             attrs: SessionAttrs::of(&args),
+            moved: None,
             args,
             reset_bound: reset_bound.max(Duration::from_millis(1)),
         }
     }
 
-    /// The server's role as it reported it with its last answer (PostgreSQL 14+), for a
-    /// session with no `SET` of its own (a parked one, after its reset): `None` if it reports
-    /// no `in_hot_standby`.
+    /// The server's role as it reported it with its last answer (PostgreSQL 14+): `None` if
+    /// it reports no `in_hot_standby`, or if its reports were not the server's own at connect
+    /// (a proxy's stale copy). `read_only` includes the session's own
+    /// `SET default_transaction_read_only`.
     pub(crate) fn reported_role(&self) -> Option<Role> {
+        if !self.client.role_reports_trusted {
+            return None;
+        }
         let in_recovery = self.client.reported_as("in_hot_standby", "on")?;
         let default_read_only = self
             .client
@@ -76,7 +84,18 @@ impl PgConn {
         }
         let why = self.attrs.reported_mismatch(self.reported_role())?;
         self.broken = true;
+        self.moved = Some(why.clone());
         Some(why)
+    }
+
+    /// The error for a statement on a session whose server changed role: refused before it is
+    /// sent, so a key that asked for a replica sends nothing more to a promoted server (the one
+    /// statement that showed the change has run).
+    fn refuse_if_moved(&self) -> Result<(), DriverError> {
+        match &self.moved {
+            Some(why) => Err(self.attrs.moved(why)),
+            None => Ok(()),
+        }
     }
 
     /// Maps `err`, remembering whether it broke the connection. A statement that ran past its
@@ -100,7 +119,7 @@ impl PgConn {
             return DriverError::new(DriverErrorKind::StatementTimeout, message);
         }
         let mapped = error::map(err, &self.args);
-        if self.attrs.write_refused(&mapped) {
+        if self.attrs.write_refused(&mapped) && self.write_refused_by_the_server() {
             // The node stopped taking writes (a failover): no later write of this key may
             // land here. Broken, so transient for the caller and closed by the pool.
             self.broken = true;
@@ -114,7 +133,27 @@ impl PgConn {
         if mapped.is_fatal() {
             self.broken = true;
         }
+        // What the server reported with the error counts as well.
+        self.role_moved();
         mapped
+    }
+
+    /// After a 25006 on a key that asked for writes: whether the server itself stopped taking
+    /// writes (a failover, or the server fenced read-only), rather than the caller's own
+    /// read-only transaction. Read from what the server reported with the error (it sends a
+    /// changed `default_transaction_read_only` or `in_hot_standby` before the ReadyForQuery
+    /// that follows the error, in the same write). Without trusted reports (a proxy, a server
+    /// older than 14), yes: closing a good session costs a connect, keeping a fenced one costs
+    /// every later write.
+    fn write_refused_by_the_server(&self) -> bool {
+        self.client.poll_socket();
+        let Some(role) = self.reported_role() else {
+            return true;
+        };
+        match self.attrs {
+            SessionAttrs::Primary => role.in_recovery,
+            _ => role.read_only,
+        }
     }
 
     /// [`PgConn::fail`] for a statement run with `params`: a type mismatch in a statement with
@@ -156,6 +195,7 @@ impl Connection for PgConn {
     /// `params.rs`).
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DriverError> {
         self.touched.set(true);
+        self.refuse_if_moved()?;
         if params.is_empty() {
             let messages = self.client.simple_query(sql).map_err(|e| self.fail(&e))?;
             let count = messages.iter().rev().find_map(|m| match m {
@@ -185,6 +225,7 @@ impl Connection for PgConn {
     /// that return no rows have no column names.
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, DriverError> {
         self.touched.set(true);
+        self.refuse_if_moved()?;
         let bound = params::bind(params);
         let refs = params::typed_refs(&bound);
         let rows = self

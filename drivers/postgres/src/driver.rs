@@ -58,8 +58,18 @@ impl Driver for PgDriver {
         }
         match reset::reset(&conn.client, mode, conn.reset_bound) {
             Ok(()) => {
-                // The reset's answer carries what the server last reported about its role.
-                if let Some(why) = conn.role_moved() {
+                // The reset's answer carries what the server last reported about its role. After
+                // a full reset no `SET` of the session's own is left, so the whole role must
+                // fit (a server fenced read-only too); after a rollback only, a change of role.
+                let why = match mode {
+                    ResetMode::Full => conn
+                        .reported_role()
+                        .filter(|role| conn.attrs.is_checked() && !conn.attrs.accepts(*role))
+                        .map(|role| conn.attrs.mismatch(role)),
+                    _ => conn.role_moved(),
+                };
+                if let Some(why) = why {
+                    conn.broken = true;
                     return Err(conn.attrs.moved(&why));
                 }
                 conn.touched.set(false);
@@ -104,39 +114,28 @@ impl Driver for PgDriver {
     /// out leaves its request in flight, so the connection is marked broken either way.
     ///
     /// For a key whose `target_session_attrs` must keep holding (`read-write`, `read-only`,
-    /// `primary`, `standby`), the server's role is then read from what it reported with that
-    /// answer (PostgreSQL 14+ reports `in_hot_standby` and `default_transaction_read_only`
-    /// before every ReadyForQuery in which they changed, so a promotion is in by then): the
-    /// same one round trip as any key. Only an older server, which reports neither, is asked
-    /// [`role::ROLE_QUERY`] as well. A connection on a server that changed role fails the
-    /// check, so it is closed instead of handed out.
+    /// `primary`, `standby`) the query asks the server's role instead (`role::ROLE_QUERY`):
+    /// the same one round trip, and a connection on a server that changed role in a failover
+    /// fails the check, so it is closed instead of handed out. It asks rather than reading
+    /// what the server reported: behind a proxy the reports may be another server's.
     fn connected(&self, handle: &mut PgConn, timeout: Duration) -> bool {
         if handle.broken || handle.client.is_closed() {
             return false;
         }
-        if !ask(handle, "", timeout) {
-            return false;
-        }
         let attrs = handle.attrs;
         if !attrs.is_checked() {
-            return true;
+            return ask(handle, "", timeout).is_some();
         }
-        let role = match handle.reported_role() {
-            Some(role) => Some(role),
-            None => {
-                let asked = handle.client.client().simple_query(role::ROLE_QUERY);
-                match handle.client.within(timeout, asked) {
-                    Some(Ok(answer)) => role::parse_answer(&answer),
-                    _ => None,
-                }
-            }
+        let role = match ask(handle, role::ROLE_QUERY, timeout) {
+            Some(answer) => role::parse_answer(&answer),
+            None => return false,
         };
         match role {
             Some(role) if attrs.accepts(role) => true,
             role => {
                 handle.broken = true;
                 let why = role.map_or_else(
-                    || "the role check got no answer that made sense".to_owned(),
+                    || "the role check's answer made no sense".to_owned(),
                     |role| attrs.mismatch(role),
                 );
                 tracing::info!(%why, "postgres connection's server changed role; closing it");
@@ -146,21 +145,26 @@ impl Driver for PgDriver {
     }
 }
 
-/// Runs `query` on a parked connection as a liveness check, bounded by `timeout`; a failure or
-/// a timeout marks it broken (a check that timed out leaves its request in flight).
-fn ask(handle: &mut PgConn, query: &str, timeout: Duration) -> bool {
+/// Runs `query` on a parked connection as a liveness check, bounded by `timeout`: its answer,
+/// or `None` with the connection marked broken (a check that timed out leaves its request in
+/// flight).
+fn ask(
+    handle: &mut PgConn,
+    query: &str,
+    timeout: Duration,
+) -> Option<Vec<tokio_postgres::SimpleQueryMessage>> {
     let check = handle.client.client().simple_query(query);
     match handle.client.within(timeout, check) {
-        Some(Ok(_)) => true,
+        Some(Ok(answer)) => Some(answer),
         Some(Err(err)) => {
             handle.broken = true;
             tracing::debug!(error = %handle.fail(&err), "postgres connection check failed");
-            false
+            None
         }
         None => {
             handle.broken = true;
             tracing::debug!(?timeout, "postgres connection check timed out");
-            false
+            None
         }
     }
 }

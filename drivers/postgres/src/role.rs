@@ -12,11 +12,17 @@
 //! | `standby` | it is in recovery |
 //! | `prefer-standby` | a standby if any host is one, else any host |
 //!
-//! **At connect** the driver asks each host that accepted the login (one round trip, only when
-//! the value is not `any`) and moves on to the next host when it does not fit, as libpq does;
-//! `tokio-postgres` itself knows only `any`, `read-write` and `read-only`, so the driver does
-//! all six itself. For `prefer-standby` the first host that answers but is not a standby is
-//! kept open as the fallback while the others are tried, so no host is connected to twice.
+//! **At connect** the driver asks each host that accepted the login ([`ROLE_QUERY`], one round
+//! trip, only when the value is not `any`) and moves on to the next host when it does not fit,
+//! as libpq does; `tokio-postgres` itself knows only `any`, `read-write` and `read-only`, so
+//! the driver does all six itself. It asks rather than reading what the server reported at
+//! login (libpq reads `in_hot_standby` and `default_transaction_read_only` on PostgreSQL
+//! 14+): a PgBouncer in front hands every client the values of its own first login and never
+//! updates them (pgbouncer/pgbouncer#859), so after a failover they describe another server.
+//! What it reported is *trusted* for this connection only if it agreed with the answer. For
+//! `prefer-standby` the first host that answers but is not a standby is kept open as the
+//! fallback while the others are tried (no host is connected to twice), and it is the answer
+//! also when the connect's deadline ends the walk.
 //!
 //! **On an open connection** a server's role changes without a word to idle sessions: a
 //! promoted standby keeps its sessions, and a read-write key's sessions on a node that is
@@ -24,27 +30,30 @@
 //! `any` key anything:
 //!
 //! * The pool's liveness check of a parked connection (`validate_after`, or after a fatal
-//!   error marked the key's parked connections suspect) is the same empty query as for any
-//!   key, and the role is read from what the server reported with its answer (both
-//!   parameters, the session having been reset); a connection that no longer fits fails the
-//!   check. Only a server older than 14, which reports neither, is asked [`ROLE_QUERY`] as
-//!   well (a second round trip; asking it instead of the empty query measured 44 µs more per
-//!   check than the empty query, `examples/role_check_cost.rs`).
-//! * PostgreSQL 14 and later report `in_hot_standby` and `default_transaction_read_only` with
-//!   every answer in which they changed (before its ReadyForQuery). After each statement and
-//!   each reset of a key that watches, the driver reads the last reported values (map lookups,
-//!   no I/O); a session whose server changed role is marked broken, so the pool closes it on
-//!   release and checks the key's other parked connections before handing them out. So a busy
-//!   key, whose parked connections never get old enough to be validated, still leaves a
-//!   promoted server after one statement per session.
-//! * SQLSTATE 25006 (`read_only_sql_transaction`) on a `read-write` or `primary` key means the
-//!   node stopped taking writes: the connection is broken, with the same effect.
+//!   error marked the key's parked connections suspect) asks [`ROLE_QUERY`] instead of an
+//!   empty query: the same one round trip (44 µs more of server work per check on this VM,
+//!   `examples/role_check_cost.rs`; checks are off the request path).
+//! * With trusted reports, PostgreSQL 14+ sends `in_hot_standby` and
+//!   `default_transaction_read_only` with every answer in which they changed (before its
+//!   ReadyForQuery). After each statement and each reset of a key that watches, the driver
+//!   reads the last reported values (map lookups, no I/O). A session whose server changed role
+//!   is marked broken and refuses its later statements before sending them, so the pool
+//!   closes it on release and checks the key's other parked connections before handing them
+//!   out. So a busy key, whose parked connections never get old enough to be validated, still
+//!   leaves a promoted server after one statement per session. After a full reset (no `SET` of
+//!   the session's own is left) the whole role must fit, so a server fenced read-only is left
+//!   too.
+//! * SQLSTATE 25006 (`read_only_sql_transaction`) on a `read-write` or `primary` key breaks the
+//!   connection when the server reports it stopped taking writes (for `primary`: went into
+//!   recovery), or when its reports are not trusted; the caller's own `BEGIN READ ONLY` is no
+//!   failover and keeps the session.
 //!
 //! What no check can see without a round trip: a parked connection of a `standby` or
 //! `read-only` key whose server was promoted since its last answer. Its next statement is
-//! answered by the new primary (which has all the data), and the session is closed on
-//! release; a key idle for `validate_after` has its parked connections checked first. A write never reaches a standby through a `read-write`/`primary` key: a
-//! server becomes a standby only by restarting, which ends every session it had.
+//! answered by the new primary (which has all the data), and nothing more runs there; a key
+//! idle for `validate_after` has its parked connections checked first. A write never reaches a
+//! standby through a `read-write`/`primary` key: a server becomes a standby only by
+//! restarting, which ends every session it had, and every connect asks the server itself.
 
 use pool_driver::{ConnArgs, DriverError, DriverErrorKind};
 use tokio_postgres::SimpleQueryMessage;

@@ -78,6 +78,27 @@ fn url_with_a_host_list_gives_host_and_port_lists() {
     assert_eq!((d.get("password"), d.get("host")), (Some("a,b"), Some("h")));
 }
 
+/// An unencoded `/` in the password spills the user info into the path: its pieces must not
+/// become host names (shown in errors, looked up in DNS). Refused, as before host lists.
+#[test]
+fn a_password_piece_never_becomes_a_host_name() {
+    let error = ConnArgs::parse("postgres://app:1,Hunter2piece/x@127.0.0.1:5432/db")
+        .expect_err("the password spilled over");
+    assert!(!error.message().contains("Hunter2"), "{error}");
+}
+
+/// libpq's `postgres://user@/db?host=/dir`: user info and no host, the socket in the query.
+#[test]
+fn a_url_with_user_info_and_no_host_takes_the_host_from_the_query() {
+    let a = ConnArgs::parse("postgres://app@/shop?host=/run/pg").unwrap();
+    assert_eq!(
+        (a.get("user"), a.get("host"), a.get("dbname")),
+        (Some("app"), Some("/run/pg"), Some("shop"))
+    );
+    let b = ConnArgs::parse("postgres://app:pw@/shop").unwrap();
+    assert_eq!((b.get("host"), b.get("password")), (None, Some("pw")));
+}
+
 #[test]
 fn a_bad_host_in_a_url_host_list_is_named_by_position() {
     for (url, position) in [

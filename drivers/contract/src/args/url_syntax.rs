@@ -30,7 +30,11 @@ use crate::DriverError;
 
 /// Parses a whole connection URL (the caller has seen `scheme://`).
 pub(super) fn parse(text: &str) -> Result<ConnArgs, DriverError> {
-    let (text, more_hosts) = split_host_list(text)?;
+    let Authority {
+        text,
+        more_hosts,
+        no_host,
+    } = split_host_list(text)?;
     let url = parse_url(&text)?;
     let mut args = ConnArgs::default();
     let spilled = has_spilled_user_info(&text);
@@ -47,7 +51,10 @@ pub(super) fn parse(text: &str) -> Result<ConnArgs, DriverError> {
         None if has_empty_password(&text) => args.set_parsed("password", "", part),
         None => {}
     }
-    let mut hosts = vec![host_and_port(&url)?];
+    let mut hosts = match no_host {
+        true => vec![(None, url.port())],
+        false => vec![host_and_port(&url)?],
+    };
     for (index, authority) in more_hosts.iter().enumerate() {
         let one = parse_url(&format!("{}://{authority}", url.scheme())).map_err(|_| {
             invalid(format!(
@@ -126,21 +133,50 @@ fn host_and_port(url: &Url) -> Result<(Option<String>, Option<u16>), DriverError
     Ok((host, url.port()))
 }
 
-/// Splits a host list off the URL's authority: the URL with its first host only, and the
-/// other hosts' `host:port` texts. A URL with one host comes back as it was. The authority
-/// ends at the first `/`, `?` or `#`, and its hosts start after its last `@` (the user info
-/// may hold commas); a comma inside `[...]` is not a separator (an IPv6 address has none,
-/// but the `url` crate will say so, not this).
-fn split_host_list(text: &str) -> Result<(std::borrow::Cow<'_, str>, Vec<String>), DriverError> {
-    let Some((scheme, rest)) = text.split_once("://") else {
-        return Ok((text.into(), Vec::new()));
+/// The URL as the `url` crate can read it, and what it cannot.
+struct Authority<'t> {
+    /// The URL with its first host only (or a stand-in host, see `no_host`).
+    text: std::borrow::Cow<'t, str>,
+    /// The other hosts' `host:port` texts.
+    more_hosts: Vec<String>,
+    /// The URL names no host after its user info (`postgres://app@/shop?host=/run/pg`, libpq's
+    /// form for a socket directory given in the query): `text` carries a stand-in host, which
+    /// is not a host of the arguments.
+    no_host: bool,
+}
+
+/// Splits a host list off the URL's authority. A URL with one host comes back as it was. The
+/// authority ends at the first `/`, `?` or `#`, and its hosts start after its last `@` (the
+/// user info may hold commas); a comma inside `[...]` is not a separator (an IPv6 address has
+/// none, but the `url` crate will say so, not this). Not when the user info seems to have
+/// spilled over (an unencoded `/`, `?` or `#` in the password): the password's pieces would
+/// become host names, shown in errors and looked up in DNS; the `url` crate refuses such a URL
+/// as it did before host lists were read.
+fn split_host_list(text: &str) -> Result<Authority<'_>, DriverError> {
+    let unsplit = |text: &str| Authority {
+        text: text.to_owned().into(),
+        more_hosts: Vec::new(),
+        no_host: false,
     };
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return Ok(unsplit(text));
+    };
+    if has_spilled_user_info(text) {
+        return Ok(unsplit(text));
+    }
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
     let (user_info, hosts) = match authority.rfind('@') {
         Some(at) => authority.split_at(at + 1),
         None => ("", authority),
     };
+    if hosts.is_empty() && !user_info.is_empty() {
+        return Ok(Authority {
+            text: format!("{scheme}://{user_info}localhost{tail}").into(),
+            more_hosts: Vec::new(),
+            no_host: true,
+        });
+    }
     let mut entries = Vec::new();
     let (mut depth, mut start) = (0usize, 0);
     for (i, c) in hosts.char_indices() {
@@ -155,17 +191,17 @@ fn split_host_list(text: &str) -> Result<(std::borrow::Cow<'_, str>, Vec<String>
         }
     }
     if entries.is_empty() {
-        return Ok((text.into(), Vec::new()));
+        return Ok(unsplit(text));
     }
     entries.push(&hosts[start..]);
     if let Some(empty) = entries.iter().position(|e| e.is_empty()) {
         return Err(empty_host(empty));
     }
-    let first = format!("{scheme}://{user_info}{}{tail}", entries[0]);
-    Ok((
-        first.into(),
-        entries[1..].iter().map(|e| e.to_string()).collect(),
-    ))
+    Ok(Authority {
+        text: format!("{scheme}://{user_info}{}{tail}", entries[0]).into(),
+        more_hosts: entries[1..].iter().map(|e| e.to_string()).collect(),
+        no_host: false,
+    })
 }
 
 /// The error for the empty host at `index` of a URL's host list.

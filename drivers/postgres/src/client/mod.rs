@@ -86,6 +86,10 @@ pub struct PgClient {
     /// reset can change, so it could cancel a later user's statement. The session is then
     /// closed on release instead of parked (see `PgDriver::detach`).
     pub(crate) cancel_handed_out: std::cell::Cell<bool>,
+    /// Whether what the server reports about its role (`in_hot_standby`,
+    /// `default_transaction_read_only`) agreed with what it answered when asked at connect; a
+    /// proxy's stale reports do not (see `crate::role`). Read only for keys that watch a role.
+    pub(crate) role_reports_trusted: bool,
 }
 
 /// The runtime and the socket half, used by one blocking call at a time.
@@ -117,6 +121,7 @@ impl PgClient {
             tls,
             cancel_address: address,
             cancel_handed_out: std::cell::Cell::new(false),
+            role_reports_trusted: false,
             io: RefCell::new(Io {
                 runtime: ManuallyDrop::new(runtime),
                 connection: Some(conn),

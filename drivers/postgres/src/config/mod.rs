@@ -198,8 +198,18 @@ pub(crate) fn plan(args: &ConnArgs) -> Result<Plan, DriverError> {
     for (key, value) in args.iter() {
         match key {
             "host" => {
-                hosts = value
-                    .split(',')
+                let entries: Vec<&str> = value.split(',').collect();
+                if entries.len() > 1 && entries.iter().any(|h| h.is_empty()) {
+                    // Dropping it would pair the later hosts with the wrong ports.
+                    return Err(bad_value(
+                        args,
+                        key,
+                        "host names, addresses or socket directories, comma-separated, none \
+                         empty",
+                    ));
+                }
+                hosts = entries
+                    .into_iter()
                     .filter(|h| !h.is_empty())
                     .map(|h| match h.starts_with('/') {
                         true => Host::Unix(PathBuf::from(h)),

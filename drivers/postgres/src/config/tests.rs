@@ -275,3 +275,11 @@ fn every_target_session_attrs_value_of_libpq_is_taken() {
         assert_eq!(plan.attrs.as_str(), value);
     }
 }
+
+/// `host=a,,b port=1,2,3`: an empty entry would pair `b` with port 2 if dropped.
+#[test]
+fn an_empty_entry_in_a_host_list_is_refused() {
+    let err = norm("host=a,,b port=1,2,3").unwrap_err();
+    assert_eq!(err.kind(), DriverErrorKind::InvalidArgs, "{err}");
+    assert!(err.message().contains("none empty"), "{err}");
+}

@@ -40,15 +40,27 @@ use crate::tls::{MakeTls, SslMode};
 /// SQLSTATE `invalid_password`: no point retrying with other encryption.
 const INVALID_PASSWORD: &str = "28P01";
 
-/// The first host that accepts the login and fits `target_session_attrs` (and which it was),
-/// or `None` with every failure in `failures`. For `prefer-standby`, the first host that
-/// answered but is not a standby is kept open while the others are tried, and is the answer
-/// when none is a standby.
+/// A host that accepted the login and fits.
+pub(super) struct Answer<'p> {
+    pub(super) client: Client,
+    pub(super) connection: PgConnection,
+    pub(super) target: &'p Target,
+    /// Whether the role the server reported at login matched what the role query answered: a
+    /// proxy (PgBouncer) hands every client the values of its own first login and never
+    /// updates them, so its reports must not be read as the server's (see `crate::role`).
+    pub(super) reports_trusted: bool,
+}
+
+/// The first host that accepts the login and fits `target_session_attrs`, or `None` with every
+/// failure in `failures`. For `prefer-standby`, the first host that answered but is not a
+/// standby is kept in `fallback` while the others are tried, and is the answer when none is a
+/// standby; the caller takes it from there if its overall deadline ends the walk first.
 pub(super) async fn first_that_answers<'p>(
     plan: &'p Plan,
     tls: &MakeTls,
     failures: &RefCell<Vec<Failure>>,
-) -> Option<(Client, PgConnection, &'p Target)> {
+    fallback: &RefCell<Option<Answer<'p>>>,
+) -> Option<Answer<'p>> {
     let mut order: Vec<&Target> = plan.targets.iter().collect();
     if plan.random_order {
         shuffle(&mut order);
@@ -57,7 +69,6 @@ pub(super) async fn first_that_answers<'p>(
         SessionAttrs::PreferStandby => SessionAttrs::Standby,
         attrs => attrs,
     };
-    let mut fallback = None;
     for target in order {
         let attempt = async {
             let (client, connection) = one_host(plan, tls, target, failures).await?;
@@ -82,13 +93,22 @@ pub(super) async fn first_that_answers<'p>(
         let Some((client, checked)) = answered else {
             continue;
         };
+        let answer = |connection, reports_trusted| Answer {
+            client,
+            connection,
+            target,
+            reports_trusted,
+        };
         let cause = match checked {
-            Checked::Fits(connection) => return Some((client, connection, target)),
-            Checked::Other(connection, _) if plan.attrs == SessionAttrs::PreferStandby => {
-                fallback.get_or_insert((client, connection, target));
+            Checked::Fits(connection, trusted) => return Some(answer(connection, trusted)),
+            Checked::Other(connection, trusted, _) if plan.attrs == SessionAttrs::PreferStandby => {
+                let mut kept = fallback.borrow_mut();
+                if kept.is_none() {
+                    *kept = Some(answer(connection, trusted));
+                }
                 continue;
             }
-            Checked::Other(_, why) => Cause::WrongRole(why),
+            Checked::Other(_, _, why) => Cause::WrongRole(why),
             Checked::Failed(Cause::Pg(err, _)) => Cause::Pg(err, target.tls_name()),
             Checked::Failed(cause) => cause,
         };
@@ -99,37 +119,37 @@ pub(super) async fn first_that_answers<'p>(
             cause,
         });
     }
-    fallback
+    fallback.borrow_mut().take()
 }
 
-/// What [`fits`] found.
+/// What [`fits`] found; `bool`: whether the server's own reports can be trusted.
 enum Checked {
     /// The server fits the key's `target_session_attrs`.
-    Fits(PgConnection),
+    Fits(PgConnection, bool),
     /// It answered but does not fit; why, in libpq's words.
-    Other(PgConnection, String),
+    Other(PgConnection, bool, String),
     /// The check itself failed (the connection broke, or the answer made no sense).
     Failed(Cause),
 }
 
-/// Whether the server behind a fresh connection fits `wanted`. From what it reported at login
-/// when it can (PostgreSQL 14+ reports `in_hot_standby` and `default_transaction_read_only`,
-/// which libpq also uses), otherwise by asking [`role::ROLE_QUERY`]: one round trip, and none
-/// for `any`.
+/// Whether the server behind a fresh connection fits `wanted`, by asking it
+/// ([`role::ROLE_QUERY`]: one round trip, none for `any`). Not from what it reported at login,
+/// as libpq does on PostgreSQL 14+: a PgBouncer in front reports the values of its own first
+/// login, which after a failover describe another server (pgbouncer/pgbouncer#859). The
+/// reports are trusted later only if they agree with the answer here.
 async fn fits(wanted: SessionAttrs, client: &Client, connection: PgConnection) -> Checked {
     if !wanted.is_checked() {
-        return Checked::Fits(connection);
+        return Checked::Fits(connection, false);
     }
-    let (connection, role) = match reported_role(&connection) {
-        Some(role) => (connection, role),
-        None => match ask(client, connection).await {
-            Ok(asked) => asked,
-            Err(cause) => return Checked::Failed(cause),
-        },
+    let reported = reported_role(&connection);
+    let (connection, role) = match ask(client, connection).await {
+        Ok(asked) => asked,
+        Err(cause) => return Checked::Failed(cause),
     };
+    let trusted = reported == Some(role);
     match wanted.accepts(role) {
-        true => Checked::Fits(connection),
-        false => Checked::Other(connection, wanted.mismatch(role)),
+        true => Checked::Fits(connection, trusted),
+        false => Checked::Other(connection, trusted, wanted.mismatch(role)),
     }
 }
 

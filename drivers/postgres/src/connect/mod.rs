@@ -33,18 +33,23 @@ pub(crate) fn connect(args: &ConnArgs, timeout: Duration) -> Result<PgClient, Dr
         )
     })?;
     let failures = RefCell::new(Vec::new());
+    // Outside the timed future: a `prefer-standby` fallback found before the deadline ran out
+    // is still the answer (the host being tried when it did is given up).
+    let fallback = RefCell::new(None);
     let outcome = runtime.block_on(async {
-        let attempts = hosts::first_that_answers(&plan, &tls, &failures);
+        let attempts = hosts::first_that_answers(&plan, &tls, &failures, &fallback);
         tokio::time::timeout(timeout, attempts).await
     });
-    let overall = match outcome {
-        Ok(Some((client, connection, target))) => {
-            let address = target.cancel_address();
-            return Ok(PgClient::new(runtime, client, connection, tls, address));
-        }
-        Ok(None) => None,
-        Err(_elapsed) => Some(timeout),
+    let (answer, overall) = match outcome {
+        Ok(answer) => (answer, None),
+        Err(_elapsed) => (fallback.into_inner(), Some(timeout)),
     };
+    if let Some(answer) = answer {
+        let address = answer.target.cancel_address();
+        let mut client = PgClient::new(runtime, answer.client, answer.connection, tls, address);
+        client.role_reports_trusted = answer.reports_trusted;
+        return Ok(client);
+    }
     runtime.shutdown_background();
     let error = failure::report(&failures.into_inner(), args, overall);
     tracing::debug!(args = %args, error = %error, "postgres connect failed");
