@@ -164,7 +164,7 @@ impl PgServer {
         };
         write_config(&data_dir, &socket_dir, installed.as_ref())?;
 
-        let mut server = PgServer {
+        let server = PgServer {
             port: 0,
             socket_dir,
             data_dir,
@@ -173,15 +173,8 @@ impl PgServer {
             user,
             tls,
             sup: Supervisor::new(workdir, libc::SIGINT),
-        };
-        process::launch_on_free_port(
-            &mut server,
-            |server, port| {
-                server.port = port;
-                server.launch()
-            },
-            |server| server.sup.is_running(),
-        )?;
+        }
+        .on_a_free_port()?;
         server.setup()?;
         Ok(server)
     }
@@ -198,7 +191,7 @@ impl PgServer {
         socket_dir: PathBuf,
     ) -> Result<PgServer, ServerError> {
         let log_path = workdir.path().join("postgres.log");
-        let mut server = PgServer {
+        PgServer {
             port: 0,
             socket_dir,
             data_dir,
@@ -207,16 +200,22 @@ impl PgServer {
             user: process::service_user("postgres")?,
             tls: None,
             sup: Supervisor::new(workdir, libc::SIGINT),
-        };
+        }
+        .on_a_free_port()
+    }
+
+    /// Launches this (not yet started) server on a free port, retrying on a port taken
+    /// meanwhile.
+    fn on_a_free_port(mut self) -> Result<PgServer, ServerError> {
         process::launch_on_free_port(
-            &mut server,
+            &mut self,
             |server, port| {
                 server.port = port;
                 server.launch()
             },
             |server| server.sup.is_running(),
         )?;
-        Ok(server)
+        Ok(self)
     }
 
     /// Spawns `postgres` on `self.port` and waits until it accepts connections.

@@ -21,20 +21,6 @@ use pool_driver::{Connection, Driver, DriverErrorKind, ResetMode};
 use pool_postgres::{PgConn, PgDriver};
 use pool_testservers::SilentListener;
 
-/// The shared server's login over TCP, without host or port.
-fn login(read_only_sessions: bool) -> String {
-    let pg = pool_testservers::shared_pg();
-    let options = match read_only_sessions {
-        true => " options='-c default_transaction_read_only=on'",
-        false => "",
-    };
-    format!(
-        "user={} dbname={} sslmode=disable{options}",
-        pg.trust_user(),
-        pg.database()
-    )
-}
-
 fn connect_within(args: &str, timeout: Duration) -> Result<PgConn, pool_driver::DriverError> {
     let args = PgDriver.parse_args(args).expect("valid arguments");
     PgDriver.connect(&args, timeout)
@@ -58,7 +44,7 @@ fn prefer_standby_returns_its_fallback_when_the_connect_bound_runs_out() {
             format!(
                 "host=127.0.0.1,127.0.0.1 port={port},{} {} target_session_attrs=prefer-standby",
                 silent.port(),
-                login(false)
+                common::tcp_login(false)
             ),
             Duration::from_secs(2),
         ),
@@ -69,7 +55,7 @@ fn prefer_standby_returns_its_fallback_when_the_connect_bound_runs_out() {
                  target_session_attrs=prefer-standby",
                 silent.port(),
                 other_silent.port(),
-                login(false)
+                common::tcp_login(false)
             ),
             Duration::from_millis(1500),
         ),
@@ -109,7 +95,7 @@ fn a_callers_own_read_only_transaction_is_no_failover() {
     let port = pool_testservers::shared_pg().port();
     let args = format!(
         "host=127.0.0.1 port={port} {} target_session_attrs=read-write",
-        login(false)
+        common::tcp_login(false)
     );
     let mut conn = connect_within(&args, common::TIMEOUT).expect("connects");
     conn.execute("BEGIN READ ONLY", &[]).expect("begin");
@@ -146,7 +132,7 @@ fn a_primary_key_keeps_a_read_only_primary_that_still_fits() {
     let port = pool_testservers::shared_pg().port();
     let args = format!(
         "host=127.0.0.1 port={port} {} target_session_attrs=primary",
-        login(true)
+        common::tcp_login(true)
     );
     for attempt in 1..=2 {
         let mut conn = connect_within(&args, common::TIMEOUT).expect("a primary: fits");

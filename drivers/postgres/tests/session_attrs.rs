@@ -25,20 +25,6 @@ fn unused_port() -> u16 {
         .port()
 }
 
-/// The shared server's login over TCP, without host or port.
-fn login(read_only_sessions: bool) -> String {
-    let pg = pool_testservers::shared_pg();
-    let options = match read_only_sessions {
-        true => " options='-c default_transaction_read_only=on'",
-        false => "",
-    };
-    format!(
-        "user={} dbname={} sslmode=disable{options}",
-        pg.trust_user(),
-        pg.database()
-    )
-}
-
 fn connect(args: &str) -> Result<pool_postgres::PgConn, pool_driver::DriverError> {
     let args = PgDriver.parse_args(args).expect("valid arguments");
     PgDriver.connect(&args, common::TIMEOUT)
@@ -60,7 +46,7 @@ fn each_value_picks_the_servers_libpq_picks() {
         for (sessions_read_only, fits) in [(false, writable), (true, read_only)] {
             let args = format!(
                 "host=127.0.0.1 port={port} {} target_session_attrs={value}",
-                login(sessions_read_only)
+                common::tcp_login(sessions_read_only)
             );
             match connect(&args) {
                 Ok(mut conn) => {
@@ -84,7 +70,7 @@ fn a_failed_connect_over_a_host_list_says_what_each_host_answered() {
     let unused = unused_port();
     let args = format!(
         "host=127.0.0.1,127.0.0.1 port={unused},{port} {} target_session_attrs=standby",
-        login(false)
+        common::tcp_login(false)
     );
     let err = connect(&args).expect_err("no standby here");
     let message = err.message();
@@ -97,7 +83,7 @@ fn a_failed_connect_over_a_host_list_says_what_each_host_answered() {
     );
     let args = format!(
         "host=127.0.0.1 port={port} {} target_session_attrs=read-write",
-        login(true)
+        common::tcp_login(true)
     );
     let err = connect(&args).expect_err("sessions are read-only");
     assert!(err.message().contains("session is read-only"), "{err}");
@@ -115,7 +101,7 @@ fn prefer_standby_falls_back_without_connecting_twice() {
         "host=127.0.0.1,127.0.0.1 port={},{} {} target_session_attrs=prefer-standby",
         first.port(),
         second.port(),
-        login(false)
+        common::tcp_login(false)
     );
     let mut conn = connect(&args).expect("falls back to a primary");
     assert_eq!(common::int(&mut conn, "SELECT 1"), 1);
@@ -159,7 +145,7 @@ fn a_refused_write_breaks_only_a_key_that_asked_for_writes() {
     ] {
         let args = format!(
             "host=127.0.0.1 port={port} {} target_session_attrs={value}",
-            login(value == "read-only")
+            common::tcp_login(value == "read-only")
         );
         let mut conn = connect(&args).expect("connects");
         conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", &[])

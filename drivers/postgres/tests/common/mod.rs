@@ -19,6 +19,22 @@ pub fn connect(args: &str) -> PgConn {
     PgDriver.connect(&args, TIMEOUT).expect("connect")
 }
 
+/// The shared server's login over TCP (as `pool_trust`), without host or port; with
+/// `read_only_sessions`, sessions default to read-only (a primary that is `read-only` to
+/// libpq's `target_session_attrs`).
+pub fn tcp_login(read_only_sessions: bool) -> String {
+    let pg = pool_testservers::shared_pg();
+    let options = match read_only_sessions {
+        true => " options='-c default_transaction_read_only=on'",
+        false => "",
+    };
+    format!(
+        "user={} dbname={} sslmode=disable{options}",
+        pg.trust_user(),
+        pg.database()
+    )
+}
+
 /// A connection to the shared server as the superuser `pool_trust`.
 pub fn trust() -> PgConn {
     connect(&pool_testservers::shared_pg().trust_args())
