@@ -243,6 +243,34 @@ impl RedisConn {
         }
     }
 
+    /// Closes a Sentinel key's connection to a node that is no longer (or soon no longer) the
+    /// master, before the native client is handed out: `QUIT` (the server closes its end once
+    /// it answered), then one more read, which finds the end of the stream and makes the
+    /// `redis` crate shut the socket down and call the connection closed. Each step within the
+    /// driver's bound; whatever fails, the connection is marked broken (closed on release).
+    fn close_for_native(&mut self) {
+        self.broken = true;
+        if !self.conn.is_open() {
+            return;
+        }
+        let bound = Some(self.op_bound.max(Duration::from_millis(1)));
+        let quit = self
+            .conn
+            .set_read_timeout(bound)
+            .and_then(|()| self.conn.set_write_timeout(bound))
+            .and_then(|()| self.conn.req_command(&redis::cmd("QUIT")));
+        if quit.is_ok() {
+            // The end of the stream: the crate shuts the socket down (`is_open` false).
+            let _ = self.conn.recv_response();
+        }
+        tracing::debug!(
+            args = %self.args,
+            closed = !self.conn.is_open(),
+            "redis: the native client of a connection to a replaced master was asked for; \
+             the connection was closed first"
+        );
+    }
+
     /// A Sentinel key's connection got `READONLY` or `MASTERDOWN`: its node is no longer the
     /// master. Broken (closed on release, the parked ones checked before hand-out), with the
     /// server's code and a word on what happened.
@@ -303,6 +331,9 @@ impl Connection for RedisConn {
     }
 
     /// Marks the session used: even a shared borrow can change it (the socket timeouts).
+    ///
+    /// No command can be sent through a shared `redis::Connection` (they need `&mut`), so a
+    /// Sentinel key's connection to a replaced master is not closed here (see `native_mut`).
     fn native(&self) -> &dyn Any {
         self.changed.set(true);
         &self.conn
@@ -310,8 +341,17 @@ impl Connection for RedisConn {
 
     /// Marks the session used: native code can do anything to it, which the release's reset
     /// undoes (or, rollback-only, refuses: see `crate::reset::rollback`).
+    ///
+    /// A Sentinel key's connection whose node the Sentinels replaced (or are replacing: the
+    /// fence) is closed first (`QUIT`, then the end of the stream read, so the `redis` crate
+    /// shuts its socket) and marked broken: every command sent through the native client then
+    /// fails, none reaches the old master. The check is made here only: a native connection
+    /// obtained before the switch and kept through the lease is not fenced mid-lease.
     fn native_mut(&mut self) -> &mut dyn Any {
         self.changed.set(true);
+        if self.master_moved() {
+            self.close_for_native();
+        }
         &mut self.conn
     }
 

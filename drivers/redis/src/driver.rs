@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pool_driver::{ConnArgs, Connection, Driver, DriverError, DriverErrorKind, ResetMode};
-use redis::{ConnectionLike, Value as Reply};
+use redis::ConnectionLike;
 
 use crate::commands::DataOnly;
 use crate::conn::RedisConn;
@@ -13,6 +13,7 @@ use crate::error::{self, Phase};
 use crate::opts;
 use crate::reset::{self, Reset, Role, ServerFacts};
 use crate::sentinel::{self, SentinelArgs, Watches};
+use crate::setup;
 use crate::tls;
 
 /// The `redis` driver, on the `redis` crate's synchronous connection.
@@ -45,11 +46,13 @@ impl RedisDriver {
     /// name): the connection, its server's facts, its data-only commands. The socket's
     /// timeouts are the connect's until the caller restores the session's.
     ///
-    /// With TLS the `cacert`, `cert` and `key` files are read here, on every connect, and the
-    /// connect always ends in one round trip of its own (`CLIENT SETNAME`, or `PING`): rustls
-    /// shakes hands on the first read or write, and that round trip makes sure it happened,
-    /// and failed if it must, inside the bound and as a `Connect` error, whatever the `redis`
-    /// crate's own setup sent.
+    /// The `redis` crate opens the socket only; the handshake (`AUTH`, `SELECT`, `CLIENT
+    /// SETINFO`, `CLIENT SETNAME`) is the driver's, one pipeline whose every read is bounded
+    /// by what is left of the one connect deadline (see `crate::setup`): a silent server fails
+    /// within `connect_timeout`, a slow link has all of it. With TLS the `cacert`, `cert` and
+    /// `key` files are read here, on every connect; rustls shakes hands on the handshake's
+    /// first write, so a failed TLS handshake fails here too, inside the bound and as a
+    /// `Connect` error.
     fn open(
         &self,
         args: ConnArgs,
@@ -59,45 +62,20 @@ impl RedisDriver {
     ) -> Result<RedisConn, DriverError> {
         let fail = |e: &redis::RedisError| error::map(e, Phase::Connect, &args, context);
         let started = Instant::now();
+        let bare = setup::bare(&plan.info);
         let client = match &plan.tls {
             Some(settings) => {
                 let certificates = tls::certificates(settings)?;
                 tls::ensure_provider();
-                redis::Client::build_with_tls(plan.info.clone(), certificates)
+                redis::Client::build_with_tls(bare, certificates)
             }
-            None => redis::Client::open(plan.info.clone()),
+            None => redis::Client::open(bare),
         }
         .map_err(|e| fail(&e))?;
         let mut conn = match &plan.tls {
             Some(_) => connect_tls(&client, &plan, &args, context)?,
             None => connect_plain(&client, &plan, &args, context)?,
         };
-        let confirm = match &plan.handshake.name {
-            Some(name) => Some(redis::cmd("CLIENT").arg("SETNAME").arg(name).clone()),
-            None if plan.tls.is_some() => Some(redis::cmd("PING")),
-            None => None,
-        };
-        if let Some(command) = confirm {
-            // What is left of the connect bound: connect + this stay within one timeout.
-            let left = plan.connect_timeout.saturating_sub(started.elapsed());
-            let bound = Some(left.max(Duration::from_millis(1)));
-            conn.set_read_timeout(bound)
-                .and_then(|()| conn.set_write_timeout(bound))
-                .map_err(|e| fail(&e))?;
-            let reply = conn.req_command(&command).map_err(|e| fail(&e))?;
-            if let Reply::ServerError(e) = reply {
-                let text = error::server_text(&e.into());
-                let what = if plan.handshake.name.is_some() {
-                    "CLIENT SETNAME"
-                } else {
-                    "PING"
-                };
-                return Err(DriverError::new(
-                    DriverErrorKind::Connect,
-                    args.scrub(&format!("{context}: {what} failed: {text}")),
-                ));
-            }
-        }
         let facts = self.server_facts(target);
         let left = plan.connect_timeout.saturating_sub(started.elapsed());
         let data_only = data_only(&facts, &mut conn, left);
@@ -221,11 +199,13 @@ impl Driver for RedisDriver {
     /// for `default`), selects the db, sets the client name if one is given, then puts the
     /// session's read/write timeouts on the socket.
     ///
+    /// The `redis` crate opens the socket only; the handshake (`AUTH`, `SELECT`, `CLIENT
+    /// SETINFO`, `CLIENT SETNAME`) is one pipeline of the driver's, every reply read under what
+    /// is left of the same bound: a silent server fails within it, a slow link has all of it.
+    ///
     /// With TLS the `cacert`, `cert` and `key` files are read here, on every connect (a rotated
-    /// certificate is used by the next one), and the connect always ends in one round trip of
-    /// its own (`CLIENT SETNAME`, or `PING`): rustls shakes hands on the first read or write,
-    /// and that round trip makes sure it happened, and failed if it must, inside this bound
-    /// and as a `Connect` error, whatever the `redis` crate's own setup sent.
+    /// certificate is used by the next one); rustls shakes hands on the handshake pipeline's
+    /// first write, so a failed TLS handshake fails inside this bound and as a `Connect` error.
     ///
     /// A Sentinel key (`sentinel=…`, `redis+sentinel://`) first asks the Sentinels for the
     /// master, then connects to it the same way and checks its role, all within the same
@@ -326,22 +306,47 @@ impl Driver for RedisDriver {
     }
 }
 
-/// The bound to hand the `redis` crate's connect so that the whole of it stays within
-/// `total`.
-///
-/// The crate (0.32) sets the socket's timeouts once, to what the TCP connect left of the
-/// bound, then reads *every* reply of its setup pipeline — `AUTH` when there is a password,
-/// `SELECT` when the db is not 0, and its two `CLIENT SETINFO`s — even after one read timed
-/// out. Against a server that accepts and says nothing, each read waits the whole bound: a
-/// connect given 1 s took 2 s without a password, 3 s with one and 4 s with a db as well.
-/// Giving it `total / (replies + 1)` keeps the TCP connect plus every read within `total`;
-/// a server that answers pays nothing for it (its replies come in one round trip).
-pub(crate) fn crate_bound(total: Duration, info: &redis::RedisConnectionInfo) -> Duration {
-    let replies = 2 + u32::from(info.password.is_some()) + u32::from(info.db != 0);
-    (total / (replies + 1)).max(Duration::from_millis(1))
+/// The `redis` crate's connect (the socket only) and the driver's handshake on it
+/// ([`setup::run`]), both before `deadline`. A refused handshake step is a `Connect` error
+/// already; I/O trouble comes back as the crate's error, for the caller to map or probe.
+fn establish(
+    client: &redis::Client,
+    plan: &opts::Plan,
+    deadline: Instant,
+    args: &ConnArgs,
+    context: &str,
+) -> Result<Result<redis::Connection, redis::RedisError>, DriverError> {
+    let bound = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1));
+    let mut conn = match client.get_connection_with_timeout(bound) {
+        Ok(conn) => conn,
+        Err(e) => return Ok(Err(e)),
+    };
+    let handshake = &plan.handshake;
+    let wanted = setup::Setup {
+        user: handshake.user.as_deref(),
+        password: handshake.password.as_deref(),
+        db: handshake.db,
+        name: handshake.name.as_deref(),
+    };
+    match setup::run(&mut conn, &wanted, deadline) {
+        Ok(()) => Ok(Ok(conn)),
+        Err(setup::Failure::Io(e)) => Ok(Err(e)),
+        Err(setup::Failure::Refused { step, text, code }) => {
+            let error = DriverError::new(
+                DriverErrorKind::Connect,
+                args.scrub(&format!("{context}: {step} failed: {text}")),
+            );
+            Err(match code {
+                Some(code) => error.with_code(code),
+                None => error,
+            })
+        }
+    }
 }
 
-/// The `redis` crate's plain connect. When the server hangs up during the handshake (what a
+/// The plain connect ([`establish`]). When the server hangs up during the handshake (what a
 /// TLS-only port does to plain bytes), whatever is left of the bound asks the port whether it
 /// answers a TLS hello ([`tls::speaks_tls_at`]): if it does, the error is `TLS_REQUIRED` with
 /// "use rediss://"; otherwise the plain error, with that as a hint only.
@@ -352,8 +357,7 @@ fn connect_plain(
     context: &str,
 ) -> Result<redis::Connection, DriverError> {
     let started = Instant::now();
-    let bound = crate_bound(plan.connect_timeout, &plan.info.redis);
-    let err = match client.get_connection_with_timeout(bound) {
+    let err = match establish(client, plan, started + plan.connect_timeout, args, context)? {
         Ok(conn) => return Ok(conn),
         Err(err) => err,
     };
@@ -383,11 +387,11 @@ fn connect_plain(
     ))
 }
 
-/// The `redis` crate's connect over TLS, with [`tls::probe_reserve`] of the bound kept back:
-/// when the handshake times out, that reserve asks the port in plain Redis whether it is a
-/// plain port (see [`tls::plain_redis_at`]: a plain Redis port mostly stays silent to a TLS
-/// hello), so the error says "this port speaks plain Redis" instead of only "timed out". The
-/// whole stays within `plan.connect_timeout`.
+/// The TLS connect ([`establish`]), with [`tls::probe_reserve`] of the bound kept back: when
+/// the handshake times out, that reserve asks the port in plain Redis whether it is a plain
+/// port (see [`tls::plain_redis_at`]: a plain Redis port mostly stays silent to a TLS hello),
+/// so the error says "this port speaks plain Redis" instead of only "timed out". The whole
+/// stays within `plan.connect_timeout`.
 fn connect_tls(
     client: &redis::Client,
     plan: &opts::Plan,
@@ -400,7 +404,7 @@ fn connect_tls(
         .connect_timeout
         .saturating_sub(reserve)
         .max(Duration::from_millis(1));
-    let err = match client.get_connection_with_timeout(crate_bound(handshake, &plan.info.redis)) {
+    let err = match establish(client, plan, started + handshake, args, context)? {
         Ok(conn) => return Ok(conn),
         Err(err) => err,
     };

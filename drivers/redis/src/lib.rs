@@ -110,8 +110,8 @@
 //!   dangerous case: the old master stays a writable master for about ten seconds, until the
 //!   Sentinel demotes it, and every write it acknowledges meanwhile is lost when it resyncs.
 //!   So the first connect of a service starts one thread (`pool-redis-sentinel`, one per
-//!   service, ended once the service has no connection) that subscribes to the Sentinel's
-//!   events. When the failover's leader starts promoting a replica
+//!   service, ended once the service has no connection and no fence is up) that subscribes to
+//!   the Sentinel's events. When the failover's leader starts promoting a replica
 //!   (`+failover-state-send-slaveof-noone`) the old master is fenced: commands on its
 //!   connections are refused *before they are sent* (`Broken`, code `SENTINEL_FAILOVER`) and
 //!   connects to it are refused, until the promotion (`+promoted-slave`, `+switch-master`) or
@@ -142,6 +142,31 @@
 //! 2 s later, and the fence is not raised (the leader alone announces the promotion's start):
 //! run one Sentinel per client host or accept that window, or configure the master with
 //! `min-replicas-to-write`. Reads from replicas are not offered.
+//!
+//! **The Sentinel user's ACL** (`sentinel_user`, Sentinels with ACLs, Redis ≥ 6.2): besides
+//! `AUTH`, the connect needs `SENTINEL GET-MASTER-ADDR-BY-NAME`, and the watcher `SUBSCRIBE`,
+//! `PSUBSCRIBE`, `PING` and the event channels. Since Redis 7.0 a new user has *no* Pub/Sub
+//! channel (`acl-pubsub-default resetchannels`), so they must be granted, e.g.:
+//!
+//! ```text
+//! ACL SETUSER watcher on >password -@all +auth +ping +subscribe +psubscribe +unsubscribe
+//!     +punsubscribe +sentinel|get-master-addr-by-name &+switch-master
+//!     &+failover-state-send-slaveof-noone &+promoted-slave &-failover-abort-*
+//! ```
+//!
+//! (`+client|setinfo` may be added; its refusal is ignored.) A Sentinel that refuses the
+//! subscription (`-NOPERM`) is logged at `warn`, once per service, and the watcher falls back
+//! to polling `GET-MASTER-ADDR-BY-NAME` every 250 ms: a switch is then followed once the
+//! Sentinels name the new master (up to a second or two after a switchover's promotion),
+//! and the old master is not fenced meanwhile, so writes it acknowledges in that window may
+//! be lost. Grant the channels.
+//!
+//! **The native client** of a Sentinel key's connection is checked when it is asked for
+//! (`native_mut`): if the Sentinels replaced (or are replacing) its node, the connection is
+//! closed first (`QUIT`) and marked broken, so native commands fail instead of reaching the
+//! old master. A native connection is not fenced *mid-lease*: one taken before the switch and
+//! used through it writes to the old master like any client without Sentinel support; take
+//! it again for each piece of work, or use the uniform surface, which checks every command.
 //!
 //! # Commands through the uniform surface
 //!
@@ -225,6 +250,7 @@ mod error;
 mod opts;
 mod reset;
 mod sentinel;
+mod setup;
 mod tls;
 
 pub use conn::RedisConn;

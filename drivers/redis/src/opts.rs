@@ -162,13 +162,58 @@ pub(crate) fn check_scheme(text: &str) -> Result<Scheme, DriverError> {
     match scheme.to_ascii_lowercase().as_str() {
         "redis" => Ok(Scheme::Plain),
         "rediss" => Ok(Scheme::Tls),
-        "redis+sentinel" => Ok(Scheme::Sentinel),
-        "rediss+sentinel" => Ok(Scheme::SentinelTls),
+        "redis+sentinel" => sentinel_query(text).map(|()| Scheme::Sentinel),
+        "rediss+sentinel" => sentinel_query(text).map(|()| Scheme::SentinelTls),
         other => Err(invalid(format!(
             "unsupported URL scheme `{other}://` for the redis driver (use redis://, \
              rediss://, or redis+sentinel://host1:port1,host2:port2/service_name[/db])"
         ))),
     }
+}
+
+/// Refuses `dbname`/`database` (this driver's aliases of `db`) in a `redis+sentinel://` URL's
+/// query: the contract's parser puts the URL's path in `dbname` and lets a query parameter of
+/// that name replace it, so `redis+sentinel://s1/mymaster/2?dbname=3` would ask for a service
+/// named `3`. The message names the key only, never a value.
+fn sentinel_query(text: &str) -> Result<(), DriverError> {
+    let Some((_, query)) = text.split_once('?') else {
+        return Ok(());
+    };
+    let query = query.split('#').next().unwrap_or_default();
+    for pair in query.split('&') {
+        let key = percent_decoded(pair.split('=').next().unwrap_or_default());
+        if let Some(alias) = ["dbname", "database"]
+            .into_iter()
+            .find(|alias| key.eq_ignore_ascii_case(alias))
+        {
+            return Err(invalid(format!(
+                "a redis+sentinel:// URL's path is /service_name[/db], so `{alias}` cannot be a \
+                 query parameter (it would replace the path): give the db in the path, or as \
+                 `db`"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `text` with its `%XX` escapes decoded (others left as they are), lossily as UTF-8.
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Records a `rediss://` scheme as `tls=on`, before [`normalise`]. A `rediss://` URL that
@@ -610,6 +655,18 @@ mod tests {
             ),
             ("redis+sentinel://s1/m?service_name=n", "keep one"),
             ("redis+sentinel://s1,s2/m?port=1", "pair up"),
+            (
+                "redis+sentinel://s1/m/2?dbname=3",
+                "`dbname` cannot be a query",
+            ),
+            (
+                "redis+sentinel://s1/m?a=1&DataBase=3",
+                "`database` cannot be a query",
+            ),
+            (
+                "redis+sentinel://s1/m?db%6Eame=3",
+                "`dbname` cannot be a query",
+            ),
         ] {
             let error = parse_args(text).expect_err(text);
             assert_eq!(error.kind(), DriverErrorKind::InvalidArgs, "{text}");

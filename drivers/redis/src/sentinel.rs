@@ -57,10 +57,20 @@
 //!    hears of it (`GET-MASTER-ADDR-BY-NAME` names the promoted replica as soon as it is seen
 //!    promoted) moves the service on by itself.
 //!
-//! The thread lives while connections of the service exist: it checks every 250 ms and ends
-//! once none is left (after `pool::shutdown`, within that tick or one bounded reconnect
+//! The thread lives while connections of the service exist, or a fence is up (the fence
+//! closes the old master's connections and refuses connects to it, so no user may be left
+//! when the abort that lifts it comes): it checks before every message and every 250 ms, and
+//! ends once neither holds (after `pool::shutdown`, within that tick or one bounded reconnect
 //! attempt); the next connect starts a new one. A Sentinel that goes silent is noticed by a
 //! `PING` after 5 s without traffic, and the thread moves to the next Sentinel.
+//!
+//! The subscription is made on the raw connection and each reply checked: a Sentinel ACL user
+//! without the event channels (since Redis 7.0 a new user has none) gets `-NOPERM`, which the
+//! `redis` crate's `PubSub::subscribe` would take for a success. Then the watcher logs a
+//! warning (once) naming the channels the user needs, tries the other Sentinels, and if none
+//! takes it polls `SENTINEL GET-MASTER-ADDR-BY-NAME` every 250 ms (retrying the subscription
+//! every 30 s): the service stays usable and a switch is followed once the Sentinels name the
+//! new master, but no fence goes up during the promotion.
 //!
 //! What stays out of reach: with several Sentinels the watcher listens to one. If another
 //! leads the failover, only the leader announces the promotion's start (no fence), and this
@@ -82,7 +92,7 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -92,6 +102,7 @@ use redis::Value as Reply;
 use redis::{ConnectionAddr, ConnectionInfo, ConnectionLike, ProtocolVersion, RedisConnectionInfo};
 
 use crate::error::{self, Phase};
+use crate::setup;
 use crate::tls::{self, TlsArgs};
 
 /// The port a Sentinel listens on unless the list says otherwise.
@@ -370,6 +381,12 @@ fn ask_one(
         .and_then(|()| conn.set_write_timeout(left))
         .and_then(|()| conn.req_command(&question))
         .map_err(|e| error::map(&e, Phase::Connect, args, ""))?;
+    master_addr(reply)
+}
+
+/// `GET-MASTER-ADDR-BY-NAME`'s answer: the address, or `None` (nil: the Sentinel does not
+/// monitor the service).
+fn master_addr(reply: Reply) -> Result<Option<Addr>, DriverError> {
     match reply {
         Reply::Nil => Ok(None),
         Reply::Array(items) => match items.as_slice() {
@@ -394,13 +411,16 @@ fn connect_error(text: &str) -> DriverError {
     DriverError::new(DriverErrorKind::Connect, text)
 }
 
-/// A connection to Sentinel `index` (its own credentials, the key's TLS), within `bound`.
+/// A connection to Sentinel `index` (its own credentials, the key's TLS), within `bound`:
+/// the `redis` crate opens the socket, the driver authenticates under the same deadline (see
+/// `crate::setup`). Its socket's timeouts are left at what remained of `bound`.
 fn connect_sentinel(
     s: &SentinelArgs,
     index: usize,
     bound: Duration,
     args: &ConnArgs,
 ) -> Result<redis::Connection, DriverError> {
+    let deadline = Instant::now() + bound;
     let (host, port) = s.sentinels[index].clone();
     let addr = match &s.tls {
         Some(settings) => ConnectionAddr::TcpTls {
@@ -414,14 +434,11 @@ fn connect_sentinel(
     let info = ConnectionInfo {
         addr,
         redis: RedisConnectionInfo {
-            db: 0,
-            username: s.user.clone(),
-            password: s.password.clone(),
             protocol: ProtocolVersion::RESP2,
+            ..RedisConnectionInfo::default()
         },
     };
     let fail = |e: &redis::RedisError| error::map(e, Phase::Connect, args, "");
-    let info_redis = info.redis.clone();
     let client = match &s.tls {
         Some(settings) => {
             let certificates = tls::certificates(settings)?;
@@ -431,10 +448,26 @@ fn connect_sentinel(
         None => redis::Client::open(info),
     }
     .map_err(|e| fail(&e))?;
-    let bound = crate::driver::crate_bound(bound, &info_redis);
-    client
+    let mut conn = client
         .get_connection_with_timeout(bound)
-        .map_err(|e| fail(&e))
+        .map_err(|e| fail(&e))?;
+    let wanted = setup::Setup {
+        user: s.user.as_deref(),
+        password: s.password.as_deref(),
+        db: 0,
+        name: None,
+    };
+    match setup::run(&mut conn, &wanted, deadline) {
+        Ok(()) => Ok(conn),
+        Err(setup::Failure::Io(e)) => Err(fail(&e)),
+        Err(setup::Failure::Refused { step, text, code }) => {
+            let error = connect_error(&s.secrets().scrub(&format!("{step} failed: {text}")));
+            Err(match code {
+                Some(code) => error.with_code(code),
+                None => error,
+            })
+        }
+    }
 }
 
 /// Scrubs the key's secrets and the Sentinels' password from `message`.
@@ -461,6 +494,8 @@ pub(crate) struct Watch {
     running: Mutex<bool>,
     /// The Sentinel that answered last: asked first next time.
     preferred: AtomicUsize,
+    /// Whether a refused subscription was logged at `warn` (once per watch).
+    warned: AtomicBool,
 }
 
 impl fmt::Debug for Watch {
@@ -520,6 +555,7 @@ impl Watch {
             users: AtomicUsize::new(0),
             running: Mutex::new(false),
             preferred: AtomicUsize::new(0),
+            warned: AtomicBool::new(false),
         }
     }
 
@@ -663,8 +699,12 @@ impl Watch {
 
     /// Whether the watcher should end (no connection depends on it); if so, clears `running`
     /// under the lock that [`ensure_running`](Watch::ensure_running) takes.
+    ///
+    /// Not while a fence is up: the connections to the fenced master were closed by it (as a
+    /// pool does), and connects to it are refused, so no user is left; an abort must still be
+    /// heard to lift the fence before [`FENCE_MAX`].
     fn retire(&self) -> bool {
-        if self.users.load(Ordering::SeqCst) > 0 {
+        if !self.idle() {
             return false;
         }
         let mut running = lock(&self.running);
@@ -675,46 +715,192 @@ impl Watch {
         true
     }
 
+    /// No connection depends on the watch, and no fence waits for the end of a failover.
+    fn idle(&self) -> bool {
+        if self.users.load(Ordering::SeqCst) > 0 {
+            return false;
+        }
+        let master = lock(&self.master);
+        master
+            .fence
+            .as_ref()
+            .is_none_or(|(_, until)| Instant::now() >= *until)
+    }
+
     /// One subscription: the first Sentinel (in order) that takes `SUBSCRIBE +switch-master`
-    /// is followed until its connection fails or the watcher retires.
+    /// is followed until its connection fails or the watcher retires. If every Sentinel that
+    /// answered refused the subscription (`-NOPERM`), the first of them is polled instead
+    /// ([`poll`](Watch::poll)).
     ///
-    /// Through the `redis` crate's `PubSub`: its `get_message` may time out and be called
-    /// again. (A timed-out `recv_response` makes the crate skip the next reply, as it would
+    /// The subscription is made on the raw connection ([`subscribe`](Watch::subscribe)), the
+    /// messages are read through the `redis` crate's `PubSub`: its `get_message` may time out
+    /// and be called again. (A timed-out `recv_response` makes the crate skip the next reply, as it would
     /// be the late answer to a request: on a subscription that would drop a message.)
     fn listen(&self) -> Listen {
         let args = ConnArgs::default();
         let s = &self.sentinels;
+        let mut refused = None;
         for index in self.order() {
-            let bound = Some(self.bound.max(Duration::from_millis(1)));
-            let subscribed = connect_sentinel(s, index, self.bound, &args).and_then(|conn| {
-                conn.set_write_timeout(bound)
-                    .and_then(|()| conn.set_read_timeout(bound))
-                    .map_err(|e| error::map(&e, Phase::Connect, &args, ""))?;
-                Ok(conn)
-            });
-            let mut conn = match subscribed {
+            let mut conn = match connect_sentinel(s, index, self.bound, &args) {
                 Ok(conn) => conn,
                 Err(e) => {
                     self.log_failure(index, e.message());
                     continue;
                 }
             };
-            let mut pubsub = conn.as_pubsub();
-            let subscribed = pubsub
-                .subscribe(&CHANNELS[..])
-                .and_then(|()| pubsub.psubscribe(ABORTS));
-            if let Err(e) = subscribed {
-                self.log_failure(index, &e.to_string());
-                continue;
+            match self.subscribe(&mut conn) {
+                Ok(()) => {}
+                Err(Subscribe::Failed(text)) => {
+                    self.log_failure(index, &text);
+                    continue;
+                }
+                Err(Subscribe::Refused(text)) => {
+                    self.warn_refused(index, &text);
+                    refused.get_or_insert(index);
+                    continue;
+                }
             }
             self.prefer(index);
             // Whatever happened while nobody listened.
             if let Ok(Some(addr)) = ask_one(s, index, self.bound, &args) {
                 self.observe(addr);
             }
+            let mut pubsub = conn.as_pubsub();
             return self.follow_messages(&mut pubsub).unwrap_or(Listen::Lost);
         }
-        Listen::Failed
+        match refused {
+            Some(index) => self.poll(index),
+            None => Listen::Failed,
+        }
+    }
+
+    /// `SUBSCRIBE` to [`CHANNELS`] and `PSUBSCRIBE` to [`ABORTS`] on the raw connection, each
+    /// reply checked: one confirmation per channel or pattern, or an error (`-NOPERM`: a
+    /// Sentinel ACL user without these channels) that fails the subscription. (The `redis`
+    /// crate's `PubSub::subscribe` returns `Ok` whatever the server answered.) Messages that
+    /// arrive between confirmations are heard. All within the watcher's bound.
+    fn subscribe(&self, conn: &mut redis::Connection) -> Result<(), Subscribe> {
+        let deadline = Instant::now() + self.bound;
+        let failed = |e: redis::RedisError| Subscribe::Failed(e.to_string());
+        for (kind, names) in [("subscribe", &CHANNELS[..]), ("psubscribe", &[ABORTS][..])] {
+            let command = redis::cmd(&kind.to_ascii_uppercase())
+                .arg(names)
+                .get_packed_command();
+            let left = Some(
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1)),
+            );
+            conn.set_write_timeout(left)
+                .and_then(|()| conn.send_packed_command(&command))
+                .map_err(failed)?;
+            let mut confirmed = 0;
+            while confirmed < names.len() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(Subscribe::Failed(format!("no answer to {kind} in time")));
+                }
+                conn.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                    .map_err(failed)?;
+                let reply = conn.recv_response().map_err(failed)?;
+                if let Reply::ServerError(e) = &reply {
+                    let text = error::server_text(&e.clone().into());
+                    return Err(Subscribe::Refused(format!(
+                        "{} {}: {text}",
+                        kind.to_ascii_uppercase(),
+                        names.join(" ")
+                    )));
+                }
+                if confirms(&reply, kind, names) {
+                    confirmed += 1;
+                } else if let Some(message) = redis::Msg::from_value(&reply) {
+                    let payload: String = message.get_payload().unwrap_or_default();
+                    if let Some(event) = event(
+                        message.get_channel_name(),
+                        &payload,
+                        &self.sentinels.service,
+                    ) {
+                        self.hear(event);
+                    }
+                } else {
+                    return Err(Subscribe::Failed(format!("an unexpected answer to {kind}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The Sentinel refused the subscription: logged at `warn` once per watch (it is a
+    /// configuration to fix), at `debug` after that.
+    fn warn_refused(&self, index: usize, error: &str) {
+        let s = &self.sentinels;
+        let sentinel = show(&s.sentinels[index].0, s.sentinels[index].1);
+        let error = s.secrets().scrub(error);
+        if self.warned.swap(true, Ordering::Relaxed) {
+            tracing::debug!(
+                service = %s.service,
+                sentinel = %sentinel,
+                error = %error,
+                "redis: the Sentinel refused the watcher's subscription again; polling"
+            );
+            return;
+        }
+        tracing::warn!(
+            service = %s.service,
+            sentinel = %sentinel,
+            error = %error,
+            "redis: the Sentinel refused the watcher's subscription to its events (the \
+             `sentinel_user` needs the channels `&+switch-master \
+             &+failover-state-send-slaveof-noone &+promoted-slave &-failover-abort-*`, or \
+             `allchannels`); following the master by asking SENTINEL GET-MASTER-ADDR-BY-NAME \
+             every 250 ms instead, which hears a switch only once the Sentinels name the new \
+             master and cannot fence the old one while a replica is promoted"
+        );
+    }
+
+    /// Follows the master without a subscription (the Sentinels refused it): `SENTINEL
+    /// GET-MASTER-ADDR-BY-NAME` on Sentinel `index` every [`TICK`], on one connection, until
+    /// the watcher retires, the connection fails, or [`RESUBSCRIBE`] passed (the subscription
+    /// is tried again: the ACL may have been fixed).
+    fn poll(&self, index: usize) -> Listen {
+        let args = ConnArgs::default();
+        let s = &self.sentinels;
+        let mut conn = match connect_sentinel(s, index, self.bound, &args) {
+            Ok(conn) => conn,
+            Err(e) => {
+                self.log_failure(index, e.message());
+                return Listen::Failed;
+            }
+        };
+        self.prefer(index);
+        let mut question = redis::cmd("SENTINEL");
+        question.arg("GET-MASTER-ADDR-BY-NAME").arg(&s.service);
+        let bound = Some(self.bound.max(Duration::from_millis(1)));
+        let started = Instant::now();
+        loop {
+            if self.retire() {
+                return Listen::Retired;
+            }
+            if started.elapsed() >= RESUBSCRIBE {
+                return Listen::Lost;
+            }
+            let reply = conn
+                .set_read_timeout(bound)
+                .and_then(|()| conn.set_write_timeout(bound))
+                .and_then(|()| conn.req_command(&question));
+            match reply
+                .map_err(|e| e.to_string())
+                .and_then(|r| master_addr(r).map_err(|e| e.message().to_owned()))
+            {
+                Ok(Some(addr)) => self.observe(addr),
+                Ok(None) => {}
+                Err(e) => {
+                    self.log_failure(index, &e);
+                    return Listen::Lost;
+                }
+            }
+            thread::sleep(TICK);
+        }
     }
 
     fn log_failure(&self, index: usize, error: &str) {
@@ -734,6 +920,11 @@ impl Watch {
         pubsub.set_read_timeout(Some(TICK)).ok()?;
         let mut heard = Instant::now();
         loop {
+            // Every iteration, not only on a quiet tick: a Sentinel that publishes more often
+            // than every tick (other services' events) would keep the watcher alive.
+            if self.retire() {
+                return Some(Listen::Retired);
+            }
             match pubsub.get_message() {
                 Ok(message) => {
                     heard = Instant::now();
@@ -744,9 +935,6 @@ impl Watch {
                     }
                 }
                 Err(e) if e.is_timeout() => {
-                    if self.retire() {
-                        return Some(Listen::Retired);
-                    }
                     if heard.elapsed() > QUIET {
                         pubsub.set_read_timeout(Some(self.bound)).ok()?;
                         pubsub.ping::<Reply>().ok()?;
@@ -771,27 +959,69 @@ impl Watch {
 enum Listen {
     /// No connection depends on the watch any more: the thread ends.
     Retired,
-    /// It was subscribed and the connection failed: try again soon.
+    /// It was subscribed (or polling) and the connection failed: try again soon.
     Lost,
     /// No Sentinel took the subscription: try again after a growing pause.
     Failed,
 }
 
-/// The watcher thread: subscribe, follow, resubscribe, until no connection needs it.
+/// Why a subscription failed.
+enum Subscribe {
+    /// The connection failed, or timed out: try the next Sentinel.
+    Failed(String),
+    /// The Sentinel answered the subscription with an error (`-NOPERM`): poll instead.
+    Refused(String),
+}
+
+/// Whether `reply` confirms a `kind` (`subscribe`, `psubscribe`) of one of `names`.
+fn confirms(reply: &Reply, kind: &str, names: &[&str]) -> bool {
+    match reply {
+        Reply::Array(items) => matches!(
+            items.as_slice(),
+            [Reply::BulkString(k), Reply::BulkString(name), Reply::Int(_)]
+                if k.as_slice() == kind.as_bytes()
+                    && names.iter().any(|n| n.as_bytes() == name.as_slice())
+        ),
+        _ => false,
+    }
+}
+
+/// How long the watcher polls before it tries to subscribe again.
+const RESUBSCRIBE: Duration = Duration::from_secs(30);
+
+/// The first pause before a new subscription after a lost one.
+const FIRST_PAUSE: Duration = Duration::from_millis(100);
+
+/// Clears `running` if the watcher thread panics, so the next connect starts a new one.
+struct RunningGuard<'a>(&'a Watch);
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            *lock(&self.0.running) = false;
+        }
+    }
+}
+
+/// The watcher thread: subscribe, follow, resubscribe, until no connection needs it. A
+/// subscription lost soon after it was made (a Sentinel that takes it and then drops the
+/// connection) is retried after a growing pause, as a failed one is.
 fn follow(watch: &Watch) {
-    let mut pause = Duration::from_millis(100);
+    let _guard = RunningGuard(watch);
+    let mut pause = FIRST_PAUSE / 2;
     loop {
         if watch.retire() {
             return;
         }
+        let started = Instant::now();
         match watch.listen() {
             Listen::Retired => return,
-            Listen::Lost => pause = Duration::from_millis(100),
-            Listen::Failed => pause = (pause * 2).min(WATCH_BOUND),
+            Listen::Lost if started.elapsed() >= QUIET => pause = FIRST_PAUSE,
+            Listen::Lost | Listen::Failed => pause = (pause * 2).min(WATCH_BOUND),
         }
         let until = Instant::now() + pause;
         while Instant::now() < until {
-            if watch.users.load(Ordering::SeqCst) == 0 {
+            if watch.idle() {
                 break;
             }
             thread::sleep(Duration::from_millis(50).min(pause));
@@ -932,9 +1162,18 @@ impl fmt::Debug for Bound {
     }
 }
 
-/// The watches of one driver, by [`SentinelArgs::identity`].
-#[derive(Debug, Default)]
+/// The watches of one driver, by [`SentinelArgs::identity`] (which holds the Sentinels'
+/// password: the map's keys are never shown, see the `Debug` below).
+#[derive(Default)]
 pub(crate) struct Watches(Mutex<HashMap<String, Arc<Watch>>>);
+
+/// The watches only (each shows its service, Sentinels and master): never the map's keys.
+impl fmt::Debug for Watches {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let watches: Vec<Arc<Watch>> = lock(&self.0).values().cloned().collect();
+        f.debug_list().entries(watches.iter()).finish()
+    }
+}
 
 impl Watches {
     /// The watch of `sentinels`, made on first use.
@@ -1060,6 +1299,34 @@ mod tests {
             lock(&watch.master).fence.is_none(),
             "the promotion lifts the fence"
         );
+    }
+
+    /// The watcher stays while a fence is up, even with no connection left (the fence closed
+    /// them): the abort that lifts it must be heard.
+    #[test]
+    fn a_fence_keeps_the_watcher() {
+        let watch = watch();
+        let a = ("a".to_owned(), 1);
+        let on_a = watch.bind(a.clone(), watch.generation()).expect("bind");
+        watch.hear(Event::Promoting { old: a });
+        drop(on_a);
+        assert!(!watch.retire(), "fenced: the watcher stays");
+        watch.hear(Event::Aborted);
+        assert!(watch.retire(), "no fence, no user: it retires");
+    }
+
+    #[test]
+    fn confirmations_are_told_from_refusals() {
+        let bulk = |s: &str| Reply::BulkString(s.as_bytes().to_vec());
+        let ok = Reply::Array(vec![
+            bulk("subscribe"),
+            bulk("+switch-master"),
+            Reply::Int(1),
+        ]);
+        assert!(confirms(&ok, "subscribe", &CHANNELS));
+        assert!(!confirms(&ok, "psubscribe", &[ABORTS]));
+        let message = Reply::Array(vec![bulk("message"), bulk("+switch-master"), bulk("x")]);
+        assert!(!confirms(&message, "subscribe", &CHANNELS));
     }
 
     fn watch() -> Arc<Watch> {

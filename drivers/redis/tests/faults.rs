@@ -344,7 +344,8 @@ fn rollback_only_without_client_info_undoes_resp3_and_tracking() {
 
 /// A plain connect to a server that accepts and never answers stays within its timeout,
 /// whatever the handshake holds. (The `redis` crate reads each reply of its setup pipeline
-/// under the whole bound even after one timed out: before `crate_bound` this took 2, 3 and
+/// under the whole bound even after one timed out: before the driver ran the handshake itself
+/// under one deadline (`src/setup.rs`), giving the crate the whole bound took 2, 3 and
 /// 4 times the timeout.)
 #[test]
 fn a_plain_connect_to_a_silent_server_stays_within_its_timeout() {
