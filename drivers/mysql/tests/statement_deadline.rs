@@ -399,7 +399,13 @@ fn one_watchdog_thread_and_none_left_when_idle() {
                                 .query("SELECT BENCHMARK(1000000000, 1)", &[])
                                 .expect_err("late");
                             assert_eq!(err.kind(), DriverErrorKind::StatementTimeout);
-                            assert!(!conn.is_broken(), "{err}");
+                            // Eight `BENCHMARK`s spinning on two cores can hold a victim's
+                            // answer past the driver's patience (150 ms after the deadline):
+                            // the session is then given up, as designed. This test counts
+                            // threads; reuse is `a_long_statement_is_killed_and_the_session_reused`'s.
+                            if conn.is_broken() {
+                                conn = maria();
+                            }
                         } else {
                             assert_eq!(int(&mut conn, "SELECT 1"), 1);
                         }
