@@ -264,21 +264,6 @@ fn a_demoted_master_breaks_its_connections_and_fails_the_role_check() {
     assert_no_secret("a not-master error", &format!("{err} {err:?}"));
 }
 
-/// Threads named like the watcher (`/proc/self/task/*/comm`, at most 15 characters).
-fn watcher_threads() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .map(|tasks| {
-            tasks
-                .flatten()
-                .filter(|t| {
-                    std::fs::read_to_string(t.path().join("comm"))
-                        .is_ok_and(|c| c.trim() == "pool-redis-sent")
-                })
-                .count()
-        })
-        .unwrap_or(0)
-}
-
 fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !done() {
@@ -296,27 +281,27 @@ fn the_watcher_thread_lives_as_long_as_the_connections() {
     wait_for(
         "no watcher thread left by other tests",
         Duration::from_secs(3),
-        || watcher_threads() == 0,
+        || common::watcher_threads() == 0,
     );
     let a = connect_with(&driver, &d.args());
     let b = connect_with(&driver, &d.url());
     // (A new thread takes its name once it runs.)
     wait_for("a watcher thread", Duration::from_secs(2), || {
-        watcher_threads() == 1
+        common::watcher_threads() == 1
     });
     thread::sleep(Duration::from_millis(300));
     assert_eq!(
-        watcher_threads(),
+        common::watcher_threads(),
         1,
         "one per service, however many connections"
     );
     drop(a);
     thread::sleep(Duration::from_millis(600));
-    assert_eq!(watcher_threads(), 1, "b still needs it");
+    assert_eq!(common::watcher_threads(), 1, "b still needs it");
     drop(b);
     let started = Instant::now();
     wait_for("the watcher ends", Duration::from_secs(2), || {
-        watcher_threads() == 0
+        common::watcher_threads() == 0
     });
     eprintln!(
         "the watcher ended {:?} after the last connection",
@@ -326,7 +311,7 @@ fn the_watcher_thread_lives_as_long_as_the_connections() {
     wait_for(
         "the next connect starts another",
         Duration::from_secs(2),
-        || watcher_threads() == 1,
+        || common::watcher_threads() == 1,
     );
 }
 

@@ -45,21 +45,6 @@ fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// Threads named like the watcher (`/proc/self/task/*/comm`, at most 15 characters).
-fn watcher_threads() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .map(|tasks| {
-            tasks
-                .flatten()
-                .filter(|t| {
-                    std::fs::read_to_string(t.path().join("comm"))
-                        .is_ok_and(|c| c.trim() == "pool-redis-sent")
-                })
-                .count()
-        })
-        .unwrap_or(0)
-}
-
 // ---------------------------------------------------------------------------------------------
 // A scripted Sentinel.
 // ---------------------------------------------------------------------------------------------
@@ -470,7 +455,7 @@ fn a_chatty_sentinel_keeps_the_watcher_after_the_last_connection() {
     };
     drop(conn);
     let ended = wait_until(Duration::from_secs(3), || fake.subscribers() == 0);
-    let threads = watcher_threads();
+    let threads = common::watcher_threads();
     stop.store(true, Ordering::SeqCst);
     publisher.join().expect("publisher");
     let then = wait_until(Duration::from_secs(3), || fake.subscribers() == 0);

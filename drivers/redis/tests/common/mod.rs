@@ -53,3 +53,18 @@ pub fn client_field(conn: &mut RedisConn, key: &str) -> String {
 pub fn key(test: &str) -> String {
     format!("pool-redis-test:{test}:{}", std::process::id())
 }
+
+/// Threads named like the Sentinel watcher (`/proc/self/task/*/comm`, at most 15 characters).
+pub fn watcher_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter(|t| {
+                    std::fs::read_to_string(t.path().join("comm"))
+                        .is_ok_and(|c| c.trim() == "pool-redis-sent")
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
