@@ -63,15 +63,7 @@ impl PgConn {
         if !self.client.role_reports_trusted {
             return None;
         }
-        let in_recovery = self.client.reported_as("in_hot_standby", "on")?;
-        let default_read_only = self
-            .client
-            .reported_as("default_transaction_read_only", "on")
-            .unwrap_or(false);
-        Some(Role {
-            in_recovery,
-            read_only: in_recovery || default_read_only,
-        })
+        Role::reported(|name| self.client.reported_as(name, "on"))
     }
 
     /// Whether the server still fits the key's `target_session_attrs`, by what it reported

@@ -87,6 +87,20 @@ pub(crate) struct Role {
     pub(crate) read_only: bool,
 }
 
+impl Role {
+    /// The role a server reports on its own (PostgreSQL 14+), from `is_on`, which tells
+    /// whether a reported parameter is `on` (`None`: never reported). `None` without
+    /// `in_hot_standby`: an older server, or no report at all.
+    pub(crate) fn reported(is_on: impl Fn(&str) -> Option<bool>) -> Option<Role> {
+        let in_recovery = is_on("in_hot_standby")?;
+        let default_read_only = is_on("default_transaction_read_only").unwrap_or(false);
+        Some(Role {
+            in_recovery,
+            read_only: in_recovery || default_read_only,
+        })
+    }
+}
+
 impl SessionAttrs {
     /// Every value, as written.
     pub(crate) const SPELLINGS: &'static str =

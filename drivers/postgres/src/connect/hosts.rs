@@ -155,12 +155,7 @@ async fn fits(wanted: SessionAttrs, client: &Client, connection: PgConnection) -
 
 /// The role the server reported at login, if it reports it (PostgreSQL 14+).
 fn reported_role(connection: &PgConnection) -> Option<Role> {
-    let in_recovery = connection.parameter("in_hot_standby")? == "on";
-    let default_read_only = connection.parameter("default_transaction_read_only") == Some("on");
-    Some(Role {
-        in_recovery,
-        read_only: in_recovery || default_read_only,
-    })
+    Role::reported(|name| connection.parameter(name).map(|value| value == "on"))
 }
 
 /// Asks [`role::ROLE_QUERY`] on a connection no `PgClient` drives yet: the socket half is
