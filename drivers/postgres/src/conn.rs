@@ -134,11 +134,14 @@ impl PgConn {
     /// writes (a failover, or the server fenced read-only), rather than the caller's own
     /// read-only transaction. Read from what the server reported with the error (it sends a
     /// changed `default_transaction_read_only` or `in_hot_standby` before the ReadyForQuery
-    /// that follows the error, in the same write). Without trusted reports (a proxy, a server
-    /// older than 14), yes: closing a good session costs a connect, keeping a fenced one costs
-    /// every later write.
+    /// that follows the error, flushed after the error: one empty round trip waits for it).
+    /// Without trusted reports (a proxy, a server older than 14), or if that round trip fails,
+    /// yes: closing a good session costs a connect, keeping a fenced one costs every later
+    /// write. The round trip is paid only on a 25006 of a key that asked for writes.
     fn write_refused_by_the_server(&self) -> bool {
-        self.client.poll_socket();
+        if !self.client.role_reports_trusted || !self.client.catch_up(self.reset_bound) {
+            return true;
+        }
         let Some(role) = self.reported_role() else {
             return true;
         };

@@ -203,6 +203,60 @@ fn a_read_write_session_is_not_parked_on_a_server_turned_read_only() {
     );
 }
 
+/// A server fenced read-only (`ALTER SYSTEM SET default_transaction_read_only = on` and a
+/// reload, as an HA manager does before it stops a primary) refuses the held session's next
+/// write with 25006. The server reports the new `default_transaction_read_only` after the
+/// error, but flushes the error on its own: the driver read the reports without waiting for
+/// them, so about every other time it found nothing yet and took the refusal for the
+/// caller's own read-only transaction (a plain, lasting `Query` error, the session kept on
+/// the fenced server). Seen in CI as `tests/failover.rs`'s switchover test; every fence here
+/// must break the session.
+#[test]
+fn every_write_refused_by_a_fenced_server_breaks_the_session() {
+    const FENCES: usize = 8;
+    let pg = pool_testservers::PgServer::start().expect("a private server");
+    let args = format!(
+        "host=127.0.0.1 port={} user={} dbname={} sslmode=disable target_session_attrs=read-write",
+        pg.port(),
+        pg.trust_user(),
+        pg.database()
+    );
+    // A table of its own: a read-only transaction still writes temporary tables.
+    pg.psql("CREATE TABLE fenced_writes (id int)")
+        .expect("create the table");
+    for fence in 1..=FENCES {
+        pg.psql("ALTER SYSTEM RESET default_transaction_read_only")
+            .expect("unfence");
+        pg.psql("SELECT pg_reload_conf()").expect("reload");
+        let mut conn = connect_within(&args, common::TIMEOUT).expect("a writable server");
+        conn.execute("INSERT INTO fenced_writes VALUES (0)", &[])
+            .expect("writable before the fence");
+        pg.psql("ALTER SYSTEM SET default_transaction_read_only = on")
+            .expect("fence");
+        pg.psql("SELECT pg_reload_conf()").expect("reload");
+        // The backend applies the reload when it reads its next statement: the first write
+        // after that is refused.
+        let started = Instant::now();
+        let err = loop {
+            match conn.execute("INSERT INTO fenced_writes VALUES (1)", &[]) {
+                Ok(_) => assert!(
+                    started.elapsed() < Duration::from_secs(5),
+                    "the reload never reached the session"
+                ),
+                Err(err) => break err,
+            }
+        };
+        assert_eq!(err.code(), Some("25006"), "fence {fence}: {err}");
+        assert_eq!(
+            err.kind(),
+            DriverErrorKind::Broken,
+            "fence {fence}: a fenced server's refusal taken for the caller's own read-only \
+             transaction: {err}"
+        );
+        assert!(conn.is_broken(), "fence {fence}");
+    }
+}
+
 /// A URL host list is split at commas after the *last* `@` of the authority, and the authority
 /// ends at the first `/`, `?` or `#`. A password with an unencoded `,` and `/` (or `?`, `#`)
 /// therefore ends the authority inside the password, and its pieces become hosts: the text

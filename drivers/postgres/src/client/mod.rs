@@ -268,6 +268,18 @@ impl PgClient {
         self.block_on(async { tokio::time::timeout(timeout, future).await.ok() })
     }
 
+    /// Waits, at most `bound`, until every message the server sent before now has been read:
+    /// one round trip of an empty query, whose answer comes after them all. An error's
+    /// ErrorResponse is flushed on its own, so the `ParameterStatus` reports the server sends
+    /// after it (before its ReadyForQuery) may not have arrived when the error is seen.
+    /// `false` if the round trip failed or ran out of time.
+    pub(crate) fn catch_up(&self, bound: Duration) -> bool {
+        matches!(
+            self.within(bound, self.client.simple_query("")),
+            Some(Ok(_))
+        )
+    }
+
     /// Takes in whatever the socket has (notifications, notices, the end of the connection)
     /// without waiting for more.
     pub(crate) fn poll_socket(&self) {
