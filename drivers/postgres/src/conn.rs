@@ -137,9 +137,11 @@ impl PgConn {
     /// that follows the error, flushed after the error: one empty round trip waits for it).
     /// Without trusted reports (a proxy, a server older than 14), or if that round trip fails,
     /// yes: closing a good session costs a connect, keeping a fenced one costs every later
-    /// write. The round trip is paid only on a 25006 of a key that asked for writes.
+    /// write. The round trip is paid only on a 25006 of a key that asked for writes, and
+    /// bounded like a cancel (the caller's statement already has its answer).
     fn write_refused_by_the_server(&self) -> bool {
-        if !self.client.role_reports_trusted || !self.client.catch_up(self.reset_bound) {
+        let bound = CANCEL_GRACE.min(self.reset_bound);
+        if !self.client.role_reports_trusted || !self.client.catch_up(bound) {
             return true;
         }
         let Some(role) = self.reported_role() else {
