@@ -165,10 +165,8 @@ fn a_primary_key_keeps_a_read_only_primary_that_still_fits() {
 fn a_read_write_session_is_not_parked_on_a_server_turned_read_only() {
     let pg = pool_testservers::PgServer::start().expect("a private server");
     let args = format!(
-        "host=127.0.0.1 port={} user={} dbname={} sslmode=disable target_session_attrs=read-write",
-        pg.port(),
-        pg.trust_user(),
-        pg.database()
+        "{} sslmode=disable target_session_attrs=read-write",
+        pg.trust_args()
     );
     let mut conn = connect_within(&args, common::TIMEOUT).expect("a writable server");
     assert_eq!(common::int(&mut conn, "SELECT 1"), 1);
@@ -216,10 +214,8 @@ fn every_write_refused_by_a_fenced_server_breaks_the_session() {
     const FENCES: usize = 8;
     let pg = pool_testservers::PgServer::start().expect("a private server");
     let args = format!(
-        "host=127.0.0.1 port={} user={} dbname={} sslmode=disable target_session_attrs=read-write",
-        pg.port(),
-        pg.trust_user(),
-        pg.database()
+        "{} sslmode=disable target_session_attrs=read-write",
+        pg.trust_args()
     );
     // A table of its own: a read-only transaction still writes temporary tables.
     pg.psql("CREATE TABLE fenced_writes (id int)")

@@ -171,12 +171,7 @@ fn a_refused_write_breaks_only_a_key_that_asked_for_writes() {
 #[test]
 fn the_liveness_check_sees_a_server_that_no_longer_fits() {
     let pg = pool_testservers::PgServer::start().expect("a private server");
-    let login = format!(
-        "host=127.0.0.1 port={} user={} dbname={} sslmode=disable",
-        pg.port(),
-        pg.trust_user(),
-        pg.database()
-    );
+    let login = format!("{} sslmode=disable", pg.trust_args());
     let open = |value: &str| {
         let args = PgDriver
             .parse_args(&format!("{login} target_session_attrs={value}"))
