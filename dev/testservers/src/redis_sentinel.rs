@@ -367,10 +367,27 @@ impl RedisSentinel {
     ///
     /// [`wait_failover`]: Self::wait_failover
     pub fn switchover(&self, timeout: Duration) -> Result<(u16, u16), ServerError> {
+        self.switchover_via(0, timeout)
+    }
+
+    /// [`switchover`](Self::switchover) led by Sentinel number `index` (start order):
+    /// `SENTINEL FAILOVER` makes the Sentinel it is sent to run the failover itself (no
+    /// election), so it alone announces the promotion's start
+    /// (`+failover-state-send-slaveof-noone`) and `+promoted-slave`; the others repeat
+    /// `+switch-master` once its hello messages reach them.
+    pub fn switchover_via(
+        &self,
+        index: usize,
+        timeout: Duration,
+    ) -> Result<(u16, u16), ServerError> {
+        let sentinel = self
+            .sentinels
+            .get(index)
+            .ok_or_else(|| failed(format!("no Sentinel number {index}")))?;
         let deadline = Instant::now() + timeout;
         let old = self.master_port()?;
         loop {
-            match self.sentinels[0].call(&["SENTINEL", "FAILOVER", SERVICE])? {
+            match sentinel.call(&["SENTINEL", "FAILOVER", SERVICE])? {
                 Resp::Status(_) => break,
                 Resp::Error(e) if Instant::now() < deadline => {
                     let _ = e;

@@ -88,11 +88,12 @@
 //! Lettuce's `redis-sentinel://…/db#master` (there the path is the db and the service comes
 //! after `#`: the two URL forms would read `/mymaster` differently).
 //!
-//! **The connect** asks the Sentinels in turn (the one that answered last first; each gets
-//! the connect timeout over the number of Sentinels plus one, so a silent one cannot starve
-//! the others) with `SENTINEL GET-MASTER-ADDR-BY-NAME`, connects to the address named exactly
-//! as a `host`/`port` key would (TLS, `AUTH`, `SELECT`, name), and asks the node its role
-//! (`ROLE`; `HELLO`'s `role` field for users who may not run `ROLE`, an `@dangerous`
+//! **The connect** asks the Sentinels in turn (the one that answered last, or that announced
+//! the last failover, first; each gets the connect timeout over the number of Sentinels plus
+//! one, so a silent one cannot starve the others) with `SENTINEL GET-MASTER-ADDR-BY-NAME`,
+//! connects to the address named exactly as a `host`/`port` key would (TLS, `AUTH`,
+//! `SELECT`, name), and asks the node its role (`ROLE`;
+//! `HELLO`'s `role` field for users who may not run `ROLE`, an `@dangerous`
 //! command). A node that answers as a replica is refused and the Sentinels asked again
 //! while the bound allows (a failover in progress). Errors say what each Sentinel answered
 //! and carry a code: `SENTINEL_UNREACHABLE`, `SENTINEL_UNKNOWN_SERVICE`,
@@ -109,13 +110,16 @@
 //! * A switchover (`SENTINEL FAILOVER`, or a failover while the old master still runs) is the
 //!   dangerous case: the old master stays a writable master for about ten seconds, until the
 //!   Sentinel demotes it, and every write it acknowledges meanwhile is lost when it resyncs.
-//!   So the first connect of a service starts one thread (`pool-redis-sentinel`, one per
-//!   service, ended once the service has no connection and no fence is up) that subscribes to
-//!   the Sentinel's events. When the failover's leader starts promoting a replica
+//!   So the first connect of a service starts its watcher: one thread
+//!   (`pool-redis-sentinel`) per Sentinel in the list, each subscribed to its Sentinel's
+//!   events, ended once the service has no connection and no fence is up. Every Sentinel is
+//!   heard because only the failover's leader announces the promotion's start. When the
+//!   leader, whichever it is, starts promoting a replica
 //!   (`+failover-state-send-slaveof-noone`) the old master is fenced: commands on its
 //!   connections are refused *before they are sent* (`Broken`, code `SENTINEL_FAILOVER`) and
-//!   connects to it are refused, until the promotion (`+promoted-slave`, `+switch-master`) or
-//!   an abort (`-failover-abort-*`) is heard (at most 10 s). Then the old master's connections
+//!   connects to it are refused, until the promotion (`+promoted-slave`, `+switch-master`,
+//!   from whichever Sentinel says it first) or the leader's abort (`-failover-abort-*`) is
+//!   heard (at most 10 s). Then the old master's connections
 //!   are refused the same way (code `SENTINEL_MASTER_MOVED`) and closed as they are next used,
 //!   released, attached or checked. The cost on the happy path is one atomic load per command.
 //! * `READONLY` and `MASTERDOWN` replies on a Sentinel key mark the connection broken
@@ -137,11 +141,11 @@
 //! writing to the old master, had 15,000–20,000 writes acknowledged and lost in the two
 //! seconds after it.
 //!
-//! Limits: with several Sentinels the watcher listens to one (the one that answered last); if
-//! another leads the failover, this one learns of it from the others' hello messages, up to
-//! 2 s later, and the fence is not raised (the leader alone announces the promotion's start):
-//! run one Sentinel per client host or accept that window, or configure the master with
-//! `min-replicas-to-write`. Reads from replicas are not offered.
+//! Limits: the fence needs the leader heard; if its connection is down (or it refused the
+//! subscription) when it leads, the others' `+switch-master` follows up to 2 s later and
+//! writes the old master acknowledges in between are lost (configure the master with
+//! `min-replicas-to-write` to narrow that). Only the Sentinels in the key's list are heard.
+//! Reads from replicas are not offered.
 //!
 //! **The Sentinel user's ACL** (`sentinel_user`, Sentinels with ACLs, Redis ≥ 6.2): besides
 //! `AUTH`, the connect needs `SENTINEL GET-MASTER-ADDR-BY-NAME`, and the watcher `SUBSCRIBE`,

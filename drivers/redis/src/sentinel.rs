@@ -32,15 +32,29 @@
 //! write sent there in between is acknowledged and then thrown away when the old master
 //! resyncs from the new one. No reply says so: the connection has nothing to notice.
 //!
-//! So the first connect of a Sentinel service starts one thread (`pool-redis-sentinel`) that
-//! subscribes to the Sentinel's events (the spec's "subscribe to Sentinel events"), and asks
-//! for the master again after every (re)subscription, so a message missed while disconnected
-//! is made up for. Every connection of the service remembers the address it was opened to
+//! So the first connect of a Sentinel service starts the service's watcher: one reader thread
+//! (`pool-redis-sentinel`) per Sentinel in the list, each subscribed to its Sentinel's events
+//! (the spec's "subscribe to Sentinel events") and asking that Sentinel for the master again
+//! after every (re)subscription, so a message missed while disconnected is made up for. Why
+//! every Sentinel: only a failover's leader announces the promotion's start and
+//! `+promoted-slave`; the others repeat `+switch-master` once the leader's hello messages
+//! reach them (up to 2 s later), and name the old master until then. A watcher that heard one
+//! Sentinel raised no fence when another led, and a switchover under load then lost ~40,000
+//! acknowledged writes (`tests/sentinel_leader.rs`, three Sentinels; none since). ioredis and
+//! go-redis's failover client listen to every Sentinel for the same reason. Why a thread per
+//! Sentinel rather than one multiplexing them: a connect to a Sentinel that is down, or the
+//! ping of a silent one, waits out its bound (up to 2 s), and the `redis` crate's blocking
+//! connection offers no readiness polling across sockets; in its own thread such a wait
+//! delays no other Sentinel's announcement. The readers share nothing but the service's
+//! state (the master, the fence, the generation: [`Watch`]), each behind a short lock held
+//! for no I/O. Every connection of the service remembers the address it was opened to
 //! and the generation of the service's state it last saw; the connection checks the
 //! generation (one atomic load) before each command, on `attach`, on release (`is_broken`)
 //! and in the liveness check, and compares its address only when the generation moved.
 //!
-//! Two moments matter, and a Sentinel announces both:
+//! Two moments matter, and the failover's leader announces both (whichever Sentinel says it
+//! first is followed; the same news from the others then changes nothing, and the generation
+//! moves once per change):
 //!
 //! 1. `+failover-state-send-slaveof-noone`: the failover's leader is about to promote a
 //!    replica. From then on the old master's acknowledgements are worthless (the replica
@@ -49,36 +63,45 @@
 //!    switchover under load lost ~24,000 acknowledged writes in that second. So the old
 //!    master is *fenced*: its connections' commands are refused before they are sent (code
 //!    `SENTINEL_FAILOVER`) and a connect that lands on it is not bound (and retried), until
-//!    the promotion or an abort (`-failover-abort-*`) is heard, or [`FENCE_MAX`] passed. A
-//!    second of transient errors instead of a second of silent loss.
+//!    the promotion or the leader's abort (`-failover-abort-*` from the Sentinel that raised
+//!    the fence: another's `-failover-abort-not-elected` only says it lost the election the
+//!    leader won) is heard, or [`FENCE_MAX`] passed. A second of transient errors instead of
+//!    a second of silent loss. Connects ask the leader first from then on.
 //! 2. `+promoted-slave` / `+switch-master`: the new master is known; the old master's
 //!    connections are refused (`SENTINEL_MASTER_MOVED`) and closed as they are next used,
 //!    released, attached or checked. A connect that finds a new master before the watcher
 //!    hears of it (`GET-MASTER-ADDR-BY-NAME` names the promoted replica as soon as it is seen
-//!    promoted) moves the service on by itself.
+//!    promoted) moves the service on by itself. For [`STALE_VIEW`] after a move, an answer
+//!    naming the address the master left (a Sentinel that has not heard yet; in a switchover
+//!    that node still says it is a master) neither binds a connect nor moves the service back.
 //!
-//! The thread lives while connections of the service exist, or a fence is up (the fence
+//! Each reader lives while connections of the service exist, or a fence is up (the fence
 //! closes the old master's connections and refuses connects to it, so no user may be left
 //! when the abort that lifts it comes): it checks before every message and every 250 ms, and
 //! ends once neither holds (after `pool::shutdown`, within that tick or one bounded reconnect
-//! attempt); the next connect starts a new one. A Sentinel that goes silent is noticed by a
-//! `PING` after 5 s without traffic, and the thread moves to the next Sentinel.
+//! attempt); the next connect starts the readers that ended. A Sentinel that goes silent is
+//! noticed by a `PING` after 5 s without traffic, and its reader connects to it anew (with a
+//! growing pause, at most 2 s, while it fails), the others listening meanwhile.
 //!
 //! The subscription is made on the raw connection and each reply checked: a Sentinel ACL user
 //! without the event channels (since Redis 7.0 a new user has none) gets `-NOPERM`, which the
 //! `redis` crate's `PubSub::subscribe` would take for a success. Then the watcher logs a
-//! warning (once) naming the channels the user needs, tries the other Sentinels, and if none
-//! takes it polls `SENTINEL GET-MASTER-ADDR-BY-NAME` every 250 ms (retrying the subscription
-//! every 30 s): the service stays usable and a switch is followed once the Sentinels name the
-//! new master, but no fence goes up during the promotion.
+//! warning (once per service) naming the channels the user needs, and that Sentinel's reader
+//! polls it with `SENTINEL GET-MASTER-ADDR-BY-NAME` every 250 ms (retrying the subscription
+//! every 30 s): the service stays usable and a switch is followed once a Sentinel names the
+//! new master, but no fence goes up during the promotion unless another Sentinel took the
+//! subscription.
 //!
-//! What stays out of reach: with several Sentinels the watcher listens to one. If another
-//! leads the failover, only the leader announces the promotion's start (no fence), and this
-//! one repeats `+switch-master` after it hears of it from the leader's hello messages (up
-//! to 2 s later); writes acknowledged by the old master in between are lost, as with any
-//! client. Writes the old master acknowledged before the promotion began and had not yet
-//! sent to the replica are lost too: that is Redis' asynchronous replication (`WAIT`, or
-//! `min-replicas-to-write` on the server, narrow it).
+//! What stays out of reach: the fence goes up when the leader's announcement is read, so a
+//! command sent in the moment before (the leader publishes, then sends `REPLICAOF NO ONE` on
+//! its next 100 ms timer) may still be acknowledged by the old master and lost. If the leader
+//! cannot be heard (its connection down, or it refused the subscription), nobody announces the
+//! promotion's start: the others' `+switch-master` (up to 2 s later) or the connects' role
+//! checks end the window, and writes acknowledged by the old master in it are lost, as with
+//! any client. Only the Sentinels in the key's list are heard. Writes the old master
+//! acknowledged before the promotion began and had not yet sent to the replica are lost too:
+//! that is Redis' asynchronous replication (`WAIT`, or `min-replicas-to-write` on the server,
+//! narrow it).
 //!
 //! # Errors that mean "not the master any more"
 //!
@@ -291,10 +314,11 @@ pub(crate) struct Answer {
 }
 
 /// Asks the Sentinels for the master of the service, in `watch`'s order (the one that
-/// answered last first), each within `total / (sentinels + 1)` and all before `deadline`.
-/// The error says what each Sentinel answered (`Timeout` when every one timed out, else
-/// `Connect`; code `SENTINEL_UNKNOWN_SERVICE` when every one answered that it does not
-/// monitor the service, else `SENTINEL_UNREACHABLE`).
+/// answered last, or announced the last failover, first), each within
+/// `total / (sentinels + 1)` and all before `deadline`. The error says what each Sentinel
+/// answered (`Timeout` when every one timed out, else `Connect`; code
+/// `SENTINEL_UNKNOWN_SERVICE` when every one answered that it does not monitor the service,
+/// else `SENTINEL_UNREACHABLE`).
 pub(crate) fn ask(
     s: &SentinelArgs,
     watch: &Watch,
@@ -490,9 +514,15 @@ pub(crate) struct Watch {
     generation: AtomicU64,
     /// Open connections bound to this service ([`Bound`]s alive).
     users: AtomicUsize,
-    /// Whether a watcher thread runs (it clears this itself, under the lock, when it ends).
-    running: Mutex<bool>,
-    /// The Sentinel that answered last: asked first next time.
+    /// The watcher's reader threads, one slot per Sentinel (by index in the list): `true`
+    /// while that Sentinel's reader runs. Set by [`ensure_running`](Watch::ensure_running)
+    /// when it spawns the reader; cleared by the reader itself, under this lock, when it
+    /// retires (or by its guard if it panics). Each reader owns its Sentinel's connections
+    /// (subscription, re-ask, polling) and nothing else: what it hears goes into `master` and
+    /// `generation`, shared by all readers and every connection of the service.
+    readers: Mutex<Vec<bool>>,
+    /// The Sentinel that answered last, or that announced the last failover: asked first
+    /// next time.
     preferred: AtomicUsize,
     /// Whether a refused subscription was logged at `warn` (once per watch).
     warned: AtomicBool,
@@ -506,6 +536,7 @@ impl fmt::Debug for Watch {
             .field("master", &*lock(&self.master))
             .field("generation", &self.generation.load(Ordering::Relaxed))
             .field("users", &self.users.load(Ordering::Relaxed))
+            .field("readers", &*lock(&self.readers))
             .finish()
     }
 }
@@ -518,16 +549,42 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// message must not keep the master fenced for good).
 const FENCE_MAX: Duration = Duration::from_secs(10);
 
+/// How long after the master moved an answer naming the address it left is taken for a
+/// Sentinel that has not heard of the move yet (and ignored, or not bound), rather than for a
+/// move back. The Sentinels that did not lead a failover learn of it from the leader's hello
+/// messages (every 2 s); until then they name the old master, which in a switchover still
+/// answers `ROLE` as a master (for about ten seconds), so a connect's role check cannot tell.
+/// A real move back within this time would need a second failover of the new master right
+/// after the first; it is then followed from its `+switch-master`, or once this passed.
+const STALE_VIEW: Duration = Duration::from_secs(5);
+
 /// The master as the driver knows it.
 #[derive(Debug, Default)]
 struct Master {
     addr: Option<Addr>,
-    /// The master a Sentinel has begun to replace (`+failover-state-send-slaveof-noone`), until
-    /// when: from that moment a replica is being promoted, and every write the old master
-    /// acknowledges is lost when it is demoted. Commands to it are refused, and connects to it
-    /// are not bound, until the promotion (`+promoted-slave`, `+switch-master`, or a connect
-    /// finding the new master) or an abort (`-failover-abort-*`) is heard, or [`FENCE_MAX`].
-    fence: Option<(Addr, Instant)>,
+    /// The master a Sentinel has begun to replace (`+failover-state-send-slaveof-noone`): from
+    /// that moment a replica is being promoted, and every write the old master acknowledges is
+    /// lost when it is demoted. Commands to it are refused, and connects to it are not bound,
+    /// until the promotion (`+promoted-slave`, `+switch-master`, from any Sentinel, or a
+    /// connect finding the new master) or the leader's abort (`-failover-abort-*`) is heard,
+    /// or [`FENCE_MAX`] passed.
+    fence: Option<Fence>,
+    /// The address the master last moved away from, and when (see [`STALE_VIEW`]).
+    left: Option<(Addr, Instant)>,
+}
+
+/// A failover in progress, as its leader announced it.
+#[derive(Debug)]
+struct Fence {
+    /// The master being replaced.
+    old: Addr,
+    /// The Sentinel (index in the list) that announced the promotion's start: the failover's
+    /// leader, the only one that announces it. Only its abort lifts the fence: another
+    /// Sentinel's `-failover-abort-not-elected` (it lost the election the leader won, and can
+    /// say so after the leader began promoting) says nothing of the leader's failover.
+    by: usize,
+    /// [`FENCE_MAX`] after it went up.
+    until: Instant,
 }
 
 impl Master {
@@ -539,7 +596,15 @@ impl Master {
     fn fenced(&self, addr: &Addr) -> bool {
         self.fence
             .as_ref()
-            .is_some_and(|(fenced, until)| fenced == addr && Instant::now() < *until)
+            .is_some_and(|f| f.old == *addr && Instant::now() < f.until)
+    }
+
+    /// Whether the master moved away from `addr` less than [`STALE_VIEW`] ago: an answer
+    /// naming it comes from a Sentinel that has not heard of the move yet.
+    fn just_left(&self, addr: &Addr) -> bool {
+        self.left
+            .as_ref()
+            .is_some_and(|(left, at)| left == addr && at.elapsed() < STALE_VIEW)
     }
 }
 
@@ -547,13 +612,14 @@ impl Watch {
     /// A watch for `sentinels`, with `connect_timeout` bounding the watcher's own work (at
     /// most [`WATCH_BOUND`]).
     pub(crate) fn new(sentinels: SentinelArgs, connect_timeout: Duration) -> Watch {
+        let readers = Mutex::new(vec![false; sentinels.sentinels.len()]);
         Watch {
             sentinels,
             bound: connect_timeout.min(WATCH_BOUND),
             master: Mutex::new(Master::default()),
             generation: AtomicU64::new(0),
             users: AtomicUsize::new(0),
-            running: Mutex::new(false),
+            readers,
             preferred: AtomicUsize::new(0),
             warned: AtomicBool::new(false),
         }
@@ -579,14 +645,16 @@ impl Watch {
 
     /// Binds a connection just opened to `addr` (named by the Sentinels while the generation
     /// was `asked_at`) to this service. `None` when the master moved to another address in
-    /// between (the watcher saw a switch): the answer is stale, ask again; and `None` while
-    /// `addr` is fenced (a failover is replacing it). Otherwise the address becomes the known
-    /// master — if it replaces another one (the watcher was not running, or missed the
+    /// between (the watcher saw a switch): the answer is stale, ask again; `None` while
+    /// `addr` is fenced (a failover is replacing it); and `None` for the address the master
+    /// left less than [`STALE_VIEW`] ago (a Sentinel that has not heard of the switch named
+    /// it; in a switchover it still answers as a master). Otherwise the address becomes the
+    /// known master — if it replaces another one (the watcher was not running, or missed the
     /// switch), the generation moves on and the old master's connections are closed as they
     /// are next used or checked.
     pub(crate) fn bind(self: &Arc<Self>, addr: Addr, asked_at: u64) -> Option<Bound> {
         let mut master = lock(&self.master);
-        if master.fenced(&addr) {
+        if master.fenced(&addr) || master.just_left(&addr) {
             return None;
         }
         if master.addr.as_ref() != Some(&addr) {
@@ -604,114 +672,179 @@ impl Watch {
     }
 
     /// Records `addr` as the master (the lock held); bumps the generation when it replaces
-    /// another address. A fence on another address comes down: the promotion it waited for
-    /// is done.
+    /// another address, and remembers the address left (see [`STALE_VIEW`]). A fence on
+    /// another address comes down: the promotion it waited for is done.
     fn record(&self, master: &mut Master, addr: Addr, by: &str) {
         if master.addr.as_ref() == Some(&addr) {
             return;
         }
-        if master
-            .fence
-            .as_ref()
-            .is_some_and(|(fenced, _)| *fenced != addr)
-        {
+        if master.fence.as_ref().is_some_and(|f| f.old != addr) {
             master.fence = None;
         }
-        if let Some((host, port)) = master.addr.replace(addr.clone()) {
+        if let Some(old) = master.addr.replace(addr.clone()) {
             self.generation.fetch_add(1, Ordering::AcqRel);
             tracing::info!(
                 service = %self.sentinels.service,
-                from = %show(&host, port),
+                from = %show(&old.0, old.1),
                 to = %show(&addr.0, addr.1),
                 seen_by = by,
                 "redis: the Sentinels moved the master; connections to the old master are \
                  closed when next used, released or checked"
             );
+            master.left = Some((old, Instant::now()));
         }
     }
 
-    fn observe(&self, addr: Addr) {
+    /// Sentinel `index` announced the master at `addr` (`+promoted-slave`, `+switch-master`):
+    /// whichever Sentinel says it first moves the service; the same announcement from the
+    /// others finds it there already and changes nothing. The announcer knows the new master:
+    /// connects ask it first.
+    fn announced(&self, addr: Addr, index: usize) {
+        // Before the generation moves (`record`, `Release`): a connect that reads the new
+        // generation (`Acquire`) asks this Sentinel first.
+        self.prefer(index);
         let mut master = lock(&self.master);
+        self.record(&mut master, addr, "a Sentinel's announcement");
+    }
+
+    /// Sentinel `index` answered `GET-MASTER-ADDR-BY-NAME` with `addr` (the re-ask after a
+    /// subscription, or polling): the master unless it is the address the master just left,
+    /// which a Sentinel that has not yet heard of the switch still names (see
+    /// [`STALE_VIEW`]).
+    fn answered(&self, addr: Addr, index: usize) {
+        let mut master = lock(&self.master);
+        if master.just_left(&addr) {
+            drop(master);
+            tracing::debug!(
+                service = %self.sentinels.service,
+                sentinel = %self.name(index),
+                named = %show(&addr.0, addr.1),
+                "redis: a Sentinel still names the master the service just left; ignored"
+            );
+            return;
+        }
         self.record(&mut master, addr, "the Sentinel watcher");
     }
 
-    /// A Sentinel began replacing the master at `old`: fence it (see [`Master::fence`]).
-    fn fence(&self, old: Addr) {
+    /// Sentinel `index` began replacing the master at `old`: fence it (see [`Master::fence`]).
+    /// Once: the fence already up, the same announcement (or another Sentinel's) changes
+    /// nothing, and the generation moves once.
+    fn fence(&self, old: Addr, index: usize) {
         let mut master = lock(&self.master);
         if master.addr.as_ref() != Some(&old) || master.fenced(&old) {
             return;
         }
+        // The leader names the promoted replica first: connects ask it first.
+        self.prefer(index);
         tracing::info!(
             service = %self.sentinels.service,
             master = %show(&old.0, old.1),
+            leader = %self.name(index),
             "redis: a Sentinel is promoting a replica; writes to the old master are refused \
              until the new one is known"
         );
-        master.fence = Some((old, Instant::now() + FENCE_MAX));
+        master.fence = Some(Fence {
+            old,
+            by: index,
+            until: Instant::now() + FENCE_MAX,
+        });
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// The failover was aborted: the master stays; its fence comes down.
-    fn unfence(&self) {
+    /// Sentinel `index` aborted a failover of the master at `old`: if it is the failover the
+    /// fence waits for (same master, same leader), the master stays and the fence comes down.
+    /// Another Sentinel's abort is not the leader's: the promotion goes on.
+    fn unfence(&self, old: &Addr, index: usize) {
         let mut master = lock(&self.master);
-        if master.fence.take().is_some() {
-            tracing::info!(
+        let Some(fence) = &master.fence else {
+            return;
+        };
+        if fence.old != *old || fence.by != index {
+            let leader = fence.by;
+            drop(master);
+            tracing::debug!(
                 service = %self.sentinels.service,
-                "redis: the Sentinel failover was aborted; the master stays"
+                sentinel = %self.name(index),
+                leader = %self.name(leader),
+                "redis: a failover abort from a Sentinel that does not lead the promotion in \
+                 progress; the old master stays fenced"
             );
-            self.generation.fetch_add(1, Ordering::AcqRel);
+            return;
         }
+        master.fence = None;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        drop(master);
+        tracing::info!(
+            service = %self.sentinels.service,
+            leader = %self.name(index),
+            "redis: the Sentinel failover was aborted; the master stays"
+        );
     }
 
-    fn hear(&self, event: Event) {
+    /// An event heard from Sentinel `index`.
+    fn hear(&self, event: Event, index: usize) {
         match event {
-            Event::Promoting { old } => self.fence(old),
-            Event::Promoted(addr) => self.observe(addr),
-            Event::Aborted => self.unfence(),
+            Event::Promoting { old } => self.fence(old, index),
+            Event::Promoted(addr) => self.announced(addr, index),
+            Event::Aborted { master } => self.unfence(&master, index),
         }
     }
 
-    /// Starts the watcher thread unless one runs. Called after [`bind`] counted a user, so a
-    /// watcher deciding to end (it checks the count under the same lock) either sees that
-    /// user or has already cleared `running` when this looks.
+    /// `host:port` of Sentinel `index`, for logs.
+    fn name(&self, index: usize) -> String {
+        self.sentinels
+            .sentinels
+            .get(index)
+            .map_or_else(|| format!("#{index}"), |(host, port)| show(host, *port))
+    }
+
+    /// Starts the reader of every Sentinel whose reader does not run. Called after [`bind`]
+    /// counted a user, so a reader deciding to end (it checks the count under the same lock)
+    /// either sees that user or has already cleared its slot when this looks.
     ///
     /// [`bind`]: Watch::bind
     pub(crate) fn ensure_running(self: &Arc<Self>) {
-        let mut running = lock(&self.running);
-        if *running {
-            return;
-        }
-        let watch = Arc::clone(self);
-        let spawned = thread::Builder::new()
-            .name("pool-redis-sentinel".into())
-            .spawn(move || follow(&watch));
-        match spawned {
-            Ok(_) => *running = true,
-            // Connections still work; they only learn of a switchover later (from READONLY
-            // once the old master is demoted). The next connect tries again.
-            Err(e) => tracing::warn!(
-                service = %self.sentinels.service,
-                error = %e,
-                "redis: could not start the Sentinel watcher thread"
-            ),
+        let mut readers = lock(&self.readers);
+        for (index, running) in readers.iter_mut().enumerate() {
+            if *running {
+                continue;
+            }
+            let watch = Arc::clone(self);
+            let spawned = thread::Builder::new()
+                .name("pool-redis-sentinel".into())
+                .spawn(move || follow(&watch, index));
+            match spawned {
+                Ok(_) => *running = true,
+                // Connections still work; they only learn of a switchover from the other
+                // Sentinels' readers, or later (from READONLY once the old master is
+                // demoted). The next connect tries again.
+                Err(e) => tracing::warn!(
+                    service = %self.sentinels.service,
+                    sentinel = %self.name(index),
+                    error = %e,
+                    "redis: could not start a Sentinel watcher thread"
+                ),
+            }
         }
     }
 
-    /// Whether the watcher should end (no connection depends on it); if so, clears `running`
-    /// under the lock that [`ensure_running`](Watch::ensure_running) takes.
+    /// Whether reader `index` should end (no connection depends on the watch); if so, clears
+    /// its slot under the lock that [`ensure_running`](Watch::ensure_running) takes.
     ///
     /// Not while a fence is up: the connections to the fenced master were closed by it (as a
     /// pool does), and connects to it are refused, so no user is left; an abort must still be
     /// heard to lift the fence before [`FENCE_MAX`].
-    fn retire(&self) -> bool {
+    fn retire(&self, index: usize) -> bool {
         if !self.idle() {
             return false;
         }
-        let mut running = lock(&self.running);
+        let mut readers = lock(&self.readers);
         if self.users.load(Ordering::SeqCst) > 0 {
             return false;
         }
-        *running = false;
+        if let Some(running) = readers.get_mut(index) {
+            *running = false;
+        }
         true
     }
 
@@ -724,54 +857,52 @@ impl Watch {
         master
             .fence
             .as_ref()
-            .is_none_or(|(_, until)| Instant::now() >= *until)
+            .is_none_or(|f| Instant::now() >= f.until)
     }
 
-    /// One subscription: the first Sentinel (in order) that takes `SUBSCRIBE +switch-master`
-    /// is followed until its connection fails or the watcher retires. If every Sentinel that
-    /// answered refused the subscription (`-NOPERM`), the first of them is polled instead
-    /// ([`poll`](Watch::poll)).
+    /// One subscription to Sentinel `index`, followed until its connection fails or the
+    /// reader retires. If the Sentinel refuses the subscription (`-NOPERM`), it is polled
+    /// instead ([`poll`](Watch::poll)).
     ///
     /// The subscription is made on the raw connection ([`subscribe`](Watch::subscribe)), the
     /// messages are read through the `redis` crate's `PubSub`: its `get_message` may time out
-    /// and be called again. (A timed-out `recv_response` makes the crate skip the next reply, as it would
-    /// be the late answer to a request: on a subscription that would drop a message.)
-    fn listen(&self) -> Listen {
+    /// and be called again. (A timed-out `recv_response` makes the crate skip the next reply,
+    /// as it would be the late answer to a request: on a subscription that would drop a
+    /// message.)
+    fn listen(&self, index: usize) -> Listen {
         let args = ConnArgs::default();
         let s = &self.sentinels;
-        let mut refused = None;
-        for index in self.order() {
-            let mut conn = match connect_sentinel(s, index, self.bound, &args) {
-                Ok(conn) => conn,
-                Err(e) => {
-                    self.log_failure(index, e.message());
-                    continue;
-                }
-            };
-            match self.subscribe(&mut conn) {
-                Ok(()) => {}
-                Err(Subscribe::Failed(text)) => {
-                    self.log_failure(index, &text);
-                    continue;
-                }
-                Err(Subscribe::Refused(text)) => {
-                    self.warn_refused(index, &text);
-                    refused.get_or_insert(index);
-                    continue;
-                }
+        let mut conn = match connect_sentinel(s, index, self.bound, &args) {
+            Ok(conn) => conn,
+            Err(e) => {
+                self.log_failure(index, e.message());
+                return Listen::Failed;
             }
-            self.prefer(index);
-            // Whatever happened while nobody listened.
-            if let Ok(Some(addr)) = ask_one(s, index, self.bound, &args) {
-                self.observe(addr);
+        };
+        match self.subscribe(&mut conn, index) {
+            Ok(()) => {}
+            Err(Subscribe::Failed(text)) => {
+                self.log_failure(index, &text);
+                return Listen::Failed;
             }
-            let mut pubsub = conn.as_pubsub();
-            return self.follow_messages(&mut pubsub).unwrap_or(Listen::Lost);
+            Err(Subscribe::Refused(text)) => {
+                self.warn_refused(index, &text);
+                drop(conn);
+                return self.poll(index);
+            }
         }
-        match refused {
-            Some(index) => self.poll(index),
-            None => Listen::Failed,
+        tracing::debug!(
+            service = %s.service,
+            sentinel = %self.name(index),
+            "redis: the Sentinel watcher subscribed"
+        );
+        // Whatever happened while nobody listened here (the other readers may have heard it).
+        if let Ok(Some(addr)) = ask_one(s, index, self.bound, &args) {
+            self.answered(addr, index);
         }
+        let mut pubsub = conn.as_pubsub();
+        self.follow_messages(&mut pubsub, index)
+            .unwrap_or(Listen::Lost)
     }
 
     /// `SUBSCRIBE` to [`CHANNELS`] and `PSUBSCRIBE` to [`ABORTS`] on the raw connection, each
@@ -779,7 +910,7 @@ impl Watch {
     /// Sentinel ACL user without these channels) that fails the subscription. (The `redis`
     /// crate's `PubSub::subscribe` returns `Ok` whatever the server answered.) Messages that
     /// arrive between confirmations are heard. All within the watcher's bound.
-    fn subscribe(&self, conn: &mut redis::Connection) -> Result<(), Subscribe> {
+    fn subscribe(&self, conn: &mut redis::Connection, index: usize) -> Result<(), Subscribe> {
         let deadline = Instant::now() + self.bound;
         let failed = |e: redis::RedisError| Subscribe::Failed(e.to_string());
         for (kind, names) in [("subscribe", &CHANNELS[..]), ("psubscribe", &[ABORTS][..])] {
@@ -820,7 +951,7 @@ impl Watch {
                         &payload,
                         &self.sentinels.service,
                     ) {
-                        self.hear(event);
+                        self.hear(event, index);
                     }
                 } else {
                     return Err(Subscribe::Failed(format!("an unexpected answer to {kind}")));
@@ -858,10 +989,10 @@ impl Watch {
         );
     }
 
-    /// Follows the master without a subscription (the Sentinels refused it): `SENTINEL
-    /// GET-MASTER-ADDR-BY-NAME` on Sentinel `index` every [`TICK`], on one connection, until
-    /// the watcher retires, the connection fails, or [`RESUBSCRIBE`] passed (the subscription
-    /// is tried again: the ACL may have been fixed).
+    /// Follows the master without a subscription (Sentinel `index` refused it): `SENTINEL
+    /// GET-MASTER-ADDR-BY-NAME` on that Sentinel every [`TICK`], on one connection, until the
+    /// reader retires, the connection fails, or [`RESUBSCRIBE`] passed (the subscription is
+    /// tried again: the ACL may have been fixed).
     fn poll(&self, index: usize) -> Listen {
         let args = ConnArgs::default();
         let s = &self.sentinels;
@@ -872,13 +1003,12 @@ impl Watch {
                 return Listen::Failed;
             }
         };
-        self.prefer(index);
         let mut question = redis::cmd("SENTINEL");
         question.arg("GET-MASTER-ADDR-BY-NAME").arg(&s.service);
         let bound = Some(self.bound.max(Duration::from_millis(1)));
         let started = Instant::now();
         loop {
-            if self.retire() {
+            if self.retire(index) {
                 return Listen::Retired;
             }
             if started.elapsed() >= RESUBSCRIBE {
@@ -892,7 +1022,7 @@ impl Watch {
                 .map_err(|e| e.to_string())
                 .and_then(|r| master_addr(r).map_err(|e| e.message().to_owned()))
             {
-                Ok(Some(addr)) => self.observe(addr),
+                Ok(Some(addr)) => self.answered(addr, index),
                 Ok(None) => {}
                 Err(e) => {
                     self.log_failure(index, &e);
@@ -913,16 +1043,17 @@ impl Watch {
         );
     }
 
-    /// Reads `+switch-master` messages until the connection fails (`None`) or the watcher
-    /// retires. After [`QUIET`] without a message it pings (within the watcher's bound): a
-    /// Sentinel that went silent is left for the next.
-    fn follow_messages(&self, pubsub: &mut redis::PubSub<'_>) -> Option<Listen> {
+    /// Reads Sentinel `index`'s event messages until the connection fails (`None`) or the
+    /// reader retires. After [`QUIET`] without a message it pings (within the watcher's
+    /// bound): a Sentinel that went silent is connected to anew (the other readers hear the
+    /// other Sentinels meanwhile).
+    fn follow_messages(&self, pubsub: &mut redis::PubSub<'_>, index: usize) -> Option<Listen> {
         pubsub.set_read_timeout(Some(TICK)).ok()?;
         let mut heard = Instant::now();
         loop {
             // Every iteration, not only on a quiet tick: a Sentinel that publishes more often
             // than every tick (other services' events) would keep the watcher alive.
-            if self.retire() {
+            if self.retire(index) {
                 return Some(Listen::Retired);
             }
             match pubsub.get_message() {
@@ -931,7 +1062,7 @@ impl Watch {
                     let payload: String = message.get_payload().unwrap_or_default();
                     let channel = message.get_channel_name();
                     if let Some(event) = event(channel, &payload, &self.sentinels.service) {
-                        self.hear(event);
+                        self.hear(event, index);
                     }
                 }
                 Err(e) if e.is_timeout() => {
@@ -945,6 +1076,7 @@ impl Watch {
                 Err(e) => {
                     tracing::debug!(
                         service = %self.sentinels.service,
+                        sentinel = %self.name(index),
                         error = %self.sentinels.secrets().scrub(&e.to_string()),
                         "redis: the Sentinel watcher lost its subscription"
                     );
@@ -961,7 +1093,8 @@ enum Listen {
     Retired,
     /// It was subscribed (or polling) and the connection failed: try again soon.
     Lost,
-    /// No Sentinel took the subscription: try again after a growing pause.
+    /// The Sentinel could not be reached, or did not take the subscription: try again after a
+    /// growing pause.
     Failed,
 }
 
@@ -992,29 +1125,33 @@ const RESUBSCRIBE: Duration = Duration::from_secs(30);
 /// The first pause before a new subscription after a lost one.
 const FIRST_PAUSE: Duration = Duration::from_millis(100);
 
-/// Clears `running` if the watcher thread panics, so the next connect starts a new one.
-struct RunningGuard<'a>(&'a Watch);
+/// Clears a reader's slot if its thread panics, so the next connect starts a new one.
+struct RunningGuard<'a>(&'a Watch, usize);
 
 impl Drop for RunningGuard<'_> {
     fn drop(&mut self) {
         if thread::panicking() {
-            *lock(&self.0.running) = false;
+            if let Some(running) = lock(&self.0.readers).get_mut(self.1) {
+                *running = false;
+            }
         }
     }
 }
 
-/// The watcher thread: subscribe, follow, resubscribe, until no connection needs it. A
-/// subscription lost soon after it was made (a Sentinel that takes it and then drops the
-/// connection) is retried after a growing pause, as a failed one is.
-fn follow(watch: &Watch) {
-    let _guard = RunningGuard(watch);
+/// The reader thread of Sentinel `index`: subscribe, follow, resubscribe, until no
+/// connection needs the watch. A subscription lost soon after it was made (a Sentinel that
+/// takes it and then drops the connection) is retried after a growing pause, as a failed one
+/// is. One per Sentinel, so a Sentinel that is down or silent (a connect or ping waiting out
+/// its bound) never delays what the others announce.
+fn follow(watch: &Watch, index: usize) {
+    let _guard = RunningGuard(watch, index);
     let mut pause = FIRST_PAUSE / 2;
     loop {
-        if watch.retire() {
+        if watch.retire(index) {
             return;
         }
         let started = Instant::now();
-        match watch.listen() {
+        match watch.listen(index) {
             Listen::Retired => return,
             Listen::Lost if started.elapsed() >= QUIET => pause = FIRST_PAUSE,
             Listen::Lost | Listen::Failed => pause = (pause * 2).min(WATCH_BOUND),
@@ -1046,8 +1183,8 @@ enum Event {
     Promoting { old: Addr },
     /// The master is now at this address (`+promoted-slave`, `+switch-master`).
     Promoted(Addr),
-    /// The failover of the service was aborted.
-    Aborted,
+    /// The failover of the service's master at this address was aborted.
+    Aborted { master: Addr },
 }
 
 /// Reads one event about `service` from its channel and payload:
@@ -1070,10 +1207,10 @@ fn event(channel: &str, payload: &str, service: &str) -> Option<Event> {
         ("+promoted-slave", ["slave", _, ip, port, "@", name, _, _]) if *name == service => {
             addr(ip, port).map(Event::Promoted)
         }
-        (abort, ["master", name, ..])
+        (abort, ["master", name, ip, port, ..])
             if abort.starts_with("-failover-abort-") && *name == service =>
         {
-            Some(Event::Aborted)
+            addr(ip, port).map(|master| Event::Aborted { master })
         }
         _ => None,
     }
@@ -1261,7 +1398,9 @@ mod tests {
                 "master mymaster 10.0.0.1 6379",
                 "mymaster"
             ),
-            Some(Event::Aborted)
+            Some(Event::Aborted {
+                master: ("10.0.0.1".to_owned(), 6379)
+            })
         );
         assert_eq!(
             event(
@@ -1281,17 +1420,17 @@ mod tests {
         let a = ("a".to_owned(), 1);
         let b = ("b".to_owned(), 2);
         let on_a = watch.bind(a.clone(), watch.generation()).expect("bind");
-        watch.hear(Event::Promoting { old: a.clone() });
+        watch.hear(Event::Promoting { old: a.clone() }, 0);
         assert!(on_a.stale());
         assert_eq!(on_a.moved().code(), Some("SENTINEL_FAILOVER"));
         assert!(
             watch.bind(a.clone(), watch.generation()).is_none(),
             "fenced"
         );
-        watch.hear(Event::Aborted);
+        watch.hear(Event::Aborted { master: a.clone() }, 0);
         assert!(!on_a.stale(), "the failover was aborted: the master stays");
-        watch.hear(Event::Promoting { old: a.clone() });
-        watch.hear(Event::Promoted(b.clone()));
+        watch.hear(Event::Promoting { old: a.clone() }, 0);
+        watch.hear(Event::Promoted(b.clone()), 0);
         assert!(on_a.stale());
         assert_eq!(on_a.moved().code(), Some("SENTINEL_MASTER_MOVED"));
         assert!(watch.bind(b, watch.generation()).is_some());
@@ -1308,11 +1447,83 @@ mod tests {
         let watch = watch();
         let a = ("a".to_owned(), 1);
         let on_a = watch.bind(a.clone(), watch.generation()).expect("bind");
-        watch.hear(Event::Promoting { old: a });
+        watch.hear(Event::Promoting { old: a.clone() }, 0);
         drop(on_a);
-        assert!(!watch.retire(), "fenced: the watcher stays");
-        watch.hear(Event::Aborted);
-        assert!(watch.retire(), "no fence, no user: it retires");
+        assert!(!watch.retire(0), "fenced: the watcher stays");
+        watch.hear(Event::Aborted { master: a }, 0);
+        assert!(watch.retire(0), "no fence, no user: it retires");
+    }
+
+    /// Every Sentinel's readers feed one state: the same event from several Sentinels raises
+    /// one fence and moves the generation once per real change; only the leader's abort
+    /// lifts the fence.
+    #[test]
+    fn events_from_several_sentinels_are_heard_once() {
+        let watch = watch_of(3);
+        let a = ("a".to_owned(), 1);
+        let b = ("b".to_owned(), 2);
+        let on_a = watch.bind(a.clone(), watch.generation()).expect("bind");
+        let start = watch.generation();
+        // The leader (Sentinel 2) announces the promotion's start; a repeat changes nothing.
+        watch.hear(Event::Promoting { old: a.clone() }, 2);
+        watch.hear(Event::Promoting { old: a.clone() }, 2);
+        watch.hear(Event::Promoting { old: a.clone() }, 1);
+        assert_eq!(watch.generation(), start + 1, "one fence");
+        assert_eq!(on_a.moved().code(), Some("SENTINEL_FAILOVER"));
+        assert_eq!(watch.preferred.load(Ordering::Relaxed), 2, "ask the leader");
+        // Another Sentinel lost the election and says so: the leader's failover goes on.
+        watch.hear(Event::Aborted { master: a.clone() }, 0);
+        assert!(on_a.stale(), "a non-leader's abort leaves the fence");
+        assert!(watch.bind(a.clone(), watch.generation()).is_none());
+        assert_eq!(watch.generation(), start + 1);
+        // The promotion, from the leader and then from every Sentinel: one move.
+        watch.hear(Event::Promoted(b.clone()), 2);
+        assert_eq!(watch.generation(), start + 2);
+        for index in 0..3 {
+            watch.hear(Event::Promoted(b.clone()), index);
+        }
+        watch.hear(Event::Promoting { old: a.clone() }, 0);
+        assert_eq!(watch.generation(), start + 2, "repeats move nothing");
+        assert!(lock(&watch.master).fence.is_none());
+        assert_eq!(on_a.moved().code(), Some("SENTINEL_MASTER_MOVED"));
+        // A late abort of the finished failover changes nothing either.
+        watch.hear(Event::Aborted { master: a.clone() }, 2);
+        assert_eq!(watch.generation(), start + 2);
+
+        // The leader's abort does lift its fence.
+        let on_b = watch.bind(b.clone(), watch.generation()).expect("bind b");
+        watch.hear(Event::Promoting { old: b.clone() }, 1);
+        assert!(on_b.stale());
+        watch.hear(Event::Aborted { master: b.clone() }, 2);
+        assert!(on_b.stale(), "not the leader");
+        watch.hear(Event::Aborted { master: b.clone() }, 1);
+        assert!(!on_b.stale(), "the leader aborted: the master stays");
+    }
+
+    /// After a switch, a Sentinel that has not heard of it still names the old master: its
+    /// answer neither moves the service back nor binds a connection there.
+    #[test]
+    fn a_lagging_sentinel_does_not_move_the_master_back() {
+        let watch = watch_of(3);
+        let a = ("a".to_owned(), 1);
+        let b = ("b".to_owned(), 2);
+        let c = ("c".to_owned(), 3);
+        let _on_a = watch.bind(a.clone(), watch.generation()).expect("bind");
+        watch.hear(Event::Promoted(b.clone()), 2);
+        let after = watch.generation();
+        watch.answered(a.clone(), 0);
+        assert_eq!(lock(&watch.master).addr, Some(b.clone()), "not moved back");
+        assert_eq!(watch.generation(), after);
+        assert!(
+            watch.bind(a.clone(), watch.generation()).is_none(),
+            "a connect told the old master by a lagging Sentinel is not bound"
+        );
+        // Another address is a move the watcher missed: followed.
+        watch.answered(c.clone(), 1);
+        assert_eq!(lock(&watch.master).addr, Some(c));
+        // An announcement is followed whatever it names.
+        watch.hear(Event::Promoted(b.clone()), 1);
+        assert_eq!(lock(&watch.master).addr, Some(b));
     }
 
     #[test]
@@ -1330,8 +1541,12 @@ mod tests {
     }
 
     fn watch() -> Arc<Watch> {
+        watch_of(1)
+    }
+
+    fn watch_of(sentinels: u16) -> Arc<Watch> {
         let s = SentinelArgs {
-            sentinels: vec![("h".into(), 1)],
+            sentinels: (1..=sentinels).map(|port| ("h".into(), port)).collect(),
             service: "svc".into(),
             user: None,
             password: Some("sentinel-pw".into()),
@@ -1351,9 +1566,9 @@ mod tests {
         let on_a = watch.bind(a.clone(), asked).expect("first bind");
         assert!(!on_a.stale());
         assert_eq!(watch.users.load(Ordering::SeqCst), 1);
-        watch.observe(a.clone());
+        watch.answered(a.clone(), 0);
         assert!(!on_a.stale(), "the same master again is no move");
-        watch.observe(b.clone());
+        watch.answered(b.clone(), 0);
         assert!(on_a.stale());
         assert_eq!(on_a.moved().code(), Some("SENTINEL_MASTER_MOVED"));
         assert!(
@@ -1368,8 +1583,9 @@ mod tests {
         drop(on_a);
         drop(on_b);
         assert_eq!(watch.users.load(Ordering::SeqCst), 0);
-        assert!(watch.retire());
-        assert!(!*lock(&watch.running));
+        *lock(&watch.readers) = vec![true];
+        assert!(watch.retire(0));
+        assert_eq!(*lock(&watch.readers), vec![false]);
     }
 
     #[test]

@@ -9,9 +9,8 @@
 //! lost and to what) are printed with `eprintln!`:
 //! `cargo test -p pool-redis --test sentinel -- --nocapture`.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Once};
+use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -21,11 +20,11 @@ use pool_redis::{RedisConn, RedisDriver};
 use pool_testservers::{RedisSentinel, SilentListener};
 
 mod common;
+use common::load::{
+    assert_no_secret, failures_summary, missing_on, ms, register, rel, settings, writer, Announced,
+    Report, Write, CALL_BOUND,
+};
 use common::{connect_with, q, text, TIMEOUT};
-
-/// The passwords of the deployment (data nodes' users, the Sentinels'): no error, `Debug`
-/// output or message may show them.
-const SECRETS: [&str; 3] = ["redis-secret-pw", "redis-default-pw", "sentinel-secret-pw"];
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -35,36 +34,6 @@ fn serial() -> MutexGuard<'static, ()> {
 
 fn deployment() -> RedisSentinel {
     RedisSentinel::start().unwrap_or_else(|e| panic!("starting the Sentinel deployment: {e}"))
-}
-
-/// Registers this crate's driver with the pool once (a build that unifies the pool's default
-/// features has it built in already: the same driver).
-fn register() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| match pool::register(RedisDriver::new()) {
-        Ok(()) | Err(pool::Error::DriverAlreadyRegistered { .. }) => {}
-        Err(e) => panic!("registering the redis driver: {e}"),
-    });
-}
-
-/// The pool settings of the load tests: bounded everywhere, so a hung call fails the test.
-fn settings() -> Settings {
-    Settings {
-        max_open: 16,
-        acquire_timeout: Duration::from_secs(5),
-        connect_timeout: Duration::from_secs(2),
-        check_timeout: Duration::from_secs(1),
-        ..Settings::default()
-    }
-}
-
-/// The longest one open + command + release may take: the acquire timeout plus a connect.
-const CALL_BOUND: Duration = Duration::from_secs(8);
-
-fn assert_no_secret(what: &str, shown: &str) {
-    for secret in SECRETS {
-        assert!(!shown.contains(secret), "{what} shows a password: {shown}");
-    }
 }
 
 /// The error of a command expected to fail.
@@ -315,209 +284,6 @@ fn the_watcher_thread_lives_as_long_as_the_connections() {
     );
 }
 
-/// What a writer saw: each acknowledged write, each failure, the slowest call.
-#[derive(Default)]
-struct Report {
-    writes: Vec<Write>,
-    failures: Vec<Failure>,
-    slowest: Duration,
-}
-
-struct Write {
-    key: String,
-    /// When the command was sent (after `open` returned).
-    sent: Instant,
-    /// When `SET` answered OK.
-    acked: Instant,
-    /// `WAIT 1 200` answered that a replica has it.
-    replicated: bool,
-}
-
-struct Failure {
-    at: Instant,
-    transient: bool,
-    code: Option<String>,
-    message: String,
-}
-
-/// Writes unique keys through `pool::open` (`SET`, and `WAIT 1 200` when `wait`), release,
-/// again, until `stop`. A failed call is retried after 20 ms, as a service would.
-fn writer(args: &str, tag: &str, wait: bool, stop: &AtomicBool) -> Report {
-    let mut report = Report::default();
-    let mut n = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        let key = format!("{tag}:{n}");
-        n += 1;
-        let started = Instant::now();
-        let mut acked = None;
-        let outcome = (|| -> Result<bool, pool::Error> {
-            let mut conn = pool::open("redis", args)?;
-            let sent = Instant::now();
-            conn.execute("SET", &[Value::from(key.as_str()), Value::from("1")])?;
-            acked = Some((sent, Instant::now()));
-            let replicated =
-                wait && conn.execute("WAIT", &[Value::from("1"), Value::from("200")])? >= 1;
-            conn.release()?;
-            Ok(replicated)
-        })();
-        report.slowest = report.slowest.max(started.elapsed());
-        if let Some((sent, at)) = acked {
-            report.writes.push(Write {
-                key: key.clone(),
-                sent,
-                acked: at,
-                replicated: matches!(outcome, Ok(true)),
-            });
-        }
-        if let Err(e) = outcome {
-            let code = match &e {
-                pool::Error::Query(d) => d.code().map(str::to_owned),
-                pool::Error::Connect { source, .. } => source.code().map(str::to_owned),
-                _ => None,
-            };
-            report.failures.push(Failure {
-                at: Instant::now(),
-                transient: e.is_transient(),
-                code,
-                message: e.to_string(),
-            });
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-    report
-}
-
-/// Which of `keys` the node on `port` lacks (asked as `default`, in pipelines).
-fn missing_on(port: u16, keys: &[&str]) -> HashSet<String> {
-    let client = redis::Client::open(format!("redis://:redis-default-pw@127.0.0.1:{port}/0"))
-        .expect("client");
-    let mut conn = client
-        .get_connection_with_timeout(Duration::from_secs(2))
-        .expect("connect to the master");
-    let mut missing = HashSet::new();
-    for chunk in keys.chunks(1000) {
-        let mut pipe = redis::pipe();
-        for key in chunk {
-            pipe.cmd("EXISTS").arg(*key);
-        }
-        let found: Vec<i64> = pipe.query(&mut conn).expect("EXISTS");
-        for (key, n) in chunk.iter().zip(found) {
-            if n == 0 {
-                missing.insert((*key).to_owned());
-            }
-        }
-    }
-    missing
-}
-
-/// When Sentinel `port` announces `+switch-master`, seen by a subscription of the test's
-/// own (subscribed before this returns, so no switch is missed).
-struct SwitchSeen {
-    at: Arc<Mutex<Option<Instant>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl SwitchSeen {
-    fn subscribe(port: u16, password: &str) -> SwitchSeen {
-        let client =
-            redis::Client::open(format!("redis://:{password}@127.0.0.1:{port}/")).expect("client");
-        let mut conn = client
-            .get_connection_with_timeout(Duration::from_secs(2))
-            .expect("connect to the Sentinel");
-        conn.set_read_timeout(Some(Duration::from_secs(2)))
-            .expect("timeout");
-        let subscribe = redis::cmd("SUBSCRIBE")
-            .arg("+switch-master")
-            .get_packed_command();
-        conn.send_packed_command(&subscribe).expect("subscribe");
-        conn.recv_response().expect("subscribed");
-        conn.set_read_timeout(Some(Duration::from_millis(50)))
-            .expect("timeout");
-        let at = Arc::new(Mutex::new(None));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (seen, stopped) = (Arc::clone(&at), Arc::clone(&stop));
-        // `PubSub::get_message` may time out and be called again (a timed-out
-        // `recv_response` would make the crate skip the next message).
-        let thread = thread::spawn(move || {
-            let mut pubsub = conn.as_pubsub();
-            while !stopped.load(Ordering::Relaxed) {
-                match pubsub.get_message() {
-                    Ok(message) if message.get_channel_name() == "+switch-master" => {
-                        let now = Instant::now();
-                        seen.lock().expect("lock").get_or_insert(now);
-                    }
-                    Ok(_) => {}
-                    Err(e) if e.is_timeout() => {}
-                    Err(_) => return,
-                }
-            }
-        });
-        SwitchSeen {
-            at,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn at(&self) -> Option<Instant> {
-        *self.at.lock().expect("lock")
-    }
-}
-
-impl Drop for SwitchSeen {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
-}
-
-/// Signed milliseconds from `origin` to `at`.
-fn rel(at: Instant, origin: Instant) -> String {
-    if at >= origin {
-        format!("+{:.0} ms", (at - origin).as_secs_f64() * 1000.0)
-    } else {
-        format!("-{:.0} ms", (origin - at).as_secs_f64() * 1000.0)
-    }
-}
-
-/// The failures' window, their codes, and the assertion that each was transient.
-fn failures_summary(reports: &[Report], origin: Instant) -> String {
-    let failures: Vec<&Failure> = reports.iter().flat_map(|r| &r.failures).collect();
-    for f in &failures {
-        assert!(
-            f.transient,
-            "a failure that is not transient: {}",
-            f.message
-        );
-        assert_no_secret("a failure", &f.message);
-    }
-    let Some(first) = failures.iter().map(|f| f.at).min() else {
-        return "no failed call".to_owned();
-    };
-    let last = failures.iter().map(|f| f.at).max().unwrap_or(first);
-    let mut codes: Vec<String> = failures
-        .iter()
-        .map(|f| f.code.clone().unwrap_or_else(|| "no code".into()))
-        .collect();
-    codes.sort();
-    codes.dedup();
-    format!(
-        "{} failed calls, all transient, from {} to {} ({} window); codes: {}",
-        failures.len(),
-        rel(first, origin),
-        rel(last, origin),
-        ms(last - first),
-        codes.join(", ")
-    )
-}
-
 /// A SIGKILL of the master under load: 4 threads write with `SET`, 4 with `SET` + `WAIT 1`;
 /// the Sentinel fails over; the old master comes back as a replica; the writes go on. No
 /// write acknowledged after the kill may be missing from the new master; what the crash
@@ -529,7 +295,11 @@ fn failover_after_a_sigkill_under_load() {
     let mut d = deployment();
     let args = d.args();
     pool::configure("redis", &args, settings()).expect("configure");
-    let switch = SwitchSeen::subscribe(d.sentinel_ports()[0], d.sentinel_password());
+    let switch = Announced::subscribe(
+        d.sentinel_ports()[0],
+        d.sentinel_password(),
+        "+switch-master",
+    );
     let stop = AtomicBool::new(false);
     let tag = format!("sentinel-kill:{}", std::process::id());
     let (mut killed_at, mut failover_seen, mut old, mut new) =
@@ -656,7 +426,11 @@ fn switchover_under_load() {
     let old = d.master_port().expect("master");
     let plain_args = d.node_args(old);
     pool::configure("redis", &plain_args, settings()).expect("configure");
-    let switch = SwitchSeen::subscribe(d.sentinel_ports()[0], d.sentinel_password());
+    let switch = Announced::subscribe(
+        d.sentinel_ports()[0],
+        d.sentinel_password(),
+        "+switch-master",
+    );
     let stop = AtomicBool::new(false);
     let tag = format!("sentinel-switch:{}", std::process::id());
     let mut started_at = Instant::now();
@@ -797,7 +571,11 @@ fn switchover_with_parked_connections_and_the_old_master_back_as_a_replica() {
     let before = pool::stats("redis", &args).expect("stats");
     assert!(before.idle >= 4, "parked: {}", before.idle);
 
-    let switch = SwitchSeen::subscribe(d.sentinel_ports()[0], d.sentinel_password());
+    let switch = Announced::subscribe(
+        d.sentinel_ports()[0],
+        d.sentinel_password(),
+        "+switch-master",
+    );
     let (old, new) = d
         .switchover(Duration::from_secs(20))
         .unwrap_or_else(|e| panic!("switchover: {e}"));

@@ -710,3 +710,81 @@ fn a_connect_over_a_slow_link_is_refused_within_its_bound() {
         );
     }
 }
+
+/// **With several Sentinels the watcher heard one, and any abort lifted the fence.** Only a
+/// failover's leader announces the promotion's start (`+failover-state-send-slaveof-noone`);
+/// the watcher subscribed to the first Sentinel that answered, so when another led, no fence
+/// went up and the old master went on acknowledging writes it then lost. Here three
+/// Sentinels: the first answers the connect, the second is silent (accepts, never answers),
+/// the third leads. The fence must go up as soon as the leader speaks, the silent one
+/// delaying nothing. And while it is up, an abort from a Sentinel that is not the leader
+/// (`-failover-abort-not-elected`: it lost the election the leader won, and may say so after
+/// the leader began promoting) must not lift it; the leader's own abort must.
+#[test]
+fn the_leader_is_heard_past_a_silent_sentinel_and_only_its_abort_lifts_the_fence() {
+    let _serial = serial();
+    let node = RedisServer::start().expect("redis");
+    let port = node.port();
+    let first = FakeSentinel::start(Some(("127.0.0.1".into(), port)));
+    let silent = pool_testservers::SilentListener::start().expect("silent listener");
+    let leader = FakeSentinel::start(Some(("127.0.0.1".into(), port)));
+    let driver = RedisDriver::new();
+    let args = driver
+        .parse_args(&format!(
+            "sentinel=127.0.0.1:{},127.0.0.1:{},127.0.0.1:{} service_name=mymaster user={} \
+             password={}",
+            first.port,
+            silent.port(),
+            leader.port,
+            node.user(),
+            node.password()
+        ))
+        .expect("args");
+    let mut conn = driver.connect(&args, TIMEOUT).expect("connect");
+    assert!(
+        wait_until(Duration::from_secs(3), || first.subscribers() == 1),
+        "the watcher subscribed to the first Sentinel"
+    );
+    let hears_leader = wait_until(Duration::from_secs(3), || leader.subscribers() == 1);
+    let promoting = format!("slave 127.0.0.1:1 127.0.0.1 1 @ mymaster 127.0.0.1 {port}");
+    let aborted = format!("master mymaster 127.0.0.1 {port}");
+
+    let started = Instant::now();
+    leader.publish("+failover-state-send-slaveof-noone", &promoting);
+    let fenced = wait_until(Duration::from_secs(2), || conn.is_broken());
+    let took = started.elapsed();
+    eprintln!(
+        "the watcher subscribed to the leader: {hears_leader}; fence up: {fenced}, {took:?} \
+         after the leader's announcement"
+    );
+    assert!(
+        fenced,
+        "the leader (third Sentinel) announced the promotion's start and no fence went up 2 s \
+         later (the watcher subscribed to it: {hears_leader})"
+    );
+    assert!(
+        took < Duration::from_millis(500),
+        "the fence went up {took:?} after the announcement"
+    );
+    let refused = conn
+        .query("SET", &[Value::from("review-leader:1"), Value::from("v")])
+        .expect_err("fenced");
+    assert_eq!(refused.code(), Some("SENTINEL_FAILOVER"), "{refused}");
+    drop(conn);
+
+    // The first Sentinel lost the election: its abort says nothing of the leader's failover.
+    first.publish("-failover-abort-not-elected", &aborted);
+    thread::sleep(Duration::from_millis(300));
+    let err = driver
+        .connect(&args, Duration::from_millis(600))
+        .map(drop)
+        .expect_err("a non-leader's abort must leave the old master fenced");
+    assert_eq!(err.code(), Some("SENTINEL_NOT_MASTER"), "{err}");
+
+    // The leader's abort lifts the fence: the master stays.
+    leader.publish("-failover-abort-slave-timeout", &aborted);
+    let lifted = wait_until(Duration::from_secs(2), || {
+        driver.connect(&args, Duration::from_millis(600)).is_ok()
+    });
+    assert!(lifted, "the leader aborted, yet connects are still refused");
+}

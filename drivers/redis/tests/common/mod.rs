@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod load;
+
 use std::time::Duration;
 
 use pool_driver::{Connection, Driver, ResetMode, Rows, Value};
