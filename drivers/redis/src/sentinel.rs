@@ -571,6 +571,14 @@ struct Master {
     fence: Option<Fence>,
     /// The address the master last moved away from, and when (see [`STALE_VIEW`]).
     left: Option<(Addr, Instant)>,
+    /// What each Sentinel (by index) named as the master when its reader last asked
+    /// (`GET-MASTER-ADDR-BY-NAME` after a subscription, or polling), since the master last
+    /// moved. An answer that disagrees with the master moves it only once more than half the
+    /// Sentinels name the same address: one Sentinel that missed a failover (it was down, or
+    /// cut off with the old master) and rejoins still naming the old master must not move
+    /// the service back — and arm [`STALE_VIEW`] against the real master, refusing every
+    /// connect — nor make two Sentinels' readers flip it back and forth.
+    views: Vec<Option<Addr>>,
 }
 
 /// A failover in progress, as its leader announced it.
@@ -657,41 +665,54 @@ impl Watch {
         if master.fenced(&addr) || master.just_left(&addr) {
             return None;
         }
+        let mut moved = None;
         if master.addr.as_ref() != Some(&addr) {
             if self.generation() != asked_at {
                 return None;
             }
-            self.record(&mut master, addr.clone(), "a connect");
+            moved = self.record(&mut master, addr.clone());
         }
         self.users.fetch_add(1, Ordering::SeqCst);
-        Some(Bound {
+        let bound = Bound {
             watch: Arc::clone(self),
             addr,
             seen: Cell::new(self.generation()),
-        })
+        };
+        drop(master);
+        self.log_move(moved, &bound.addr, "a connect");
+        Some(bound)
     }
 
     /// Records `addr` as the master (the lock held); bumps the generation when it replaces
-    /// another address, and remembers the address left (see [`STALE_VIEW`]). A fence on
-    /// another address comes down: the promotion it waited for is done.
-    fn record(&self, master: &mut Master, addr: Addr, by: &str) {
+    /// another address, remembers the address left (see [`STALE_VIEW`]) and forgets the
+    /// Sentinels' earlier answers (`views`). A fence on another address comes down: the
+    /// promotion it waited for is done. Returns the address left, for the caller to log once
+    /// it let go of the lock ([`log_move`](Watch::log_move)): a logging layer is user code.
+    fn record(&self, master: &mut Master, addr: Addr) -> Option<Addr> {
         if master.addr.as_ref() == Some(&addr) {
-            return;
+            return None;
         }
         if master.fence.as_ref().is_some_and(|f| f.old != addr) {
             master.fence = None;
         }
-        if let Some(old) = master.addr.replace(addr.clone()) {
-            self.generation.fetch_add(1, Ordering::AcqRel);
+        master.views.iter_mut().for_each(|view| *view = None);
+        let old = master.addr.replace(addr)?;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        master.left = Some((old.clone(), Instant::now()));
+        Some(old)
+    }
+
+    /// Logs a move [`record`](Watch::record) made (`old` → `to`), with no lock held.
+    fn log_move(&self, old: Option<Addr>, to: &Addr, by: &str) {
+        if let Some(old) = old {
             tracing::info!(
                 service = %self.sentinels.service,
                 from = %show(&old.0, old.1),
-                to = %show(&addr.0, addr.1),
+                to = %show(&to.0, to.1),
                 seen_by = by,
                 "redis: the Sentinels moved the master; connections to the old master are \
                  closed when next used, released or checked"
             );
-            master.left = Some((old, Instant::now()));
         }
     }
 
@@ -704,13 +725,19 @@ impl Watch {
         // generation (`Acquire`) asks this Sentinel first.
         self.prefer(index);
         let mut master = lock(&self.master);
-        self.record(&mut master, addr, "a Sentinel's announcement");
+        let moved = self.record(&mut master, addr.clone());
+        drop(master);
+        self.log_move(moved, &addr, "a Sentinel's announcement");
     }
 
     /// Sentinel `index` answered `GET-MASTER-ADDR-BY-NAME` with `addr` (the re-ask after a
-    /// subscription, or polling): the master unless it is the address the master just left,
-    /// which a Sentinel that has not yet heard of the switch still names (see
-    /// [`STALE_VIEW`]).
+    /// subscription, or polling). The address the master just left is ignored: a Sentinel
+    /// that has not yet heard of the switch still names it (see [`STALE_VIEW`]). Another
+    /// address than the master's moves the service only once more than half the Sentinels'
+    /// answers since the last move name it (see `Master::views`): a move the readers missed
+    /// is made up for as the Sentinels agree on it, while one lagging Sentinel moves nothing.
+    /// (An announcement moves the service at once: only a Sentinel that saw the failover
+    /// announces it.)
     fn answered(&self, addr: Addr, index: usize) {
         let mut master = lock(&self.master);
         if master.just_left(&addr) {
@@ -723,7 +750,25 @@ impl Watch {
             );
             return;
         }
-        self.record(&mut master, addr, "the Sentinel watcher");
+        let sentinels = self.sentinels.sentinels.len();
+        if master.views.len() != sentinels {
+            master.views = vec![None; sentinels];
+        }
+        if let Some(view) = master.views.get_mut(index) {
+            *view = Some(addr.clone());
+        }
+        let agreeing = master
+            .views
+            .iter()
+            .flatten()
+            .filter(|v| **v == addr)
+            .count();
+        if master.addr.is_some() && agreeing * 2 <= sentinels {
+            return;
+        }
+        let moved = self.record(&mut master, addr.clone());
+        drop(master);
+        self.log_move(moved, &addr, "the Sentinels' answers");
     }
 
     /// Sentinel `index` began replacing the master at `old`: fence it (see [`Master::fence`]).
@@ -736,6 +781,13 @@ impl Watch {
         }
         // The leader names the promoted replica first: connects ask it first.
         self.prefer(index);
+        master.fence = Some(Fence {
+            old: old.clone(),
+            by: index,
+            until: Instant::now() + FENCE_MAX,
+        });
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        drop(master);
         tracing::info!(
             service = %self.sentinels.service,
             master = %show(&old.0, old.1),
@@ -743,12 +795,6 @@ impl Watch {
             "redis: a Sentinel is promoting a replica; writes to the old master are refused \
              until the new one is known"
         );
-        master.fence = Some(Fence {
-            old,
-            by: index,
-            until: Instant::now() + FENCE_MAX,
-        });
-        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Sentinel `index` aborted a failover of the master at `old`: if it is the failover the
@@ -1518,12 +1564,36 @@ mod tests {
             watch.bind(a.clone(), watch.generation()).is_none(),
             "a connect told the old master by a lagging Sentinel is not bound"
         );
-        // Another address is a move the watcher missed: followed.
+        // Another address is a move the watcher missed: followed once most Sentinels name
+        // it, not on one Sentinel's word.
         watch.answered(c.clone(), 1);
+        assert_eq!(lock(&watch.master).addr, Some(b.clone()), "one of three");
+        watch.answered(c.clone(), 0);
         assert_eq!(lock(&watch.master).addr, Some(c));
         // An announcement is followed whatever it names.
         watch.hear(Event::Promoted(b.clone()), 1);
         assert_eq!(lock(&watch.master).addr, Some(b));
+    }
+
+    /// Past [`STALE_VIEW`], one Sentinel that missed a failover (it was down) and rejoins
+    /// naming the old master neither moves the service back nor, with another Sentinel
+    /// answering the real master, makes it flip (the polling readers of a `-NOPERM` user
+    /// ask every 250 ms).
+    #[test]
+    fn one_lagging_sentinel_never_moves_the_master() {
+        let watch = watch_of(3);
+        let a = ("a".to_owned(), 1);
+        let b = ("b".to_owned(), 2);
+        let _on_b = watch.bind(b.clone(), watch.generation()).expect("bind b");
+        lock(&watch.master).left = None; // the move to b is older than STALE_VIEW
+        let at = watch.generation();
+        for _ in 0..3 {
+            watch.answered(a.clone(), 0);
+            watch.answered(b.clone(), 1);
+            assert_eq!(lock(&watch.master).addr, Some(b.clone()));
+            assert_eq!(watch.generation(), at);
+        }
+        assert!(watch.bind(b.clone(), watch.generation()).is_some());
     }
 
     #[test]
