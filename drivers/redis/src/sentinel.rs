@@ -74,6 +74,9 @@
 //!    promoted) moves the service on by itself. For [`STALE_VIEW`] after a move, an answer
 //!    naming the address the master left (a Sentinel that has not heard yet; in a switchover
 //!    that node still says it is a master) neither binds a connect nor moves the service back.
+//!    The readers' own questions (after a subscription, or polling) move the service only
+//!    when more than half the Sentinels name the same new address: a Sentinel that missed a
+//!    failover and rejoins still naming the old master, past that window, moves nothing.
 //!
 //! Each reader lives while connections of the service exist, or a fence is up (the fence
 //! closes the old master's connections and refuses connects to it, so no user may be left
