@@ -21,6 +21,7 @@ use common::load::{
     failures_summary, missing_on, ms, register, rel, settings, writer, Announced, Report, Write,
     CALL_BOUND,
 };
+use common::wait_until;
 
 /// Whether Sentinel `index` has the driver's watcher subscription among its clients (the
 /// watcher subscribes to three channels and one pattern; the test's own subscriptions to one
@@ -28,19 +29,6 @@ use common::load::{
 fn watched(d: &RedisSentinel, index: usize) -> bool {
     d.sentinel_command(index, &["CLIENT", "LIST"])
         .is_ok_and(|list| list.lines().any(|l| l.contains(" sub=3 psub=1 ")))
-}
-
-fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// A switchover under load, led by the third Sentinel while the connects ask the first (the

@@ -20,6 +20,7 @@ use pool_redis::{RedisConn, RedisDriver};
 use pool_testservers::{RedisSentinel, RedisServer};
 
 mod common;
+use common::wait_until;
 use common::{connect_with, q, TIMEOUT};
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -30,19 +31,6 @@ fn serial() -> MutexGuard<'static, ()> {
 
 fn deployment() -> RedisSentinel {
     RedisSentinel::start().unwrap_or_else(|e| panic!("starting the Sentinel deployment: {e}"))
-}
-
-fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -70,3 +70,17 @@ pub fn watcher_threads() -> usize {
         })
         .unwrap_or(0)
 }
+
+/// Polls `done` every 10 ms until it holds (`true`) or `timeout` passed (`false`).
+pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
