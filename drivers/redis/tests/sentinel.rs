@@ -21,8 +21,8 @@ use pool_testservers::{RedisSentinel, SilentListener};
 
 mod common;
 use common::load::{
-    assert_no_secret, failures_summary, missing_on, ms, register, rel, settings, writer, Announced,
-    Report, Write, CALL_BOUND,
+    assert_no_secret, failures_summary, missing_on, ms, register, rel, settings, spawn_writers,
+    writer, Announced, Report, Write, CALL_BOUND,
 };
 use common::{connect_with, q, text, TIMEOUT};
 
@@ -305,12 +305,7 @@ fn failover_after_a_sigkill_under_load() {
     let (mut killed_at, mut failover_seen, mut old, mut new) =
         (Instant::now(), Instant::now(), 0, 0);
     let reports: Vec<Report> = thread::scope(|s| {
-        let writers: Vec<_> = (0..8)
-            .map(|i| {
-                let (args, tag, stop) = (&args, format!("{tag}:{i}"), &stop);
-                s.spawn(move || writer(args, &tag, i >= 4, stop))
-            })
-            .collect();
+        let writers = spawn_writers(s, &args, &tag, &stop);
         thread::sleep(Duration::from_secs(1));
         old = d.kill_master().expect("kill the master");
         // After the kill returned: the old master is dead and reaped, so a write sent from
@@ -436,12 +431,7 @@ fn switchover_under_load() {
     let mut started_at = Instant::now();
     let mut new = 0;
     let (reports, plain): (Vec<Report>, Report) = thread::scope(|s| {
-        let writers: Vec<_> = (0..8)
-            .map(|i| {
-                let (args, tag, stop) = (&args, format!("{tag}:{i}"), &stop);
-                s.spawn(move || writer(args, &tag, i >= 4, stop))
-            })
-            .collect();
+        let writers = spawn_writers(s, &args, &tag, &stop);
         let plain = {
             let (args, tag, stop) = (&plain_args, format!("{tag}:plain"), &stop);
             s.spawn(move || writer(args, &tag, false, stop))

@@ -18,8 +18,8 @@ use pool_testservers::RedisSentinel;
 
 mod common;
 use common::load::{
-    failures_summary, missing_on, ms, register, rel, settings, writer, Announced, Report, Write,
-    CALL_BOUND,
+    failures_summary, missing_on, ms, register, rel, settings, spawn_writers, Announced, Report,
+    Write, CALL_BOUND,
 };
 use common::wait_until;
 
@@ -79,12 +79,7 @@ fn a_switchover_led_by_another_sentinel_loses_no_acknowledged_write() {
     let mut started_at = Instant::now();
     let mut new = 0;
     let reports: Vec<Report> = thread::scope(|s| {
-        let writers: Vec<_> = (0..8)
-            .map(|i| {
-                let (args, tag, stop) = (&args, format!("{tag}:{i}"), &stop);
-                s.spawn(move || writer(args, &tag, i >= 4, stop))
-            })
-            .collect();
+        let writers = spawn_writers(s, &args, &tag, &stop);
         thread::sleep(Duration::from_secs(1));
         started_at = Instant::now();
         let (_, promoted) = d

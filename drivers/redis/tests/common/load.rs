@@ -72,6 +72,21 @@ pub struct Failure {
     pub message: String,
 }
 
+/// Starts 8 [`writer`]s in scope `s`, tagged `tag:0`…`tag:7`; the last four add `WAIT 1`.
+pub fn spawn_writers<'scope>(
+    s: &'scope std::thread::Scope<'scope, '_>,
+    args: &'scope str,
+    tag: &str,
+    stop: &'scope AtomicBool,
+) -> Vec<std::thread::ScopedJoinHandle<'scope, Report>> {
+    (0..8)
+        .map(|i| {
+            let tag = format!("{tag}:{i}");
+            s.spawn(move || writer(args, &tag, i >= 4, stop))
+        })
+        .collect()
+}
+
 /// Writes unique keys through `pool::open` (`SET`, and `WAIT 1 200` when `wait`), release,
 /// again, until `stop`. A failed call is retried after 20 ms, as a service would.
 pub fn writer(args: &str, tag: &str, wait: bool, stop: &AtomicBool) -> Report {
